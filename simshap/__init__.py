@@ -1,0 +1,18 @@
+"""simshap: amortized Shapley-value explanations (SimSHAP, FastSHAP) and the game layer under them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "load_explainer"]
+
+
+def __getattr__(name: str) -> Any:
+    # heavy layers (Lightning) load only when asked for
+    if name == "load_explainer":
+        from simshap.explainers import load_explainer
+
+        return load_explainer
+    raise AttributeError(f"module 'simshap' has no attribute {name!r}")

@@ -1,0 +1,500 @@
+"""The game contract and games built from models.
+
+A game is bound to a batch of B instances and answers many coalitions at once::
+
+    values = game(masks)   # masks: bool (B, M, d) -> values: float (B, M, C)
+    game.num_players       # d
+    game.num_instances     # B
+
+``masks`` may also be a bool ``(M, d)`` tensor: the same coalitions for every instance.
+Model-based games chunk their model calls (``batch_size`` rows per call) so that many coalitions
+on a large model never become one allocation.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Game",
+    "TableGame",
+    "FunctionGame",
+    "ModelGame",
+    "BaselineGame",
+    "MarginalGame",
+    "MaskedModelGame",
+    "PlayerGrouping",
+    "IdentityGrouping",
+    "FeatureGrouping",
+    "SuperpixelGrouping",
+    "SklearnModel",
+    "all_coalitions",
+    "coalition_index",
+]
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+MaskedModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def all_coalitions(d: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """All 2^d coalitions as a bool ``(2^d, d)`` tensor; row ``k`` has player ``i`` iff bit i of k."""
+    k = torch.arange(2**d, device=device)
+    bits = 1 << torch.arange(d, device=device)
+    return (k.unsqueeze(-1) & bits) != 0
+
+
+def coalition_index(masks: torch.Tensor) -> torch.Tensor:
+    """Integer index (bit i = player i) of each coalition in a bool ``(..., d)`` tensor."""
+    d = masks.shape[-1]
+    bits = 1 << torch.arange(d, device=masks.device)
+    return (masks.long() * bits).sum(-1)
+
+
+class Game(ABC):
+    """A cooperative game bound to ``num_instances`` instances, answering batches of coalitions.
+
+    Subclasses implement :meth:`value` on validated bool masks of shape ``(B, M, d)`` and return
+    ``(B, M, C)``. Calling the game validates the masks first.
+    """
+
+    num_players: int
+    num_instances: int
+
+    @property
+    def device(self) -> torch.device:
+        """Device on which masks should be created (and values are returned)."""
+        return torch.device("cpu")
+
+    @abstractmethod
+    def value(self, masks: torch.Tensor) -> torch.Tensor:
+        """Values of validated coalitions: bool ``(B, M, d)`` -> float ``(B, M, C)``."""
+
+    def __call__(self, masks: torch.Tensor) -> torch.Tensor:
+        """Evaluate coalitions; see the module docstring for the contract."""
+        return self.value(self.check_masks(masks))
+
+    def check_masks(self, masks: torch.Tensor) -> torch.Tensor:
+        """Validate masks and broadcast a shared ``(M, d)`` mask to ``(B, M, d)``."""
+        if not isinstance(masks, torch.Tensor):
+            raise TypeError(
+                f"masks must be a torch.Tensor of dtype bool, got {type(masks).__name__}"
+            )
+        if masks.dtype != torch.bool:
+            raise TypeError(
+                f"masks must have dtype torch.bool (True = player present), got {masks.dtype}; "
+                "convert with masks.bool() or masks > 0.5"
+            )
+        d, b = self.num_players, self.num_instances
+        if masks.ndim == 2 and masks.shape[-1] == d:
+            masks = masks.unsqueeze(0).expand(b, -1, -1)
+        if masks.ndim != 3 or masks.shape[0] != b or masks.shape[2] != d:
+            raise ValueError(
+                f"masks must have shape (B, M, d) = ({b}, M, {d}) or (M, {d}), "
+                f"got {tuple(masks.shape)}"
+            )
+        return masks.to(self.device)
+
+    def empty_and_full(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Values ``v(∅)`` and ``v(N)`` for every instance, each ``(B, C)``, in one call."""
+        masks = torch.zeros(2, self.num_players, dtype=torch.bool, device=self.device)
+        masks[1] = True
+        v = self(masks)
+        return v[:, 0], v[:, 1]
+
+
+class TableGame(Game):
+    """A game given by the values of all 2^d coalitions (index: bit i = player i).
+
+    Args:
+        table: ``(B, 2^d, C)`` or ``(2^d,)`` / ``(2^d, C)`` tensor of coalition values.
+    """
+
+    def __init__(self, table: torch.Tensor) -> None:
+        table = torch.as_tensor(table)
+        if table.ndim == 1:
+            table = table[None, :, None]
+        elif table.ndim == 2:
+            table = table[None]
+        if table.ndim != 3:
+            raise ValueError(f"table must be (B, 2^d, C), got shape {tuple(table.shape)}")
+        d = int(round(math.log2(table.shape[1])))
+        if 2**d != table.shape[1]:
+            raise ValueError(f"table's second axis must have length 2^d, got {table.shape[1]}")
+        _check_finite(table, "table")
+        self.table = table
+        self.num_players = d
+        self.num_instances = table.shape[0]
+
+    @property
+    def device(self) -> torch.device:  # noqa: D102
+        return self.table.device
+
+    def value(self, masks: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        idx = coalition_index(masks)  # (B, M)
+        c = self.table.shape[-1]
+        return torch.gather(self.table, 1, idx.unsqueeze(-1).expand(-1, -1, c))
+
+
+class FunctionGame(Game):
+    """A game from a function of the masks: ``fn(masks (B, M, d)) -> (B, M, C)``.
+
+    Args:
+        fn: vectorised value function.
+        num_players: d.
+        num_instances: B.
+        device: device of the masks passed to ``fn``.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        num_players: int,
+        num_instances: int = 1,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.fn = fn
+        self.num_players = num_players
+        self.num_instances = num_instances
+        self._device = torch.device(device)
+
+    @property
+    def device(self) -> torch.device:  # noqa: D102
+        return self._device
+
+    def value(self, masks: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        out = self.fn(masks)
+        if out.ndim == 2:
+            out = out.unsqueeze(-1)
+        return out
+
+
+# --------------------------------------------------------------------------- player groupings
+
+
+class PlayerGrouping(ABC):
+    """Maps a player mask ``(N, d)`` onto a mask broadcastable to the input ``(N, *shape)``."""
+
+    num_players: int
+
+    @abstractmethod
+    def feature_mask(self, masks: torch.Tensor) -> torch.Tensor:
+        """Bool player masks ``(N, d)`` -> bool input masks broadcastable to ``(N, *shape)``."""
+
+    def check_input(self, x: torch.Tensor) -> None:  # noqa: B027 - optional hook
+        """Raise a clear error if ``x`` (B, *shape) does not fit this grouping."""
+
+
+class IdentityGrouping(PlayerGrouping):
+    """One player per input feature; the input is ``(N, d)``."""
+
+    def __init__(self, num_features: int) -> None:
+        self.num_players = num_features
+
+    def feature_mask(self, masks: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return masks
+
+    def check_input(self, x: torch.Tensor) -> None:  # noqa: D102
+        if x.ndim != 2 or x.shape[1] != self.num_players:
+            raise ValueError(
+                f"expected inputs of shape (B, {self.num_players}), got {tuple(x.shape)}"
+            )
+
+
+class FeatureGrouping(PlayerGrouping):
+    """Players are groups of tabular features (a partition of the columns).
+
+    Args:
+        groups: one sequence of column indices per player; together they cover every column once.
+        num_features: number of input columns (default: inferred from ``groups``).
+    """
+
+    def __init__(self, groups: Sequence[Sequence[int]], num_features: int | None = None) -> None:
+        cols = [c for g in groups for c in g]
+        num_features = num_features if num_features is not None else len(cols)
+        if sorted(cols) != list(range(num_features)):
+            raise ValueError(
+                "groups must partition the columns 0..num_features-1: every column in exactly "
+                f"one group (got {len(cols)} entries for {num_features} columns)"
+            )
+        owner = torch.empty(num_features, dtype=torch.long)
+        for player, g in enumerate(groups):
+            owner[list(g)] = player
+        self.owner = owner
+        self.num_players = len(groups)
+        self.num_features = num_features
+
+    def feature_mask(self, masks: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return masks[:, self.owner.to(masks.device)]
+
+    def check_input(self, x: torch.Tensor) -> None:  # noqa: D102
+        if x.ndim != 2 or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"expected inputs of shape (B, {self.num_features}), got {tuple(x.shape)}"
+            )
+
+
+class SuperpixelGrouping(PlayerGrouping):
+    """Images: players on an (h, w) grid of square superpixels, upsampled (nearest) to pixels.
+
+    Args:
+        image_size: (H, W) of the image.
+        superpixel_size: side of a superpixel in pixels (H and W must be divisible by it).
+    """
+
+    def __init__(self, image_size: tuple[int, int] = (32, 32), superpixel_size: int = 2) -> None:
+        h, w = image_size
+        if h % superpixel_size or w % superpixel_size:
+            raise ValueError(
+                f"image size {image_size} is not divisible by superpixel_size={superpixel_size}"
+            )
+        self.image_size = (h, w)
+        self.superpixel_size = superpixel_size
+        self.grid = (h // superpixel_size, w // superpixel_size)
+        self.num_players = self.grid[0] * self.grid[1]
+
+    def feature_mask(self, masks: torch.Tensor) -> torch.Tensor:
+        """Bool ``(N, h*w)`` -> bool ``(N, 1, H, W)`` (broadcasts over channels)."""
+        grid = masks.view(masks.shape[0], 1, *self.grid)
+        k = self.superpixel_size
+        return grid.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3)
+
+    def check_input(self, x: torch.Tensor) -> None:  # noqa: D102
+        if x.ndim != 4 or tuple(x.shape[-2:]) != self.image_size:
+            raise ValueError(
+                f"expected images of shape (B, C, {self.image_size[0]}, {self.image_size[1]}), "
+                f"got {tuple(x.shape)}"
+            )
+
+
+# --------------------------------------------------------------------------- model-based games
+
+
+def _check_finite(x: torch.Tensor, name: str) -> None:
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values; impute or drop them first")
+
+
+def _as_2d_output(out: Any, n: int) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor):
+        out = torch.as_tensor(np.asarray(out))
+    if out.ndim == 1:
+        out = out.unsqueeze(-1)
+    if out.ndim != 2 or out.shape[0] != n:
+        raise ValueError(
+            f"the model must return a tensor of shape (N, C) (or (N,)) for N={n} inputs, "
+            f"got {tuple(out.shape)}"
+        )
+    return out
+
+
+class ModelGame(Game):
+    """Common machinery of games built from a model evaluated on masked copies of ``x``.
+
+    Args:
+        x: inputs ``(B, *shape)``: tabular ``(B, F)`` or images ``(B, C, H, W)``.
+        groups: maps players to input features (default: one player per column of a 2-D ``x``).
+        batch_size: rows per model call (bounds memory).
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        groups: PlayerGrouping | None = None,
+        batch_size: int = 4096,
+    ) -> None:
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+        if x.ndim < 2:
+            raise ValueError(
+                f"x must be a batch of instances (B, ...), got shape {tuple(x.shape)}; "
+                "use x[None] for a single instance"
+            )
+        _check_finite(x, "x")
+        if groups is None:
+            if x.ndim != 2:
+                raise ValueError("inputs with more than 2 dims need a grouping (e.g. superpixels)")
+            groups = IdentityGrouping(x.shape[1])
+        groups.check_input(x)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.x = x
+        self.groups = groups
+        self.batch_size = int(batch_size)
+        self.num_players = groups.num_players
+        self.num_instances = x.shape[0]
+
+    @property
+    def device(self) -> torch.device:  # noqa: D102
+        return self.x.device
+
+    def value(self, masks: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        b, m, d = masks.shape
+        rows_per_coalition = self.rows_per_coalition()
+        chunk = max(1, self.batch_size // rows_per_coalition)
+        flat = masks.reshape(b * m, d)
+        inst = torch.arange(b, device=masks.device).repeat_interleave(m)
+        outs = [
+            self.evaluate_rows(inst[i : i + chunk], flat[i : i + chunk])
+            for i in range(0, b * m, chunk)
+        ]
+        return torch.cat(outs).view(b, m, -1)
+
+    def rows_per_coalition(self) -> int:
+        """Model rows needed per coalition (the background size for marginal games)."""
+        return 1
+
+    @abstractmethod
+    def evaluate_rows(self, instance: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Values ``(n, C)`` of ``n`` (instance index, player mask) pairs."""
+
+
+class BaselineGame(ModelGame):
+    """Absent features take the baseline's values: v(S) = f(x_S, b_{N∖S}).
+
+    Args:
+        model: ``model(x) -> (N, C)``.
+        x: inputs ``(B, *shape)``.
+        baseline: ``(*shape)`` shared or ``(B, *shape)`` per instance.
+        groups: player grouping (default: one player per column).
+        batch_size: rows per model call.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        x: torch.Tensor,
+        baseline: torch.Tensor,
+        groups: PlayerGrouping | None = None,
+        batch_size: int = 4096,
+    ) -> None:
+        super().__init__(x, groups, batch_size)
+        baseline = torch.as_tensor(baseline, dtype=self.x.dtype, device=self.x.device)
+        _check_finite(baseline, "baseline")
+        if baseline.shape == self.x.shape[1:]:
+            baseline = baseline.unsqueeze(0).expand_as(self.x)
+        if baseline.shape != self.x.shape:
+            raise ValueError(
+                f"baseline must have shape {tuple(self.x.shape[1:])} or {tuple(self.x.shape)}, "
+                f"got {tuple(baseline.shape)}"
+            )
+        self.model = model
+        self.baseline = baseline
+
+    def evaluate_rows(self, instance: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        fmask = self.groups.feature_mask(masks)
+        inputs = torch.where(fmask, self.x[instance], self.baseline[instance])
+        return _as_2d_output(self.model(inputs), len(instance))
+
+
+class MarginalGame(ModelGame):
+    """Interventional value: v(S) = mean_k f(x_S, z^k_{N∖S}) over background rows z^k.
+
+    Args:
+        model: ``model(x) -> (N, C)``.
+        x: inputs ``(B, *shape)``.
+        background: ``(K, *shape)`` background rows.
+        groups: player grouping.
+        batch_size: rows per model call (a coalition costs K rows).
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        x: torch.Tensor,
+        background: torch.Tensor,
+        groups: PlayerGrouping | None = None,
+        batch_size: int = 4096,
+    ) -> None:
+        super().__init__(x, groups, batch_size)
+        background = torch.as_tensor(background, dtype=self.x.dtype, device=self.x.device)
+        _check_finite(background, "background")
+        if background.shape[1:] != self.x.shape[1:] or background.shape[0] < 1:
+            raise ValueError(
+                f"background must have shape (K, {', '.join(map(str, self.x.shape[1:]))}), "
+                f"got {tuple(background.shape)}"
+            )
+        self.model = model
+        self.background = background
+
+    def rows_per_coalition(self) -> int:  # noqa: D102
+        return self.background.shape[0]
+
+    def evaluate_rows(self, instance: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        n, k = len(instance), self.background.shape[0]
+        fmask = self.groups.feature_mask(masks).unsqueeze(1)  # (n, 1, ...)
+        inputs = torch.where(fmask, self.x[instance].unsqueeze(1), self.background.unsqueeze(0))
+        out = _as_2d_output(self.model(inputs.reshape(n * k, *self.x.shape[1:])), n * k)
+        return out.view(n, k, -1).mean(1)
+
+
+class MaskedModelGame(ModelGame):
+    """Calls a model of ``(x, mask)``, such as a surrogate s(x, m): v(S) = s(x, m_S).
+
+    The model receives the input rows and the player-to-feature mask (bool, broadcastable to the
+    input: ``(N, F)`` for tabular data, ``(N, 1, H, W)`` for superpixels).
+
+    Args:
+        masked_model: ``masked_model(x, mask) -> (N, C)``.
+        x: inputs ``(B, *shape)``.
+        groups: player grouping.
+        batch_size: rows per model call.
+        output_transform: optional map applied to the model's output (e.g. ``softmax``).
+    """
+
+    def __init__(
+        self,
+        masked_model: MaskedModel,
+        x: torch.Tensor,
+        groups: PlayerGrouping | None = None,
+        batch_size: int = 4096,
+        output_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__(x, groups, batch_size)
+        self.masked_model = masked_model
+        self.output_transform = output_transform
+
+    def evaluate_rows(self, instance: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        fmask = self.groups.feature_mask(masks)
+        out = self.masked_model(self.x[instance], fmask)
+        if self.output_transform is not None:
+            out = self.output_transform(out)
+        return _as_2d_output(out, len(instance))
+
+
+# --------------------------------------------------------------------------- model wrappers
+
+
+class SklearnModel:
+    """Makes an sklearn / LightGBM estimator a torch callable ``model(x) -> (N, C)``.
+
+    Args:
+        estimator: a fitted estimator (``predict_proba``, ``decision_function`` or ``predict``).
+        output: ``"proba"`` (default), ``"decision"`` or ``"predict"``.
+        dtype: dtype of the returned tensor.
+    """
+
+    def __init__(self, estimator: Any, output: str = "proba", dtype: torch.dtype = torch.float32):
+        methods = {"proba": "predict_proba", "decision": "decision_function", "predict": "predict"}
+        if output not in methods:
+            raise ValueError(f"output must be one of {sorted(methods)}, got {output!r}")
+        fn = getattr(estimator, methods[output], None)
+        if fn is None:
+            raise TypeError(f"{type(estimator).__name__} has no {methods[output]}()")
+        self.estimator = estimator
+        self.output = output
+        self.dtype = dtype
+        self._fn = fn
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Predict on a tensor; returns ``(N, C)`` on ``x``'s device."""
+        arr = x.detach().cpu().numpy()
+        out = np.asarray(self._fn(arr))
+        if out.ndim == 1:
+            out = out[:, None]
+        return torch.as_tensor(out, dtype=self.dtype, device=x.device)
