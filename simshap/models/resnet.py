@@ -1,0 +1,62 @@
+"""torchvision's ResNet-18 adapted to 32x32 inputs (CIFAR stem)."""
+
+from __future__ import annotations
+
+from torch import nn
+from torchvision.models import resnet18
+from torchvision.models.resnet import BasicBlock
+
+__all__ = ["cifar_resnet18"]
+
+
+def cifar_resnet18(num_classes: int = 10, in_channels: int = 3, width: int = 64) -> nn.Module:
+    """Torchvision's ResNet-18 (random weights) with a CIFAR stem.
+
+    The 7x7 stride-2 stem and the max-pool are replaced by a 3x3 stride-1 convolution, so a
+    32x32 image reaches ``layer4`` at 4x4 resolution. ``in_channels=4`` gives the image surrogate
+    s(x, m), which reads the masked image and the mask stacked on the channel axis: ``(x * m, m)``.
+
+    Args:
+        num_classes: outputs of the final linear layer.
+        in_channels: input channels (3 for RGB images, 4 for the surrogate's ``(x * m, m)``).
+        width: channels of the first stage (torchvision: 64; stages use width, 2w, 4w, 8w).
+            Smaller widths keep CPU tests fast; the architecture is otherwise unchanged.
+
+    Returns:
+        A ``torchvision.models.ResNet`` mapping ``(N, in_channels, H, W)`` to ``(N, num_classes)``.
+
+    """
+    if num_classes < 1 or in_channels < 1 or width < 1:
+        raise ValueError(
+            "num_classes, in_channels and width must be positive integers, got "
+            f"num_classes={num_classes}, in_channels={in_channels}, width={width}"
+        )
+    net = resnet18(weights=None, num_classes=num_classes)
+    rebuilt: list[nn.Module] = []
+    if width != 64:
+        # rebuild the four stages with torchvision's own block builder at the new width
+        net.inplanes = width
+        net.layer1 = net._make_layer(BasicBlock, width, 2)
+        net.layer2 = net._make_layer(BasicBlock, 2 * width, 2, stride=2)
+        net.layer3 = net._make_layer(BasicBlock, 4 * width, 2, stride=2)
+        net.layer4 = net._make_layer(BasicBlock, 8 * width, 2, stride=2)
+        net.fc = nn.Linear(8 * width, num_classes)
+        rebuilt += [net.layer1, net.layer2, net.layer3, net.layer4]
+    net.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
+    net.bn1 = nn.BatchNorm2d(width)
+    net.maxpool = nn.Identity()
+    rebuilt += [net.conv1, net.bn1]
+    for part in rebuilt:
+        _torchvision_init(part)
+    return net
+
+
+def _torchvision_init(module: nn.Module) -> None:
+    """Apply the initialisation of torchvision's ResNet (He-normal convs, unit BatchNorm)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
