@@ -1,0 +1,489 @@
+"""Tabular data sets: breast_cancer (embedded), census, news and bankruptcy (UCI files).
+
+Each UCI data set is read from its official file in a local folder, resolved as: the
+``data_dir=`` argument, else the ``SIMSHAP_DATA`` environment variable, else
+``~/.cache/simshap``. When the file is absent it is downloaded from its official UCI address if
+the machine is online (short timeout); otherwise a :class:`FileNotFoundError` names the file, the
+folder searched and where to get it.
+
+:func:`load_raw` returns the features as a ``pandas.DataFrame`` (categoricals as integer codes)
+and the labels; :func:`load_tabular` adds a seeded 80/10/10 split standardized with training
+statistics; :class:`TabularDataModule` serves a split to Lightning.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, TensorDataset
+
+__all__ = [
+    "TABULAR_DATASETS",
+    "TabularData",
+    "TabularDataModule",
+    "load_raw",
+    "load_tabular",
+    "resolve_data_dir",
+]
+
+DOWNLOAD_TIMEOUT_S = 10.0
+
+CENSUS_COLUMNS = [
+    "Age",
+    "Workclass",
+    "fnlwgt",
+    "Education",
+    "Education-Num",
+    "Marital Status",
+    "Occupation",
+    "Relationship",
+    "Race",
+    "Sex",
+    "Capital Gain",
+    "Capital Loss",
+    "Hours per week",
+    "Country",
+    "Income",
+]
+CENSUS_CATEGORICAL = [
+    "Workclass",
+    "Marital Status",
+    "Occupation",
+    "Relationship",
+    "Race",
+    "Sex",
+    "Country",
+]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a UCI data set's file comes from."""
+
+    filenames: tuple[str, ...]  # accepted local names, preferred first
+    url: str  # official address
+    member: str | None = None  # file inside the zip at ``url`` (None: ``url`` is the file)
+
+
+_SOURCES: dict[str, _Source] = {
+    "census": _Source(
+        ("adult.data",),
+        "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/adult.data",
+    ),
+    "news": _Source(
+        ("OnlineNewsPopularity.csv", "OnlineNewsPopularity-head.csv"),
+        "https://archive.ics.uci.edu/static/public/332/online+news+popularity.zip",
+        member="OnlineNewsPopularity.csv",
+    ),
+    "bankruptcy": _Source(
+        ("data.csv",),
+        "https://archive.ics.uci.edu/static/public/572/taiwanese+bankruptcy+prediction.zip",
+        member="data.csv",
+    ),
+}
+
+TABULAR_DATASETS: tuple[str, ...] = ("breast_cancer", "census", "news", "bankruptcy")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Return the folder data files are read from (and downloaded to).
+
+    Args:
+        data_dir: explicit folder; takes precedence.
+
+    Returns:
+        ``data_dir`` if given, else ``$SIMSHAP_DATA`` if set, else ``~/.cache/simshap``.
+
+    """
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    env = os.environ.get("SIMSHAP_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "simshap"
+
+
+def _download(source: _Source, folder: Path, timeout: float) -> Path:
+    """Fetch ``source`` into ``folder``; raise ``OSError`` on any network failure."""
+    with urllib.request.urlopen(source.url, timeout=timeout) as response:  # noqa: S310
+        payload = response.read()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / source.filenames[0]
+    if source.member is not None:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            names = [n for n in archive.namelist() if Path(n).name == source.member]
+            if not names:
+                raise OSError(f"{source.url} does not contain {source.member}")
+            payload = archive.read(names[0])
+    # write atomically so an interrupted download never leaves a truncated file behind
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:
+        tmp.write(payload)
+    shutil.move(tmp.name, target)
+    return target
+
+
+def _find_file(
+    name: str, data_dir: str | os.PathLike[str] | None, download: bool | None
+) -> Path:
+    source = _SOURCES[name]
+    folder = resolve_data_dir(data_dir)
+    for filename in source.filenames:
+        if (folder / filename).is_file():
+            return folder / filename
+    if download is None:
+        download = os.environ.get("SIMSHAP_OFFLINE", "") not in ("1", "true", "yes")
+    reason = "downloads are disabled (download=False or SIMSHAP_OFFLINE=1)"
+    if download:
+        try:
+            return _download(source, folder, DOWNLOAD_TIMEOUT_S)
+        except (OSError, urllib.error.URLError, zipfile.BadZipFile) as err:
+            reason = f"the download failed ({err})"
+    wanted = " or ".join(source.filenames)
+    how = f"unzip {source.member} from it" if source.member else "save it as is"
+    raise FileNotFoundError(
+        f"data set {name!r} needs the file {source.filenames[0]} ({wanted} accepted), "
+        f"which is not in {folder} (searched: {folder}); {reason}. Download it from "
+        f"{source.url} ({how}) and put it in {folder}, or point data_dir= or the "
+        "SIMSHAP_DATA environment variable at the folder that holds it."
+    )
+
+
+# --------------------------------------------------------------------------- raw loaders
+
+
+def _raw_breast_cancer(
+    data_dir: str | os.PathLike[str] | None, download: bool | None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer(as_frame=True)
+    return bunch.data.reset_index(drop=True), bunch.target.to_numpy().astype(np.int64)
+
+
+def _raw_census(
+    data_dir: str | os.PathLike[str] | None, download: bool | None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    path = _find_file("census", data_dir, download)
+    df = pd.read_csv(
+        path,
+        header=None,
+        names=CENSUS_COLUMNS,
+        sep=",",
+        skipinitialspace=True,
+        na_values=[],
+        keep_default_na=False,
+        comment="|",  # adult.test's first line is a comment
+    )
+    df = df.dropna(how="all")
+    if df.shape[1] != len(CENSUS_COLUMNS):
+        raise ValueError(f"{path} is not the UCI Adult file: expected 15 columns")
+    # adult.test spells the labels '>50K.' / '<=50K.'
+    label = df.pop("Income").astype(str).str.strip().str.rstrip(".")
+    unknown = set(label.unique()) - {">50K", "<=50K"}
+    if unknown:
+        raise ValueError(f"{path}: unexpected labels {sorted(unknown)} (expected >50K / <=50K)")
+    y = (label == ">50K").to_numpy().astype(np.int64)
+    df = df.drop(columns=["fnlwgt", "Education"])
+    for col in CENSUS_CATEGORICAL:
+        # sorted categories give the same codes on every machine; '?' (missing) is a category
+        values = df[col].astype(str).str.strip()
+        categories = sorted(values.unique())
+        df[col] = pd.Categorical(values, categories=categories).codes.astype(np.int64)
+    return df.reset_index(drop=True).astype(np.float64), y
+
+
+def _raw_news(
+    data_dir: str | os.PathLike[str] | None, download: bool | None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    path = _find_file("news", data_dir, download)
+    df = pd.read_csv(path)
+    df.columns = [c.strip() for c in df.columns]
+    missing = {"url", "timedelta", "shares"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{path} is not the UCI Online News Popularity CSV: no {missing}")
+    y = (df.pop("shares").to_numpy() > 1400).astype(np.int64)
+    df = df.drop(columns=["url", "timedelta"])
+    return df.reset_index(drop=True).astype(np.float64), y
+
+
+def _raw_bankruptcy(
+    data_dir: str | os.PathLike[str] | None, download: bool | None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    path = _find_file("bankruptcy", data_dir, download)
+    df = pd.read_csv(path)
+    df.columns = [c.strip() for c in df.columns]
+    if "Bankrupt?" not in df.columns or df.shape[1] != 96:
+        raise ValueError(
+            f"{path} is not the UCI Taiwanese Bankruptcy Prediction data.csv: expected the "
+            f"label 'Bankrupt?' and 95 features, got {df.shape[1]} columns"
+        )
+    y = df.pop("Bankrupt?").to_numpy().astype(np.int64)
+    return df.reset_index(drop=True).astype(np.float64), y
+
+
+_RAW_LOADERS: dict[
+    str,
+    Callable[
+        [str | os.PathLike[str] | None, bool | None], tuple[pd.DataFrame, np.ndarray]
+    ],
+] = {
+    "breast_cancer": _raw_breast_cancer,
+    "census": _raw_census,
+    "news": _raw_news,
+    "bankruptcy": _raw_bankruptcy,
+}
+
+
+def _check_name(name: str) -> str:
+    if name not in _RAW_LOADERS:
+        raise ValueError(
+            f"unknown tabular data set {name!r}; available: {', '.join(TABULAR_DATASETS)}"
+        )
+    return name
+
+
+def load_raw(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Features and labels of a tabular data set, unsplit and unstandardized.
+
+    Args:
+        name: one of ``TABULAR_DATASETS``: ``breast_cancer`` (scikit-learn, embedded),
+            ``census`` (UCI Adult ``adult.data``: 12 features, fnlwgt and Education dropped,
+            categoricals as integer codes, label >50K), ``news`` (UCI Online News Popularity
+            ``OnlineNewsPopularity.csv`` or ``OnlineNewsPopularity-head.csv``: url and timedelta
+            dropped, label shares > 1400), ``bankruptcy`` (UCI Taiwanese Bankruptcy Prediction
+            ``data.csv``: 95 features, label ``Bankrupt?``).
+        data_dir: folder holding the file (default: ``$SIMSHAP_DATA``, else ``~/.cache/simshap``).
+        download: fetch a missing file from UCI (default: yes unless ``SIMSHAP_OFFLINE=1``);
+            without network the error says where to put the file.
+
+    Returns:
+        ``(X, y)``: a float ``DataFrame`` with named columns and an ``int64`` label array.
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the available ones) or a malformed file.
+        FileNotFoundError: the file is absent and could not be downloaded.
+
+    """
+    x, y = _RAW_LOADERS[_check_name(name)](data_dir, download)
+    return x, y
+
+
+# --------------------------------------------------------------------------- splits
+
+
+@dataclass
+class TabularData:
+    """A tabular data set split 80/10/10 and standardized with training statistics.
+
+    Attributes:
+        name: data set name.
+        feature_names: column names, in order.
+        categorical: indices of the categorical (integer-coded) columns.
+        x_train, x_val, x_test: standardized ``float32`` features ``(n, d)``.
+        y_train, y_val, y_test: ``int64`` labels ``(n,)``.
+        mean, std: training mean and standard deviation per column (``float64``; a constant
+            column gets std 1).
+        n_classes: number of classes.
+        raw_train, raw_val, raw_test: the same splits before standardization (``float64``).
+        seed: the seed of the split.
+
+    """
+
+    name: str
+    feature_names: list[str]
+    categorical: list[int]
+    x_train: np.ndarray
+    x_val: np.ndarray
+    x_test: np.ndarray
+    y_train: np.ndarray
+    y_val: np.ndarray
+    y_test: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    n_classes: int
+    raw_train: np.ndarray = field(repr=False)
+    raw_val: np.ndarray = field(repr=False)
+    raw_test: np.ndarray = field(repr=False)
+    seed: int = 0
+
+    @property
+    def n_features(self) -> int:
+        """Number of features d."""
+        return len(self.feature_names)
+
+    def standardize(self, raw: np.ndarray) -> np.ndarray:
+        """Standardize raw features ``(n, d)`` with the training statistics (``float32``)."""
+        raw = np.asarray(raw, dtype=np.float64)
+        if raw.ndim != 2 or raw.shape[1] != self.n_features:
+            raise ValueError(
+                f"expected raw features of shape (n, {self.n_features}), got {raw.shape}"
+            )
+        return ((raw - self.mean) / self.std).astype(np.float32)
+
+    def unstandardize(self, x: np.ndarray) -> np.ndarray:
+        """Map standardized features back to raw units (``float64``)."""
+        return np.asarray(x, dtype=np.float64) * self.std + self.mean
+
+
+def load_tabular(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    download: bool | None = None,
+) -> TabularData:
+    """Load a tabular data set, split it 80/10/10 (stratified, seeded) and standardize it.
+
+    Args:
+        name: one of ``TABULAR_DATASETS`` (see :func:`load_raw`).
+        data_dir: folder holding the file (see :func:`resolve_data_dir`).
+        seed: seed of the split; the same seed gives the same split.
+        download: see :func:`load_raw`.
+
+    Returns:
+        A :class:`TabularData`; the mean and std are computed on the training split only.
+
+    """
+    frame, y = load_raw(name, data_dir, download)
+    x = frame.to_numpy(dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError(f"data set {name!r} has missing or infinite values")
+    idx = np.arange(len(y))
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 10 else None
+    idx_rest, idx_test = train_test_split(
+        idx, test_size=0.1, random_state=seed, stratify=stratify
+    )
+    idx_train, idx_val = train_test_split(
+        idx_rest,
+        test_size=1 / 9,
+        random_state=seed,
+        stratify=None if stratify is None else y[idx_rest],
+    )
+    raw_train, raw_val, raw_test = x[idx_train], x[idx_val], x[idx_test]
+    mean = raw_train.mean(0)
+    std = raw_train.std(0)
+    std = np.where(std > 0, std, 1.0)
+    categorical = (
+        [frame.columns.get_loc(c) for c in CENSUS_CATEGORICAL] if name == "census" else []
+    )
+
+    def scale(raw: np.ndarray) -> np.ndarray:
+        return ((raw - mean) / std).astype(np.float32)
+
+    return TabularData(
+        name=name,
+        feature_names=[str(c) for c in frame.columns],
+        categorical=categorical,
+        x_train=scale(raw_train),
+        x_val=scale(raw_val),
+        x_test=scale(raw_test),
+        y_train=y[idx_train],
+        y_val=y[idx_val],
+        y_test=y[idx_test],
+        mean=mean,
+        std=std,
+        n_classes=int(y.max()) + 1,
+        raw_train=raw_train,
+        raw_val=raw_val,
+        raw_test=raw_test,
+        seed=seed,
+    )
+
+
+# --------------------------------------------------------------------------- Lightning
+
+
+class TabularDataModule(pl.LightningDataModule):
+    """Serves a :class:`TabularData`'s splits as ``(x float32, y int64)`` batches.
+
+    Args:
+        data: a loaded :class:`TabularData`, or a data set name (loaded with ``data_dir`` and
+            ``seed``).
+        batch_size: rows per batch.
+        num_workers: DataLoader workers.
+        data_dir: folder for ``data`` given by name.
+        seed: split seed for ``data`` given by name, and the shuffling seed of the train loader.
+
+    """
+
+    def __init__(
+        self,
+        data: TabularData | str,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        data_dir: str | os.PathLike[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(data, str):
+            data = load_tabular(data, data_dir=data_dir, seed=seed)
+        if not isinstance(data, TabularData):
+            raise TypeError(f"data must be a TabularData or a name, got {type(data).__name__}")
+        self.data = data
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+
+    @property
+    def n_features(self) -> int:
+        """Number of features d."""
+        return self.data.n_features
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes."""
+        return self.data.n_classes
+
+    def _dataset(self, split: str) -> TensorDataset:
+        x = getattr(self.data, f"x_{split}")
+        y = getattr(self.data, f"y_{split}")
+        return TensorDataset(
+            torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
+        )
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            self._dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            generator=generator,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Return shuffled (seeded) training batches."""
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Return the validation batches, in order."""
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Return the test batches, in order."""
+        return self._loader("test", shuffle=False)
