@@ -1,4 +1,4 @@
-"""simshap: amortized Shapley-value explanations (SimSHAP, FastSHAP) and the game layer under them."""
+"""simshap: amortized Shapley-value explanations (SimSHAP, FastSHAP) and their game layer."""
 
 from __future__ import annotations
 

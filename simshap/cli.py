@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
     parser = argparse.ArgumentParser(
         prog="simshap",
-        description="Amortized Shapley-value explanations (SimSHAP, FastSHAP) and their evaluation.",
+        description="Amortized Shapley-value explanations (SimSHAP, FastSHAP).",
     )
     parser.add_argument("--version", action="version", version=f"simshap {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -225,10 +225,10 @@ def kernel_shap(
     n_samples: int | None = None,
     paired: bool = True,
     threshold: float | None = None,
-    batch_size: int = 1024,
+    batch_size: int = 512,
     generator: torch.Generator | None = None,
     enumerate_sizes: bool = True,
-    min_rounds: int = 8,
+    min_rounds: int = 16,
     max_evals: int = 1_000_000,
 ) -> ShapleyEstimate:
     """KernelSHAP: the Shapley-kernel weighted least-squares value with exact efficiency.
@@ -252,7 +252,7 @@ def kernel_shap(
         n_samples: coalition budget besides ∅ and N (budget mode).
         paired: sample complementary pairs.
         threshold: convergence threshold (switches to convergence mode).
-        batch_size: coalitions per instance per game call (and per round).
+        batch_size: coalitions per instance per game call (and per round, at least 4d).
         generator: optional ``torch.Generator``.
         enumerate_sizes: enumerate the sizes the budget covers (budget mode).
         min_rounds: fewest rounds before convergence is tested (convergence mode).
@@ -282,7 +282,8 @@ def kernel_shap(
     n_samples = 2 * d + 2048 if n_samples is None else n_samples
     _check_positive(n_samples, "n_samples")
     device = game.device
-    n_samples = min(n_samples, 2**d - 2) if d <= 60 else n_samples
+    if enumerate_sizes and d <= 60:
+        n_samples = min(n_samples, 2**d - 2)  # a full budget enumerates every coalition
     sizes, n_left = (
         kernel_shap_budget_plan(d, n_samples, paired) if enumerate_sizes else ([], n_samples)
     )
@@ -329,7 +330,7 @@ def _kernel_shap_converge(
     d, bsz, c = game.num_players, game.num_instances, v0.shape[-1]
     device = game.device
     sampler = ShapleyKernelSampler(d, paired=paired)
-    round_size = max(round_size, 2 * d) + (max(round_size, 2 * d) % 2 if paired else 0)
+    round_size = max(round_size, 4 * d) + (max(round_size, 4 * d) % 2 if paired else 0)
     a_sum = torch.zeros(bsz, d, d, dtype=torch.float64, device=device)
     b_sum = torch.zeros(bsz, d, c, dtype=torch.float64, device=device)
     mean_r = torch.zeros(bsz, d, c, dtype=torch.float64, device=device)  # Welford over rounds

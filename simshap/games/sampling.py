@@ -65,7 +65,7 @@ def shapley_kernel_subset_prob(d: int, s: int | torch.Tensor) -> float | torch.T
     gamma = shapley_kernel_gamma(d)
     if isinstance(s, torch.Tensor):
         s64 = s.to(torch.float64)
-        logc = torch.lgamma(torch.tensor(d + 1.0)) - torch.lgamma(s64 + 1) - torch.lgamma(d - s64 + 1)
+        logc = math.lgamma(d + 1) - torch.lgamma(s64 + 1) - torch.lgamma(d - s64 + 1)
         p = 1.0 / (gamma * torch.exp(logc) * s64 * (d - s64))
         return torch.where((s64 > 0) & (s64 < d), p, torch.zeros_like(p))
     if not 0 < s < d:

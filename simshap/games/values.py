@@ -43,7 +43,7 @@ MaskedModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def all_coalitions(d: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """All 2^d coalitions as a bool ``(2^d, d)`` tensor; row ``k`` has player ``i`` iff bit i of k."""
+    """All 2^d coalitions, bool ``(2^d, d)``: row ``k`` holds player ``i`` iff bit i of k is set."""
     k = torch.arange(2**d, device=device)
     bits = 1 << torch.arange(d, device=device)
     return (k.unsqueeze(-1) & bits) != 0
