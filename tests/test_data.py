@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from simshap.data import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
     TABULAR_DATASETS,
+    CIFAR10DataModule,
+    FashionMNISTDataModule,
     TabularDataModule,
+    load_cifar10_arrays,
+    load_fashion_mnist_arrays,
     load_raw,
     load_tabular,
     resolve_data_dir,
@@ -129,3 +135,91 @@ def test_tabular_datamodule_batches():
     val = torch.cat([b[0] for b in dm.val_dataloader()])
     torch.testing.assert_close(val, torch.from_numpy(data.x_val))
     assert sum(len(b[1]) for b in dm.test_dataloader()) == len(data.y_test)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def test_cifar_subset_datamodule(data_dir):
+    _need(data_dir, "cifar10-subset.npz")
+    dm = CIFAR10DataModule(source="subset", data_dir=data_dir, batch_size=32, seed=0)
+    x_tr, y_tr = dm.arrays("train")
+    x_val, y_val = dm.arrays("val")
+    x_te, y_te = dm.arrays("test")
+    assert len(y_tr) + len(y_val) == 5085 and len(y_val) == round(0.1 * 5085)
+    assert x_te.shape == (1017, 3, 32, 32) and x_tr.dtype == torch.uint8
+    assert y_te[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]  # the official test labels
+    # a seeded, disjoint validation split
+    other = CIFAR10DataModule(source="subset", data_dir=data_dir, seed=0)
+    torch.testing.assert_close(other.arrays("val")[0], x_val)
+    assert not torch.equal(CIFAR10DataModule("subset", data_dir, seed=1).arrays("val")[1], y_val)
+
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (32, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    # validation batches are the normalized images, in order, un-augmented
+    xv, yv = next(iter(dm.val_dataloader()))
+    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(xv, (x_val[:32].float() / 255 - mean) / std)
+    torch.testing.assert_close(yv, y_val[:32])
+    # the standard constants do normalize real CIFAR images
+    xt, yt = dm.test_tensors()
+    assert xt.shape == (1017, 3, 32, 32) and torch.equal(yt, y_te)
+    assert xt.mean((0, 2, 3)).abs().max() < 0.1
+    assert (xt.std((0, 2, 3)) - 1).abs().max() < 0.1
+    torch.testing.assert_close(dm.denormalize(xt[:4]), x_te[:4].float() / 255)
+
+
+def test_cifar_training_augmentation_crops_and_flips(data_dir):
+    _need(data_dir, "cifar10-subset.npz")
+    dm = CIFAR10DataModule(source="subset", data_dir=data_dir, batch_size=16, seed=0)
+    dataset = dm.train_dataloader().dataset
+    raw = dm.arrays("train")[0][7]
+    padded = torch.nn.functional.pad(raw, (4, 4, 4, 4))
+    views = {}
+    for dy in range(9):
+        for dx in range(9):
+            crop = padded[:, dy : dy + 32, dx : dx + 32]
+            views[(dy, dx, False)] = dm.normalize(crop[None])[0]
+            views[(dy, dx, True)] = dm.normalize(crop.flip(-1)[None])[0]
+    seen = set()
+    for _ in range(40):
+        x, _ = dataset[7]
+        # every sample is a crop (shift <= 4) of the zero-padded image, maybe flipped
+        match = [k for k, v in views.items() if torch.allclose(x, v)]
+        assert match, "augmented image is not a padded crop / flip of the original"
+        seen.add(match[0])
+    assert len({k[:2] for k in seen}) > 5 and {k[2] for k in seen} == {False, True}
+    x, _ = next(iter(dm.train_dataloader()))
+    assert x.shape == (16, 3, 32, 32)
+
+
+def test_cifar_missing_files_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cifar10-subset.npz"):
+        CIFAR10DataModule(source="subset", data_dir=tmp_path).setup()
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
+        load_cifar10_arrays("torchvision", data_dir=tmp_path, download=False)
+    with pytest.raises(ValueError, match="source"):
+        CIFAR10DataModule(source="imagenet")
+
+
+def test_fashion_mnist_padded_to_32(tmp_path, monkeypatch):
+    import simshap.data.images as images
+
+    try:
+        x_tr, y_tr, x_te, y_te = load_fashion_mnist_arrays(tmp_path)
+    except FileNotFoundError:
+        pytest.skip("Fashion-MNIST idx files not installed (apt-get install dataset-fashion-mnist)")
+    assert x_tr.shape == (60000, 1, 32, 32) and x_te.shape == (10000, 1, 32, 32)
+    assert y_tr.dtype == torch.int64 and set(y_te.unique().tolist()) == set(range(10))
+    # two zero pixels on every side, the original 28x28 image inside
+    border = torch.ones(32, 32, dtype=torch.bool)
+    border[2:30, 2:30] = False
+    assert (x_te[:, 0][:, border] == 0).all() and x_te[:, 0, 2:30, 2:30].float().mean() > 50
+    dm = FashionMNISTDataModule(data_dir=tmp_path, batch_size=8)
+    x, _ = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 1, 32, 32)
+    # a missing folder gives an error naming the files and the apt package
+    monkeypatch.setattr(images, "FASHION_MNIST_DEBIAN_DIR", tmp_path / "none")
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+        load_fashion_mnist_arrays(tmp_path)
