@@ -220,3 +220,85 @@ def test_surrogate_and_lightgbm_objective():
         LightGBMObjective(space, xt, yt)
     with pytest.raises(ValueError, match="unknown metric"):
         LightGBMObjective(space, xt, yt, xv, yv, metric="f1")
+
+
+def tiny_config(tmp_path, datasets=("breast_cancer", "iris"), **extra):
+    import yaml
+
+    cfg = {
+        "datasets": list(datasets),
+        "n_configs": 8,
+        "n_candidates": 200,
+        "max_train_rows": 300,
+        "metric": "neg_log_loss",
+        "orders": [1, 2],
+        "downstream": {"n_trials": 10, "seeds": 2},
+        "space": {
+            "learning_rate": {"type": "float", "low": 0.05, "high": 0.3, "log": True},
+            "num_leaves": {"type": "int", "low": 2, "high": 8},
+            "n_estimators": {"type": "int", "low": 5, "high": 15, "default": 10},
+        },
+        **extra,
+    }
+    path = tmp_path / "hpi.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.slow
+def test_cli_end_to_end(tmp_path):
+    import json
+
+    from simshap.cli import main
+
+    cfg = tiny_config(tmp_path)
+    out = tmp_path / "run"
+    assert main(["hpi", str(cfg), "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    for name in ("breast_cancer", "iris"):
+        entry = res["datasets"][name]
+        tun = entry["tunability"]
+        assert tun["v_empty"] == pytest.approx(entry["default_score"], abs=0.05)
+        assert tun["v_full"] >= tun["v_empty"]
+        assert sum(tun["fsii"]["2"].values()) == pytest.approx(tun["v_full"] - tun["v_empty"])
+        assert tun["r2"][-1] == pytest.approx(1.0)
+        assert np.all(np.diff(tun["r2"]) >= -1e-10)
+        assert entry["optimizer_bias"]["one_at_a_time"]["v_empty"] == 0.0
+        assert len(entry["downstream"]["all_mean"]) == 10
+    assert "multi_data_tunability" in res
+    for f in ("r2_curves.png", "anytime.png", "interactions_breast_cancer.png"):
+        assert (out / f).stat().st_size > 1000
+
+
+def test_cli_refuses_existing_out_and_bad_keys(tmp_path, capsys):
+    from simshap.cli import main
+
+    cfg = tiny_config(tmp_path)
+    out = tmp_path / "run"
+    out.mkdir()
+    assert main(["hpi", str(cfg), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [iris]\nn_confgs: 3\n")
+    assert main(["hpi", str(bad), "--out", str(tmp_path / "x")]) == 2
+    assert "unknown config keys ['n_confgs']" in capsys.readouterr().err
+    bad.write_text("downstream: {trials: 3}\n")
+    assert main(["hpi", str(bad), "--out", str(tmp_path / "x")]) == 2
+    assert "under 'downstream'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_census_ablation_endpoints(data_dir):
+    if not (data_dir / "adult.data").exists():
+        pytest.skip(f"census needs adult.data in {data_dir} (set SIMSHAP_DATA)")
+    from simshap.hpo.study import LIGHTGBM_SPACE, load_study_data
+
+    space = ConfigSpace.from_dict(LIGHTGBM_SPACE)
+    xt, yt, xv, yv = load_study_data("census", str(data_dir), 0, 1000)
+    obj = LightGBMObjective(space, xt, yt, xv, yv, metric="roc_auc")
+    target = space.encode({"learning_rate": 0.05, "n_estimators": 50, "num_leaves": 8})
+    game = AblationGame(space, obj, space.default(), target)
+    v0, v1 = game.empty_and_full()
+    assert float(v0) == pytest.approx(obj(space.default()[None])[0])
+    assert float(v1) == pytest.approx(obj(target[None])[0])
+    assert 0.8 < float(v0) < 1.0
