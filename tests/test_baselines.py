@@ -46,15 +46,21 @@ def resnet():
     return cifar_resnet18(num_classes=10, width=4).eval()
 
 
+class Surrogate(nn.Module):
+    """s(x, m): a 4-channel ResNet on (x * m, m)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = cifar_resnet18(num_classes=10, in_channels=4, width=4)
+
+    def forward(self, x, mask):
+        return self.net(torch.cat([x * mask, mask.to(x.dtype)], dim=1))
+
+
 @pytest.fixture
 def surrogate():
     torch.manual_seed(1)
-    net = cifar_resnet18(num_classes=10, in_channels=4, width=4).eval()
-
-    def s(x, mask):
-        return net(torch.cat([x * mask, mask.to(x.dtype)], dim=1))
-
-    return s
+    return Surrogate().eval()
 
 
 class SuperpixelLinear(nn.Module):
@@ -168,3 +174,12 @@ def test_reduction_and_bad_inputs(resnet):
         integrated_gradients(resnet, torch.zeros(2, 3, 32, 32), target=torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="explainer must"):
         deepshap(resnet, torch.zeros(1, 3, 32, 32), explainer="kernel")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", sorted(BASELINES))
+def test_baselines_run_on_cuda(method, images, resnet, surrogate):
+    model = (surrogate if method == "kernelshap_s" else resnet).cuda()
+    out = attribute(method, model, images.cuda(), None, **FAST[method])
+    assert out.values.shape == (2, 16, 16) and out.values.device.type == "cuda"
+    assert torch.isfinite(out.values).all()

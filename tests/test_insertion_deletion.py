@@ -217,3 +217,16 @@ def test_bad_inputs(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         insertion_deletion(model, args.pop("images"), args.pop("attributions"), **args)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    torch.manual_seed(0)
+    model = cifar_resnet18(num_classes=10, width=8).eval()
+    images = torch.randn(3, 3, 32, 32)
+    att = torch.randn(3, 16, 16)
+    cpu = insertion_deletion(model, images, att, batch_size=256)
+    gpu = insertion_deletion(model.cuda(), images.cuda(), att.cuda(), batch_size=256)
+    assert gpu.insertion_auc.device.type == "cuda"
+    torch.testing.assert_close(gpu.insertion_curve.cpu(), cpu.insertion_curve, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(gpu.deletion_auc.cpu(), cpu.deletion_auc, atol=1e-3, rtol=1e-3)
