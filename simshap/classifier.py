@@ -25,8 +25,11 @@ class ImageClassifier(L.LightningModule):
     ``estimated_stepping_batches``, so it fits any number of epochs or devices.
 
     Args:
-        model: the network (default: :func:`simshap.models.cifar_resnet18`).
+        model: the network (default: :func:`simshap.models.cifar_resnet18` with ``num_classes``
+            and ``width``, rebuilt from the hyperparameters when a checkpoint is loaded; a
+            custom model must be passed again to ``load_from_checkpoint``).
         num_classes: classes (used to build the default model).
+        width: first-stage width of the default ResNet-18 (64 = torchvision's).
         optimizer: ``"sgd"`` (Nesterov momentum) or ``"adamw"``.
         lr: (peak) learning rate.
         weight_decay: weight decay (not applied to BatchNorm and bias parameters).
@@ -41,6 +44,7 @@ class ImageClassifier(L.LightningModule):
         self,
         model: nn.Module | None = None,
         num_classes: int = 10,
+        width: int = 64,
         optimizer: str = "sgd",
         lr: float = 0.1,
         weight_decay: float = 5e-4,
@@ -57,7 +61,9 @@ class ImageClassifier(L.LightningModule):
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr!r}")
         self.save_hyperparameters(ignore=["model"])
-        self.model = model if model is not None else cifar_resnet18(num_classes=num_classes)
+        self.model = (
+            model if model is not None else cifar_resnet18(num_classes=num_classes, width=width)
+        )
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 

@@ -117,7 +117,7 @@ def test_classifier_trains_with_lightning_trainer(data_dir, tmp_path):
     torch.manual_seed(0)
     x, y = real_batch(data_dir, 16)
     loader = DataLoader(TensorDataset(x, y), batch_size=8)
-    clf = ImageClassifier(cifar_resnet18(width=4), lr=0.05, scheduler="onecycle")
+    clf = ImageClassifier(width=4, lr=0.05, scheduler="onecycle")
     trainer = L.Trainer(
         max_epochs=2,
         accelerator="cpu",
@@ -131,6 +131,10 @@ def test_classifier_trains_with_lightning_trainer(data_dir, tmp_path):
     metrics = trainer.callback_metrics
     assert {"train_loss", "val_loss", "val_acc"} <= set(metrics)
     assert 0.0 <= float(metrics["val_acc"]) <= 1.0
+    # the default model is rebuilt from the hyperparameters when a checkpoint is loaded
+    trainer.save_checkpoint(tmp_path / "clf.ckpt")
+    loaded = ImageClassifier.load_from_checkpoint(tmp_path / "clf.ckpt")
+    torch.testing.assert_close(loaded.predict_logits(x), clf.predict_logits(x))
 
 
 def test_classifier_bad_arguments():

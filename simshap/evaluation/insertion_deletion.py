@@ -124,7 +124,7 @@ def insertion_deletion(
     if restore:
         model.eval()
     try:
-        with torch.inference_mode():
+        with torch.no_grad():
             blurred = gaussian_blur(images, kernel_size=blur_kernel_size, sigma=blur_sigma)
             if target_given is None:
                 tgt = _forward(model, images, batch_size, n).argmax(dim=1)
