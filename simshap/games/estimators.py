@@ -7,6 +7,7 @@ Randomness comes from an optional ``torch.Generator``: the same seed gives the s
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from dataclasses import dataclass
@@ -176,10 +177,11 @@ def _subsets_of_sizes(d: int, sizes: list[int], device: torch.device) -> torch.T
         return allc[torch.isin(allc.sum(-1), torch.tensor(sizes, device=device))]
     out = []
     for s in sizes:
-        idx = torch.combinations(torch.arange(d, device=device), r=s)
+        k = min(s, d - s)  # enumerate the smaller side, complement if needed
+        idx = torch.tensor(list(itertools.combinations(range(d), k)), device=device)
         m = torch.zeros(idx.shape[0], d, dtype=torch.bool, device=device)
-        m.scatter_(1, idx, True)
-        out.append(m)
+        m.scatter_(1, idx.view(idx.shape[0], k), True)
+        out.append(m if k == s else ~m)
     return torch.cat(out)
 
 

@@ -300,6 +300,8 @@ class ModelGame(Game):
         x: inputs ``(B, *shape)``: tabular ``(B, F)`` or images ``(B, C, H, W)``.
         groups: maps players to input features (default: one player per column of a 2-D ``x``).
         batch_size: rows per model call (bounds memory).
+        check_finite: refuse NaN/inf in ``x`` (a host sync; trainers that already checked
+            their data turn it off inside the training step).
     """
 
     def __init__(
@@ -307,6 +309,7 @@ class ModelGame(Game):
         x: torch.Tensor,
         groups: PlayerGrouping | None = None,
         batch_size: int = 4096,
+        check_finite: bool = True,
     ) -> None:
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
@@ -315,7 +318,8 @@ class ModelGame(Game):
                 f"x must be a batch of instances (B, ...), got shape {tuple(x.shape)}; "
                 "use x[None] for a single instance"
             )
-        _check_finite(x, "x")
+        if check_finite:
+            _check_finite(x, "x")
         if groups is None:
             if x.ndim != 2:
                 raise ValueError("inputs with more than 2 dims need a grouping (e.g. superpixels)")
@@ -445,6 +449,7 @@ class MaskedModelGame(ModelGame):
         groups: player grouping.
         batch_size: rows per model call.
         output_transform: optional map applied to the model's output (e.g. ``softmax``).
+        check_finite: refuse NaN/inf in ``x``.
     """
 
     def __init__(
@@ -454,8 +459,9 @@ class MaskedModelGame(ModelGame):
         groups: PlayerGrouping | None = None,
         batch_size: int = 4096,
         output_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        check_finite: bool = True,
     ) -> None:
-        super().__init__(x, groups, batch_size)
+        super().__init__(x, groups, batch_size, check_finite)
         self.masked_model = masked_model
         self.output_transform = output_transform
 

@@ -1,0 +1,45 @@
+"""Distances between attributions and ground truth (DESIGN.md's l1 / l2 convention)."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["attribution_errors", "explained_class_values"]
+
+
+def explained_class_values(values: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Pick each instance's explained class: ``(N, d, C)``, ``(N,)`` -> ``(N, d)``."""
+    if values.ndim != 3 or classes.shape != values.shape[:1]:
+        raise ValueError(
+            f"expected values (N, d, C) and classes (N,), got {tuple(values.shape)} and "
+            f"{tuple(classes.shape)}"
+        )
+    idx = classes.to(values.device).long().view(-1, 1, 1).expand(-1, values.shape[1], 1)
+    return values.gather(2, idx).squeeze(2)
+
+
+def attribution_errors(
+    pred: torch.Tensor, truth: torch.Tensor, classes: torch.Tensor
+) -> dict[str, float]:
+    """Mean l1 and l2 distance to the ground truth over test instances.
+
+    Per instance, the distance is taken over the d attributions of the explained class (the
+    original model's predicted class); the result is the mean over instances.
+
+    Args:
+        pred: ``(N, d, C)`` estimated attributions.
+        truth: ``(N, d, C)`` ground truth.
+        classes: ``(N,)`` explained class per instance.
+
+    Returns:
+        ``{"l1": ..., "l2": ...}``.
+    """
+    if pred.shape != truth.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ")
+    diff = explained_class_values(pred.double().cpu(), classes.cpu()) - explained_class_values(
+        truth.double().cpu(), classes.cpu()
+    )
+    return {
+        "l1": float(diff.abs().sum(1).mean()),
+        "l2": float(diff.pow(2).sum(1).sqrt().mean()),
+    }
