@@ -9,7 +9,16 @@ from typing import Any
 
 import yaml
 
-__all__ = ["TABULAR_DEFAULTS", "load_config", "merge_config"]
+__all__ = [
+    "IMAGE_DATASETS",
+    "IMAGE_DEFAULTS",
+    "TABULAR_DEFAULTS",
+    "defaults_for",
+    "load_config",
+    "merge_config",
+]
+
+IMAGE_DATASETS = ("cifar10", "cifar10-subset", "fashion_mnist")
 
 TABULAR_DEFAULTS: dict[str, Any] = {
     "dataset": None,
@@ -51,6 +60,19 @@ TABULAR_DEFAULTS: dict[str, Any] = {
 }
 
 
+# Image runs (issue 4): filled in by simshap.image_pipeline's owner; same strict-key rules.
+IMAGE_DEFAULTS: dict[str, Any] = {
+    "dataset": None,
+    "data_dir": None,
+    "seed": 0,
+}
+
+
+def defaults_for(dataset: str | None) -> dict[str, Any]:
+    """The defaults that apply to a data set (image or tabular)."""
+    return IMAGE_DEFAULTS if dataset in IMAGE_DATASETS else TABULAR_DEFAULTS
+
+
 def merge_config(defaults: dict[str, Any], user: dict[str, Any], where: str = "") -> dict:
     """Merge ``user`` over ``defaults``; unknown keys raise a ``ValueError`` naming them."""
     out = copy.deepcopy(defaults)
@@ -69,7 +91,7 @@ def merge_config(defaults: dict[str, Any], user: dict[str, Any], where: str = ""
 
 
 def load_config(path: str | os.PathLike[str], defaults: dict[str, Any] | None = None) -> dict:
-    """Read a YAML config and merge it over ``defaults`` (tabular defaults by default)."""
+    """Read a YAML config and merge it over ``defaults`` (by default those of its data set)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found (see configs/ for examples)")
@@ -77,7 +99,7 @@ def load_config(path: str | os.PathLike[str], defaults: dict[str, Any] | None = 
         user = yaml.safe_load(fh) or {}
     if not isinstance(user, dict):
         raise ValueError(f"{path} must hold a YAML mapping of config keys")
-    cfg = merge_config(defaults or TABULAR_DEFAULTS, user)
+    cfg = merge_config(defaults or defaults_for(user.get("dataset")), user)
     if not cfg.get("dataset"):
         raise ValueError(f"{path} must name a dataset (key 'dataset')")
     return cfg

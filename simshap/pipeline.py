@@ -28,7 +28,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
-from simshap.config import TABULAR_DEFAULTS, load_config
+from simshap.config import IMAGE_DATASETS, load_config
 from simshap.data.tabular import TabularData, load_tabular
 from simshap.evaluation.metrics import attribution_errors
 from simshap.evaluation.tabular import estimators_at_budgets, ground_truth
@@ -39,7 +39,7 @@ from simshap.original import fit_original_model, load_original_model, save_origi
 from simshap.surrogate import Surrogate
 from simshap.training import fit_module
 
-__all__ = ["TabularRun", "register"]
+__all__ = ["TabularRun", "make_run", "register"]
 
 EXPLAINERS = {"simshap": SimSHAP, "fastshap": FastSHAP}
 
@@ -67,6 +67,11 @@ class TabularRun:
         self._data: TabularData | None = None
 
     # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def table(results: dict[str, Any]) -> str:
+        """Markdown table of a results dict."""
+        return results_table(results)
+
     @property
     def data(self) -> TabularData:
         """The split, standardized data set."""
@@ -364,10 +369,22 @@ def results_table(results: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- CLI
 
 
-def _run_for(args: argparse.Namespace, new: bool) -> TabularRun:
+def make_run(out: str | Path, config: dict[str, Any] | None = None) -> Any:
+    """The run object for a config: ``TabularRun`` or, for image data sets, ``ImageRun``."""
+    if config is None:
+        cfg_path = Path(out) / "config.yaml"
+        config = load_config(cfg_path) if cfg_path.is_file() else None
+    if config is not None and config["dataset"] in IMAGE_DATASETS:
+        from simshap.image_pipeline import ImageRun
+
+        return ImageRun(out, config)
+    return TabularRun(out, config)
+
+
+def _run_for(args: argparse.Namespace, new: bool) -> Any:
     if args.config is not None:
-        cfg = load_config(args.config, TABULAR_DEFAULTS)
-        run = TabularRun(args.out, cfg)
+        cfg = load_config(args.config)
+        run = make_run(args.out, cfg)
         if new or not run.path("config.yaml").exists():
             run.start(overwrite=args.overwrite)
         elif load_config(run.path("config.yaml")) != cfg:
@@ -376,7 +393,7 @@ def _run_for(args: argparse.Namespace, new: bool) -> TabularRun:
                 "start over, or omit the config to resume it"
             )
         return run
-    return TabularRun(args.out)
+    return make_run(args.out)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -386,7 +403,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for name in EXPLAINERS:
         print(f"[simshap] {name}: {run.fit_explainer(name)}", flush=True)
     results = run.evaluate()
-    print(results_table(results))
+    print(run.table(results))
     print(f"[simshap] results in {run.out}/results.json")
     return 0
 
@@ -401,21 +418,21 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         for name in args.explainer:
             print(name, run.fit_explainer(name, overwrite=args.overwrite))
     else:
-        print(results_table(run.evaluate(overwrite=args.overwrite)))
+        print(run.table(run.evaluate(overwrite=args.overwrite)))
     return 0
 
 
 def register(subparsers: Any) -> None:
     """Add ``run``, ``fit-model``, ``fit-surrogate``, ``fit-explainer``, ``evaluate``."""
     p = subparsers.add_parser(
-        "run", help="train model, surrogate, SimSHAP and FastSHAP, then evaluate (tabular)"
+        "run", help="train model, surrogate, SimSHAP and FastSHAP, then evaluate"
     )
     p.add_argument("config", help="YAML config, e.g. configs/breast_cancer.yaml")
     p.add_argument("--out", required=True, help="run folder (must not exist, or --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.set_defaults(func=_cmd_run)
     helps = {
-        "fit-model": "train the LightGBM original model",
+        "fit-model": "train the original model (LightGBM, or ResNet-18 for images)",
         "fit-surrogate": "train the surrogate s(x, m) on the stored model",
         "fit-explainer": "train SimSHAP and/or FastSHAP on the stored surrogate",
         "evaluate": "ground truth, errors at matched budgets, timings, table and plots",
