@@ -387,3 +387,27 @@ def test_model_output_shape_is_checked():
     game = BaselineGame(lambda z: z.unsqueeze(-1), torch.zeros(2, 3), torch.zeros(3))
     with pytest.raises(ValueError, match="shape \\(N, C\\)"):
         game(torch.ones(4, 3, dtype=torch.bool))
+
+
+def test_kernel_shap_threshold_stops_evaluating_converged_instances():
+    # instance 0 converges fast (additive game: exact after few rounds), instance 1 is noisy
+    calls = []
+
+    class CountingTable(TableGame):
+        def value(self, masks):
+            calls.append(masks.shape[0])
+            return super().value(masks)
+
+        def select(self, index):
+            return CountingTable(self.table[index])
+
+    d = 8
+    allc = all_coalitions(d).double()
+    additive = allc @ torch.arange(1.0, d + 1, dtype=torch.float64)
+    noisy = torch.randn(2**d, generator=gen(3), dtype=torch.float64)
+    game = CountingTable(torch.stack([additive, noisy]).unsqueeze(-1))
+    res = kernel_shap(game, threshold=0.01, generator=gen(0), max_evals=200_000)
+    assert 1 in calls  # later rounds evaluated only the instance still sampling
+    exact = exact_shapley(TableGame(game.table)).values
+    assert torch.allclose(res.values[0], exact[0], atol=1e-9)
+    assert res.values.sum(1).sub(game.table[:, -1] - game.table[:, 0]).abs().max() < 1e-9

@@ -333,43 +333,49 @@ def _kernel_shap_converge(
     device = game.device
     sampler = ShapleyKernelSampler(d, paired=paired)
     round_size = max(round_size, 4 * d) + (max(round_size, 4 * d) % 2 if paired else 0)
-    a_sum = torch.zeros(bsz, d, d, dtype=torch.float64, device=device)
-    b_sum = torch.zeros(bsz, d, c, dtype=torch.float64, device=device)
-    mean_r = torch.zeros(bsz, d, c, dtype=torch.float64, device=device)  # Welford over rounds
-    m2_r = torch.zeros_like(mean_r)
-    values = torch.zeros_like(mean_r)
-    std = torch.full_like(mean_r, float("inf"))
-    done = torch.zeros(bsz, dtype=torch.bool, device=device)
+    f64 = {"dtype": torch.float64, "device": device}
+    a_sum, b_sum = torch.zeros(bsz, d, d, **f64), torch.zeros(bsz, d, c, **f64)
+    mean_r, m2_r = torch.zeros(bsz, d, c, **f64), torch.zeros(bsz, d, c, **f64)  # Welford
+    values = torch.zeros(bsz, d, c, **f64)
+    std = torch.full((bsz, d, c), float("inf"), **f64)
     evals = torch.full((bsz,), 2, dtype=torch.long, device=device)
+    live = torch.arange(bsz, device=device)  # instances still sampling
+    v0 = v0.to(torch.float64)
     rounds = 0
     while True:
-        masks = sampler.sample(round_size, generator=generator, device=device, batch_shape=(bsz,))
-        v = game(masks).to(torch.float64) - v0.to(torch.float64).unsqueeze(1)
-        ones = torch.ones(bsz, round_size, dtype=torch.float64, device=device)
+        # converged instances stop costing evaluations when the game can be restricted
+        sub = game.select(live) if len(live) < bsz and game.supports_select else game
+        masks = sampler.sample(
+            round_size, generator=generator, device=device, batch_shape=(sub.num_instances,)
+        )
+        v = sub(masks).to(torch.float64)
+        if sub is game and len(live) < bsz:
+            masks, v = masks[live], v[live]
+        v = v - v0[live].unsqueeze(1)
+        ones = torch.ones(len(live), round_size, **f64)
         a_r, b_r = _gram(masks, ones), _moment(masks, ones, v)
-        a_sum, b_sum = a_sum + a_r, b_sum + b_r
+        a_sum[live] += a_r
+        b_sum[live] += b_r
         rounds += 1
-        phi_r = _constrained_solve(a_r, b_r, total)
-        delta = phi_r - mean_r
-        mean_r = mean_r + delta / rounds
-        m2_r = m2_r + delta * (phi_r - mean_r)
-        phi = _constrained_solve(a_sum, b_sum, total)
-        live = ~done
-        values[live] = phi[live]
+        phi_r = _constrained_solve(a_r, b_r, total[live])
+        delta = phi_r - mean_r[live]
+        mean_r[live] += delta / rounds
+        m2_r[live] += delta * (phi_r - mean_r[live])
+        phi = _constrained_solve(a_sum[live], b_sum[live], total[live])
+        values[live] = phi
         evals[live] += round_size
         if rounds >= 2:
-            std_now = (m2_r / (rounds - 1) / rounds).sqrt()
-            std[live] = std_now[live]
+            std_now = (m2_r[live] / (rounds - 1) / rounds).sqrt()
+            std[live] = std_now
             spread = (phi.amax(dim=(1, 2)) - phi.amin(dim=(1, 2))).clamp_min(1e-300)
-            ratio = std_now.amax(dim=(1, 2)) / spread
             if rounds >= min_rounds:
-                done = done | (ratio < threshold)
-        if bool(done.all()):
+                live = live[std_now.amax(dim=(1, 2)) / spread >= threshold]
+        if len(live) == 0:
             break
         if int(evals.max()) + round_size > max_evals:
             warnings.warn(
                 f"kernel_shap stopped at max_evals={max_evals} before every instance reached "
-                f"threshold={threshold} ({int((~done).sum())} of {bsz} did not); raise max_evals",
+                f"threshold={threshold} ({len(live)} of {bsz} did not); raise max_evals",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -13,6 +13,7 @@ on a large model never become one allocation.
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -100,6 +101,15 @@ class Game(ABC):
             )
         return masks.to(self.device)
 
+    supports_select: bool = False
+
+    def select(self, index: torch.Tensor) -> Game:
+        """The same game restricted to the instances ``index`` (where ``supports_select``).
+
+        Estimators use it to stop evaluating instances that have converged.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot be restricted to instances")
+
     def empty_and_full(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Values ``v(∅)`` and ``v(N)`` for every instance, each ``(B, C)``, in one call."""
         masks = torch.zeros(2, self.num_players, dtype=torch.bool, device=self.device)
@@ -131,9 +141,14 @@ class TableGame(Game):
         self.num_players = d
         self.num_instances = table.shape[0]
 
+    supports_select = True
+
     @property
     def device(self) -> torch.device:  # noqa: D102
         return self.table.device
+
+    def select(self, index: torch.Tensor) -> TableGame:  # noqa: D102
+        return TableGame(self.table[index.to(self.table.device)])
 
     def value(self, masks: torch.Tensor) -> torch.Tensor:  # noqa: D102
         idx = coalition_index(masks)  # (B, M)
@@ -333,9 +348,19 @@ class ModelGame(Game):
         self.num_players = groups.num_players
         self.num_instances = x.shape[0]
 
+    supports_select = True
+    per_instance: tuple[str, ...] = ("x",)  # attributes with one row per instance
+
     @property
     def device(self) -> torch.device:  # noqa: D102
         return self.x.device
+
+    def select(self, index: torch.Tensor) -> ModelGame:  # noqa: D102
+        sub = copy.copy(self)
+        for name in self.per_instance:
+            setattr(sub, name, getattr(self, name)[index.to(self.device)])
+        sub.num_instances = sub.x.shape[0]
+        return sub
 
     def value(self, masks: torch.Tensor) -> torch.Tensor:  # noqa: D102
         b, m, d = masks.shape
@@ -389,6 +414,7 @@ class BaselineGame(ModelGame):
             )
         self.model = model
         self.baseline = baseline
+        self.per_instance = ("x", "baseline")
 
     def evaluate_rows(self, instance: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:  # noqa: D102
         fmask = self.groups.feature_mask(masks)
