@@ -60,11 +60,88 @@ TABULAR_DEFAULTS: dict[str, Any] = {
 }
 
 
-# Image runs (issue 4): filled in by simshap.image_pipeline's owner; same strict-key rules.
+# Image runs (issue 4, ``simshap.image_pipeline.ImageRun``): GPU-sized defaults, same strict-key
+# rules. ``data``: where the images come from (``source`` only for CIFAR-10: auto / torchvision /
+# subset; ``train_size``: keep only the first n training images, for quick runs); ``model``: the
+# original ResNet-18 classifier; ``surrogate``: the 4-channel ResNet-18 s(x, m) trained with KL to
+# the classifier on augmented batches (``compile``: torch.compile its network); ``explainer``: the
+# U-Net shared by SimSHAP (``n_masks`` paired, ``centered``) and FastSHAP (``normalize``,
+# ``efficiency_lambda``); ``evaluation``: insertion / deletion on the first ``n_images`` test
+# images for SimSHAP, FastSHAP and each of ``baselines`` (options per method); ``trainer``:
+# Lightning settings (``precision: auto`` = bf16-mixed on a bf16-capable GPU, else 32-true;
+# ``devices: N`` with ``strategy: ddp`` trains on N GPUs; ``max_time`` caps every training stage).
 IMAGE_DEFAULTS: dict[str, Any] = {
     "dataset": None,
     "data_dir": None,
     "seed": 0,
+    "data": {
+        "source": "auto",
+        "val_size": 0.1,
+        "train_size": None,
+        "num_workers": 4,
+        "augment": True,
+    },
+    "model": {
+        "width": 64,
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "weight_decay": 5e-4,
+        "scheduler": "onecycle",
+        "label_smoothing": 0.0,
+        "batch_size": 256,
+        "max_epochs": 40,
+        "patience": 10,
+    },
+    "surrogate": {
+        "width": 64,
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "batch_size": 256,
+        "masks_per_row": 1,
+        "max_epochs": 40,
+        "patience": 8,
+        "compile": False,
+    },
+    "explainer": {
+        "base_width": 64,
+        "depth": 3,
+        "n_masks": 8,
+        "paired": True,
+        "centered": True,
+        "normalize": True,
+        "efficiency_lambda": 0.1,
+        "lr": 2e-4,
+        "weight_decay": 0.0,
+        "batch_size": 128,
+        "augment": True,
+        "max_epochs": 40,
+        "patience": 8,
+        "val_instances": 64,
+        "val_budget": 1024,
+        "surrogate_batch_size": None,
+        "compile": False,
+    },
+    "evaluation": {
+        "n_images": 100,
+        "batch_size": 1024,
+        "figure_images": 6,
+        "baselines": ["ig", "smoothgrad", "gradcam", "kernelshap", "kernelshap_s", "deepshap"],
+        "ig": {"n_steps": 64, "internal_batch_size": 256},
+        "smoothgrad": {"n_samples": 32, "stdev": 0.15, "samples_batch_size": 8},
+        "gradcam": {"relu_attributions": False},
+        "kernelshap": {"n_samples": "auto", "batch_size": 1024},
+        "kernelshap_s": {"n_samples": 2560, "batch_size": 4096},
+        "deepshap": {"explainer": "auto", "n_samples": 200, "background_size": 32},
+    },
+    "trainer": {
+        "accelerator": "auto",
+        "devices": 1,
+        "strategy": "auto",
+        "precision": "auto",
+        "channels_last": True,
+        "progress_bar": True,
+        "max_time": None,
+    },
 }
 
 

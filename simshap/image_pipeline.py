@@ -1,0 +1,686 @@
+"""The image end-to-end job: ResNet-18 classifier, surrogate, U-Net SimSHAP / FastSHAP, evaluation.
+
+The image counterpart of :class:`simshap.pipeline.TabularRun` (``simshap.pipeline.make_run``
+returns an :class:`ImageRun` for the data sets in ``simshap.config.IMAGE_DATASETS``). Every
+stage reads its inputs from and writes its outputs to one run folder, so the stages can run as
+separate commands (``simshap fit-model`` ... ``simshap evaluate``) and resume where the last one
+stopped; nothing is overwritten without ``overwrite=True`` (``--overwrite``).
+
+Run folder::
+
+    config.yaml                    the merged configuration
+    classifier.pt                  the original ResNet-18 (hyperparameters + weights)
+    surrogate.pt                   the 4-channel surrogate s(x, m)
+    simshap.pt, fastshap.pt        the U-Net explainers (with their surrogate)
+    timings.json                   training seconds per stage
+    attributions/<method>.pt       cached attributions + inference seconds (evaluate resumes)
+    results.json, results.md       Table 3 (insertion / deletion AUC) and the Table 4 row
+    figure3.png, curves.png        explanations grid (images x methods), mean curves
+
+GPU speed: ``trainer.precision: auto`` trains in bf16 autocast on a bf16-capable GPU; with
+``trainer.channels_last`` the ResNets and the U-Net keep their weights in ``channels_last``
+(cuDNN then runs every convolution in NHWC); ``surrogate.compile`` / ``explainer.compile`` wrap
+the networks with ``torch.compile`` (state-dict keys unchanged); loaders pin memory on CUDA; the
+training steps make no host syncs (the game runs with ``check_finite=False``). Several GPUs:
+``trainer.devices: N`` and ``trainer.strategy: ddp`` (only rank 0 writes the run folder).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, Subset, TensorDataset
+
+from simshap.classifier import ImageClassifier
+from simshap.config import IMAGE_DATASETS, load_config
+from simshap.data.images import CIFAR10DataModule, FashionMNISTDataModule, ImageDataModule
+from simshap.evaluation.baselines import BASELINES, attribute
+from simshap.evaluation.insertion_deletion import insertion_deletion
+from simshap.evaluation.timing import seconds_per_instance, timed
+from simshap.explainers import FastSHAP, SimSHAP, load_explainer
+from simshap.explainers.base import AmortizedExplainer
+from simshap.games.estimators import sim_semivalue_target
+from simshap.surrogate import Surrogate
+from simshap.training import fit_module
+
+__all__ = [
+    "EXPLAINERS",
+    "METHOD_LABELS",
+    "ImageRun",
+    "image_results_table",
+    "measure_target_throughput",
+    "resolve_precision",
+]
+
+EXPLAINERS: dict[str, type[AmortizedExplainer]] = {"simshap": SimSHAP, "fastshap": FastSHAP}
+
+METHOD_LABELS: dict[str, str] = {
+    "simshap": "SimSHAP",
+    "fastshap": "FastSHAP",
+    "kernelshap": "KernelSHAP",
+    "kernelshap_s": "KernelSHAP-S",
+    "deepshap": "DeepSHAP",
+    "ig": "IG",
+    "smoothgrad": "SmoothGrad",
+    "gradcam": "GradCAM",
+}
+
+_NORMS = ("paper", "prob")
+
+
+def resolve_precision(precision: str | int) -> str | int:
+    """``"auto"`` -> ``"bf16-mixed"`` on a bf16-capable CUDA GPU, else ``"32-true"``."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def _rank_zero() -> bool:
+    """Whether this process is global rank 0 (always true outside distributed training)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+class ImageRun:
+    """One run folder of the image job (CIFAR-10, the CIFAR-10 subset or Fashion-MNIST).
+
+    Args:
+        out: the run folder.
+        config: the merged configuration (``None``: read ``out/config.yaml``).
+    """
+
+    def __init__(self, out: str | Path, config: dict[str, Any] | None = None) -> None:
+        self.out = Path(out)
+        if config is None:
+            cfg_path = self.out / "config.yaml"
+            if not cfg_path.is_file():
+                raise FileNotFoundError(
+                    f"{cfg_path} not found: start the run with a config, e.g. "
+                    f"`simshap fit-model configs/cifar10-subset.yaml --out {self.out}`"
+                )
+            config = load_config(cfg_path)
+        if config["dataset"] not in IMAGE_DATASETS:
+            raise ValueError(
+                f"ImageRun handles {IMAGE_DATASETS}, got dataset {config['dataset']!r}"
+            )
+        self.config = config
+        self.seed = int(config["seed"])
+        self.superpixel_size = 2
+        self._dm: ImageDataModule | None = None
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def table(results: dict[str, Any]) -> str:
+        """Markdown Table 3 and Table 4 row of a results dict."""
+        return image_results_table(results)
+
+    def path(self, name: str) -> Path:
+        """A file of the run folder."""
+        return self.out / name
+
+    def _require(self, name: str, stage: str) -> Path:
+        p = self.path(name)
+        if not p.exists():
+            raise FileNotFoundError(f"{p} is missing: run `simshap {stage} --out {self.out}` first")
+        return p
+
+    def _write_output(self, name: str, overwrite: bool) -> Path:
+        p = self.path(name)
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p} exists; pass --overwrite to recompute it")
+        return p
+
+    def _timings(self) -> dict[str, float]:
+        p = self.path("timings.json")
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def _record_time(self, key: str, seconds: float) -> None:
+        t = self._timings()
+        t[key] = seconds
+        self.path("timings.json").write_text(json.dumps(t, indent=2))
+
+    @property
+    def device(self) -> torch.device:
+        """Where evaluation runs: the GPU when the trainer may use one and CUDA is present."""
+        acc = self.config["trainer"]["accelerator"]
+        if acc in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+
+    @property
+    def channels_last(self) -> bool:
+        """Keep convolution weights (and so activations) in ``torch.channels_last``."""
+        return bool(self.config["trainer"]["channels_last"])
+
+    def _trainer_kwargs(self) -> dict[str, Any]:
+        t = self.config["trainer"]
+        if torch.cuda.is_available():
+            torch.backends.cudnn.benchmark = True
+            torch.set_float32_matmul_precision("high")  # TF32 for what stays in float32
+        return {
+            "accelerator": t["accelerator"], "devices": t["devices"], "strategy": t["strategy"],
+            "precision": resolve_precision(t["precision"]), "progress_bar": t["progress_bar"],
+            "max_time": t["max_time"],
+        }  # fmt: skip
+
+    def datamodule(self, batch_size: int = 128, augment: bool = True) -> ImageDataModule:
+        """The data set's DataModule (same seed and validation split for every stage)."""
+        d = self.config["data"]
+        common: dict[str, Any] = {
+            "batch_size": batch_size, "num_workers": d["num_workers"], "val_size": d["val_size"],
+            "seed": self.seed, "augment": augment,
+        }  # fmt: skip
+        if self.config["dataset"] == "fashion_mnist":
+            return FashionMNISTDataModule(data_dir=self.config["data_dir"], **common)
+        source = "subset" if self.config["dataset"] == "cifar10-subset" else d["source"]
+        return CIFAR10DataModule(source=source, data_dir=self.config["data_dir"], **common)
+
+    @property
+    def data(self) -> ImageDataModule:
+        """A DataModule for evaluation tensors (loaded once)."""
+        if self._dm is None:
+            self._dm = self.datamodule(augment=False)
+            self._dm.setup()
+        return self._dm
+
+    def _loaders(self, batch_size: int, augment: bool) -> tuple[DataLoader, DataLoader]:
+        """Training loader (optionally the first ``data.train_size`` images) and validation."""
+        dm = self.datamodule(batch_size, augment)
+        train = dm.train_dataloader()
+        n = self.config["data"]["train_size"]
+        if n is not None:
+            ds = Subset(train.dataset, range(min(int(n), len(train.dataset))))
+            train = DataLoader(
+                ds, batch_size=batch_size, shuffle=True, drop_last=len(ds) > batch_size,
+                num_workers=train.num_workers, pin_memory=torch.cuda.is_available(),
+                generator=torch.Generator().manual_seed(self.seed),
+                persistent_workers=train.num_workers > 0,
+            )  # fmt: skip
+        return train, dm.val_dataloader()
+
+    def start(self, overwrite: bool = False) -> None:
+        """Create the run folder and write the config (refuses to reuse a folder silently)."""
+        if self.out.exists() and any(self.out.iterdir()):
+            if not overwrite:
+                raise FileExistsError(
+                    f"{self.out} exists and is not empty; pass --overwrite to replace it, or "
+                    "run a single stage (fit-surrogate, fit-explainer, evaluate) to resume it"
+                )
+            shutil.rmtree(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.path("config.yaml"), "w") as fh:
+            yaml.safe_dump(self.config, fh, sort_keys=False)
+
+    # ------------------------------------------------------------------ original classifier
+    def build_classifier(self) -> ImageClassifier:
+        """A fresh (untrained) classifier from ``config["model"]``."""
+        m = self.config["model"]
+        return ImageClassifier(
+            num_classes=self.data_num_classes, width=m["width"], optimizer=m["optimizer"],
+            lr=m["lr"], weight_decay=m["weight_decay"], scheduler=m["scheduler"],
+            label_smoothing=m["label_smoothing"], channels_last=self.channels_last,
+        )  # fmt: skip
+
+    @property
+    def data_num_classes(self) -> int:
+        """Classes of the data set (10 for all three)."""
+        return 10
+
+    @property
+    def in_channels(self) -> int:
+        """Image channels: 3 (CIFAR-10) or 1 (Fashion-MNIST)."""
+        return 1 if self.config["dataset"] == "fashion_mnist" else 3
+
+    def fit_model(self, overwrite: bool = False) -> dict[str, float]:
+        """Train the original ResNet-18 (augmented batches); returns its accuracy and time."""
+        target = self._write_output("classifier.pt", overwrite)
+        m = self.config["model"]
+        torch.manual_seed(self.seed)
+        module = self.build_classifier()
+        train, val = self._loaders(m["batch_size"], self.config["data"]["augment"])
+        fit = fit_module(
+            module, train, val, monitor="val_loss", max_epochs=m["max_epochs"],
+            patience=m["patience"], out_dir=self.path("classifier_logs"), **self._trainer_kwargs(),
+        )  # fmt: skip
+        if not _rank_zero():
+            return {}
+        torch.save(
+            {"hparams": dict(module.hparams),
+             "state_dict": {k: v.cpu() for k, v in module.state_dict().items()}},
+            target,
+        )  # fmt: skip
+        self._record_time("model_train_s", fit.train_seconds)
+        return {"test_accuracy": self.classifier_accuracy(self.classifier()),
+                "val_loss": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs}
+
+    def classifier(self) -> ImageClassifier:
+        """The stored classifier, in eval mode on :attr:`device`."""
+        blob = torch.load(self._require("classifier.pt", "fit-model"), map_location="cpu",
+                          weights_only=True)  # fmt: skip
+        model = ImageClassifier(**blob["hparams"])
+        model.load_state_dict(blob["state_dict"])
+        return model.to(self.device).eval()
+
+    def classifier_accuracy(self, classifier: ImageClassifier, n: int | None = None) -> float:
+        """Test accuracy of the classifier (on the first ``n`` test images)."""
+        x, y = self.data.test_tensors(n)
+        pred = classifier.predict_logits(x.to(self.device), batch_size=1024).argmax(1).cpu()
+        return float((pred == y).float().mean())
+
+    # ------------------------------------------------------------------ surrogate
+    def build_surrogate(self, original: nn.Module | None = None) -> Surrogate:
+        """A fresh surrogate from ``config["surrogate"]`` (channels_last / compiled per config)."""
+        s = self.config["surrogate"]
+        module = Surrogate(
+            {"kind": "resnet18", "in_channels": self.in_channels,
+             "num_classes": self.data_num_classes, "width": s["width"]},
+            {"kind": "superpixels", "image_size": [32, 32],
+             "superpixel_size": self.superpixel_size},
+            original=original, lr=s["lr"], weight_decay=s["weight_decay"],
+            masks_per_row=s["masks_per_row"], max_epochs_hint=s["max_epochs"], seed=self.seed,
+        )  # fmt: skip
+        self._speed_up(module.net, compile_net=s["compile"])
+        return module
+
+    def _speed_up(self, net: nn.Module, compile_net: bool) -> None:
+        """Channels-last weights and, optionally, ``torch.compile`` (in place; same state dict)."""
+        if self.channels_last:
+            net.to(memory_format=torch.channels_last)
+        if compile_net:
+            net.compile()
+
+    def fit_surrogate(self, overwrite: bool = False) -> dict[str, float]:
+        """Train s(x, m) with KL to the classifier's softmax on augmented batches."""
+        target = self._write_output("surrogate.pt", overwrite)
+        s = self.config["surrogate"]
+        classifier = self.classifier()
+        torch.manual_seed(self.seed)
+        module = self.build_surrogate(original=classifier)
+        train, val = self._loaders(s["batch_size"], self.config["data"]["augment"])
+        fit = fit_module(
+            module, train, val, monitor="val_kl", max_epochs=s["max_epochs"],
+            patience=s["patience"], out_dir=self.path("surrogate_logs"), **self._trainer_kwargs(),
+        )  # fmt: skip
+        if not _rank_zero():
+            return {}
+        module.save(target)
+        self._record_time("surrogate_train_s", fit.train_seconds)
+        return {"val_kl": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs,
+                **self.surrogate_accuracy(Surrogate.load(target).to(self.device), classifier)}
+
+    def surrogate(self) -> Surrogate:
+        """The stored surrogate, in eval mode on :attr:`device`."""
+        return Surrogate.load(self._require("surrogate.pt", "fit-surrogate")).to(self.device)
+
+    def surrogate_accuracy(
+        self, surrogate: Surrogate, classifier: ImageClassifier, n: int = 1000
+    ) -> dict[str, float]:
+        """Full-mask test accuracy of the surrogate and its agreement with the classifier."""
+        x, y = self.data.test_tensors(n)
+        x, y = x.to(self.device), y.to(self.device)
+        full = torch.ones(x.shape[0], 1, *x.shape[-2:], dtype=torch.bool, device=self.device)
+        pred = torch.cat([surrogate.masked_probs(x[i:i + 512], full[i:i + 512]).argmax(1)
+                          for i in range(0, len(x), 512)])  # fmt: skip
+        orig = classifier.predict_logits(x).argmax(1)
+        return {"surrogate_full_mask_accuracy": float((pred == y).float().mean()),
+                "surrogate_agreement": float((pred == orig).float().mean()),
+                "original_accuracy": float((orig == y).float().mean())}  # fmt: skip
+
+    # ------------------------------------------------------------------ explainers
+    def build_explainer(self, name: str, surrogate: Surrogate) -> AmortizedExplainer:
+        """A fresh SimSHAP or FastSHAP U-Net explainer from ``config["explainer"]``."""
+        if name not in EXPLAINERS:
+            raise ValueError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
+        e = self.config["explainer"]
+        if e["val_budget"] < surrogate.num_players:
+            raise ValueError(
+                f"explainer.val_budget={e['val_budget']} is below the {surrogate.num_players} "
+                "players: the KernelSHAP validation targets would be undetermined; use at least "
+                f"{surrogate.num_players} (1024-2048 for 256 superpixels)"
+            )
+        common: dict[str, Any] = dict(
+            n_masks=e["n_masks"], paired=e["paired"], lr=e["lr"], weight_decay=e["weight_decay"],
+            val_budget=e["val_budget"], max_epochs_hint=e["max_epochs"],
+            surrogate_batch_size=e["surrogate_batch_size"], seed=self.seed,
+        )
+        extra = ({"centered": e["centered"]} if name == "simshap" else
+                 {"normalize": e["normalize"], "efficiency_lambda": e["efficiency_lambda"]})
+        module = EXPLAINERS[name](
+            {"kind": "unet", "in_channels": self.in_channels,
+             "num_classes": self.data_num_classes, "base_width": e["base_width"],
+             "depth": e["depth"], "superpixel_size": self.superpixel_size},
+            surrogate, **common, **extra,
+        )  # fmt: skip
+        self._speed_up(module.net, compile_net=e["compile"])
+        return module
+
+    def fit_explainer(self, name: str, overwrite: bool = False) -> dict[str, float]:
+        """Train SimSHAP or FastSHAP against the stored (frozen) surrogate."""
+        if name not in EXPLAINERS:
+            raise ValueError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
+        target = self._write_output(f"{name}.pt", overwrite)
+        e = self.config["explainer"]
+        surrogate = self.surrogate()
+        self._speed_up(surrogate.net, compile_net=self.config["surrogate"]["compile"])
+        torch.manual_seed(self.seed)
+        module = self.build_explainer(name, surrogate)
+        train, _ = self._loaders(e["batch_size"], e["augment"])
+        x_val, _ = self.data.test_tensors(e["val_instances"], split="val")
+        val = DataLoader(TensorDataset(x_val), batch_size=max(1, len(x_val)))
+        fit = fit_module(
+            module, train, val, monitor="val_l2", max_epochs=e["max_epochs"],
+            patience=e["patience"], out_dir=self.path(f"{name}_logs"), **self._trainer_kwargs(),
+        )  # fmt: skip
+        if not _rank_zero():
+            return {}
+        module.save(target, overwrite=True)
+        self._record_time(f"{name}_train_s", fit.train_seconds)
+        return {"val_l2": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs}
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, overwrite: bool = False) -> dict[str, Any]:
+        """Insertion / deletion AUCs (both normalizations) and inference seconds of every method.
+
+        SimSHAP, FastSHAP and every baseline of ``evaluation.baselines`` explain the same first
+        ``evaluation.n_images`` test images, for the classifier's predicted class. Attributions
+        and their timings are cached in ``attributions/`` so an interrupted evaluation resumes;
+        ``overwrite=True`` recomputes everything.
+        """
+        self._write_output("results.json", overwrite)
+        cache = self.path("attributions")
+        if overwrite and cache.exists():
+            shutil.rmtree(cache)
+        cache.mkdir(parents=True, exist_ok=True)
+        ev = self.config["evaluation"]
+        unknown = set(ev["baselines"]) - set(BASELINES)
+        if unknown:
+            raise ValueError(
+                f"unknown baselines {sorted(unknown)}; choose from {sorted(BASELINES)}"
+            )
+        x, labels = self.data.test_tensors(ev["n_images"])
+        x = x.to(self.device)
+        n = x.shape[0]
+        classifier = self.classifier()
+        net = classifier.model  # the plain ResNet: what captum / shap / the curves call
+        with torch.no_grad():
+            tgt = classifier.predict_logits(x).argmax(1)
+        timings = self._timings()
+        attrs: dict[str, dict[str, Any]] = {}
+        for name in [*EXPLAINERS, *ev["baselines"]]:
+            attrs[name] = self._cached_attribution(name, x, tgt, classifier)
+        methods: dict[str, dict[str, Any]] = {}
+        curves: dict[str, dict[str, torch.Tensor]] = {}
+        for name, a in attrs.items():
+            row: dict[str, Any] = {"label": METHOD_LABELS.get(name, name), "used": a["used"],
+                                   "fallback_reason": a["fallback_reason"]}  # fmt: skip
+            for norm in _NORMS:
+                res = insertion_deletion(
+                    net, x, a["values"].to(self.device), target=tgt,
+                    superpixel_size=self.superpixel_size, normalize=norm,
+                    batch_size=ev["batch_size"],
+                )  # fmt: skip
+                suffix = "" if norm == "paper" else "_prob"
+                for kind in ("insertion", "deletion"):
+                    mean, std = _nan_stats(res[f"{kind}_auc"])
+                    row[f"{kind}_auc{suffix}_mean"] = mean
+                    row[f"{kind}_auc{suffix}_std"] = std
+                if norm == "paper":
+                    curves[name] = {"insertion": res.insertion_curve.cpu(),
+                                    "deletion": res.deletion_curve.cpu()}  # fmt: skip
+            row["inference_s"] = a["seconds"]
+            row["inference_s_per_image"] = a["seconds"] / n
+            if name in EXPLAINERS:
+                row["train_minutes"] = timings.get(f"{name}_train_s", float("nan")) / 60.0
+            methods[name] = row
+        from simshap.pipeline import environment
+
+        results = {
+            "dataset": self.config["dataset"],
+            "device": environment()["device"],
+            "n_images": n,
+            "target": "the classifier's predicted class",
+            "classifier": {"test_accuracy_evaluated": float((tgt.cpu() == labels).float().mean())},
+            "methods": methods,
+            "training_minutes": {k.removesuffix("_train_s"): v / 60.0 for k, v in timings.items()},
+            "environment": environment(),
+        }
+        torch.save(curves, self.path("curves.pt"))
+        self.path("results.json").write_text(json.dumps(results, indent=2))
+        self.path("results.md").write_text(image_results_table(results))
+        self._plots(x, tgt, attrs, curves)
+        return results
+
+    def _cached_attribution(
+        self, name: str, x: torch.Tensor, tgt: torch.Tensor, classifier: ImageClassifier
+    ) -> dict[str, Any]:
+        """Attributions ``(N, h, w)`` of one method and the seconds it took for all N images."""
+        path = self.path(f"attributions/{name}.pt")
+        if path.exists():
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            if blob["values"].shape[0] == x.shape[0] and torch.equal(blob["target"], tgt.cpu()):
+                return blob
+        values, seconds, used, reason = self._attribute(name, x, tgt, classifier)
+        blob = {"values": values.detach().float().cpu(), "seconds": float(seconds), "used": used,
+                "fallback_reason": reason, "target": tgt.cpu()}  # fmt: skip
+        torch.save(blob, path)
+        return blob
+
+    def _attribute(
+        self, name: str, x: torch.Tensor, tgt: torch.Tensor, classifier: ImageClassifier
+    ) -> tuple[torch.Tensor, float, str, str | None]:
+        n = x.shape[0]
+        rows = torch.arange(n, device=x.device)
+        grid = (x.shape[-2] // self.superpixel_size, x.shape[-1] // self.superpixel_size)
+        if name in EXPLAINERS:
+            explainer = load_explainer(self._require(f"{name}.pt", "fit-explainer"), self.device)
+            if self.channels_last:
+                explainer.net.to(memory_format=torch.channels_last)
+                if explainer.surrogate is not None:
+                    explainer.surrogate.net.to(memory_format=torch.channels_last)
+            phi = explainer.explain(x)
+            seconds = seconds_per_instance(lambda: explainer.explain(x), n) * n
+            used = f"simshap.{type(explainer).__name__}"
+            return phi[rows, :, tgt].view(n, *grid), seconds, used, None
+        ev = self.config["evaluation"]
+        opts = dict(ev.get(name, {}))
+        model: Any = classifier.model
+        if name == "kernelshap_s":
+            model = self.surrogate()
+            opts["output_transform"] = _softmax
+        elif name == "deepshap":
+            k = int(opts.pop("background_size"))
+            opts["background"] = self.data.test_tensors(k, split="train")[0].to(x.device)
+        torch.manual_seed(self.seed)
+        attr, seconds = timed(lambda: attribute(
+            name, model, x, tgt, superpixel_size=self.superpixel_size, **opts
+        ))  # fmt: skip
+        return attr.values, seconds, attr.used, attr.fallback_reason
+
+    def _plots(
+        self,
+        x: torch.Tensor,
+        tgt: torch.Tensor,
+        attrs: dict[str, dict[str, Any]],
+        curves: dict[str, dict[str, torch.Tensor]],
+    ) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        classes = getattr(self.data, "classes", None)
+        k = min(int(self.config["evaluation"]["figure_images"]), x.shape[0])
+        if k > 0:
+            names = list(attrs)
+            images = self.data.denormalize(x[:k]).cpu().permute(0, 2, 3, 1).numpy()
+            fig, axes = plt.subplots(k, len(names) + 1, figsize=(1.6 * (len(names) + 1), 1.6 * k),
+                                     squeeze=False)  # fmt: skip
+            for i in range(k):
+                img = images[i].squeeze(-1) if images.shape[-1] == 1 else images[i]
+                axes[i, 0].imshow(img, cmap="gray" if img.ndim == 2 else None)
+                c = int(tgt[i])
+                axes[i, 0].set_ylabel(classes[c] if classes else str(c), fontsize=7)
+                for j, name in enumerate(names, start=1):
+                    a = attrs[name]["values"][i].numpy()
+                    lim = float(np.abs(a).max()) or 1.0
+                    axes[i, j].imshow(img, cmap="gray" if img.ndim == 2 else None, alpha=0.35)
+                    axes[i, j].imshow(a, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.8,
+                                      extent=(-0.5, 31.5, 31.5, -0.5), interpolation="nearest")
+            for j, title in enumerate(["image", *[METHOD_LABELS.get(m, m) for m in names]]):
+                axes[0, j].set_title(title, fontsize=8)
+            for ax in axes.flat:
+                ax.set_xticks([])
+                ax.set_yticks([])
+            fig.tight_layout()
+            fig.savefig(self.path("figure3.png"), dpi=110)
+            plt.close(fig)
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for name, c in curves.items():
+            for ax, kind in zip(axes, ("insertion", "deletion"), strict=True):
+                curve = c[kind]
+                steps = torch.linspace(0, 1, curve.shape[1])
+                ax.plot(steps, torch.nanmean(curve, 0), label=METHOD_LABELS.get(name, name))
+        for ax, kind in zip(axes, ("insertion", "deletion"), strict=True):
+            ax.set(xlabel="fraction of superpixels", ylabel="normalized logit (paper)",
+                   title=f"mean {kind} curve")  # fmt: skip
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(self.path("curves.png"), dpi=120)
+        plt.close(fig)
+
+
+def _softmax(z: torch.Tensor) -> torch.Tensor:
+    return z.float().softmax(-1)
+
+
+def _nan_stats(values: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation over the finite entries (NaN when there are none)."""
+    v = values.detach().double().cpu()
+    v = v[torch.isfinite(v)]
+    if v.numel() == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(unbiased=False))
+
+
+def image_results_table(results: dict[str, Any]) -> str:
+    """Markdown Table 3 (AUC mean ± std, both normalizations) and the Table 4 row."""
+
+    def ms(m: dict[str, Any], key: str) -> str:
+        return f"{m[key + '_mean']:.3f} ± {m[key + '_std']:.3f}"
+
+    methods = results["methods"]
+    n = results["n_images"]
+    lines = [
+        f"### Table 3: {results['dataset']}, {n} test images ({results['device']})",
+        "",
+        "Insertion AUC higher is better, deletion AUC lower is better; 'paper': normalized target "
+        "logit, 'prob': softmax probability of the target (the classifier's predicted class).",
+        "",
+        "| method | implementation | insertion (paper) | deletion (paper) | insertion (prob) | "
+        "deletion (prob) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for m in methods.values():
+        used = m["used"] + (" (fallback)" if m.get("fallback_reason") else "")
+        lines.append(
+            f"| {m['label']} | {used} | {ms(m, 'insertion_auc')} | {ms(m, 'deletion_auc')} | "
+            f"{ms(m, 'insertion_auc_prob')} | {ms(m, 'deletion_auc_prob')} |"
+        )
+    names = list(methods)
+    lines += [
+        "",
+        f"### Table 4 row: inference seconds for the {n} evaluated images; training minutes",
+        "",
+        "| data set | " + " | ".join(methods[k]["label"] for k in names)
+        + " | SimSHAP train (min) | FastSHAP train (min) |",
+        "| --- | " + " | ".join("---:" for _ in names) + " | ---: | ---: |",
+        f"| {results['dataset']} | " + " | ".join(f"{methods[k]['inference_s']:.3g}" for k in names)
+        + " | " + " | ".join(
+            f"{methods[k].get('train_minutes', float('nan')):.2f}" if k in methods else "-"
+            for k in EXPLAINERS
+        ) + " |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+def measure_target_throughput(
+    explainer: SimSHAP,
+    x: torch.Tensor,
+    iters: int = 20,
+    warmup: int = 3,
+    bf16: bool | None = None,
+) -> dict[str, float]:
+    """Throughput of SimSHAP's target computation beside the surrogate's raw forward pass.
+
+    Target computation (one training step's worth, no gradient): draw the ``M`` paired
+    Shapley-kernel coalitions of every image, evaluate the surrogate on all ``B * (M + 2)``
+    masked images (with ∅ and N) through the game layer, and form the Sim-Semivalue target.
+    Raw forward: the surrogate's ResNet alone on the very same ``B * (M + 2)`` four-channel
+    inputs, built once beforehand. Both are reported in masked images per second.
+
+    Args:
+        explainer: a SimSHAP module holding its surrogate, on the device of ``x``.
+        x: ``(B, C, H, W)`` batch of (normalized) images.
+        iters: timed repetitions.
+        warmup: untimed repetitions first (cuDNN autotuning, compilation).
+        bf16: run under bf16 autocast (default: on CUDA).
+
+    Returns:
+        ``target_images_per_s``, ``raw_images_per_s``, ``ratio`` (target / raw),
+        ``masked_images_per_step``, ``batch_size``, ``n_masks``.
+    """
+    surrogate = explainer._require_surrogate()
+    device = x.device
+    bf16 = device.type == "cuda" if bf16 is None else bf16
+    explainer.on_fit_start()  # seeds the step's mask generator on the module's device
+    centered = explainer.hparams.centered
+
+    def target_step() -> torch.Tensor:
+        masks, values, v0, v1 = explainer.sample_values(x)
+        return sim_semivalue_target(masks, values, v0, v1, centered)
+
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        b = x.shape[0]
+        masks, *_ = explainer.sample_values(x)
+        ends = torch.zeros(b, 2, masks.shape[-1], dtype=torch.bool, device=device)
+        ends[:, 1] = True
+        flat = torch.cat([ends, masks], 1).flatten(0, 1)
+        fmask = surrogate.groups.feature_mask(flat).to(x.dtype)
+        xr = x.repeat_interleave(masks.shape[1] + 2, 0)
+        inputs = torch.cat([xr * fmask, fmask], 1)
+        if any(p.is_contiguous(memory_format=torch.channels_last) and p.ndim == 4
+               for p in surrogate.net.parameters()):  # fmt: skip
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        resnet = surrogate.net.net
+
+        def raw_step() -> torch.Tensor:
+            return resnet(inputs)
+
+        rates = {}
+        for key, fn in (("target", target_step), ("raw", raw_step)):
+            for _ in range(warmup):
+                fn()
+            _, seconds = timed(lambda fn=fn: [fn() for _ in range(iters)])
+            rates[key] = inputs.shape[0] * iters / max(seconds, 1e-12)
+    return {
+        "target_images_per_s": rates["target"],
+        "raw_images_per_s": rates["raw"],
+        "ratio": rates["target"] / rates["raw"],
+        "masked_images_per_step": float(inputs.shape[0]),
+        "batch_size": float(x.shape[0]),
+        "n_masks": float(explainer.hparams.n_masks),
+    }
+

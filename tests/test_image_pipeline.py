@@ -1,0 +1,271 @@
+"""ImageRun end to end on a few real CIFAR-10 subset images, with tiny networks on the CPU."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch.utils.data import DataLoader, TensorDataset
+
+from simshap.cli import main as cli_main
+from simshap.config import IMAGE_DEFAULTS, load_config
+from simshap.evaluation.baselines import BASELINES
+from simshap.image_pipeline import (
+    EXPLAINERS,
+    ImageRun,
+    image_results_table,
+    measure_target_throughput,
+    resolve_precision,
+)
+from simshap.pipeline import make_run
+from simshap.training import fit_module
+
+SUBSET = "cifar10-subset.npz"
+RESULT_KEYS = ("insertion_auc_mean", "insertion_auc_std", "deletion_auc_mean",
+               "deletion_auc_std", "inference_s")
+
+
+def tiny_config(data_dir: Path) -> dict:
+    """A CPU-sized config: widths 4, a few dozen training images, three test images."""
+    return {
+        "dataset": "cifar10-subset",
+        "data_dir": str(data_dir),
+        "seed": 0,
+        "data": {"train_size": 48, "num_workers": 0, "val_size": 16},
+        "model": {"width": 4, "batch_size": 16, "max_epochs": 1, "lr": 0.05},
+        "surrogate": {"width": 4, "batch_size": 16, "max_epochs": 1},
+        "explainer": {"base_width": 4, "depth": 2, "n_masks": 8, "batch_size": 8,
+                      "max_epochs": 1, "val_instances": 2, "val_budget": 512},
+        "evaluation": {
+            "n_images": 3, "batch_size": 257, "figure_images": 2,
+            "ig": {"n_steps": 4}, "smoothgrad": {"n_samples": 2, "samples_batch_size": 2},
+            "kernelshap": {"n_samples": 300}, "kernelshap_s": {"n_samples": 300},
+            "deepshap": {"n_samples": 4, "background_size": 4},
+        },
+        "trainer": {"accelerator": "cpu", "progress_bar": False},
+    }
+
+
+def write_config(path: Path, data_dir: Path) -> Path:
+    path.write_text(yaml.safe_dump(tiny_config(data_dir)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def subset_dir() -> Path:
+    from conftest import shared_data_dir  # tests/ is on sys.path (rootdir conftest)
+
+    folder = shared_data_dir()
+    if not (folder / SUBSET).is_file():
+        pytest.skip(f"{SUBSET} not found in {folder} (set SIMSHAP_DATA to its folder)")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def finished_run(subset_dir, tmp_path_factory):
+    """A run folder with every stage done (shared by the checks below)."""
+    out = tmp_path_factory.mktemp("image-run") / "run"
+    cfg = load_config(write_config(out.parent / "tiny.yaml", subset_dir))
+    run = make_run(out, cfg)
+    assert isinstance(run, ImageRun)
+    torch.manual_seed(0)
+    run.start()
+    stages = {"model": run.fit_model(), "surrogate": run.fit_surrogate()}
+    for name in EXPLAINERS:
+        stages[name] = run.fit_explainer(name)
+    return run, stages, run.evaluate()
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_every_stage_runs_and_writes_its_outputs(finished_run):
+    run, stages, results = finished_run
+    assert 0.0 <= stages["model"]["test_accuracy"] <= 1.0
+    assert stages["surrogate"]["val_kl"] >= 0.0
+    for name in EXPLAINERS:
+        assert torch.isfinite(torch.tensor(stages[name]["val_l2"]))
+    for f in ("classifier.pt", "surrogate.pt", "simshap.pt", "fastshap.pt", "results.json",
+              "results.md", "figure3.png", "curves.png", "timings.json"):
+        assert run.path(f).is_file(), f
+    on_disk = json.loads(run.path("results.json").read_text())
+    assert on_disk["n_images"] == 3
+    expected = {*EXPLAINERS, *BASELINES}
+    assert set(on_disk["methods"]) == expected
+    for name, m in on_disk["methods"].items():
+        for key in RESULT_KEYS:
+            assert key in m, (name, key)
+        for key in ("insertion_auc_prob_mean", "deletion_auc_prob_mean"):
+            assert 0.0 <= m[key] <= 1.0  # probabilities: the AUC lies in [0, 1]
+        assert m["inference_s"] > 0
+    for name in EXPLAINERS:
+        assert on_disk["methods"][name]["train_minutes"] > 0
+    assert on_disk["methods"]["deepshap"]["used"].startswith("shap.")
+    # the cache holds one attribution file per method, on the same images and classes
+    cached = {p.stem for p in run.path("attributions").glob("*.pt")}
+    assert cached == expected
+    blob = torch.load(run.path("attributions/simshap.pt"), weights_only=True)
+    assert blob["values"].shape == (3, 16, 16)
+    table = run.table(on_disk)
+    assert "Table 3" in table and "Table 4" in table
+    assert table.count("\n| ") >= len(expected) + 3
+    for label in ("SimSHAP", "FastSHAP", "KernelSHAP-S", "GradCAM"):
+        assert f"| {label} |" in table
+
+
+@pytest.mark.slow
+def test_outputs_are_not_overwritten_without_permission(finished_run):
+    run, _, results = finished_run
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run.start()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run.fit_model()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run.fit_surrogate()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run.fit_explainer("simshap")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run.evaluate()
+    # resuming from the folder alone finds the same config
+    again = make_run(run.out)
+    assert isinstance(again, ImageRun) and again.config == run.config
+
+
+@pytest.mark.slow
+def test_evaluate_overwrite_recomputes_and_matches_explainer_output(finished_run):
+    run, _, _ = finished_run
+    results = run.evaluate(overwrite=True)
+    x, _ = run.data.test_tensors(3)
+    classifier = run.classifier()
+    tgt = classifier.predict_logits(x).argmax(1)
+    from simshap.explainers import load_explainer
+
+    phi = load_explainer(run.path("simshap.pt")).explain(x)[torch.arange(3), :, tgt]
+    cached = torch.load(run.path("attributions/simshap.pt"), weights_only=True)["values"]
+    torch.testing.assert_close(cached.view(3, -1), phi, rtol=1e-4, atol=1e-6)
+    assert results["n_images"] == 3
+
+
+@pytest.mark.slow
+def test_cli_runs_a_tiny_config_and_refuses_an_existing_out(subset_dir, tmp_path, capsys):
+    cfg = write_config(tmp_path / "tiny.yaml", subset_dir)
+    out = tmp_path / "cli-run"
+    assert cli_main(["run", str(cfg), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["methods"]) == {*EXPLAINERS, *BASELINES}
+    assert "Table 3" in capsys.readouterr().out
+    with pytest.raises(FileExistsError, match="overwrite"):
+        cli_main(["run", str(cfg), "--out", str(out)])
+    with pytest.raises(FileExistsError, match="overwrite"):
+        cli_main(["evaluate", "--out", str(out)])
+
+
+# --------------------------------------------------------------------------- training step
+
+
+class CountingCalls:
+    """Wraps the surrogate's value function and records the rows of every call."""
+
+    def __init__(self, fn, module):
+        self.fn, self.module, self.rows = fn, module, []
+
+    def __call__(self, x, mask):
+        if self.module.training:
+            self.rows.append(x.shape[0])
+        return self.fn(x, mask)
+
+
+def test_simshap_step_calls_the_surrogate_once_on_all_masked_images(subset_dir, tmp_path):
+    run = ImageRun(tmp_path / "run", load_config(write_config(tmp_path / "c.yaml", subset_dir)))
+    surrogate = run.build_surrogate().eval()
+    explainer = run.build_explainer("simshap", surrogate)
+    counter = CountingCalls(surrogate.masked_probs, explainer)
+    surrogate.masked_probs = counter  # the game binds this callable in every step
+    x, _ = run.data.test_tensors(12, split="train")
+    b, m = 4, explainer.hparams.n_masks
+    train = DataLoader(TensorDataset(x), batch_size=b)  # 3 steps
+    val = DataLoader(TensorDataset(x[:2]), batch_size=2)
+    fit_module(explainer, train, val, monitor="val_l2", max_epochs=1, patience=1,
+               accelerator="cpu", devices=1, progress_bar=False)
+    assert counter.rows == [b * (m + 2)] * 3
+    assert not surrogate.training  # the frozen surrogate's BatchNorm stays in eval mode
+
+
+def test_channels_last_and_speed_settings(subset_dir, tmp_path):
+    run = ImageRun(tmp_path / "run", load_config(write_config(tmp_path / "c.yaml", subset_dir)))
+    surrogate = run.build_surrogate()
+    conv = surrogate.net.net.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and conv.shape[1] == 4
+    explainer = run.build_explainer("fastshap", surrogate)
+    stem = next(p for p in explainer.net.parameters() if p.ndim == 4)
+    assert stem.is_contiguous(memory_format=torch.channels_last)
+    assert explainer.hparams.efficiency_lambda == IMAGE_DEFAULTS["explainer"]["efficiency_lambda"]
+    if not torch.cuda.is_available():
+        assert resolve_precision("auto") == "32-true"
+    assert resolve_precision("16-mixed") == "16-mixed"
+    assert run._trainer_kwargs()["precision"] == resolve_precision("auto")
+
+
+def test_target_throughput_is_measured_on_the_same_batches(subset_dir, tmp_path):
+    run = ImageRun(tmp_path / "run", load_config(write_config(tmp_path / "c.yaml", subset_dir)))
+    surrogate = run.build_surrogate().eval()
+    explainer = run.build_explainer("simshap", surrogate)
+    x, _ = run.data.test_tensors(4)
+    out = measure_target_throughput(explainer, x, iters=2, warmup=1)
+    assert out["masked_images_per_step"] == 4 * (8 + 2)
+    assert out["target_images_per_s"] > 0 and out["raw_images_per_s"] > 0
+    assert out["ratio"] == pytest.approx(out["target_images_per_s"] / out["raw_images_per_s"])
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_image_config_keys_are_strict_and_validated(subset_dir, tmp_path):
+    cfg = tiny_config(subset_dir)
+    cfg["explainer"]["n_maskz"] = 3
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="n_maskz"):
+        load_config(path)
+    good = load_config(write_config(tmp_path / "ok.yaml", subset_dir))
+    good["explainer"]["val_budget"] = 64
+    run = ImageRun(tmp_path / "run", good)
+    with pytest.raises(ValueError, match="val_budget"):
+        run.build_explainer("simshap", run.build_surrogate())
+    with pytest.raises(ValueError, match="unknown explainer"):
+        run.build_explainer("lime", run.build_surrogate())
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar10-subset", "fashion_mnist"])
+def test_shipped_image_configs_load(name):
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "configs" / f"{name}.yaml")
+    assert cfg["dataset"] == name
+    assert cfg["explainer"]["n_masks"] == 8 and cfg["explainer"]["centered"]
+    assert cfg["trainer"]["precision"] == "auto" and cfg["trainer"]["channels_last"]
+
+
+def test_results_table_from_a_results_dict():
+    row = {"label": "SimSHAP", "used": "simshap.SimSHAP", "fallback_reason": None,
+           "inference_s": 0.5, "train_minutes": 3.0}
+    for key in ("insertion_auc", "deletion_auc", "insertion_auc_prob", "deletion_auc_prob"):
+        row[f"{key}_mean"], row[f"{key}_std"] = 0.75, 0.1
+    fast = {**row, "label": "FastSHAP", "used": "simshap.FastSHAP", "train_minutes": 4.0}
+    table = image_results_table({"dataset": "cifar10", "n_images": 10, "device": "GPU",
+                                 "methods": {"simshap": row, "fastshap": fast}})
+    assert "| SimSHAP | simshap.SimSHAP | 0.750 ± 0.100 |" in table
+    assert "| cifar10 | 0.5 | 0.5 | 3.00 | 4.00 |" in table
+
+
+@pytest.mark.gpu
+def test_bf16_channels_last_step_on_gpu(subset_dir, tmp_path):
+    cfg = load_config(write_config(tmp_path / "c.yaml", subset_dir))
+    cfg["trainer"]["accelerator"] = "gpu"
+    run = ImageRun(tmp_path / "run", cfg)
+    surrogate = run.build_surrogate().eval().cuda()
+    explainer = run.build_explainer("simshap", surrogate).cuda()
+    x, _ = run.data.test_tensors(16)
+    out = measure_target_throughput(explainer, x.cuda(), iters=3, warmup=2, bf16=True)
+    assert out["ratio"] > 0 and out["masked_images_per_step"] == 160
