@@ -24,7 +24,7 @@ from simshap.games.sampling import (
     shapley_kernel_subset_prob,
     shapley_weight,
 )
-from simshap.games.values import Game
+from simshap.games.values import Game, coalitions_range
 
 __all__ = [
     "ShapleyEstimate",
@@ -36,6 +36,12 @@ __all__ = [
     "sim_semivalue",
     "sim_semivalue_target",
     "kernel_shap_budget_plan",
+    "check_game",
+    "check_positive",
+    "constrained_least_squares",
+    "evaluate_in_chunks",
+    "float_dtype",
+    "subsets_of_sizes",
 ]
 
 MAX_EXACT_PLAYERS = 20
@@ -59,7 +65,8 @@ class ShapleyEstimate:
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_game(game: Game) -> None:
+def check_game(game: Game) -> None:
+    """Raise a clear ``TypeError`` unless ``game`` is a simshap ``Game``."""
     if not isinstance(game, Game):
         raise TypeError(
             f"expected a simshap Game (e.g. BaselineGame, MaskedModelGame), got "
@@ -67,12 +74,13 @@ def _check_game(game: Game) -> None:
         )
 
 
-def _check_positive(n: int, name: str) -> None:
+def check_positive(n: int, name: str) -> None:
+    """Raise a clear ``ValueError`` unless ``n`` is a positive integer."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"{name} must be a positive integer, got {n!r}")
 
 
-def _evaluate(game: Game, masks: torch.Tensor, chunk: int) -> torch.Tensor:
+def evaluate_in_chunks(game: Game, masks: torch.Tensor, chunk: int) -> torch.Tensor:
     """Evaluate ``(B, M, d)`` (or shared ``(M, d)``) masks ``chunk`` coalitions at a time."""
     m = masks.shape[-2]
     if m <= chunk:
@@ -81,14 +89,9 @@ def _evaluate(game: Game, masks: torch.Tensor, chunk: int) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def _float(values: torch.Tensor) -> torch.dtype:
+def float_dtype(values: torch.Tensor) -> torch.dtype:
+    """The floating dtype to report results in (the values' own, or the default)."""
     return values.dtype if values.is_floating_point() else torch.get_default_dtype()
-
-
-def _coalitions_range(start: int, stop: int, d: int, device: torch.device) -> torch.Tensor:
-    k = torch.arange(start, stop, device=device)
-    bits = 1 << torch.arange(d, device=device)
-    return (k.unsqueeze(-1) & bits) != 0
 
 
 # --------------------------------------------------------------------------- exact
@@ -109,8 +112,8 @@ def exact_shapley(game: Game, batch_size: int = 8192) -> ShapleyEstimate:
     Raises:
         ValueError: if the game has more than ``MAX_EXACT_PLAYERS`` players.
     """
-    _check_game(game)
-    _check_positive(batch_size, "batch_size")
+    check_game(game)
+    check_positive(batch_size, "batch_size")
     d = game.num_players
     if d > MAX_EXACT_PLAYERS:
         raise ValueError(
@@ -122,9 +125,9 @@ def exact_shapley(game: Game, batch_size: int = 8192) -> ShapleyEstimate:
     phi = None
     dtype = None
     for start in range(0, 2**d, batch_size):
-        masks = _coalitions_range(start, min(2**d, start + batch_size), d, device)
+        masks = coalitions_range(start, min(2**d, start + batch_size), d, device)
         v = game(masks)
-        dtype = _float(v)
+        dtype = float_dtype(v)
         s = masks.sum(-1, keepdim=True)
         w_in = shapley_weight(d, (s - 1).clamp(min=0)).to(device)
         w_out = shapley_weight(d, s.clamp(max=d - 1)).to(device)
@@ -168,12 +171,12 @@ def kernel_shap_budget_plan(d: int, n_samples: int, paired: bool = True) -> tupl
     return sorted(sizes), max(left, 0)
 
 
-def _subsets_of_sizes(d: int, sizes: list[int], device: torch.device) -> torch.Tensor:
+def subsets_of_sizes(d: int, sizes: list[int], device: torch.device) -> torch.Tensor:
     """All coalitions whose size is in ``sizes``: bool ``(n, d)``."""
     if not sizes:
         return torch.zeros(0, d, dtype=torch.bool, device=device)
     if d <= 20:
-        allc = _coalitions_range(0, 2**d, d, device)
+        allc = coalitions_range(0, 2**d, d, device)
         return allc[torch.isin(allc.sum(-1), torch.tensor(sizes, device=device))]
     out = []
     for s in sizes:
@@ -185,7 +188,7 @@ def _subsets_of_sizes(d: int, sizes: list[int], device: torch.device) -> torch.T
     return torch.cat(out)
 
 
-def _constrained_solve(
+def constrained_least_squares(
     a: torch.Tensor, b: torch.Tensor, total: torch.Tensor
 ) -> torch.Tensor:
     """Solve min zᵀ... : phi = A⁻¹(b - 1 nu) with 1ᵀphi = total, batched.
@@ -265,11 +268,11 @@ def kernel_shap(
         ShapleyEstimate; ``std`` is set in convergence mode, ``n_evals`` is the evaluations per
         instance (in convergence mode, the largest over instances).
     """
-    _check_game(game)
-    _check_positive(batch_size, "batch_size")
+    check_game(game)
+    check_positive(batch_size, "batch_size")
     d, bsz = game.num_players, game.num_instances
     v0, v1 = game.empty_and_full()
-    dtype = _float(v0)
+    dtype = float_dtype(v0)
     total = (v1 - v0).to(torch.float64)
     if d == 1:
         return ShapleyEstimate((v1 - v0).unsqueeze(1), None, 2)
@@ -282,7 +285,7 @@ def kernel_shap(
         )
 
     n_samples = 2 * d + 2048 if n_samples is None else n_samples
-    _check_positive(n_samples, "n_samples")
+    check_positive(n_samples, "n_samples")
     device = game.device
     if enumerate_sizes and d <= 60:
         n_samples = min(n_samples, 2**d - 2)  # a full budget enumerates every coalition
@@ -293,7 +296,7 @@ def kernel_shap(
     b = torch.zeros(bsz, d, v0.shape[-1], dtype=torch.float64, device=device)
     n_evals = 2
     if sizes:
-        enum = _subsets_of_sizes(d, sizes, device)
+        enum = subsets_of_sizes(d, sizes, device)
         w = shapley_kernel_subset_prob(d, enum.sum(-1)).to(device)
         a = a + _gram(enum, w)
         for i in range(0, enum.shape[0], batch_size):
@@ -309,11 +312,12 @@ def kernel_shap(
         sampler_args = dict(paired=paired, generator=generator, device=device)
         w_each = torch.full((bsz, n_left), mass_left / n_left, dtype=torch.float64, device=device)
         masks = sample_by_size(probs, n_left, d, batch_shape=(bsz,), **sampler_args)
-        v = _evaluate(game, masks, batch_size).to(torch.float64) - v0.to(torch.float64)[:, None]
+        v = evaluate_in_chunks(game, masks, batch_size).to(torch.float64)
+        v = v - v0.to(torch.float64)[:, None]
         a = a + _gram(masks, w_each)
         b = b + _moment(masks, w_each, v)
         n_evals += n_left
-    phi = _constrained_solve(a, b, total)
+    phi = constrained_least_squares(a, b, total)
     return ShapleyEstimate(values=phi.to(dtype), std=None, n_evals=n_evals)
 
 
@@ -357,11 +361,11 @@ def _kernel_shap_converge(
         a_sum[live] += a_r
         b_sum[live] += b_r
         rounds += 1
-        phi_r = _constrained_solve(a_r, b_r, total[live])
+        phi_r = constrained_least_squares(a_r, b_r, total[live])
         delta = phi_r - mean_r[live]
         mean_r[live] += delta / rounds
         m2_r[live] += delta * (phi_r - mean_r[live])
-        phi = _constrained_solve(a_sum[live], b_sum[live], total[live])
+        phi = constrained_least_squares(a_sum[live], b_sum[live], total[live])
         values[live] = phi
         evals[live] += round_size
         if rounds >= 2:
@@ -409,9 +413,9 @@ def permutation_shapley(
         ShapleyEstimate with the standard error over permutations (over antithetic pairs when
         ``n_permutations`` is even).
     """
-    _check_game(game)
-    _check_positive(n_permutations, "n_permutations")
-    _check_positive(batch_size, "batch_size")
+    check_game(game)
+    check_positive(n_permutations, "n_permutations")
+    check_positive(batch_size, "batch_size")
     d, bsz = game.num_players, game.num_instances
     v0, v1 = game.empty_and_full()
     perms = random_permutations(
@@ -477,16 +481,16 @@ def semivalue_mc(
     Returns:
         ShapleyEstimate with the standard error over samples.
     """
-    _check_game(game)
-    _check_positive(n_samples, "n_samples")
-    _check_positive(batch_size, "batch_size")
+    check_game(game)
+    check_positive(n_samples, "n_samples")
+    check_positive(batch_size, "batch_size")
     d, bsz = game.num_players, game.num_instances
     without = sample_marginal_coalitions(
         n_samples, d, generator, game.device, batch_shape=(bsz,)
     )  # (B, n, d, d)
     with_i = without | torch.eye(d, dtype=torch.bool, device=game.device)
     masks = torch.stack([with_i, without], dim=3).reshape(bsz, n_samples * d * 2, d)
-    v = _evaluate(game, masks, batch_size).view(bsz, n_samples, d, 2, -1)
+    v = evaluate_in_chunks(game, masks, batch_size).view(bsz, n_samples, d, 2, -1)
     diffs = v[:, :, :, 0] - v[:, :, :, 1]  # (B, n, d, C): per-sample targets
     return ShapleyEstimate(
         values=diffs.mean(1), std=_standard_error(diffs), n_evals=2 * d * n_samples
@@ -565,9 +569,9 @@ def sim_semivalue(
         ShapleyEstimate with the standard error over samples (over pairs when paired and
         ``n_samples`` is even).
     """
-    _check_game(game)
-    _check_positive(n_samples, "n_samples")
-    _check_positive(batch_size, "batch_size")
+    check_game(game)
+    check_positive(n_samples, "n_samples")
+    check_positive(batch_size, "batch_size")
     d, bsz = game.num_players, game.num_instances
     if d < 2:
         raise ValueError("sim_semivalue needs at least 2 players")
@@ -575,7 +579,7 @@ def sim_semivalue(
     masks = ShapleyKernelSampler(d, paired).sample(
         n_samples, generator=generator, device=game.device, batch_shape=(bsz,)
     )
-    values = _evaluate(game, masks, batch_size)
+    values = evaluate_in_chunks(game, masks, batch_size)
     phi = sim_semivalue_target(masks, values, v0, v1, centered)
     # standard error from the per-unit terms a_S w(S), without (B, M, d, C) tensors
     w = values - v0.unsqueeze(1) if centered else values

@@ -35,14 +35,14 @@ import torch
 
 from simshap.games.estimators import (
     MAX_EXACT_PLAYERS,
-    _check_game,
-    _check_positive,
-    _coalitions_range,
-    _constrained_solve,
-    _evaluate,
-    _float,
-    _subsets_of_sizes,
+    check_game,
+    check_positive,
+    coalitions_range,
+    constrained_least_squares,
+    evaluate_in_chunks,
+    float_dtype,
     kernel_shap_budget_plan,
+    subsets_of_sizes,
 )
 from simshap.games.sampling import (
     sample_by_size,
@@ -326,7 +326,7 @@ class InteractionValues:
         Returns:
             list of (players, value).
         """
-        _check_positive(k, "k")
+        check_positive(k, "k")
         items = [
             (t, v) for t, v in self.to_dict(instance, output).items() if include_empty or t
         ]
@@ -461,13 +461,13 @@ class ExactInteractionComputer:
     """
 
     def __init__(self, game: Game | torch.Tensor, batch_size: int = 16384) -> None:
-        _check_positive(batch_size, "batch_size")
+        check_positive(batch_size, "batch_size")
         if isinstance(game, torch.Tensor):
             n = _check_table(game)
-            self.dtype = _float(game)
+            self.dtype = float_dtype(game)
             self.table = game.to(torch.float64)
         else:
-            _check_game(game)
+            check_game(game)
             n = game.num_players
             if n > MAX_EXACT_PLAYERS:
                 raise ValueError(
@@ -475,9 +475,9 @@ class ExactInteractionComputer:
                     f"{2**n:,} evaluations per instance (limit n <= {MAX_EXACT_PLAYERS}); use "
                     "approx_fsii(game, order, budget) instead"
                 )
-            masks = _coalitions_range(0, 2**n, n, game.device)
-            values = _evaluate(game, masks, batch_size)
-            self.dtype = _float(values)
+            masks = coalitions_range(0, 2**n, n, game.device)
+            values = evaluate_in_chunks(game, masks, batch_size)
+            self.dtype = float_dtype(values)
             self.table = values.to(torch.float64)
         self.n_players = n
         self.device = self.table.device
@@ -570,7 +570,7 @@ class ExactInteractionComputer:
             b, c = self.num_instances, self.num_outputs
             rhs = rhs.view(b, c, -1).permute(0, 2, 1)  # (B, p - 1, C)
             total = self.table[:, -1] - self.table[:, 0]
-            beta = _constrained_solve(gram, rhs, total)  # (B, p - 1, C)
+            beta = constrained_least_squares(gram, rhs, total)  # (B, p - 1, C)
             rows = torch.cat([_to_rows(self.table[:, :1]), _to_rows(beta)], dim=1)
         iv = self._wrap("FSII", order, basis, rows)
         self._fsii_cache[order] = iv
@@ -608,7 +608,7 @@ class ExactInteractionComputer:
 
 def _popcount(n: int, device: torch.device) -> torch.Tensor:
     """Size of every coalition index 0..2^n-1."""
-    return _coalitions_range(0, 2**n, n, device).sum(-1)
+    return coalitions_range(0, 2**n, n, device).sum(-1)
 
 
 def exact_interactions(
@@ -680,9 +680,9 @@ def approx_fsii(
     Returns:
         InteractionValues with ``estimated=True`` and ``n_evals`` = evaluations per instance.
     """
-    _check_game(game)
-    _check_positive(budget, "budget")
-    _check_positive(batch_size, "batch_size")
+    check_game(game)
+    check_positive(budget, "budget")
+    check_positive(batch_size, "batch_size")
     n, bsz = game.num_players, game.num_instances
     if n < 2 or not isinstance(order, int) or not 1 <= order < n:
         raise ValueError(f"order must be an integer in 1..{n - 1} for {n} players, got {order!r}")
@@ -695,7 +695,7 @@ def approx_fsii(
             f"would be underdetermined; use budget >= {p} (a few times more for accuracy)"
         )
     v0, v1 = game.empty_and_full()
-    dtype = _float(v0)
+    dtype = float_dtype(v0)
     v0, v1 = v0.to(torch.float64), v1.to(torch.float64)
     budget = min(budget, 2**n - 2) if n <= 60 else budget
     sizes, n_left = kernel_shap_budget_plan(n, budget, paired)
@@ -714,7 +714,7 @@ def approx_fsii(
 
     n_evals = 2
     if sizes:
-        enum = _subsets_of_sizes(n, sizes, device)
+        enum = subsets_of_sizes(n, sizes, device)
         w = shapley_kernel_subset_prob(n, enum.sum(-1)).to(device)
         for i in range(0, enum.shape[0], batch_size):
             part = enum[i : i + batch_size]
@@ -733,7 +733,7 @@ def approx_fsii(
             part = masks[:, i : i + batch_size]
             accumulate(part, w[:, i : i + batch_size], game(part).to(torch.float64))
         n_evals += n_left
-    beta = _constrained_solve(gram, rhs, v1 - v0)
+    beta = constrained_least_squares(gram, rhs, v1 - v0)
     full = _make_basis(n, order, 0, device)
     vals = torch.cat([v0[:, None], beta], dim=1).to(dtype)
     return InteractionValues(

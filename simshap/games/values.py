@@ -36,6 +36,7 @@ __all__ = [
     "SuperpixelGrouping",
     "SklearnModel",
     "all_coalitions",
+    "coalitions_range",
     "coalition_index",
 ]
 
@@ -43,11 +44,18 @@ Model = Callable[[torch.Tensor], torch.Tensor]
 MaskedModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def all_coalitions(d: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """All 2^d coalitions, bool ``(2^d, d)``: row ``k`` holds player ``i`` iff bit i of k is set."""
-    k = torch.arange(2**d, device=device)
+def coalitions_range(
+    start: int, stop: int, d: int, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Coalitions with indices ``start..stop-1`` (bit i = player i) as bool ``(n, d)``."""
+    k = torch.arange(start, stop, device=device)
     bits = 1 << torch.arange(d, device=device)
     return (k.unsqueeze(-1) & bits) != 0
+
+
+def all_coalitions(d: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """All 2^d coalitions, bool ``(2^d, d)``: row ``k`` holds player ``i`` iff bit i of k is set."""
+    return coalitions_range(0, 2**d, d, device)
 
 
 def coalition_index(masks: torch.Tensor) -> torch.Tensor:
