@@ -293,11 +293,15 @@ class ImageRun:
         return module
 
     def _speed_up(self, net: nn.Module, compile_net: bool) -> None:
-        """Channels-last weights and, optionally, ``torch.compile`` (in place; same state dict)."""
+        """Channels-last weights and, optionally, ``torch.compile`` (in place; same state dict).
+
+        For the surrogate's ``MaskedInput`` the inner ResNet is compiled (the masking stays
+        eager), so the compiled network is the same in training, the game and the benchmark.
+        """
         if self.channels_last:
             net.to(memory_format=torch.channels_last)
         if compile_net:
-            net.compile()
+            getattr(net, "net", net).compile()
 
     def fit_surrogate(self, overwrite: bool = False) -> dict[str, float]:
         """Train s(x, m) with KL to the classifier's softmax on augmented batches."""
