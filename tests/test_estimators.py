@@ -411,3 +411,11 @@ def test_kernel_shap_threshold_stops_evaluating_converged_instances():
     exact = exact_shapley(TableGame(game.table)).values
     assert torch.allclose(res.values[0], exact[0], atol=1e-9)
     assert res.values.sum(1).sub(game.table[:, -1] - game.table[:, 0]).abs().max() < 1e-9
+
+
+def test_kernel_shap_with_fewer_samples_than_players_stays_finite_and_efficient():
+    game = random_game(10, seed=8)
+    res = kernel_shap(game, n_samples=3, enumerate_sizes=False, generator=gen(1))
+    v0, v1 = game.empty_and_full()
+    assert torch.isfinite(res.values).all()
+    assert torch.allclose(res.values.sum(1), v1 - v0, atol=1e-9)

@@ -191,7 +191,10 @@ def subsets_of_sizes(d: int, sizes: list[int], device: torch.device) -> torch.Te
 def constrained_least_squares(
     a: torch.Tensor, b: torch.Tensor, total: torch.Tensor
 ) -> torch.Tensor:
-    """Solve min zᵀ... : phi = A⁻¹(b - 1 nu) with 1ᵀphi = total, batched.
+    """Efficiency-constrained least squares: phi = A⁻¹(b - 1 nu) with 1ᵀphi = total, batched.
+
+    A singular A (fewer distinct coalitions than players) gets a small ridge, so that the
+    answer stays finite and efficient instead of NaN.
 
     Args:
         a: ``(B, d, d)`` (or ``(d, d)``) weighted Gram matrix E[z zᵀ].
@@ -202,10 +205,13 @@ def constrained_least_squares(
     a = a.expand(bsz, d, d)
     rhs = torch.cat([b, torch.ones(bsz, d, 1, dtype=b.dtype, device=b.device)], dim=-1)
     sol, info = torch.linalg.solve_ex(a, rhs)
-    bad = info != 0
+    bad = (info != 0) | ~torch.isfinite(sol).flatten(1).all(1)
     if bad.any():
         sol = sol.clone()
-        sol[bad] = torch.linalg.pinv(a[bad]) @ rhs[bad]
+        ab = a[bad]
+        scale = ab.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-300)
+        eye = torch.eye(d, dtype=a.dtype, device=a.device)
+        sol[bad] = torch.linalg.solve(ab + 1e-6 * scale.view(-1, 1, 1) * eye, rhs[bad])
     a_inv_b, a_inv_1 = sol[..., :c], sol[..., c:]
     nu = (a_inv_b.sum(1) - total) / a_inv_1.sum(1)  # (B, C)
     return a_inv_b - a_inv_1 * nu.unsqueeze(1)
