@@ -34,12 +34,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from simshap.classifier import ImageClassifier
-from simshap.config import IMAGE_DATASETS, load_config
+from simshap.config import IMAGE_DATASETS
 from simshap.data.images import CIFAR10DataModule, FashionMNISTDataModule, ImageDataModule
 from simshap.evaluation.baselines import BASELINES, attribute
 from simshap.evaluation.insertion_deletion import insertion_deletion
@@ -47,6 +46,7 @@ from simshap.evaluation.timing import seconds_per_instance, timed
 from simshap.explainers import FastSHAP, SimSHAP, load_explainer
 from simshap.explainers.base import AmortizedExplainer
 from simshap.games.estimators import sim_semivalue_target
+from simshap.run_folder import RunFolder
 from simshap.surrogate import Surrogate
 from simshap.training import fit_module
 
@@ -91,7 +91,7 @@ def _rank_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
-class ImageRun:
+class ImageRun(RunFolder):
     """One run folder of the image job (CIFAR-10, the CIFAR-10 subset or Fashion-MNIST).
 
     Args:
@@ -100,21 +100,11 @@ class ImageRun:
     """
 
     def __init__(self, out: str | Path, config: dict[str, Any] | None = None) -> None:
-        self.out = Path(out)
-        if config is None:
-            cfg_path = self.out / "config.yaml"
-            if not cfg_path.is_file():
-                raise FileNotFoundError(
-                    f"{cfg_path} not found: start the run with a config, e.g. "
-                    f"`simshap fit-model configs/cifar10-subset.yaml --out {self.out}`"
-                )
-            config = load_config(cfg_path)
-        if config["dataset"] not in IMAGE_DATASETS:
+        super().__init__(out, config, example_config="configs/cifar10-subset.yaml")
+        if self.config["dataset"] not in IMAGE_DATASETS:
             raise ValueError(
-                f"ImageRun handles {IMAGE_DATASETS}, got dataset {config['dataset']!r}"
+                f"ImageRun handles {IMAGE_DATASETS}, got dataset {self.config['dataset']!r}"
             )
-        self.config = config
-        self.seed = int(config["seed"])
         self.superpixel_size = 2
         self._dm: ImageDataModule | None = None
 
@@ -123,31 +113,6 @@ class ImageRun:
     def table(results: dict[str, Any]) -> str:
         """Markdown Table 3 and Table 4 row of a results dict."""
         return image_results_table(results)
-
-    def path(self, name: str) -> Path:
-        """A file of the run folder."""
-        return self.out / name
-
-    def _require(self, name: str, stage: str) -> Path:
-        p = self.path(name)
-        if not p.exists():
-            raise FileNotFoundError(f"{p} is missing: run `simshap {stage} --out {self.out}` first")
-        return p
-
-    def _write_output(self, name: str, overwrite: bool) -> Path:
-        p = self.path(name)
-        if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} exists; pass --overwrite to recompute it")
-        return p
-
-    def _timings(self) -> dict[str, float]:
-        p = self.path("timings.json")
-        return json.loads(p.read_text()) if p.exists() else {}
-
-    def _record_time(self, key: str, seconds: float) -> None:
-        t = self._timings()
-        t[key] = seconds
-        self.path("timings.json").write_text(json.dumps(t, indent=2))
 
     @property
     def device(self) -> torch.device:
@@ -207,19 +172,6 @@ class ImageRun:
                 persistent_workers=train.num_workers > 0,
             )  # fmt: skip
         return train, dm.val_dataloader()
-
-    def start(self, overwrite: bool = False) -> None:
-        """Create the run folder and write the config (refuses to reuse a folder silently)."""
-        if self.out.exists() and any(self.out.iterdir()):
-            if not overwrite:
-                raise FileExistsError(
-                    f"{self.out} exists and is not empty; pass --overwrite to replace it, or "
-                    "run a single stage (fit-surrogate, fit-explainer, evaluate) to resume it"
-                )
-            shutil.rmtree(self.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.path("config.yaml"), "w") as fh:
-            yaml.safe_dump(self.config, fh, sort_keys=False)
 
     # ------------------------------------------------------------------ original classifier
     def build_classifier(self) -> ImageClassifier:

@@ -19,13 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
 from simshap.config import IMAGE_DATASETS, load_config
@@ -36,6 +34,7 @@ from simshap.evaluation.timing import seconds_per_instance
 from simshap.explainers import FastSHAP, SimSHAP, load_explainer
 from simshap.games.values import MaskedModelGame
 from simshap.original import fit_original_model, load_original_model, save_original_model
+from simshap.run_folder import RunFolder
 from simshap.surrogate import Surrogate
 from simshap.training import fit_module
 
@@ -44,7 +43,7 @@ __all__ = ["TabularRun", "make_run", "register"]
 EXPLAINERS = {"simshap": SimSHAP, "fastshap": FastSHAP}
 
 
-class TabularRun:
+class TabularRun(RunFolder):
     """One run folder of the tabular job.
 
     Args:
@@ -53,17 +52,7 @@ class TabularRun:
     """
 
     def __init__(self, out: str | Path, config: dict[str, Any] | None = None) -> None:
-        self.out = Path(out)
-        if config is None:
-            cfg_path = self.out / "config.yaml"
-            if not cfg_path.is_file():
-                raise FileNotFoundError(
-                    f"{cfg_path} not found: start the run with a config, e.g. "
-                    f"`simshap fit-model configs/breast_cancer.yaml --out {self.out}`"
-                )
-            config = load_config(cfg_path)
-        self.config = config
-        self.seed = int(config["seed"])
+        super().__init__(out, config, example_config="configs/breast_cancer.yaml")
         self._data: TabularData | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -81,48 +70,10 @@ class TabularRun:
             )
         return self._data
 
-    def path(self, name: str) -> Path:
-        """A file of the run folder."""
-        return self.out / name
-
-    def _require(self, name: str, stage: str) -> Path:
-        p = self.path(name)
-        if not p.exists():
-            raise FileNotFoundError(f"{p} is missing: run `simshap {stage} --out {self.out}` first")
-        return p
-
-    def _write_output(self, name: str, overwrite: bool) -> Path:
-        p = self.path(name)
-        if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} exists; pass --overwrite to recompute it")
-        return p
-
-    def _timings(self) -> dict[str, float]:
-        p = self.path("timings.json")
-        return json.loads(p.read_text()) if p.exists() else {}
-
-    def _record_time(self, key: str, seconds: float) -> None:
-        t = self._timings()
-        t[key] = seconds
-        self.path("timings.json").write_text(json.dumps(t, indent=2))
-
     def _trainer_kwargs(self) -> dict[str, Any]:
         t = self.config["trainer"]
         return {"accelerator": t["accelerator"], "devices": t["devices"],
                 "precision": t["precision"], "progress_bar": t["progress_bar"]}
-
-    def start(self, overwrite: bool = False) -> None:
-        """Create the run folder and write the config (refuses to reuse a folder silently)."""
-        if self.out.exists() and any(self.out.iterdir()):
-            if not overwrite:
-                raise FileExistsError(
-                    f"{self.out} exists and is not empty; pass --overwrite to replace it, or "
-                    "run a single stage (fit-surrogate, fit-explainer, evaluate) to resume it"
-                )
-            shutil.rmtree(self.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.path("config.yaml"), "w") as fh:
-            yaml.safe_dump(self.config, fh, sort_keys=False)
 
     # ------------------------------------------------------------------ stages
     def original_model(self) -> Any:
@@ -159,7 +110,7 @@ class TabularRun:
              "hidden": s["hidden"], "layers": s["layers"]},
             {"kind": "identity", "num_features": d},
             lr=s["lr"], weight_decay=s["weight_decay"], masks_per_row=s["masks_per_row"],
-            seed=self.seed,
+            max_epochs_hint=s["max_epochs"] if s["cosine"] else 0, seed=self.seed,
         )
 
         def loader(split: str, shuffle: bool) -> DataLoader:
@@ -207,6 +158,7 @@ class TabularRun:
         common = dict(
             n_masks=e["n_masks"], paired=e["paired"], lr=e["lr"], weight_decay=e["weight_decay"],
             val_budget=e["val_budget"], seed=self.seed, feature_names=data.feature_names,
+            max_epochs_hint=e["max_epochs"] if e["cosine"] else 0,
         )
         extra = ({"centered": e["centered"]} if name == "simshap"
                  else {"efficiency_lambda": e["efficiency_lambda"]})
