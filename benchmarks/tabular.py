@@ -1,0 +1,276 @@
+"""Tabular benchmark (issue 3): the paper's Fig. 2 table and Table 4's tabular timing.
+
+For each data set (census and news by default) the whole tabular job of ``simshap.pipeline``
+runs in one folder per data set: LightGBM original model, surrogate, SimSHAP and FastSHAP
+explainers, KernelSHAP ground truth (paired, threshold 0.01) on the first test instances, and
+every stochastic estimator at matched budgets of surrogate evaluations. All methods are compared
+on the same surrogate game in the same run.
+
+Reported per data set:
+
+- Fig. 2: mean l2 to the ground truth of KernelSHAP, paired KernelSHAP, permutation and
+  antithetic permutation sampling at each budget, and of SimSHAP / FastSHAP (one forward pass).
+- Table 4 (tabular rows): inference seconds per instance of SimSHAP, FastSHAP and the KernelSHAP
+  ground truth, and the training seconds of the surrogate and of each explainer.
+- Ratios against anchors of the same run: SimSHAP l2 / FastSHAP l2, SimSHAP l2 / paired
+  KernelSHAP l2 at 2048 evaluations (goals: both <= 1) and ground-truth time / SimSHAP time.
+
+``--quick`` shrinks the networks, epochs and explained instances so that both data sets finish on
+two CPU cores in well under half an hour; without it the paper-sized ``configs/<name>.yaml`` are
+used as they are (meant for a GPU).
+
+Writes ``benchmarks/results/tabular.json`` and this benchmark's section of
+``benchmarks/RESULTS.md``; the run folders go to ``--runs`` (default ``runs/benchmark_tabular``,
+ignored by git).
+
+    OMP_NUM_THREADS=1 python benchmarks/tabular.py --data-dir ../shared/data --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simshap.config import load_config
+from simshap.pipeline import TabularRun
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## Tabular SimSHAP, FastSHAP and KernelSHAP (issue 3)"
+FAMILIES = ("kernelshap", "kernelshap_paired", "permutation", "permutation_antithetic")
+GOAL_BUDGET = 2048
+
+# Smaller settings for --quick (merged over configs/<name>.yaml; every key exists there).
+QUICK: dict[str, dict[str, Any]] = {
+    "census": {
+        "surrogate": {"hidden": 256, "layers": 3, "batch_size": 256, "masks_per_row": 4,
+                      "max_epochs": 12, "patience": 4},
+        "explainer": {"hidden": 256, "layers": 3, "n_masks": 32, "lr": 0.002,
+                      "batch_size": 128, "max_epochs": 25, "patience": 5,
+                      "val_instances": 128, "val_budget": 2048},
+        "evaluation": {"n_instances": 50, "budgets": [256, 512, 1024, 2048, 4096]},
+    },
+    "news": {
+        "surrogate": {"hidden": 256, "layers": 3, "batch_size": 128, "masks_per_row": 4,
+                      "max_epochs": 20, "patience": 5},
+        "explainer": {"hidden": 256, "layers": 3, "n_masks": 32, "lr": 0.002,
+                      "batch_size": 64, "max_epochs": 20, "patience": 5,
+                      "val_instances": 128, "val_budget": 2048},
+        "evaluation": {"n_instances": 20, "budgets": [256, 512, 1024, 2048, 4096]},
+    },
+}
+
+
+def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if key not in out:
+            raise KeyError(f"quick override {key!r} is not a config key")
+        out[key] = _deep_update(out[key], value) if isinstance(value, dict) else value
+    return out
+
+
+def config_for(name: str, data_dir: str | None, quick: bool) -> dict[str, Any]:
+    """The merged config of ``configs/<name>.yaml`` (with the quick overrides)."""
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+    if data_dir is not None:
+        cfg["data_dir"] = data_dir
+    if quick:
+        cfg = _deep_update(cfg, QUICK.get(name, {}))
+    cfg["trainer"]["progress_bar"] = False
+    return cfg
+
+
+def run_dataset(name: str, cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The whole tabular job on one data set; returns results.json plus the stage reports."""
+    run = TabularRun(folder, cfg)
+    run.start(overwrite=True)
+    t0 = time.perf_counter()
+    stages: dict[str, Any] = {"model": run.fit_model(), "surrogate": run.fit_surrogate()}
+    print(f"[{name}] model {stages['model']}\n[{name}] surrogate {stages['surrogate']}",
+          flush=True)
+    for explainer in ("simshap", "fastshap"):
+        stages[explainer] = run.fit_explainer(explainer)
+        print(f"[{name}] {explainer} {stages[explainer]}", flush=True)
+    results = run.evaluate()
+    print(run.table(results), flush=True)
+    results["stages"] = stages
+    results["wall_s"] = time.perf_counter() - t0
+    results["config"] = cfg
+    return results
+
+
+def summary(res: dict[str, Any]) -> dict[str, Any]:
+    """Anchored ratios and the issue's goals for one data set."""
+    m = res["methods"]
+    sim, fast = m["simshap"], m["fastshap"]
+    paired = m.get(f"kernelshap_paired@{GOAL_BUDGET}")
+    gt_s = res["ground_truth"]["seconds_per_instance"]
+    out = {
+        "simshap_over_fastshap_l2": sim["l2"] / fast["l2"],
+        "simshap_over_kernelshap_paired_2048_l2": sim["l2"] / paired["l2"] if paired else None,
+        "ground_truth_over_simshap_time": gt_s / sim["inference_s_per_instance"],
+        "ground_truth_over_fastshap_time": gt_s / fast["inference_s_per_instance"],
+    }
+    out["goal_simshap_le_fastshap"] = out["simshap_over_fastshap_l2"] <= 1.0
+    ratio = out["simshap_over_kernelshap_paired_2048_l2"]
+    out["goal_simshap_le_kernelshap_paired_2048"] = None if ratio is None else ratio <= 1.0
+    return out
+
+
+def _budgets(res: dict[str, Any]) -> list[int]:
+    return sorted({int(k.split("@")[1]) for k in res["methods"] if "@" in k})
+
+
+def section(report: dict[str, Any]) -> str:
+    """This benchmark's markdown section of RESULTS.md."""
+    env = report["environment"]
+    settings = ("--quick (smaller networks, fewer epochs and instances than configs/)"
+                if report["quick"] else "configs/<name>.yaml as is")
+    lines = [
+        SECTION,
+        "",
+        f"- date: {report['date']}",
+        f"- machine: {env['cpu']} ({env['cpus']} CPUs, shared), {env['platform']}, Python "
+        f"{env['python']}, torch {env['torch']} ({env['torch_threads']} threads, "
+        f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}), device {env['device']}",
+        f"- command: `{report['command']}`",
+        f"- settings: {settings}",
+        "- l2: per instance over the d attributions of the original model's predicted class, "
+        "mean over the explained test instances; ground truth = paired KernelSHAP run to "
+        "threshold 0.01 on the same surrogate game.",
+        "",
+    ]
+    for name, res in report["datasets"].items():
+        gt, m, s = res["ground_truth"], res["methods"], report["summary"][name]
+        budgets = _budgets(res)
+        st = res["stages"]
+        lines += [
+            f"### {name} (d = {res['n_features']}, {gt['n_instances']} test instances)",
+            "",
+            f"Ground truth: up to {gt.get('max_n_evals', '?')} evaluations per instance.",
+            "",
+            f"Original LightGBM test accuracy {st['model']['test_accuracy']:.4f}; surrogate "
+            f"full-mask accuracy {st['surrogate']['surrogate_full_mask_accuracy']:.4f}, "
+            f"validation KL {st['surrogate']['val_kl']:.4f}; SimSHAP {st['simshap']['epochs']} "
+            f"epochs, FastSHAP {st['fastshap']['epochs']} epochs; job wall time "
+            f"{res['wall_s']:.0f} s.",
+            "",
+            "Fig. 2 — mean l2 to the ground truth by evaluations per instance:",
+            "",
+            "| method | " + " | ".join(str(b) for b in budgets) + " |",
+            "| --- |" + " ---: |" * len(budgets),
+        ]
+        for fam in FAMILIES:
+            cells = [f"{m[f'{fam}@{b}']['l2']:.4f}" if f"{fam}@{b}" in m else "" for b in budgets]
+            lines.append(f"| {fam} | " + " | ".join(cells) + " |")
+        for ex in ("simshap", "fastshap"):
+            lines.append(f"| {ex} (1 forward pass) | " + " | ".join(
+                [f"{m[ex]['l2']:.4f}"] * len(budgets)) + " |")
+        t = res["training_s"]
+        lines += [
+            "",
+            "Table 4 (tabular) — seconds:",
+            "",
+            "| | inference s / instance | training s |",
+            "| --- | ---: | ---: |",
+            f"| SimSHAP | {m['simshap']['inference_s_per_instance']:.3g} | "
+            f"{t.get('simshap_train_s', float('nan')):.1f} |",
+            f"| FastSHAP | {m['fastshap']['inference_s_per_instance']:.3g} | "
+            f"{t.get('fastshap_train_s', float('nan')):.1f} |",
+            f"| KernelSHAP ground truth | {gt['seconds_per_instance']:.3g} | — |",
+            f"| surrogate | — | {t.get('surrogate_train_s', float('nan')):.1f} |",
+            "",
+            f"Ratios in this run: SimSHAP l2 / FastSHAP l2 = {s['simshap_over_fastshap_l2']:.3f} "
+            f"(goal <= 1: {'met' if s['goal_simshap_le_fastshap'] else 'MISSED'}); "
+            f"SimSHAP l2 / paired KernelSHAP@{GOAL_BUDGET} l2 = "
+            + (f"{s['simshap_over_kernelshap_paired_2048_l2']:.3f} (goal <= 1: "
+               f"{'met' if s['goal_simshap_le_kernelshap_paired_2048'] else 'MISSED'})"
+               if s["simshap_over_kernelshap_paired_2048_l2"] is not None else "n/a")
+            + f"; ground truth / SimSHAP inference time = "
+            f"{s['ground_truth_over_simshap_time']:.3g}x, ground truth / FastSHAP = "
+            f"{s['ground_truth_over_fastshap_time']:.3g}x.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, text: str) -> None:
+    """Add or replace this benchmark's section of RESULTS.md, leaving the others alone."""
+    old = path.read_text() if path.is_file() else "# Benchmark results\n"
+    start = old.find(SECTION)
+    if start >= 0:
+        nxt = old.find("\n## ", start + len(SECTION))
+        old = old[:start].rstrip("\n") + ("\n" + old[nxt:] if nxt >= 0 else "")
+    path.write_text(old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n")
+
+
+def environment() -> dict[str, Any]:
+    """Machine description for the report."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default=None,
+                   help="folder with adult.data and the news CSV (default: SIMSHAP_DATA)")
+    p.add_argument("--datasets", nargs="+", default=["census", "news"])
+    p.add_argument("--quick", action="store_true", help="smaller settings for CPUs")
+    p.add_argument("--runs", default=str(ROOT / "runs" / "benchmark_tabular"),
+                   help="folder for the run folders (one per data set)")
+    p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "tabular.json"))
+    p.add_argument("--results-md", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    args = p.parse_args(argv)
+    if os.environ.get("OMP_NUM_THREADS") == "1":
+        torch.set_num_threads(1)
+
+    report: dict[str, Any] = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join(["python", "benchmarks/tabular.py", *sys.argv[1:]])
+        if argv is None else " ".join(["python", "benchmarks/tabular.py", *argv]),
+        "quick": args.quick,
+        "environment": environment(),
+        "datasets": {},
+        "summary": {},
+    }
+    for name in args.datasets:
+        cfg = config_for(name, args.data_dir, args.quick)
+        res = run_dataset(name, cfg, Path(args.runs) / name)
+        report["datasets"][name] = res
+        report["summary"][name] = summary(res)
+        print(f"[{name}] {report['summary'][name]}", flush=True)
+        # write after each data set so a partial run still leaves its numbers
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    write_section(Path(args.results_md), section(report))
+    print(f"wrote {args.json} and {args.results_md}")
+
+
+if __name__ == "__main__":
+    main()
