@@ -30,14 +30,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# problems with the user's input (config, run folder, data files): one line, exit status 2
+USER_ERRORS = (FileExistsError, FileNotFoundError, ValueError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
+    """Entry point of the console script; returns the exit status.
+
+    Errors in the user's input (an unknown config key, an existing run folder, a missing data
+    file or stage) print ``simshap: error: ...`` on stderr and return 2 instead of a traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as err:
+        print(f"simshap: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -71,11 +71,9 @@ class AmortizedExplainer(pl.LightningModule):
             raise ValueError(f"n_masks must be >= 1, got {n_masks}")
         self.save_hyperparameters(ignore=["surrogate"])
         self.net = build_explainer_net(net_spec)
-        self.num_players = self.net.spec["num_players"] if "num_players" in net_spec else None
         self.surrogate = surrogate
         if surrogate is not None:
             surrogate.eval().requires_grad_(False)
-            self.num_players = surrogate.num_players
         num_classes = net_spec["num_classes"]
         self.register_buffer("base_value", torch.zeros(num_classes))
         self._generator: torch.Generator | None = None
