@@ -24,6 +24,7 @@ from simshap.games.sampling import UniformSampler
 from simshap.games.values import IdentityGrouping, PlayerGrouping, SuperpixelGrouping
 from simshap.models.mlp import MLP, MaskedInput
 from simshap.models.resnet import cifar_resnet18
+from simshap.training import adamw_cosine
 
 __all__ = ["Surrogate", "build_surrogate_net", "build_grouping"]
 
@@ -177,13 +178,8 @@ class Surrogate(pl.LightningModule):
             self.log("val_original_acc", (p.argmax(-1) == y).float().mean())
 
     def configure_optimizers(self) -> Any:  # noqa: D102
-        opt = torch.optim.AdamW(
-            self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
-        if self.hparams.max_epochs_hint > 0:
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.hparams.max_epochs_hint)
-            return {"optimizer": opt, "lr_scheduler": sched}
-        return opt
+        hp = self.hparams
+        return adamw_cosine(self.net.parameters(), hp.lr, hp.weight_decay, hp.max_epochs_hint)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -7,13 +7,28 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 
-__all__ = ["FitResult", "fit_module"]
+__all__ = ["FitResult", "adamw_cosine", "fit_module"]
+
+
+def adamw_cosine(
+    params: Any, lr: float, weight_decay: float = 0.0, epochs: int = 0
+) -> torch.optim.Optimizer | dict[str, Any]:
+    """AdamW, with cosine learning-rate decay over ``epochs`` when ``epochs > 0``.
+
+    Returns what Lightning's ``configure_optimizers`` expects.
+    """
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if epochs > 0:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+        return {"optimizer": opt, "lr_scheduler": sched}
+    return opt
 
 
 @dataclass

@@ -20,6 +20,7 @@ from simshap.games.sampling import ShapleyKernelSampler
 from simshap.games.values import MaskedModelGame
 from simshap.models.explainer_nets import build_explainer_net
 from simshap.surrogate import Surrogate
+from simshap.training import adamw_cosine
 
 __all__ = ["AmortizedExplainer", "load_explainer", "FORMAT"]
 
@@ -169,13 +170,8 @@ class AmortizedExplainer(pl.LightningModule):
         self.log("val_l2", (pred - target).norm(dim=1).mean(), prog_bar=True)
 
     def configure_optimizers(self) -> Any:  # noqa: D102
-        opt = torch.optim.AdamW(
-            self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
-        if self.hparams.max_epochs_hint > 0:
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.hparams.max_epochs_hint)
-            return {"optimizer": opt, "lr_scheduler": sched}
-        return opt
+        hp = self.hparams
+        return adamw_cosine(self.net.parameters(), hp.lr, hp.weight_decay, hp.max_epochs_hint)
 
     # ------------------------------------------------------------------ public API
     def _check_inputs(self, x: Any) -> torch.Tensor:
