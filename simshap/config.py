@@ -42,6 +42,7 @@ TABULAR_DEFAULTS: dict[str, Any] = {
         "n_masks": 32,
         "paired": True,
         "centered": True,
+        "control_variate": False,
         "lr": 1e-3,
         "weight_decay": 0.0,
         "cosine": True,

@@ -160,7 +160,8 @@ class TabularRun(RunFolder):
             val_budget=e["val_budget"], seed=self.seed, feature_names=data.feature_names,
             max_epochs_hint=e["max_epochs"] if e["cosine"] else 0,
         )
-        extra = ({"centered": e["centered"]} if name == "simshap"
+        extra = ({"centered": e["centered"], "control_variate": e["control_variate"]}
+                 if name == "simshap"
                  else {"efficiency_lambda": e["efficiency_lambda"]})
         module = EXPLAINERS[name](
             {"kind": "mlp", "in_features": d, "num_players": d, "num_classes": data.n_classes,

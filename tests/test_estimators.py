@@ -419,3 +419,36 @@ def test_kernel_shap_with_fewer_samples_than_players_stays_finite_and_efficient(
     v0, v1 = game.empty_and_full()
     assert torch.isfinite(res.values).all()
     assert torch.allclose(res.values.sum(1), v1 - v0, atol=1e-9)
+
+
+@pytest.mark.parametrize("d", [3, 5, 7])
+def test_residual_target_is_unbiased_for_any_control_variate(d):
+    from simshap.explainers.simshap import residual_target
+
+    game = random_game(d, b=2, c=2, seed=20 + d)
+    exact = exact_shapley(game).values
+    v0, v1 = game.empty_and_full()
+    baseline = torch.randn(2, d, 2, generator=gen(d), dtype=torch.float64)
+    allc = all_coalitions(d)[1:-1]
+    n = allc.shape[0]
+    p = shapley_kernel_subset_prob(d, allc.sum(-1))
+    values = game(allc)  # (B, n, C)
+    targets = residual_target(
+        allc.view(1, n, 1, d).expand(2, n, 1, d).reshape(2 * n, 1, d),
+        values.reshape(2 * n, 1, -1),
+        v0.repeat_interleave(n, 0),
+        v1.repeat_interleave(n, 0),
+        baseline.repeat_interleave(n, 0),
+    ).view(2, n, d, -1)
+    assert torch.allclose(torch.einsum("n,bndc->bdc", p, targets), exact, atol=1e-10)
+    # on an additive game, the exact control variate makes every single target exact
+    phi = torch.randn(2, d, 2, generator=gen(d + 1), dtype=torch.float64)
+    additive = TableGame(v0.unsqueeze(1) + torch.einsum("nd,bdc->bnc",
+                                                        all_coalitions(d).double(), phi))
+    a0, a1 = additive.empty_and_full()
+    single = residual_target(
+        allc.view(1, n, 1, d).expand(2, n, 1, d).reshape(2 * n, 1, d),
+        additive(allc).reshape(2 * n, 1, -1),
+        a0.repeat_interleave(n, 0), a1.repeat_interleave(n, 0), phi.repeat_interleave(n, 0),
+    ).view(2, n, d, -1)
+    assert torch.allclose(single, phi.unsqueeze(1).expand_as(single), atol=1e-10)
