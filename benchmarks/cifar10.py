@@ -37,6 +37,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _report import write_section  # noqa: E402 (benchmarks/ sits on sys.path)
+
 from simshap.config import load_config  # noqa: E402
 from simshap.data.tabular import resolve_data_dir  # noqa: E402
 from simshap.image_pipeline import EXPLAINERS, ImageRun, measure_target_throughput  # noqa: E402
@@ -186,7 +188,7 @@ def report(runs: list[ImageRun]) -> dict[str, Any]:
             "datasets": per_ds}
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(blob, indent=2))
-    write_section(measured_section(per_ds, goals))
+    write_section(RESULTS_MD, SECTION, measured_section(per_ds, goals))
     return blob
 
 
@@ -252,18 +254,6 @@ def pending_section() -> str:
     ])
 
 
-def write_section(text: str) -> None:
-    old = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = old.find("\n## ", start + len(SECTION))
-        tail = old[end + 1:] if end >= 0 else ""
-        new = old[:start] + text.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
-    RESULTS_MD.write_text(new)
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -280,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="write the 'not yet measured' section of RESULTS.md and exit")
     args = p.parse_args(argv)
     if args.write_pending:
-        write_section(pending_section())
+        write_section(RESULTS_MD, SECTION, pending_section())
         print(f"wrote the pending section of {RESULTS_MD}")
         return 0
     smoke = not torch.cuda.is_available()

@@ -27,10 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
-import re
-import subprocess
 import sys
 import time
 import warnings
@@ -38,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _report import machine, write_section  # benchmarks/_report.py
 
 from simshap.data import load_tabular
 from simshap.games import BaselineGame, SklearnModel
@@ -96,39 +93,6 @@ def l2_per_instance(phi: torch.Tensor, exact: torch.Tensor, cls: torch.Tensor) -
     idx = cls.view(-1, 1, 1).expand(-1, phi.shape[1], 1)
     diff = torch.gather(phi.double(), 2, idx) - torch.gather(exact.double(), 2, idx)
     return diff.squeeze(-1).norm(dim=1).numpy()
-
-
-def machine() -> dict[str, str]:
-    """Platform, CPU model and thread settings."""
-    cpu = platform.processor() or platform.machine()
-    cores = str(os.cpu_count())
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        model = re.search(r"Model name:\s*(.+)", out)
-        cpu = model.group(1).strip() if model else cpu
-        n = re.search(r"^CPU\(s\):\s*(\d+)", out, re.M)
-        cores = n.group(1) if n else cores
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cpus": cores,
-        "torch_threads": str(torch.get_num_threads()),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
-        "torch": torch.__version__,
-    }
-
-
-def write_section(path: Path, text: str) -> None:
-    """Add or replace this benchmark's section of RESULTS.md, leaving the others alone."""
-    old = path.read_text() if path.is_file() else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start >= 0:
-        nxt = old.find("\n## ", start + len(SECTION))
-        old = old[:start].rstrip("\n") + ("\n" + old[nxt:] if nxt >= 0 else "")
-    path.write_text(old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -279,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     (args.out / "estimators.json").write_text(json.dumps(result, indent=2))
     plot(curves, args.out / "estimators.png", len(x))
-    write_section(args.results_md, markdown(result))
+    write_section(args.results_md, SECTION, markdown(result))
     print(f"wrote {args.out / 'estimators.json'}, {args.out / 'estimators.png'}, {args.results_md}")
 
 

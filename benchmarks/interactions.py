@@ -17,13 +17,13 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _report import machine, write_section  # benchmarks/_report.py
 
 from simshap.games.interactions import ExactInteractionComputer
 from simshap.games.values import FunctionGame
@@ -99,15 +99,6 @@ def section(res: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start >= 0:
-        nxt = old.find("\n## ", start + len(SECTION))
-        old = old[:start].rstrip("\n") + ("\n\n" + old[nxt + 1 :] if nxt >= 0 else "")
-    path.write_text(old.rstrip("\n") + "\n\n" + text)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--compare", type=int, nargs="*", default=[12, 14])
@@ -132,20 +123,12 @@ def main(argv=None) -> int:
             row.update(shapiq_s=sq_s, ratio=sq_s / ours_s, max_abs_diff=diff)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    env = machine()
     n16 = [r["simshap_s"] for r in rows if r["n"] == 16]
     res = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{cpu} ({os.cpu_count()} CPUs), {platform.platform()}, Python "
-        f"{platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} "
-        "threads)",
+        "machine": f"{env['cpu']} ({env['cpus']} CPUs), {env['platform']}, Python "
+        f"{env['python']}, torch {env['torch']} ({env['torch_threads']} threads)",
         "command": "OMP_NUM_THREADS=1 python "
         + " ".join(["benchmarks/interactions.py", *sys.argv[1:]]),
         "repeats": args.repeats,
@@ -154,7 +137,7 @@ def main(argv=None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2))
-    write_section(args.results_md, section(res))
+    write_section(args.results_md, SECTION, section(res))
     print(f"wrote {args.out} and {args.results_md}")
     return 0
 

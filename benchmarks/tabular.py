@@ -33,13 +33,13 @@ import copy
 import datetime as dt
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _report import machine, write_section  # benchmarks/_report.py
 
 from simshap.config import load_config
 from simshap.evaluation.metrics import attribution_errors
@@ -239,38 +239,6 @@ def section(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Add or replace this benchmark's section of RESULTS.md, leaving the others alone."""
-    old = path.read_text() if path.is_file() else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start >= 0:
-        nxt = old.find("\n## ", start + len(SECTION))
-        old = old[:start].rstrip("\n") + ("\n" + old[nxt:] if nxt >= 0 else "")
-    path.write_text(old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n")
-
-
-def environment() -> dict[str, Any]:
-    """Machine description for the report."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=None,
@@ -290,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": " ".join(["python", "benchmarks/tabular.py", *sys.argv[1:]])
         if argv is None else " ".join(["python", "benchmarks/tabular.py", *argv]),
         "quick": args.quick,
-        "environment": environment(),
+        "environment": machine(),
         "datasets": {},
         "summary": {},
     }
@@ -303,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         # write after each data set so a partial run still leaves its numbers
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
-    write_section(Path(args.results_md), section(report))
+    write_section(Path(args.results_md), SECTION, section(report))
     print(f"wrote {args.json} and {args.results_md}")
 
 
