@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from simshap.games.interactions import InteractionValues
 
 __all__ = ["interaction_graph", "r2_curves", "anytime_curves"]
+
+
+def _save(fig: Any, path: Path | str) -> Path:
+    """Write ``fig`` to ``path`` and close it."""
+    path = Path(path)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
 
 
 def _pyplot():
@@ -72,10 +81,7 @@ def interaction_graph(
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(title)
-    path = Path(path)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def r2_curves(curves: Mapping[str, Sequence[float]], path: Path | str) -> Path:
@@ -88,10 +94,7 @@ def r2_curves(curves: Mapping[str, Sequence[float]], path: Path | str) -> Path:
     ax.set_ylabel("Shapley-weighted R²(k)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    path = Path(path)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def anytime_curves(
@@ -117,7 +120,4 @@ def anytime_curves(
         ax.set_ylabel("best validation score")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    path = Path(path)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
