@@ -140,7 +140,9 @@ class InteractionDetection:
             "evaluations": self.evaluations,
             "seconds": self.seconds,
             "top_k": [list(p) for p in self.top_k],
-            "scores": {f"{i},{j}": float(s) for (i, j), s in zip(self.pairs, self.scores, strict=True)},
+            "scores": {
+                f"{i},{j}": float(s) for (i, j), s in zip(self.pairs, self.scores, strict=True)
+            },
         }
 
 

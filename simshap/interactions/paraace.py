@@ -123,8 +123,11 @@ class ParaACE(nn.Module):
         self.pair_nets = SubnetBank(pairs_t) if len(pairs_t) else None
         q = num_features + len(pairs_t)
         self.beta = nn.Linear(q, 1)  # β0 (bias) and β
-        self.fixup = nn.Sequential(nn.Linear(q, FIXUP_UNITS), nn.ReLU(),
-                                   nn.Linear(FIXUP_UNITS, 1, bias=False)) if fixup else None  # fmt: skip
+        self.fixup: nn.Module | None = None
+        if fixup:
+            self.fixup = nn.Sequential(
+                nn.Linear(q, FIXUP_UNITS), nn.ReLU(), nn.Linear(FIXUP_UNITS, 1, bias=False)
+            )
 
     def transforms(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, p + R)`` outputs z of every main-effect and pair subnet."""

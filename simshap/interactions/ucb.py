@@ -161,7 +161,11 @@ def ucb_best_k_arms(
                 strict = lcb[best] > top_other
                 # exact ties between fully pulled arms can never become strict: accept in order
                 tied = ucb[others] >= top_other
-                tie = lcb[best] == top_other and pulls[best] >= m and (pulls[others[tied]] >= m).all()
+                tie = (
+                    lcb[best] == top_other
+                    and pulls[best] >= m
+                    and bool((pulls[others[tied]] >= m).all())
+                )
                 if not (strict or tie):
                     return
             active[best] = False
