@@ -6,11 +6,19 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_explainer"]
+__all__ = ["Players", "ShapleyValues", "__version__", "load_explainer"]
 
 
 def __getattr__(name: str) -> Any:
     # heavy layers (Lightning) load only when asked for
+    if name == "ShapleyValues":
+        from simshap.shapley_values import ShapleyValues
+
+        return ShapleyValues
+    if name == "Players":
+        from simshap.players import Players
+
+        return Players
     if name == "load_explainer":
         from simshap.explainers import load_explainer
 

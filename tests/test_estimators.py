@@ -6,15 +6,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simshap.errors import UserError
 from simshap.games import (
     BaselineGame,
     FunctionGame,
     MarginalGame,
     TableGame,
+    appro_semivalue,
     exact_shapley,
     kernel_shap,
     permutation_shapley,
-    semivalue_mc,
     sim_semivalue,
     sim_semivalue_target,
 )
@@ -226,14 +227,14 @@ def test_sim_semivalue_centering_reduces_variance():
 @given(d=st.integers(3, 9), n=st.integers(1, 300), paired=st.booleans(), seed=st.integers(0, 99))
 def test_kernel_shap_is_exactly_efficient(d, n, paired, seed):
     game = random_game(d, seed=seed)
-    res = kernel_shap(game, n_samples=n, paired=paired, generator=gen(seed))
+    res = kernel_shap(game, budget=n + 2, paired=paired, generator=gen(seed))
     v0, v1 = game.empty_and_full()
     assert torch.allclose(res.values.sum(1), v1 - v0, atol=1e-9)
 
 
 def test_kernel_shap_full_budget_is_exact():
     game = random_game(8, seed=3)
-    res = kernel_shap(game, n_samples=2**8 - 2)
+    res = kernel_shap(game, budget=2**8)
     assert res.n_evals == 2**8
     assert torch.allclose(res.values, exact_shapley(game).values, atol=1e-10)
 
@@ -281,32 +282,32 @@ def test_kernel_shap_threshold_within_three_std(d):
 
 
 def _rmse(estimator, game, exact, budget, **kw):
-    res = estimator(game, budget, generator=gen(budget), **kw)
+    res = estimator(game, budget=budget, generator=gen(budget), **kw)
+    assert res.n_evals <= budget
     return float(((res.values - exact) ** 2).mean().sqrt())
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name,estimator,kw,to_param",
+    "name,estimator,kw",
     [
-        ("sim_semivalue", sim_semivalue, {"paired": False}, lambda e, d: e - 2),
-        ("sim_semivalue_paired", sim_semivalue, {"paired": True}, lambda e, d: e - 2),
-        ("semivalue_mc", semivalue_mc, {}, lambda e, d: e // (2 * d)),
-        ("permutation", permutation_shapley, {"antithetic": False}, lambda e, d: e // (d - 1)),
-        ("permutation_anti", permutation_shapley, {"antithetic": True}, lambda e, d: e // (d - 1)),
-        ("kernel", kernel_shap, {"paired": False, "enumerate_sizes": False}, lambda e, d: e - 2),
-        ("kernel_paired", kernel_shap, {"paired": True, "enumerate_sizes": False},
-         lambda e, d: e - 2),
+        ("sim_semivalue", sim_semivalue, {"paired": False}),
+        ("sim_semivalue_paired", sim_semivalue, {"paired": True}),
+        ("appro_semivalue", appro_semivalue, {}),
+        ("permutation", permutation_shapley, {"antithetic": False}),
+        ("permutation_anti", permutation_shapley, {"antithetic": True}),
+        ("kernel", kernel_shap, {"paired": False, "enumerate_sizes": False}),
+        ("kernel_paired", kernel_shap, {"paired": True, "enumerate_sizes": False}),
     ],
 )
-def test_error_falls_like_inverse_sqrt_budget(name, estimator, kw, to_param):
+def test_error_falls_like_inverse_sqrt_budget(name, estimator, kw):
     d, reps = 12, 48
     # 48 copies of one 12-player game: each instance draws its own samples (independent runs)
     table = torch.randn(1, 2**d, 1, generator=gen(99), dtype=torch.float64)
     game = TableGame(table.expand(reps, -1, -1).contiguous())
     exact = exact_shapley(TableGame(table)).values
     budgets = [256, 512, 1024, 2048, 4096]
-    errors = [_rmse(estimator, game, exact, to_param(e, d), **kw) for e in budgets]
+    errors = [_rmse(estimator, game, exact, e, **kw) for e in budgets]
     slope = np.polyfit(np.log(budgets), np.log(errors), 1)[0]
     assert -0.6 <= slope <= -0.4, (name, slope, errors)
 
@@ -317,11 +318,12 @@ def test_error_falls_like_inverse_sqrt_budget(name, estimator, kw, to_param):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda g, r: kernel_shap(g, n_samples=100, generator=r),
+        lambda g, r: kernel_shap(g, budget=102, generator=r),
+        lambda g, r: kernel_shap(g, budget=102, sampling="leverage", generator=r),
         lambda g, r: kernel_shap(g, threshold=0.05, generator=r),
-        lambda g, r: permutation_shapley(g, 6, generator=r),
-        lambda g, r: semivalue_mc(g, 5, generator=r),
-        lambda g, r: sim_semivalue(g, 64, generator=r),
+        lambda g, r: permutation_shapley(g, budget=6 * 6 + 2, generator=r),
+        lambda g, r: appro_semivalue(g, budget=5 * 14 + 2, generator=r),
+        lambda g, r: sim_semivalue(g, budget=66, generator=r),
     ],
 )
 def test_same_seed_same_output(call):
@@ -336,9 +338,9 @@ def test_estimates_are_close_at_large_budget():
     game = random_game(6, b=2, c=2, seed=6)
     exact = exact_shapley(game).values
     for res in [
-        permutation_shapley(game, 4000, generator=gen(1)),
-        semivalue_mc(game, 4000, generator=gen(2)),
-        sim_semivalue(game, 40000, generator=gen(3)),
+        permutation_shapley(game, budget=4000 * 5 + 2, generator=gen(1)),
+        appro_semivalue(game, budget=4000 * 12 + 2, generator=gen(2)),
+        sim_semivalue(game, budget=40002, generator=gen(3)),
     ]:
         assert ((res.values - exact).abs() < 5 * res.std + 1e-9).all()
 
@@ -370,14 +372,18 @@ def test_wrong_feature_count_is_refused():
 @pytest.mark.parametrize(
     "call",
     [
+        lambda g: kernel_shap(g, budget=2),
+        lambda g: kernel_shap(g, budget=100.5),
+        lambda g: permutation_shapley(g, budget=4),
+        lambda g: appro_semivalue(g, budget=-1),
+        lambda g: sim_semivalue(g, budget=0),
+        lambda g: sim_semivalue(g, budget=True),
         lambda g: kernel_shap(g, n_samples=0),
-        lambda g: permutation_shapley(g, 0),
-        lambda g: semivalue_mc(g, -1),
-        lambda g: sim_semivalue(g, 0),
+        lambda g: permutation_shapley(g),
     ],
 )
-def test_n_samples_below_one_is_refused(call):
-    with pytest.raises(ValueError, match="positive integer"):
+def test_malformed_budget_is_refused(call):
+    with pytest.raises(UserError, match="budget|positive integer"):
         call(random_game(4))
 
 
@@ -415,7 +421,7 @@ def test_kernel_shap_threshold_stops_evaluating_converged_instances():
 
 def test_kernel_shap_with_fewer_samples_than_players_stays_finite_and_efficient():
     game = random_game(10, seed=8)
-    res = kernel_shap(game, n_samples=3, enumerate_sizes=False, generator=gen(1))
+    res = kernel_shap(game, budget=5, enumerate_sizes=False, generator=gen(1))
     v0, v1 = game.empty_and_full()
     assert torch.isfinite(res.values).all()
     assert torch.allclose(res.values.sum(1), v1 - v0, atol=1e-9)

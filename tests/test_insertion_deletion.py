@@ -144,7 +144,7 @@ def test_exact_shapley_beats_random_on_linear_superpixel_game(data_dir):
         phi_del = linear_game_values(model, images, zeros, t_del)
         # they are the Shapley values: KernelSHAP is exact on additive games
         game = BaselineGame(model, images, zeros[0], groups=SuperpixelGrouping())
-        est = kernel_shap(game, n_samples=600, generator=torch.Generator().manual_seed(0))
+        est = kernel_shap(game, budget=602, generator=torch.Generator().manual_seed(0))
         torch.testing.assert_close(est.values[torch.arange(n), :, t_del], phi_del)
         # insertion is the game with the blurred image as baseline; track the class it helps most
         t_ins = (model(images) - model(blurred)).argmax(1)

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from simshap.games.contract import Game, empty_and_full, game_device
 from simshap.games.estimators import (
     MAX_EXACT_PLAYERS,
     check_game,
@@ -49,7 +50,6 @@ from simshap.games.sampling import (
     shapley_kernel_size_probs,
     shapley_kernel_subset_prob,
 )
-from simshap.games.values import Game
 
 __all__ = [
     "INDICES",
@@ -475,7 +475,7 @@ class ExactInteractionComputer:
                     f"{2**n:,} evaluations per instance (limit n <= {MAX_EXACT_PLAYERS}); use "
                     "approx_fsii(game, order, budget) instead"
                 )
-            masks = coalitions_range(0, 2**n, n, game.device)
+            masks = coalitions_range(0, 2**n, n, game_device(game))
             values = evaluate_in_chunks(game, masks, batch_size)
             self.dtype = float_dtype(values)
             self.table = values.to(torch.float64)
@@ -686,7 +686,7 @@ def approx_fsii(
     n, bsz = game.num_players, game.num_instances
     if n < 2 or not isinstance(order, int) or not 1 <= order < n:
         raise ValueError(f"order must be an integer in 1..{n - 1} for {n} players, got {order!r}")
-    device = game.device
+    device = game_device(game)
     basis = _make_basis(n, order, 1, device)
     p = len(basis.tuples)
     if budget < p:
@@ -694,11 +694,11 @@ def approx_fsii(
             f"budget={budget} is below the {p} interactions of size 1..{order}: the regression "
             f"would be underdetermined; use budget >= {p} (a few times more for accuracy)"
         )
-    v0, v1 = game.empty_and_full()
+    v0, v1 = empty_and_full(game)
     dtype = float_dtype(v0)
     v0, v1 = v0.to(torch.float64), v1.to(torch.float64)
     budget = min(budget, 2**n - 2) if n <= 60 else budget
-    sizes, n_left = kernel_shap_budget_plan(n, budget, paired)
+    sizes, n_left = kernel_shap_budget_plan(n, budget)
     members = basis.members.to(torch.float64)
     gram = torch.zeros(bsz, p, p, dtype=torch.float64, device=device)
     rhs = torch.zeros(bsz, p, v0.shape[-1], dtype=torch.float64, device=device)

@@ -15,15 +15,33 @@ from __future__ import annotations
 
 import copy
 import math
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
+from simshap.errors import UserError
+from simshap.games.contract import (
+    Game,
+    GameProtocol,
+    all_coalitions,
+    coalition_index,
+    coalitions_range,
+)
+from simshap.players import (
+    FeatureGrouping,
+    IdentityGrouping,
+    PlayerGrouping,
+    Players,
+    SuperpixelGrouping,
+)
+
 __all__ = [
     "Game",
+    "GameProtocol",
+    "Players",
     "TableGame",
     "FunctionGame",
     "ModelGame",
@@ -44,88 +62,6 @@ Model = Callable[[torch.Tensor], torch.Tensor]
 MaskedModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def coalitions_range(
-    start: int, stop: int, d: int, device: torch.device | str | None = None
-) -> torch.Tensor:
-    """Coalitions with indices ``start..stop-1`` (bit i = player i) as bool ``(n, d)``."""
-    k = torch.arange(start, stop, device=device)
-    bits = 1 << torch.arange(d, device=device)
-    return (k.unsqueeze(-1) & bits) != 0
-
-
-def all_coalitions(d: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """All 2^d coalitions, bool ``(2^d, d)``: row ``k`` holds player ``i`` iff bit i of k is set."""
-    return coalitions_range(0, 2**d, d, device)
-
-
-def coalition_index(masks: torch.Tensor) -> torch.Tensor:
-    """Integer index (bit i = player i) of each coalition in a bool ``(..., d)`` tensor."""
-    d = masks.shape[-1]
-    bits = 1 << torch.arange(d, device=masks.device)
-    return (masks.long() * bits).sum(-1)
-
-
-class Game(ABC):
-    """A cooperative game bound to ``num_instances`` instances, answering batches of coalitions.
-
-    Subclasses implement :meth:`value` on validated bool masks of shape ``(B, M, d)`` and return
-    ``(B, M, C)``. Calling the game validates the masks first.
-    """
-
-    num_players: int
-    num_instances: int
-
-    @property
-    def device(self) -> torch.device:
-        """Device on which masks should be created (and values are returned)."""
-        return torch.device("cpu")
-
-    @abstractmethod
-    def value(self, masks: torch.Tensor) -> torch.Tensor:
-        """Values of validated coalitions: bool ``(B, M, d)`` -> float ``(B, M, C)``."""
-
-    def __call__(self, masks: torch.Tensor) -> torch.Tensor:
-        """Evaluate coalitions; see the module docstring for the contract."""
-        return self.value(self.check_masks(masks))
-
-    def check_masks(self, masks: torch.Tensor) -> torch.Tensor:
-        """Validate masks and broadcast a shared ``(M, d)`` mask to ``(B, M, d)``."""
-        if not isinstance(masks, torch.Tensor):
-            raise TypeError(
-                f"masks must be a torch.Tensor of dtype bool, got {type(masks).__name__}"
-            )
-        if masks.dtype != torch.bool:
-            raise TypeError(
-                f"masks must have dtype torch.bool (True = player present), got {masks.dtype}; "
-                "convert with masks.bool() or masks > 0.5"
-            )
-        d, b = self.num_players, self.num_instances
-        if masks.ndim == 2 and masks.shape[-1] == d:
-            masks = masks.unsqueeze(0).expand(b, -1, -1)
-        if masks.ndim != 3 or masks.shape[0] != b or masks.shape[2] != d:
-            raise ValueError(
-                f"masks must have shape (B, M, d) = ({b}, M, {d}) or (M, {d}), "
-                f"got {tuple(masks.shape)}"
-            )
-        return masks.to(self.device)
-
-    supports_select: bool = False
-
-    def select(self, index: torch.Tensor) -> Game:
-        """The same game restricted to the instances ``index`` (where ``supports_select``).
-
-        Estimators use it to stop evaluating instances that have converged.
-        """
-        raise NotImplementedError(f"{type(self).__name__} cannot be restricted to instances")
-
-    def empty_and_full(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Values ``v(∅)`` and ``v(N)`` for every instance, each ``(B, C)``, in one call."""
-        masks = torch.zeros(2, self.num_players, dtype=torch.bool, device=self.device)
-        masks[1] = True
-        v = self(masks)
-        return v[:, 0], v[:, 1]
-
-
 class TableGame(Game):
     """A game given by the values of all 2^d coalitions (index: bit i = player i).
 
@@ -140,10 +76,10 @@ class TableGame(Game):
         elif table.ndim == 2:
             table = table[None]
         if table.ndim != 3:
-            raise ValueError(f"table must be (B, 2^d, C), got shape {tuple(table.shape)}")
+            raise UserError(f"table must be (B, 2^d, C), got shape {tuple(table.shape)}")
         d = int(round(math.log2(table.shape[1])))
         if 2**d != table.shape[1]:
-            raise ValueError(f"table's second axis must have length 2^d, got {table.shape[1]}")
+            raise UserError(f"table's second axis must have length 2^d, got {table.shape[1]}")
         _check_finite(table, "table")
         self.table = table
         self.num_players = d
@@ -197,110 +133,12 @@ class FunctionGame(Game):
         return out
 
 
-# --------------------------------------------------------------------------- player groupings
-
-
-class PlayerGrouping(ABC):
-    """Maps a player mask ``(N, d)`` onto a mask broadcastable to the input ``(N, *shape)``."""
-
-    num_players: int
-
-    @abstractmethod
-    def feature_mask(self, masks: torch.Tensor) -> torch.Tensor:
-        """Bool player masks ``(N, d)`` -> bool input masks broadcastable to ``(N, *shape)``."""
-
-    def check_input(self, x: torch.Tensor) -> None:  # noqa: B027 - optional hook
-        """Raise a clear error if ``x`` (B, *shape) does not fit this grouping."""
-
-
-class IdentityGrouping(PlayerGrouping):
-    """One player per input feature; the input is ``(N, d)``."""
-
-    def __init__(self, num_features: int) -> None:
-        self.num_players = num_features
-
-    def feature_mask(self, masks: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return masks
-
-    def check_input(self, x: torch.Tensor) -> None:  # noqa: D102
-        if x.ndim != 2 or x.shape[1] != self.num_players:
-            raise ValueError(
-                f"expected inputs of shape (B, {self.num_players}), got {tuple(x.shape)}"
-            )
-
-
-class FeatureGrouping(PlayerGrouping):
-    """Players are groups of tabular features (a partition of the columns).
-
-    Args:
-        groups: one sequence of column indices per player; together they cover every column once.
-        num_features: number of input columns (default: inferred from ``groups``).
-    """
-
-    def __init__(self, groups: Sequence[Sequence[int]], num_features: int | None = None) -> None:
-        cols = [c for g in groups for c in g]
-        num_features = num_features if num_features is not None else len(cols)
-        if sorted(cols) != list(range(num_features)):
-            raise ValueError(
-                "groups must partition the columns 0..num_features-1: every column in exactly "
-                f"one group (got {len(cols)} entries for {num_features} columns)"
-            )
-        owner = torch.empty(num_features, dtype=torch.long)
-        for player, g in enumerate(groups):
-            owner[list(g)] = player
-        self.owner = owner
-        self.num_players = len(groups)
-        self.num_features = num_features
-
-    def feature_mask(self, masks: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return masks[:, self.owner.to(masks.device)]
-
-    def check_input(self, x: torch.Tensor) -> None:  # noqa: D102
-        if x.ndim != 2 or x.shape[1] != self.num_features:
-            raise ValueError(
-                f"expected inputs of shape (B, {self.num_features}), got {tuple(x.shape)}"
-            )
-
-
-class SuperpixelGrouping(PlayerGrouping):
-    """Images: players on an (h, w) grid of square superpixels, upsampled (nearest) to pixels.
-
-    Args:
-        image_size: (H, W) of the image.
-        superpixel_size: side of a superpixel in pixels (H and W must be divisible by it).
-    """
-
-    def __init__(self, image_size: tuple[int, int] = (32, 32), superpixel_size: int = 2) -> None:
-        h, w = image_size
-        if h % superpixel_size or w % superpixel_size:
-            raise ValueError(
-                f"image size {image_size} is not divisible by superpixel_size={superpixel_size}"
-            )
-        self.image_size = (h, w)
-        self.superpixel_size = superpixel_size
-        self.grid = (h // superpixel_size, w // superpixel_size)
-        self.num_players = self.grid[0] * self.grid[1]
-
-    def feature_mask(self, masks: torch.Tensor) -> torch.Tensor:
-        """Bool ``(N, h*w)`` -> bool ``(N, 1, H, W)`` (broadcasts over channels)."""
-        grid = masks.view(masks.shape[0], 1, *self.grid)
-        k = self.superpixel_size
-        return grid.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3)
-
-    def check_input(self, x: torch.Tensor) -> None:  # noqa: D102
-        if x.ndim != 4 or tuple(x.shape[-2:]) != self.image_size:
-            raise ValueError(
-                f"expected images of shape (B, C, {self.image_size[0]}, {self.image_size[1]}), "
-                f"got {tuple(x.shape)}"
-            )
-
-
 # --------------------------------------------------------------------------- model-based games
 
 
 def _check_finite(x: torch.Tensor, name: str) -> None:
     if x.is_floating_point() and not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values; impute or drop them first")
+        raise UserError(f"{name} contains NaN or infinite values; impute or drop them first")
 
 
 def _as_2d_output(out: Any, n: int) -> torch.Tensor:
@@ -309,7 +147,7 @@ def _as_2d_output(out: Any, n: int) -> torch.Tensor:
     if out.ndim == 1:
         out = out.unsqueeze(-1)
     if out.ndim != 2 or out.shape[0] != n:
-        raise ValueError(
+        raise UserError(
             f"the model must return a tensor of shape (N, C) (or (N,)) for N={n} inputs, "
             f"got {tuple(out.shape)}"
         )
@@ -321,7 +159,8 @@ class ModelGame(Game):
 
     Args:
         x: inputs ``(B, *shape)``: tabular ``(B, F)`` or images ``(B, C, H, W)``.
-        groups: maps players to input features (default: one player per column of a 2-D ``x``).
+        groups: :class:`~simshap.players.Players` mapping input features to players (default:
+            one player per column of a 2-D ``x``).
         batch_size: rows per model call (bounds memory).
         check_finite: refuse NaN/inf in ``x`` (a host sync; trainers that already checked
             their data turn it off inside the training step).
@@ -337,7 +176,7 @@ class ModelGame(Game):
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
         if x.ndim < 2:
-            raise ValueError(
+            raise UserError(
                 f"x must be a batch of instances (B, ...), got shape {tuple(x.shape)}; "
                 "use x[None] for a single instance"
             )
@@ -345,11 +184,11 @@ class ModelGame(Game):
             _check_finite(x, "x")
         if groups is None:
             if x.ndim != 2:
-                raise ValueError("inputs with more than 2 dims need a grouping (e.g. superpixels)")
+                raise UserError("inputs with more than 2 dims need a grouping (e.g. superpixels)")
             groups = IdentityGrouping(x.shape[1])
         groups.check_input(x)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"batch_size must be >= 1, got {batch_size}")
         self.x = x
         self.groups = groups
         self.batch_size = int(batch_size)
@@ -358,6 +197,11 @@ class ModelGame(Game):
 
     supports_select = True
     per_instance: tuple[str, ...] = ("x",)  # attributes with one row per instance
+
+    @property
+    def players(self) -> Players:
+        """The owner map from input features to players."""
+        return self.groups
 
     @property
     def device(self) -> torch.device:  # noqa: D102
@@ -397,7 +241,7 @@ class BaselineGame(ModelGame):
     Args:
         model: ``model(x) -> (N, C)``.
         x: inputs ``(B, *shape)``.
-        baseline: ``(*shape)`` shared or ``(B, *shape)`` per instance.
+        baseline: ``(*shape)`` or ``(1, *shape)`` shared, or ``(B, *shape)`` per instance.
         groups: player grouping (default: one player per column).
         batch_size: rows per model call.
     """
@@ -414,11 +258,15 @@ class BaselineGame(ModelGame):
         baseline = torch.as_tensor(baseline, dtype=self.x.dtype, device=self.x.device)
         _check_finite(baseline, "baseline")
         if baseline.shape == self.x.shape[1:]:
-            baseline = baseline.unsqueeze(0).expand_as(self.x)
+            baseline = baseline.unsqueeze(0)
+        if baseline.shape == (1, *self.x.shape[1:]):
+            baseline = baseline.expand_as(self.x)
         if baseline.shape != self.x.shape:
-            raise ValueError(
-                f"baseline must have shape {tuple(self.x.shape[1:])} or {tuple(self.x.shape)}, "
-                f"got {tuple(baseline.shape)}"
+            shape = tuple(self.x.shape[1:])
+            raise UserError(
+                f"baseline must have shape {shape}, {(1, *shape)} or {tuple(self.x.shape)} "
+                f"(one row shared by all instances, or one per instance), got "
+                f"{tuple(baseline.shape)}"
             )
         self.model = model
         self.baseline = baseline
@@ -453,7 +301,7 @@ class MarginalGame(ModelGame):
         background = torch.as_tensor(background, dtype=self.x.dtype, device=self.x.device)
         _check_finite(background, "background")
         if background.shape[1:] != self.x.shape[1:] or background.shape[0] < 1:
-            raise ValueError(
+            raise UserError(
                 f"background must have shape (K, {', '.join(map(str, self.x.shape[1:]))}), "
                 f"got {tuple(background.shape)}"
             )
@@ -522,7 +370,7 @@ class SklearnModel:
     def __init__(self, estimator: Any, output: str = "proba", dtype: torch.dtype = torch.float32):
         methods = {"proba": "predict_proba", "decision": "decision_function", "predict": "predict"}
         if output not in methods:
-            raise ValueError(f"output must be one of {sorted(methods)}, got {output!r}")
+            raise UserError(f"output must be one of {sorted(methods)}, got {output!r}")
         fn = getattr(estimator, methods[output], None)
         if fn is None:
             raise TypeError(f"{type(estimator).__name__} has no {methods[output]}()")
