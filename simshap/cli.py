@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from simshap import __version__
 
 # modules that define ``register(subparsers)``; each adds its own subcommands
-COMMAND_MODULES: tuple[str, ...] = ("simshap.pipeline", "simshap.hpo.cli")
+COMMAND_MODULES: tuple[str, ...] = ("simshap.pipeline", "simshap.hpo.cli", "simshap.causal.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
