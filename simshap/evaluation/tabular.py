@@ -1,72 +1,74 @@
-"""Tabular evaluation: KernelSHAP ground truth and stochastic estimators at matched budgets."""
+"""Tabular evaluation: stochastic estimators at matched budgets against a ground truth.
+
+Every estimator takes ``budget=`` (game evaluations per instance, v(∅) and v(N) included)
+directly; there is no budget-to-parameter table.
+"""
 
 from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import torch
 
 from simshap.evaluation.metrics import attribution_errors
 from simshap.evaluation.timing import timed
-from simshap.games.estimators import ShapleyEstimate, kernel_shap, permutation_shapley
-from simshap.games.values import Game
+from simshap.evaluation.truth import ground_truth as _ground_truth
+from simshap.games.estimators import kernel_shap, permutation_shapley
+from simshap.shapley_values import ShapleyValues
 
-__all__ = ["ground_truth", "estimators_at_budgets", "budget_methods"]
+__all__ = ["ground_truth", "estimators_at_budgets", "BUDGET_METHODS"]
+
+# name prefix -> (estimator, its options); each is called with budget=...
+BUDGET_METHODS: dict[str, tuple[Callable[..., ShapleyValues], dict[str, Any]]] = {
+    "kernelshap": (kernel_shap, {"paired": False}),
+    "kernelshap_paired": (kernel_shap, {"paired": True}),
+    "kernelshap_leverage": (kernel_shap, {"paired": True, "sampling": "leverage"}),
+    "permutation": (permutation_shapley, {"antithetic": False}),
+    "permutation_antithetic": (permutation_shapley, {"antithetic": True}),
+}
 
 
 def ground_truth(
-    game: Game, threshold: float = 0.01, seed: int = 0, batch_size: int = 512
-) -> tuple[ShapleyEstimate, float]:
-    """Ground truth: paired ``kernel_shap`` run to convergence (Covert & Lee's threshold).
+    game: Any, threshold: float = 0.01, seed: int = 0, batch_size: int = 512,
+    method: str = "kernel_shap",
+) -> tuple[ShapleyValues, float]:
+    """Deprecated tuple form of :func:`simshap.evaluation.ground_truth`: (values, seconds/instance).
 
-    Returns:
-        (the estimate, seconds per instance).
+    Kept for the pipeline until it moves to ``simshap.evaluation.ground_truth`` (which defaults
+    to ``method="auto"``: exact when d <= 16).
     """
-    gen = torch.Generator().manual_seed(seed)
-    est, seconds = timed(
-        lambda: kernel_shap(game, paired=True, threshold=threshold, batch_size=batch_size,
-                            generator=gen)
+    warnings.warn(
+        "simshap.evaluation.tabular.ground_truth is deprecated; use "
+        "simshap.evaluation.ground_truth(game, method='auto') (returns ShapleyValues)",
+        DeprecationWarning,
+        stacklevel=2,
     )
+    est, seconds = timed(lambda: _ground_truth(game, method=method, threshold=threshold,
+                                               seed=seed, batch_size=batch_size))  # fmt: skip
     return est, seconds / game.num_instances
 
 
-def budget_methods(d: int, budget: int) -> dict[str, dict]:
-    """Each baseline's own parameters for a budget of ``budget`` evaluations per instance."""
-    n_perm = max(1, (budget - 2) // max(1, d - 1))
-    return {
-        f"kernelshap@{budget}": {"fn": kernel_shap, "n_samples": budget - 2, "paired": False},
-        f"kernelshap_paired@{budget}": {"fn": kernel_shap, "n_samples": budget - 2,
-                                        "paired": True},
-        f"permutation@{budget}": {"fn": permutation_shapley, "n_permutations": n_perm,
-                                  "antithetic": False},
-        f"permutation_antithetic@{budget}": {"fn": permutation_shapley,
-                                             "n_permutations": n_perm, "antithetic": True},
-    }
-
-
 def estimators_at_budgets(
-    game: Game,
+    game: Any,
     truth: torch.Tensor,
     classes: torch.Tensor,
     budgets: list[int],
     seed: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """l1 / l2 of KernelSHAP and permutation sampling at matched budgets.
-
-    KernelSHAP (paired or not) and permutation sampling (antithetic or not) are run at each
-    budget of game evaluations per instance and compared with the ground truth.
+    """l1 / l2 of KernelSHAP (plain, paired, leverage) and permutation sampling at each budget.
 
     Returns:
         ``{"kernelshap@512": {"l1", "l2", "n_evals", "inference_s_per_instance"}, ...}``.
     """
     out: dict[str, dict[str, float]] = {}
     for budget in budgets:
-        if budget < 4:
-            raise ValueError(f"budgets must be >= 4 evaluations, got {budget}")
-        for i, (name, spec) in enumerate(budget_methods(game.num_players, budget).items()):
-            spec = dict(spec)
-            fn = spec.pop("fn")
+        for i, (prefix, (fn, opts)) in enumerate(BUDGET_METHODS.items()):
             gen = torch.Generator().manual_seed(seed + 7919 * budget + i)
-            est, seconds = timed(lambda fn=fn, spec=spec, gen=gen: fn(game, generator=gen, **spec))
-            out[name] = {
+            est, seconds = timed(partial(fn, game, budget=budget, generator=gen, **opts))
+            out[f"{prefix}@{budget}"] = {
                 **attribution_errors(est.values, truth, classes),
                 "n_evals": int(est.n_evals),
                 "inference_s_per_instance": seconds / game.num_instances,

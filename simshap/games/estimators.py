@@ -30,7 +30,7 @@ from simshap.games.contract import (
     empty_and_full,
     game_device,
 )
-from simshap.games.kernel_shap import (
+from simshap.games.kernel import (
     constrained_least_squares,
     convergence_ratio,
     kernel_shap,

@@ -1,0 +1,138 @@
+"""Ground truth (issue 11 item 1) and Leverage SHAP sampling (issue 11 item 4)."""
+
+import math
+
+import pytest
+import torch
+
+from simshap.errors import UserError
+from simshap.evaluation import ground_truth
+from simshap.games import FunctionGame, TableGame, convergence_ratio, exact_shapley, kernel_shap
+from simshap.games.kernel import _gram, _leverage_designs, leverage_allocation
+from simshap.games.sampling import shapley_kernel_subset_prob
+from simshap.games.values import all_coalitions
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def binary_probability_game(d=10, b=2, seed=0):
+    """p(S) and 1 - p(S): class 1's values are minus class 0's, all of one sign."""
+    g = gen(seed)
+    w = 0.3 + 0.05 * torch.rand(b, d, generator=g, dtype=torch.float64)
+    inter = 0.05 * torch.randn(b, d, d, generator=g, dtype=torch.float64)
+
+    def fn(masks):
+        z = masks.double()
+        logit = torch.einsum("bmd,bd->bm", z, w) + torch.einsum("bmi,bij,bmj->bm", z, inter, z)
+        p = torch.sigmoid(logit - 1.5)
+        return torch.stack([p, 1 - p], -1)
+
+    return FunctionGame(fn, num_players=d, num_instances=b)
+
+
+def pooled_ratio(values, std):
+    spread = values.amax((1, 2)) - values.amin((1, 2))
+    return std.amax((1, 2)) / spread
+
+
+def test_per_class_and_pooled_criteria_disagree_on_a_binary_game():
+    values = torch.tensor([[[0.50, -0.50], [0.60, -0.60], [0.55, -0.55]]])  # (1, 3, 2)
+    std = torch.full_like(values, 0.004)
+    # per class: 0.004 / 0.1 = 0.04; pooled: 0.004 / 1.2 = 0.0033
+    assert torch.allclose(convergence_ratio(values, std), torch.tensor([0.04]))
+    assert float(pooled_ratio(values, std)[0]) < 0.01 < float(convergence_ratio(values, std)[0])
+
+
+def test_kernel_shap_threshold_uses_the_per_class_criterion():
+    game = binary_probability_game()
+    res = kernel_shap(game, threshold=0.02, generator=gen(1))
+    per_class = convergence_ratio(res.values, res.std)
+    assert (per_class < 0.02).all(), per_class  # the pooled test would have stopped far earlier
+    assert (pooled_ratio(res.values, res.std) < 0.02 / 3).all()
+    exact = exact_shapley(game).values
+    assert ((res.values - exact).abs() < 5 * res.std + 1e-12).all()
+
+
+def test_ground_truth_auto_is_exact_up_to_16_players():
+    table = torch.randn(2, 2**6, 2, generator=gen(2), dtype=torch.float64)
+    gt = ground_truth(TableGame(table))
+    assert gt.method == "exact" and gt.std is None and gt.n_evals == 2**6
+    assert torch.allclose(gt.values, exact_shapley(TableGame(table)).values)
+    assert torch.equal(gt.base_values, table[:, 0])
+    with pytest.raises(UserError, match="method"):
+        ground_truth(TableGame(table), method="shap")
+    with pytest.raises(UserError, match="kernel_shap"):
+        ground_truth(FunctionGame(lambda m: m.sum(-1).double(), 24), method="exact")
+
+
+def test_ground_truth_auto_converges_kernel_shap_above_16_players():
+    d = 17
+    w = torch.linspace(0.1, 1.0, d, dtype=torch.float64)
+
+    def fn(masks):
+        z = masks.double()
+        return torch.tanh(z @ w / 3).unsqueeze(-1) + 0.1 * (z[..., 0] * z[..., 1]).unsqueeze(-1)
+
+    gt = ground_truth(FunctionGame(fn, d), threshold=0.05)
+    assert gt.method == "kernel_shap" and gt.std is not None
+    assert (convergence_ratio(gt.values, gt.std) < 0.05).all()
+
+
+# --------------------------------------------------------------------------- Leverage SHAP
+
+
+def test_leverage_allocation_is_uniform_over_sizes_and_enumerates_small_sizes():
+    d = 20
+    alloc = leverage_allocation(d, 1000)
+    assert sum(k for _, k, _, _ in alloc) == 1000
+    per_size = {}
+    for s, k, cap, _ in alloc:
+        assert k <= cap
+        per_size[s] = k / (2 if 2 * s < d else 1)
+    enumerated = [s for s, k, cap, _ in alloc if k == cap]
+    assert 1 in enumerated  # 20 pairs of size 1 are cheaper than the uniform share
+    shares = [v for s, v in per_size.items() if s not in enumerated]
+    assert max(shares) - min(shares) <= 1  # the rest: equal share per size
+    masses = sum(m for *_, m in leverage_allocation(d, 10**9))
+    assert math.isclose(masses, 1.0)
+
+
+def test_leverage_draws_distinct_complementary_pairs():
+    d, bsz = 12, 3
+    for masks, _w in _leverage_designs(d, 500, bsz, gen(0), torch.device("cpu")):
+        if masks.ndim == 2:
+            continue
+        assert torch.equal(masks[:, 1::2], ~masks[:, 0::2])
+        bits = 1 << torch.arange(d)
+        codes = (masks.long() * bits).sum(-1)
+        for row in codes:
+            assert row.unique().numel() == row.numel()  # without replacement
+
+
+def test_leverage_design_is_unbiased_for_the_kernel_objective():
+    # E[Σ w z zᵀ] equals the Shapley-kernel Gram matrix Σ_S p(S) z zᵀ (weights reweight the law)
+    d, budget, reps = 8, 60, 4000
+    allc = all_coalitions(d)[1:-1]
+    p = shapley_kernel_subset_prob(d, allc.sum(-1))
+    truth = _gram(allc, p)
+    total = torch.zeros(d, d, dtype=torch.float64)
+    for masks, w in _leverage_designs(d, budget - 2, reps, gen(5), torch.device("cpu")):
+        a = _gram(masks, w)
+        total += a.mean(0) if a.ndim == 3 else a
+    assert torch.allclose(total, truth, atol=3e-3), (total - truth).abs().max()
+
+
+@pytest.mark.parametrize("sampling", ["kernel", "leverage"])
+def test_kernel_shap_error_shrinks_with_budget(sampling):
+    d = 10
+    table = torch.randn(1, 2**d, 1, generator=gen(7), dtype=torch.float64)
+    game = TableGame(table.expand(32, -1, -1).contiguous())  # 32 independent runs
+    exact = exact_shapley(TableGame(table)).values
+    errs = []
+    for budget in (64, 256, 1000):
+        res = kernel_shap(game, budget=budget, sampling=sampling, generator=gen(budget))
+        assert res.n_evals <= budget
+        errs.append(float((res.values - exact).pow(2).mean().sqrt()))
+    assert errs[0] > errs[1] > errs[2], errs
