@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/causal"), help="output folder")
     p.add_argument("--overwrite", action="store_true", help="start afresh in an existing --out")
     p.add_argument("--max-minutes", type=float, default=None,
-                   help="stop training new zoo chunks after this long (rerun to resume)")
+                   help="start no new zoo chunk after this long (rerun to resume; 0: only "
+                   "explain and analyze the stored models)")
     p.set_defaults(func=run)
 
 

@@ -19,7 +19,8 @@ exactly the Gram matrix of Y and its ITEs equal ITE_Y.
 
 Models are stratified by accuracy first, and every treated/control contrast is formed within a
 bucket. corr(ITE_Y, ITE_E) pools the (treatment value, instance) pairs of a bucket; confidence
-intervals resample the bucket's models with replacement.
+intervals resample the bucket's models with replacement (basic bootstrap intervals, see
+:func:`basic_interval`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_BUCKETS",
     "accuracy_buckets",
     "analyze",
+    "basic_interval",
     "correlations",
     "kernel_ite",
     "mean_difference_ite",
@@ -65,7 +67,8 @@ def rbf_gram(
         (``K`` of shape ``(B, n, n)`` with K = exp(-γ‖z_m − z_k‖²), ``gamma`` ``(B,)``).
     """
     n, b = z.shape[:2]
-    zz = z.reshape(n, b, -1).transpose(0, 1).to(torch.float64)  # (B, n, D)
+    dtype = torch.promote_types(z.dtype, torch.float32)  # half-precision maps compute in float32
+    zz = z.reshape(n, b, -1).transpose(0, 1).to(dtype)  # (B, n, D)
     sq = (zz**2).sum(-1)
     d2 = (sq[:, :, None] + sq[:, None, :] - 2 * zz @ zz.transpose(1, 2)).clamp_min(0.0)
     if gamma is None:
@@ -73,9 +76,9 @@ def rbf_gram(
             iu = torch.triu_indices(n, n, 1)
             med = d2[:, iu[0], iu[1]].median(dim=1).values
         else:
-            med = torch.ones(b, dtype=torch.float64)
+            med = torch.ones(b, dtype=dtype)
         gamma = 1.0 / torch.where(med > 0, med, torch.ones_like(med))
-    return torch.exp(-gamma[:, None, None] * d2), gamma
+    return torch.exp(-gamma.to(dtype)[:, None, None] * d2), gamma
 
 
 def treatment_design(
@@ -135,7 +138,7 @@ def mmd2(
     With ``gamma=None`` the median heuristic over the pooled set is used. It is exactly zero
     for identical sets.
     """
-    z = torch.cat([x, y]).reshape(len(x) + len(y), 1, -1)
+    z = torch.cat([x, y]).double().reshape(len(x) + len(y), 1, -1)
     g = None if gamma is None else torch.tensor([float(gamma)], dtype=torch.float64)
     k, _ = rbf_gram(z, g)
     a = torch.cat([torch.full((len(x),), 1 / len(x)), torch.full((len(y),), -1 / len(y))])
@@ -228,7 +231,8 @@ def analyze(
     Returns:
         Per bucket: members, accuracy range, contrast labels, ITE_Y and ITE_E arrays ``(V, B)``,
         mean ITEs, and for every method Pearson/Spearman corr(ITE_Y, ITE_E) for the total and
-        the direct effect and their difference (the mediated part), each with an interval.
+        the direct effect and their difference (the mediated part), each with an interval; the
+        paired bootstrap draws of the main statistics (for differences between methods).
 
     Raises:
         UserError: an empty bucket, or a bucket where no hyperparameter value has both treated
@@ -236,7 +240,6 @@ def analyze(
     """
     members = accuracy_buckets(accuracy, bounds)
     gen = torch.Generator().manual_seed(seed)
-    alpha = (1 - ci) / 2
     methods = list(explanations["total"])
     out: list[dict[str, Any]] = []
     for (lo, hi), idx in zip(bounds, members, strict=True):
@@ -263,11 +266,10 @@ def analyze(
             for key, val in point[m].items():
                 draws = np.array([b[m][key] for b in boots], dtype=np.float64)
                 draws = draws[np.isfinite(draws)]
-                interval = (
-                    [float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))]
-                    if len(draws) else [float("nan"), float("nan")]
-                )
+                interval = basic_interval(val, draws, ci)
                 stats[m][key] = {"value": val, "ci": interval}
+        draw_keys = ("total_pearson", "total_spearman", "mediated_pearson")
+        draws_out = {m: {k: [float(b[m][k]) for b in boots] for k in draw_keys} for m in methods}
         acc = accuracy[idx]
         out.append({
             "name": "all" if (lo, hi) == (0, 100) else f"{lo:g}-{hi:g}%",
@@ -276,10 +278,28 @@ def analyze(
             "accuracy_mean": float(acc.mean()),
             "contrasts": labels,
             "corr": stats,
+            "bootstrap_draws": draws_out,
             "mean_ite": {k: float(v.mean()) for k, v in ites.items()},
             "ite": {k: v.float() for k, v in ites.items()},
         })
     return {"methods": methods, "buckets": out, "n_bootstrap": n_bootstrap, "ci": ci}
+
+
+def basic_interval(point: float, draws: Sequence[float], ci: float = 0.95) -> list[float]:
+    """Basic (reverse-percentile) bootstrap interval [2θ̂ − q_hi, 2θ̂ − q_lo], clipped to [-1, 1].
+
+    Resampling models with replacement duplicates some of them, and a duplicate is perfectly
+    similar to its copy, which shifts the V-statistic MMD² and hence the correlations of the
+    resamples away from the point estimate. The basic interval corrects that shift to first
+    order (the percentile interval would carry it into the bounds).
+    """
+    d = np.asarray(draws, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if not len(d) or not math.isfinite(point):
+        return [float("nan"), float("nan")]
+    alpha = (1 - ci) / 2
+    lo, hi = 2 * point - np.quantile(d, 1 - alpha), 2 * point - np.quantile(d, alpha)
+    return [float(np.clip(lo, -1.0, 1.0)), float(np.clip(hi, -1.0, 1.0))]
 
 
 def _corr_table(ites: Mapping[str, torch.Tensor], methods: Sequence[str]) -> dict[str, Any]:

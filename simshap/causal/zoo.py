@@ -315,7 +315,8 @@ def train_zoo(
             n_models, chunk_size).
         data: the data set.
         zoo_dir: folder of the chunks; its ``zoo.json`` must match ``cfg`` when it exists.
-        max_seconds: stop starting new chunks after this much training time.
+        max_seconds: start no new chunk once this much training time has passed (0: train
+            nothing, use the stored chunks).
         log: progress printer.
 
     Returns:
@@ -344,7 +345,7 @@ def train_zoo(
         if target.is_file():
             if len(torch.load(target, weights_only=True)["index"]) == len(indices):
                 continue  # complete chunk: nothing to do
-        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+        if max_seconds is not None and time.perf_counter() - start >= max_seconds:
             log(f"time budget reached after {trained} new models; rerun to resume")
             break
         chunk: dict[str, list[Any]] = {"index": [], "codes": [], "accuracy": [], "seconds": [],
