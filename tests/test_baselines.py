@@ -3,10 +3,13 @@ import pytest
 import torch
 from torch import nn
 
+from simshap import ShapleyValues
+from simshap.errors import UserError
 from simshap.evaluation.baselines import (
     BASELINES,
     attribute,
     deepshap,
+    explain_baseline,
     gradcam,
     integrated_gradients,
     kernelshap,
@@ -22,12 +25,20 @@ CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32).reshape(1, 3, 1
 
 # small budgets keep the CPU tests fast; the defaults are the benchmark settings
 FAST = {
-    "ig": {"n_steps": 32},
-    "smoothgrad": {"n_samples": 8},
+    "ig": {"budget": 32},
+    "smoothgrad": {"budget": 8},
     "gradcam": {},
-    "kernelshap": {"n_samples": 300},
-    "kernelshap_s": {"n_samples": 300},
-    "deepshap": {"n_samples": 16},
+    "kernelshap": {"budget": 302},
+    "kernelshap_s": {"budget": 302},
+    "deepshap": {"budget": 16},
+}
+USED = {
+    "ig": "captum.attr.IntegratedGradients",
+    "smoothgrad": "captum.attr.NoiseTunnel(Saliency)",
+    "gradcam": "captum.attr.LayerGradCam",
+    "kernelshap": "shap.KernelExplainer",
+    "kernelshap_s": "simshap.games.kernel_shap",
+    "deepshap": "shap.GradientExplainer",
 }
 
 
@@ -79,17 +90,29 @@ class SuperpixelLinear(nn.Module):
 
 
 @pytest.mark.parametrize("method", sorted(BASELINES))
-def test_every_baseline_returns_finite_superpixel_maps(method, images, resnet, surrogate):
+def test_every_baseline_returns_shapley_values(method, images, resnet, surrogate):
     model = surrogate if method == "kernelshap_s" else resnet
-    out = attribute(method, model, images, None, **FAST[method])
-    assert out.values.shape == (2, 16, 16)
+    out = explain_baseline(method, model, images, torch.tensor([3, 5]), **FAST[method])
+    assert isinstance(out, ShapleyValues)
+    assert out.values.shape == (2, 256, 1) and out.grid == (16, 16)
+    assert out.as_image().shape == (2, 1, 16, 16)
     assert torch.isfinite(out.values).all()
     assert out.values.abs().sum() > 0
-    assert out.method == method and out.used
+    assert out.method == USED[method] and out.target.tolist() == [3, 5]
+    assert torch.equal(out.select(torch.tensor([3, 5])), out.values[..., 0])
+    if "budget" in FAST[method]:  # the same budget meaning everywhere: n_evals reports it
+        assert out.n_evals == FAST[method]["budget"]
+
+
+def test_legacy_attribute_keeps_the_old_result(images, resnet):
+    with pytest.warns(DeprecationWarning):
+        out = attribute("ig", resnet, images, None, n_steps=8)
+    assert out.values.shape == (2, 16, 16) and out.method == "ig"
+    assert out.used == "captum.attr.IntegratedGradients" and out.fallback_reason is None
 
 
 def test_integrated_gradients_completeness(images, resnet):
-    out = integrated_gradients(resnet, images, n_steps=64)
+    out = integrated_gradients(resnet, images, budget=64)
     with torch.no_grad():
         logits = resnet(images)
         target = logits.argmax(1)
@@ -98,39 +121,46 @@ def test_integrated_gradients_completeness(images, resnet):
     torch.testing.assert_close(pixel_sum, gap, atol=0.02 * float(gap.abs().max()) + 1e-3, rtol=0)
     # the superpixel map is the channel mean, then the 2x2 mean: it sums to pixel_sum / (3 * 4)
     torch.testing.assert_close(out.values.sum((1, 2)) * 12, pixel_sum, rtol=1e-4, atol=1e-4)
+    assert out.n_evals == 64
 
 
 def test_kernelshap_surrogate_is_efficient(images, surrogate):
     target = torch.tensor([3, 7])
-    out = kernelshap_surrogate(surrogate, images, target, n_samples=300)
+    out = kernelshap_surrogate(surrogate, images, target, budget=302)
     ones = torch.ones(2, 1, 32, 32, dtype=torch.bool)
     with torch.no_grad():
         total = surrogate(images, ones) - surrogate(images, ~ones)
     torch.testing.assert_close(
         out.values.sum((1, 2)), total[range(2), target], rtol=1e-4, atol=1e-4
     )
-    assert out.extras["n_evals"] == 302
+    assert out.n_evals == 302
+    with torch.no_grad():
+        v0 = surrogate(images, ~ones)[range(2), target]
+    torch.testing.assert_close(out.base_values[:, 0], v0)
 
 
 def test_shap_and_our_kernelshap_recover_known_values_on_a_linear_game(images):
     model = SuperpixelLinear()
     with torch.no_grad():
         target = model(images).argmax(1)
-        exact = (model.means(images) * model.weight[target]).view(2, 16, 16)
-    shap_ks = kernelshap(model, images, n_samples=600)
+        exact = (model.means(images) * model.weight[target]).view(2, 256, 1)
+    shap_ks = kernelshap(model, images, budget=602)
     torch.testing.assert_close(shap_ks.values, exact, atol=1e-4, rtol=1e-3)
+    assert torch.allclose(shap_ks.base_values, torch.zeros(2, 1), atol=1e-6)  # model(0) = 0
 
     def masked(x, mask):
         return model(x * mask)
 
-    ours = kernelshap_surrogate(masked, images, target, n_samples=600)
+    ours = kernelshap_surrogate(masked, images, target, budget=602)
+    torch.testing.assert_close(ours.values, exact, atol=1e-4, rtol=1e-3)
+    ours = kernelshap_surrogate(masked, images, target, budget=602, sampling="leverage")
     torch.testing.assert_close(ours.values, exact, atol=1e-4, rtol=1e-3)
 
 
 def test_deepshap_falls_back_to_gradient_explainer_on_torchvision_resnet(images, resnet):
-    out = deepshap(resnet, images, target=1, n_samples=16)
-    assert out.used == "shap.GradientExplainer"
-    assert "DeepExplainer failed" in out.fallback_reason
+    out = deepshap(resnet, images, target=1, budget=16)
+    assert out.method == "shap.GradientExplainer"
+    assert "DeepExplainer failed" in out.extras["fallback_reason"]
     # the user's model is left without shap's hooks
     assert all(not m._forward_hooks and not m._backward_hooks for m in resnet.modules())
     with pytest.raises(RuntimeError, match="explainer='gradient'"):
@@ -144,7 +174,7 @@ def test_deepshap_uses_deep_explainer_where_it_can(images):
     ).eval()
     background = torch.zeros(1, 3, 32, 32)
     out = deepshap(net, images, target=torch.tensor([0, 4]), background=background)
-    assert out.used == "shap.DeepExplainer" and out.fallback_reason is None
+    assert out.method == "shap.DeepExplainer" and out.extras["fallback_reason"] is None
     with torch.no_grad():
         gap = net(images)[range(2), [0, 4]] - net(background)[0, [0, 4]]
     # DeepLIFT's summation to delta, seen through the superpixel reduction
@@ -156,7 +186,7 @@ def test_gradcam_needs_a_layer(images):
     with pytest.raises(ValueError, match="layer="):
         gradcam(net, images)
     out = gradcam(net, images, layer=net[0], relu_attributions=True)
-    assert out.values.shape == (2, 16, 16) and (out.values >= 0).all()
+    assert out.as_image()[:, 0].shape == (2, 16, 16) and (out.values >= 0).all()
 
 
 def test_reduction_and_bad_inputs(resnet):
@@ -165,7 +195,9 @@ def test_reduction_and_bad_inputs(resnet):
     assert red.shape == (2, 2, 2)
     assert red[0, 0, 0] == x[0, :, :2, :2].mean()
     with pytest.raises(ValueError, match="unknown baseline"):
-        attribute("lime", resnet, torch.zeros(1, 3, 32, 32))
+        explain_baseline("lime", resnet, torch.zeros(1, 3, 32, 32))
+    with pytest.raises(UserError, match="budget"):
+        integrated_gradients(resnet, torch.zeros(1, 3, 32, 32), budget=0)
     with pytest.raises(ValueError, match="images must be"):
         integrated_gradients(resnet, torch.zeros(3, 32, 32))
     with pytest.raises(ValueError, match="NaN"):
@@ -180,6 +212,6 @@ def test_reduction_and_bad_inputs(resnet):
 @pytest.mark.parametrize("method", sorted(BASELINES))
 def test_baselines_run_on_cuda(method, images, resnet, surrogate):
     model = (surrogate if method == "kernelshap_s" else resnet).cuda()
-    out = attribute(method, model, images.cuda(), None, **FAST[method])
-    assert out.values.shape == (2, 16, 16) and out.values.device.type == "cuda"
+    out = explain_baseline(method, model, images.cuda(), None, **FAST[method])
+    assert out.values.shape == (2, 256, 1) and out.values.device.type == "cuda"
     assert torch.isfinite(out.values).all()
