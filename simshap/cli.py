@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from simshap import __version__
 
 # modules that define ``register(subparsers)``; each adds its own subcommands
-COMMAND_MODULES: tuple[str, ...] = ("simshap.pipeline", "simshap.hpo.cli", "simshap.causal.cli")
+COMMAND_MODULES: tuple[str, ...] = ("simshap.pipeline", "simshap.hpo.cli", "simshap.causal.cli",
+                                     "simshap.interactions.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

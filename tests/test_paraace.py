@@ -179,3 +179,177 @@ def test_interaction_sets_cover_the_issue_table():
     assert X[:, [3, 4, 7, 9]].min() >= 0.6 and X.min() >= 0 and X.max() <= 1
     X, y = synthetic_dataset("F2", 1000, 0)
     assert np.isfinite(y).all() and X.min() < -0.9
+
+
+# ----------------------------------------------------------------------------- the ParaACE model
+
+
+@pytest.mark.parametrize(
+    "p,pairs,fixup", [(10, 20, True), (10, 20, False), (8, 20, True), (3, 0, True)]
+)
+def test_paraace_parameter_count_matches_formula(p, pairs, fixup):
+    from simshap.interactions.paraace import (
+        ParaACE,
+        count_parameters,
+        paraace_num_parameters,
+        subnet_num_parameters,
+    )
+
+    chosen = list(itertools.combinations(range(p), 2))[:pairs]
+    model = ParaACE(p, chosen, fixup=fixup)
+    assert count_parameters(model) == paraace_num_parameters(p, pairs, fixup)
+    assert subnet_num_parameters(1) == 517 and subnet_num_parameters(2) == 567
+    q = p + pairs
+    expected = p * 517 + pairs * 567 + q + 1 + (15 * q + 30 if fixup else 0)
+    assert paraace_num_parameters(p, pairs, fixup) == expected
+    assert model(torch.randn(7, p)).shape == (7, 1)
+
+
+def test_paraace_is_additive_over_its_subnets_without_fixup():
+    from simshap.interactions.paraace import ParaACE
+
+    torch.manual_seed(0)
+    model = ParaACE(4, [(0, 1)], fixup=False)
+    X = np.random.default_rng(0).normal(size=(300, 4))
+    s = interaction_strength(model, X, all_pairs(4), h=0.8)
+    # only the modelled pair (0, 1) can interact; the others are exactly additive
+    assert s[0] > 1e-6
+    assert np.all(s[1:] < 1e-10)
+    z = model.transforms(torch.randn(5, 4))
+    assert z.shape == (5, 5)
+
+
+def test_teacher_parameter_count_matches_paper():
+    from simshap.interactions.paraace import count_parameters, teacher_mlp, teacher_num_parameters
+
+    assert teacher_num_parameters(10) == 4_959_461  # paper Table 3 lists 4,949,461 for p = 8
+    assert teacher_num_parameters(8) == 4_949_461
+    assert count_parameters(teacher_mlp(10, (32, 16))) == teacher_num_parameters(10, (32, 16))
+    with pytest.raises(UserError):
+        teacher_mlp(10, ())
+
+
+def test_fit_regressor_learns_and_selects_on_validation():
+    from simshap.interactions.paraace import ParaACE
+    from simshap.interactions.training import fit_regressor, nrmse
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(400, 3))
+    y = X[:, 0] * X[:, 1] + np.sin(2 * X[:, 2])
+    torch.manual_seed(0)
+    fit = fit_regressor(ParaACE(3, [(0, 1)]), X, y, max_epochs=40, patience=40, seed=0,
+                        passes_per_epoch=5)  # fmt: skip
+    pred = fit.model(torch.as_tensor(X, dtype=torch.float32)).detach().numpy().ravel()
+    assert nrmse(y, pred) < 0.1
+    assert 0 <= fit.best_epoch < fit.epochs
+    with pytest.raises(UserError, match="NaN"):
+        fit_regressor(ParaACE(3, []), np.full((10, 3), np.nan), np.zeros(10))
+
+
+# ------------------------------------------------------------------------ higher order, baselines
+
+
+def test_cliques_and_refinement_follow_algorithm_2():
+    from simshap.interactions.higher_order import cliques, refine_candidates
+
+    edges = [(0, 1), (1, 2), (0, 2), (2, 3), (1, 3), (4, 5)]
+    assert cliques(edges, 3) == [(0, 1, 2), (1, 2, 3)]
+    assert cliques(edges, 4) == []
+    four = cliques(edges + [(0, 3)], 4)
+    assert four == [(0, 1, 2, 3)]
+    assert refine_candidates(four, [(0, 1, 2), (0, 1, 3), (0, 2, 3)]) == []
+    assert refine_candidates(four, [(0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3)]) == four
+
+
+def test_detect_higher_order_finds_the_planted_triple():
+    from simshap.interactions.higher_order import detect_higher_order
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(1000, 5))
+
+    def f(x):  # triple {0, 1, 2}; pairs (2, 3) and (3, 4) close a clique {2, 3, 4} of pairs only
+        return (
+            3 * x[:, 0] * x[:, 1] * x[:, 2]
+            + x[:, 2] * x[:, 3]
+            + x[:, 3] * x[:, 4]
+            + x[:, 2] * x[:, 4]
+        )
+
+    pairs = [(0, 1), (0, 2), (1, 2), (2, 3), (3, 4), (2, 4)]
+    res = detect_higher_order(f, X, pairs, k=1, max_order=4, m=50, seed=0, standardize=False)
+    assert res[0].order == 3
+    assert set(res[0].candidates) == {(0, 1, 2), (2, 3, 4)}
+    assert res[0].detected == [(0, 1, 2)]
+    cand = dict(zip(res[0].candidates, res[0].scores, strict=True))
+    assert cand[(0, 1, 2)] == pytest.approx(9.0, rel=1e-9)  # (∂³f)² = 3²
+    assert cand[(2, 3, 4)] < 1e-20
+    assert len(res) == 1  # no 4-clique is left to refine
+
+
+def test_exact_stii_and_nid_scores_rank_the_true_pair_first():
+    from simshap.interactions.baselines import exact_interaction_scores, nid_scores
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(200, 4))
+    scores, secs = exact_interaction_scores(lambda x: 2 * x[:, 0] * x[:, 1] + x[:, 2], X, X[:20])
+    # the baseline game of x0 x1 has STII_{01} = (x0 - b0)(x1 - b1)·2 exactly
+    b = X.mean(0)
+    expected = np.abs(2 * (X[:20, 0] - b[0]) * (X[:20, 1] - b[1])).mean()
+    assert scores[0] == pytest.approx(expected, rel=1e-9)
+    assert np.all(scores[1:] < 1e-9) and secs >= 0
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]]))
+    nid = nid_scores(net)
+    assert np.argmax(nid) == 0 and np.count_nonzero(nid) == 1
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_detect_and_compress_write_results_and_refuse_overwrite(tmp_path, capsys):
+    from simshap.cli import main
+
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(
+        "datasets: [F3]\nseeds: [0]\nn_train: 300\nteacher_hidden: [8]\nteacher_epochs: 1\n"
+        "k: 3\nm: 6\nexact_rows: 4\ntriples: 2\nnaive: true\n"
+    )
+    out = tmp_path / "det"
+    assert main(["interactions", "detect", str(cfg), "--out", str(out)]) == 0
+    import json
+
+    res = json.loads((out / "detection.json").read_text())
+    rec = res["records"][0]
+    assert set(rec["auc"]) == {"ucb", "naive", "exact", "nid"}
+    assert rec["ucb"]["naive_pulls"] == 6 * 45
+    assert (out / "pulls.png").stat().st_size > 0 and (out / "heatmaps.png").is_file()
+    assert main(["interactions", "detect", str(cfg), "--out", str(out)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    ccfg = tmp_path / "c.yaml"
+    ccfg.write_text(
+        "datasets: [diabetes]\nseeds: [0]\nfolds: 2\nrun_folds: 1\ncompress_teacher_hidden: [8]\n"
+        "compress_teacher_epochs: 1\nparaace_epochs: 1\nk: 2\nm: 6\n"
+    )
+    assert main(["interactions", "compress", str(ccfg), "--out", str(tmp_path / "c")]) == 0
+    comp = json.loads((tmp_path / "c" / "compression.json").read_text())
+    fold = comp["records"][0]["folds"][0]
+    assert fold["paraace_params"] == 10 * 517 + 2 * 567 + 13 + 15 * 12 + 30
+    assert 0 < fold["paraace_nrmse"] < 1
+
+
+def test_cli_rejects_bad_configs(tmp_path, capsys):
+    from simshap.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [F3]\nkk: 3\n")
+    assert main(["interactions", "detect", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key(s) ['kk']" in err and "valid keys" in err
+    bad.write_text("datasets: [F11]\n")
+    assert main(["interactions", "detect", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown dataset 'F11'" in capsys.readouterr().err
+    bad.write_text("h: -1\n")
+    assert main(["interactions", "compress", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "h must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
