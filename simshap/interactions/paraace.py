@@ -11,6 +11,10 @@ ParaACE:  h(x) = β0 + Σ_i β_i s_i(x_i) + Σ_r β_{p+r} r_r(x_{I_r})  [+ fix-u
 All subnets of one kind are evaluated together with batched matrix products (one weight tensor
 per layer with a leading subnet axis), so R pairs cost three ``bmm`` calls, not 3R layers.
 Weights use Kaiming-uniform initialization per subnet (fan-in of the subnet's layer).
+
+The paper (supplement H) tunes the fix-up layer and the transformation layer alternately; here
+both are trained jointly by one Adam optimizer (the fix-up block's residual form keeps Eq. (5)
+as its linear path).
 """
 
 from __future__ import annotations

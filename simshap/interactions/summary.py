@@ -14,8 +14,9 @@ __all__ = [
     "summarize_detection",
 ]
 
-METHODS = ("ucb", "naive", "exact", "nid")
-_LABELS = {"ucb": "UCB (ours)", "naive": "naive m·n", "exact": "exact STII", "nid": "NID"}
+METHODS = ("ucb", "ucb_code_width", "naive", "exact", "nid")
+_LABELS = {"ucb": "UCB (ours)", "ucb_code_width": "UCB δ=2/√n", "naive": "naive m·n",
+           "exact": "exact STII", "nid": "NID"}  # fmt: skip
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
@@ -36,6 +37,8 @@ def summarize_detection(records: list[dict[str, Any]]) -> dict[str, Any]:
             "ucb_seconds": _mean_std([r["ucb"]["seconds"] for r in recs]),
             "teacher_seconds": _mean_std([r["teacher_seconds"] for r in recs]),
         }
+        if "ucb_code_width" in recs[0]:
+            row["pulls_code_width"] = _mean_std([r["ucb_code_width"]["pulls"] for r in recs])
         if "exact" in recs[0]:
             row["exact_seconds"] = _mean_std([r["exact"]["seconds"] for r in recs])
         if "auc" in recs[0]:
@@ -60,6 +63,9 @@ def summarize_detection(records: list[dict[str, Any]]) -> dict[str, Any]:
     overall["naive_pulls"] = float(np.mean([per[n]["naive_pulls"] for n in per]))
     overall["pull_fraction"] = overall["pulls"] / overall["naive_pulls"]
     overall["ucb_seconds"] = float(np.mean([per[n]["ucb_seconds"]["mean"] for n in per]))
+    if all("pulls_code_width" in per[n] for n in per):
+        overall["pulls_code_width"] = float(np.mean([per[n]["pulls_code_width"]["mean"]
+                                                     for n in per]))  # fmt: skip
     return {"per_dataset": per, "overall": overall}
 
 
@@ -68,8 +74,9 @@ def detection_table(summary: dict[str, Any]) -> str:
     per = summary["per_dataset"]
     methods = [m for m in METHODS if any(m in row.get("auc", {}) for row in per.values())]
     head = "| data | " + " | ".join(f"AUC {_LABELS[m]}" for m in methods)
-    lines = [head + " | pulls (UCB / naive) | UCB s |",
-             "| --- " * (len(methods) + 3) + "|"]  # fmt: skip
+    wide = "ucb_code_width" in methods
+    lines = [head + " | pulls (UCB / naive) |" + (" pulls δ=2/√n |" if wide else "") + " UCB s |",
+             "| --- " * (len(methods) + 3 + wide) + "|"]  # fmt: skip
     for name, row in per.items():
         cells = [
             f"{row['auc'][m]['mean']:.3f} ± {row['auc'][m]['std']:.3f}" if "auc" in row else "–"
@@ -78,7 +85,8 @@ def detection_table(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | " + " | ".join(cells)
             + f" | {row['pulls']['mean']:.0f} / {row['naive_pulls']} "
-            f"| {row['ucb_seconds']['mean']:.2f} |"
+            + (f"| {row['pulls_code_width']['mean']:.0f} " if wide else "")
+            + f"| {row['ucb_seconds']['mean']:.2f} |"
         )
     ov = summary["overall"]
     if "auc" in ov:
@@ -86,7 +94,8 @@ def detection_table(summary: dict[str, Any]) -> str:
         lines.append(
             "| **mean** | " + " | ".join(cells)
             + f" | {ov['pulls']:.0f} / {ov['naive_pulls']:.0f} ({100 * ov['pull_fraction']:.0f}%)"
-            f" | {ov['ucb_seconds']:.2f} |"
+            + (f" | {ov['pulls_code_width']:.0f}" if wide else "")
+            + f" | {ov['ucb_seconds']:.2f} |"
         )
     return "\n".join(lines)
 
