@@ -8,7 +8,8 @@ import torch
 from simshap.errors import UserError
 from simshap.evaluation import ground_truth
 from simshap.games import FunctionGame, TableGame, convergence_ratio, exact_shapley, kernel_shap
-from simshap.games.kernel import _gram, _leverage_designs, leverage_allocation
+from simshap.games.leverage import leverage_allocation, leverage_designs
+from simshap.games.regression import gram
 from simshap.games.sampling import shapley_kernel_subset_prob
 from simshap.games.values import all_coalitions
 
@@ -101,7 +102,7 @@ def test_leverage_allocation_is_uniform_over_sizes_and_enumerates_small_sizes():
 
 def test_leverage_draws_distinct_complementary_pairs():
     d, bsz = 12, 3
-    for masks, _w in _leverage_designs(d, 500, bsz, gen(0), torch.device("cpu")):
+    for masks, _w in leverage_designs(d, 500, bsz, gen(0), torch.device("cpu")):
         if masks.ndim == 2:
             continue
         assert torch.equal(masks[:, 1::2], ~masks[:, 0::2])
@@ -116,10 +117,10 @@ def test_leverage_design_is_unbiased_for_the_kernel_objective():
     d, budget, reps = 8, 60, 4000
     allc = all_coalitions(d)[1:-1]
     p = shapley_kernel_subset_prob(d, allc.sum(-1))
-    truth = _gram(allc, p)
+    truth = gram(allc, p)
     total = torch.zeros(d, d, dtype=torch.float64)
-    for masks, w in _leverage_designs(d, budget - 2, reps, gen(5), torch.device("cpu")):
-        a = _gram(masks, w)
+    for masks, w in leverage_designs(d, budget - 2, reps, gen(5), torch.device("cpu")):
+        a = gram(masks, w)
         total += a.mean(0) if a.ndim == 3 else a
     assert torch.allclose(total, truth, atol=3e-3), (total - truth).abs().max()
 
@@ -136,3 +137,36 @@ def test_kernel_shap_error_shrinks_with_budget(sampling):
         assert res.n_evals <= budget
         errs.append(float((res.values - exact).pow(2).mean().sqrt()))
     assert errs[0] > errs[1] > errs[2], errs
+
+
+# --------------------------------------------------------------------------- regression adjustment
+
+
+def _and_game(d=8, b=3):
+    """Higher-order structure (3- and 4-way ANDs) that paired KernelSHAP only samples."""
+
+    def fn(masks):
+        z = masks.double()
+        return (z[..., :3].prod(-1) + 0.5 * z[..., 3:7].prod(-1) + 0.1 * z[..., 7]).unsqueeze(-1)
+
+    return FunctionGame(fn, num_players=d, num_instances=b)
+
+
+def test_tree_adjusted_kernel_shap_is_efficient_counts_and_converges():
+    # its accuracy gain is measured on real models in benchmarks/estimators.py; here: the
+    # properties that must hold on any game
+    game = _and_game()
+    exact = exact_shapley(game).values
+    v0, v1 = game.empty_and_full()
+    errors = {}
+    for budget in (60, 200):
+        runs = [kernel_shap(game, budget=budget, adjust="tree", generator=gen(s)) for s in range(3)]
+        for r in runs:
+            assert r.method == "kernel_shap_tree_adjusted" and r.n_evals == budget
+            assert torch.allclose(r.values.sum(1), v1 - v0, atol=1e-9)  # still efficient
+        errors[budget] = sum(float((r.values - exact).norm()) for r in runs) / 3
+    assert errors[200] < 0.7 * errors[60], errors
+    full = kernel_shap(game, budget=2**8, adjust="tree")  # a full budget stays exact
+    assert torch.allclose(full.values, exact, atol=1e-10)
+    with pytest.raises(UserError, match="threshold"):
+        kernel_shap(game, threshold=0.1, adjust="tree")

@@ -17,7 +17,6 @@ class: max over classes of ``max_i std / (max_i phi - min_i phi)`` within that c
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 
 from simshap.errors import UserError
+from simshap.games.adjusted import tree_adjusted_values
 from simshap.games.budget import (
     check_positive,
     evaluate_in_chunks,
@@ -36,13 +36,18 @@ from simshap.games.contract import (
     call_game,
     can_select,
     check_game,
-    coalitions_range,
     empty_and_full,
     game_device,
 )
+from simshap.games.leverage import leverage_allocation, leverage_designs
+from simshap.games.regression import (
+    constrained_least_squares,
+    gram,
+    moment,
+    subsets_of_sizes,
+)
 from simshap.games.sampling import (
     ShapleyKernelSampler,
-    random_subsets_of_size,
     sample_by_size,
     shapley_kernel_size_probs,
     shapley_kernel_subset_prob,
@@ -89,52 +94,6 @@ def kernel_shap_budget_plan(d: int, n_samples: int) -> tuple[list[int], int]:
     return sorted(sizes), max(left, 0)
 
 
-def subsets_of_sizes(d: int, sizes: list[int], device: torch.device) -> torch.Tensor:
-    """All coalitions whose size is in ``sizes``: bool ``(n, d)``."""
-    if not sizes:
-        return torch.zeros(0, d, dtype=torch.bool, device=device)
-    if d <= 20:
-        allc = coalitions_range(0, 2**d, d, device)
-        return allc[torch.isin(allc.sum(-1), torch.tensor(sizes, device=device))]
-    out = []
-    for s in sizes:
-        k = min(s, d - s)  # enumerate the smaller side, complement if needed
-        idx = torch.tensor(list(itertools.combinations(range(d), k)), device=device)
-        m = torch.zeros(idx.shape[0], d, dtype=torch.bool, device=device)
-        m.scatter_(1, idx.view(idx.shape[0], k), True)
-        out.append(m if k == s else ~m)
-    return torch.cat(out)
-
-
-def constrained_least_squares(
-    a: torch.Tensor, b: torch.Tensor, total: torch.Tensor
-) -> torch.Tensor:
-    """Efficiency-constrained least squares: phi = A⁻¹(b - 1 nu) with 1ᵀphi = total, batched.
-
-    A singular A (fewer distinct coalitions than players) gets a small ridge, so that the
-    answer stays finite and efficient instead of NaN.
-
-    Args:
-        a: ``(B, d, d)`` (or ``(d, d)``) weighted Gram matrix E[z zᵀ].
-        b: ``(B, d, C)`` weighted E[z (v(S) - v(∅))].
-        total: ``(B, C)`` v(N) - v(∅).
-    """
-    bsz, d, c = b.shape
-    a = a.expand(bsz, d, d)
-    rhs = torch.cat([b, torch.ones(bsz, d, 1, dtype=b.dtype, device=b.device)], dim=-1)
-    sol, info = torch.linalg.solve_ex(a, rhs)
-    bad = (info != 0) | ~torch.isfinite(sol).flatten(1).all(1)
-    if bad.any():
-        sol = sol.clone()
-        ab = a[bad]
-        scale = ab.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-300)
-        eye = torch.eye(d, dtype=a.dtype, device=a.device)
-        sol[bad] = torch.linalg.solve(ab + 1e-6 * scale.view(-1, 1, 1) * eye, rhs[bad])
-    a_inv_b, a_inv_1 = sol[..., :c], sol[..., c:]
-    nu = (a_inv_b.sum(1) - total) / a_inv_1.sum(1)  # (B, C)
-    return a_inv_b - a_inv_1 * nu.unsqueeze(1)
-
-
 def convergence_ratio(values: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """Covert & Lee's per-class criterion: max_c [max_i std / (max_i phi - min_i phi)], ``(B,)``.
 
@@ -143,20 +102,6 @@ def convergence_ratio(values: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """
     spread = (values.amax(1) - values.amin(1)).clamp_min(1e-300)  # (B, C)
     return (std.amax(1) / spread).amax(-1)
-
-
-def _gram(masks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Weighted Σ_k w_k z_k z_kᵀ over the coalition axis (second to last)."""
-    z = masks.to(weights.dtype)
-    return torch.einsum("...md,...m,...me->...de", z, weights, z)
-
-
-def _moment(masks: torch.Tensor, weights: torch.Tensor, centered: torch.Tensor) -> torch.Tensor:
-    """Weighted Σ_k w_k z_k (v_k - v(∅)): ``(B, d, C)``."""
-    z = masks.to(weights.dtype)
-    if z.ndim == 2:  # coalitions shared by every instance
-        return torch.einsum("md,m,bmc->bdc", z, weights, centered)
-    return torch.einsum("bmd,bm,bmc->bdc", z, weights, centered)
 
 
 def kernel_shap(
@@ -171,6 +116,8 @@ def kernel_shap(
     enumerate_sizes: bool = True,
     min_rounds: int = 16,
     max_evals: int = 1_000_000,
+    adjust: str | None = None,
+    tree_options: dict[str, Any] | None = None,
     n_samples: int | None = None,
 ) -> ShapleyValues:
     """KernelSHAP: the Shapley-kernel weighted least-squares value with exact efficiency.
@@ -195,6 +142,11 @@ def kernel_shap(
         min_rounds: fewest rounds before convergence is tested.
         max_evals: safety cap on evaluations per instance in convergence mode (a warning says
             when it stops the run early).
+        adjust: ``"tree"``: regression adjustment (:mod:`simshap.games.adjusted`): a LightGBM
+            model of the sampled values contributes its exact Shapley values and KernelSHAP
+            estimates only the residual (cross-fitted; budget mode; needs ``lightgbm``, and
+            ``shap`` above 14 players). It spends no extra game evaluations.
+        tree_options: LightGBM options for ``adjust="tree"``.
         n_samples: deprecated: coalitions besides ∅ and N (``budget = n_samples + 2``).
 
     Returns:
@@ -205,6 +157,10 @@ def kernel_shap(
     check_positive(batch_size, "batch_size")
     if sampling not in ("kernel", "leverage"):
         raise UserError(f"sampling must be 'kernel' or 'leverage', got {sampling!r}")
+    if adjust not in (None, "tree"):
+        raise UserError(f"adjust must be None or 'tree', got {adjust!r}")
+    if adjust is not None and threshold is not None:
+        raise UserError("adjust='tree' works with a budget, not with threshold=")
     d = game.num_players
     budget = resolve_budget(
         "kernel_shap", budget, 3, "n_samples", n_samples, lambda n: n + 2,
@@ -225,19 +181,31 @@ def kernel_shap(
     if sampling == "leverage":
         if not paired:
             raise UserError("sampling='leverage' draws complementary pairs; use paired=True")
-        designs = _leverage_designs(d, n_left, game.num_instances, generator, game_device(game))
+        designs = leverage_designs(d, n_left, game.num_instances, generator, game_device(game))
     else:
         designs = _kernel_designs(d, n_left, paired, enumerate_sizes, game.num_instances,
                                   generator, game_device(game))  # fmt: skip
     a = b = None
     n_evals = 2
     v0d = v0.to(torch.float64)
+    evaluated = []
     for masks, w in designs:
-        v = evaluate_in_chunks(game, masks, batch_size).to(torch.float64) - v0d.unsqueeze(1)
-        a_part, b_part = _gram(masks, w), _moment(masks, w, v)
+        v_raw = evaluate_in_chunks(game, masks, batch_size).to(torch.float64)
+        v = v_raw - v0d.unsqueeze(1)
+        a_part, b_part = gram(masks, w), moment(masks, w, v)
         a = a_part if a is None else a + a_part
         b = b_part if b is None else b + b_part
         n_evals += masks.shape[-2]
+        evaluated.append((masks, w, v_raw))
+    if adjust == "tree" and evaluated and n_left < 2**d - 2:  # a full budget is exact already
+        bsz = game.num_instances
+        m_all = torch.cat([m.expand(bsz, -1, -1) if m.ndim == 2 else m
+                           for m, _, _ in evaluated], 1)  # fmt: skip
+        w_all = torch.cat([w.expand(bsz, -1) if w.ndim == 1 else w for _, w, _ in evaluated], 1)
+        v_all = torch.cat([v for _, _, v in evaluated], 1)
+        phi = tree_adjusted_values(m_all, w_all, v_all, v0, v1, generator, tree_options)
+        return make_result(game, phi.to(device=v0.device, dtype=float_dtype(v0)), v0, None,
+                           n_evals, "kernel_shap_tree_adjusted")  # fmt: skip
     if a is None:
         a = torch.zeros(d, d, dtype=torch.float64, device=v0.device)
         b = torch.zeros(game.num_instances, d, v0.shape[-1], dtype=torch.float64,
@@ -265,94 +233,6 @@ def _kernel_designs(
                                device=device, batch_shape=(bsz,))  # fmt: skip
         w = torch.full((bsz, n_sample), mass_left / n_sample, dtype=torch.float64, device=device)
         out.append((masks, w))
-    return out
-
-
-def leverage_allocation(d: int, n_pairs: int) -> list[tuple[int, int, int, float]]:
-    """Complementary pairs per size stratum under Leverage SHAP's uniform size law.
-
-    Stratum ``s`` (1 <= s <= d/2) holds the pairs (S, N∖S) with ``|S| = s``: ``C(d, s)`` pairs
-    (``C(d, s) / 2`` when ``2s = d``). Each size gets an equal share of ``n_pairs``; strata whose
-    share covers all their pairs are enumerated and the rest is shared again (water-filling);
-    largest remainders round to integers.
-
-    Returns:
-        ``[(s, pairs drawn, pairs in the stratum, Shapley-kernel mass of the stratum), ...]``.
-    """
-    probs = shapley_kernel_size_probs(d).tolist()
-    strata = []
-    for s in range(1, d // 2 + 1):
-        if 2 * s < d:
-            strata.append((s, math.comb(d, s), probs[s - 1] + probs[d - s - 1], 2.0))
-        else:
-            strata.append((s, math.comb(d, s) // 2, probs[s - 1], 1.0))
-    counts: dict[int, float] = {}
-    active = list(range(len(strata)))
-    left = float(n_pairs)
-    while active:
-        weight = sum(strata[j][3] for j in active)
-        full = [j for j in active if left * strata[j][3] / weight >= strata[j][1]]
-        if not full:
-            for j in active:
-                counts[j] = left * strata[j][3] / weight
-            break
-        for j in full:
-            counts[j] = float(strata[j][1])
-            left -= strata[j][1]
-            active.remove(j)
-    ints = {j: math.floor(c + 1e-9) for j, c in counts.items()}
-    extra = round(min(n_pairs, sum(st[1] for st in strata)) - sum(ints.values()))
-    for j in sorted(counts, key=lambda j: ints[j] - counts[j])[: max(extra, 0)]:
-        ints[j] += 1
-    return [(st[0], ints[j], st[1], st[2]) for j, st in enumerate(strata) if ints[j] > 0]
-
-
-def _distinct_subsets(
-    s: int, k: int, d: int, bsz: int, generator: torch.Generator | None, device: torch.device
-) -> torch.Tensor:
-    """``k`` distinct uniform subsets of size ``s`` of ``d`` players per instance: ``(B, k, d)``."""
-    src = generator.device if generator is not None else device
-    comb = math.comb(d, s)
-    if comb <= 20_000:
-        allc = subsets_of_sizes(d, [s], src)
-        keys = torch.rand(bsz, comb, generator=generator, device=src)
-        return allc[keys.topk(k, dim=1).indices].to(device)
-    proj = torch.rand(d, generator=generator, device=src, dtype=torch.float64)
-    m = k + k * k // comb + 16
-    while True:  # rejection of duplicates (rare: comb is large)
-        cand = random_subsets_of_size(torch.full((bsz, m), s, device=src), d, generator)
-        code, order = (cand.double() @ proj).sort(dim=1)
-        dup_sorted = torch.zeros_like(code, dtype=torch.bool)
-        dup_sorted[:, 1:] = code[:, 1:] == code[:, :-1]
-        dup = torch.zeros_like(dup_sorted).scatter_(1, order, dup_sorted)
-        if bool(((~dup).sum(1) >= k).all()):
-            key = torch.arange(m, device=src) + dup.long() * m
-            pick = key.topk(k, dim=1, largest=False).indices
-            return cand.gather(1, pick.unsqueeze(-1).expand(-1, -1, d)).to(device)
-        m *= 2
-
-
-def _leverage_designs(
-    d: int, n_left: int, bsz: int, generator: torch.Generator | None, device: torch.device
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(masks, weights) blocks of paired sampling without replacement by Leverage SHAP's law."""
-    out = []
-    for s, k, cap, mass in leverage_allocation(d, n_left // 2):
-        w_row = mass / (2 * k)  # Horvitz-Thompson within the stratum: kernel objective kept
-        if k == cap:  # the stratum is enumerated: the same masks for every instance
-            first = subsets_of_sizes(d, [s], device)
-            if 2 * s == d:
-                first = first[first[:, 0]]
-            masks = torch.stack([first, ~first], 1).reshape(-1, d)
-            out.append((masks, torch.full((2 * k,), w_row, dtype=torch.float64, device=device)))
-            continue
-        if 2 * s == d:  # one canonical member per pair: the one holding player 0
-            rest = _distinct_subsets(s - 1, k, d - 1, bsz, generator, device)
-            first = torch.cat([torch.ones_like(rest[..., :1]), rest], dim=-1)
-        else:
-            first = _distinct_subsets(s, k, d, bsz, generator, device)
-        masks = torch.stack([first, ~first], 2).reshape(bsz, 2 * k, d)
-        out.append((masks, torch.full((bsz, 2 * k), w_row, dtype=torch.float64, device=device)))
     return out
 
 
@@ -392,7 +272,7 @@ def _converge(
             masks, v = masks[live], v[live]
         v = v - v0d[live].unsqueeze(1)
         ones = torch.ones(len(live), round_size, **f64)
-        a_r, b_r = _gram(masks, ones), _moment(masks, ones, v)
+        a_r, b_r = gram(masks, ones), moment(masks, ones, v)
         a_sum[live] += a_r
         b_sum[live] += b_r
         rounds += 1

@@ -1,0 +1,71 @@
+"""Weighted least squares of KernelSHAP: Gram matrices, moments and the efficient solve."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from simshap.games.contract import coalitions_range
+
+__all__ = ["subsets_of_sizes", "constrained_least_squares", "gram", "moment"]
+
+
+def subsets_of_sizes(d: int, sizes: list[int], device: torch.device) -> torch.Tensor:
+    """All coalitions whose size is in ``sizes``: bool ``(n, d)``."""
+    if not sizes:
+        return torch.zeros(0, d, dtype=torch.bool, device=device)
+    if d <= 20:
+        allc = coalitions_range(0, 2**d, d, device)
+        return allc[torch.isin(allc.sum(-1), torch.tensor(sizes, device=device))]
+    out = []
+    for s in sizes:
+        k = min(s, d - s)  # enumerate the smaller side, complement if needed
+        idx = torch.tensor(list(itertools.combinations(range(d), k)), device=device)
+        m = torch.zeros(idx.shape[0], d, dtype=torch.bool, device=device)
+        m.scatter_(1, idx.view(idx.shape[0], k), True)
+        out.append(m if k == s else ~m)
+    return torch.cat(out)
+
+
+def constrained_least_squares(
+    a: torch.Tensor, b: torch.Tensor, total: torch.Tensor
+) -> torch.Tensor:
+    """Efficiency-constrained least squares: phi = A⁻¹(b - 1 nu) with 1ᵀphi = total, batched.
+
+    A singular A (fewer distinct coalitions than players) gets a small ridge, so that the
+    answer stays finite and efficient instead of NaN.
+
+    Args:
+        a: ``(B, d, d)`` (or ``(d, d)``) weighted Gram matrix E[z zᵀ].
+        b: ``(B, d, C)`` weighted E[z (v(S) - v(∅))].
+        total: ``(B, C)`` v(N) - v(∅).
+    """
+    bsz, d, c = b.shape
+    a = a.expand(bsz, d, d)
+    rhs = torch.cat([b, torch.ones(bsz, d, 1, dtype=b.dtype, device=b.device)], dim=-1)
+    sol, info = torch.linalg.solve_ex(a, rhs)
+    bad = (info != 0) | ~torch.isfinite(sol).flatten(1).all(1)
+    if bad.any():
+        sol = sol.clone()
+        ab = a[bad]
+        scale = ab.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-300)
+        eye = torch.eye(d, dtype=a.dtype, device=a.device)
+        sol[bad] = torch.linalg.solve(ab + 1e-6 * scale.view(-1, 1, 1) * eye, rhs[bad])
+    a_inv_b, a_inv_1 = sol[..., :c], sol[..., c:]
+    nu = (a_inv_b.sum(1) - total) / a_inv_1.sum(1)  # (B, C)
+    return a_inv_b - a_inv_1 * nu.unsqueeze(1)
+
+
+def gram(masks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted Σ_k w_k z_k z_kᵀ over the coalition axis (second to last)."""
+    z = masks.to(weights.dtype)
+    return torch.einsum("...md,...m,...me->...de", z, weights, z)
+
+
+def moment(masks: torch.Tensor, weights: torch.Tensor, centered: torch.Tensor) -> torch.Tensor:
+    """Weighted Σ_k w_k z_k (v_k - v(∅)): ``(B, d, C)``."""
+    z = masks.to(weights.dtype)
+    if z.ndim == 2:  # coalitions shared by every instance
+        return torch.einsum("md,m,bmc->bdc", z, weights, centered)
+    return torch.einsum("bmd,bm,bmc->bdc", z, weights, centered)
