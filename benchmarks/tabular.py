@@ -44,7 +44,7 @@ from _report import machine, write_section  # benchmarks/_report.py
 from simshap.config import load_config
 from simshap.evaluation.metrics import attribution_errors
 from simshap.evaluation.timing import seconds_per_instance
-from simshap.explainers import load_explainer
+from simshap.io import load_explainer
 from simshap.pipeline import TabularRun
 
 ROOT = Path(__file__).resolve().parents[1]

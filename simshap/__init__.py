@@ -20,7 +20,7 @@ def __getattr__(name: str) -> Any:
 
         return Players
     if name == "load_explainer":
-        from simshap.explainers import load_explainer
+        from simshap.io import load_explainer
 
         return load_explainer
     raise AttributeError(f"module 'simshap' has no attribute {name!r}")

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from simshap.models.resnet import cifar_resnet18
+from simshap.models.speedups import apply_speedups
 
 __all__ = ["ImageClassifier"]
 
@@ -36,7 +37,8 @@ class ImageClassifier(L.LightningModule):
         momentum: SGD momentum.
         scheduler: ``"onecycle"``, ``"cosine"`` (to 0 over training) or ``"none"``.
         label_smoothing: label smoothing of the cross-entropy.
-        channels_last: keep the model and inputs in ``torch.channels_last`` (faster on GPUs).
+        channels_last: keep the model and inputs in ``torch.channels_last`` (GPU only; ignored
+            on the CPU).
 
     """
 
@@ -65,11 +67,12 @@ class ImageClassifier(L.LightningModule):
             model if model is not None else cifar_resnet18(num_classes=num_classes, width=width)
         )
         if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            # applied on CUDA only (on the CPU a channels_last backward pass can hang)
+            apply_speedups(self.model, "cuda" if torch.cuda.is_available() else "cpu", True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes)`` of images ``(N, C, H, W)``."""
-        if self.hparams.channels_last:
+        if self.hparams.channels_last and x.is_cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
@@ -104,8 +107,10 @@ class ImageClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         acc = (logits.argmax(dim=1) == y).float().mean()
         on_step = stage == "train"
-        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True)
-        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True)
+        sync = stage != "train"  # validation metrics are all-reduced over DDP ranks
+        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
+                 sync_dist=sync)
+        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, sync_dist=sync)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

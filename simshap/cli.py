@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from simshap import __version__
+from simshap.errors import UserError
 
 # modules that define ``register(subparsers)``; each adds its own subcommands
 COMMAND_MODULES: tuple[str, ...] = ("simshap.pipeline", "simshap.hpo.cli", "simshap.causal.cli",
@@ -31,15 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# problems with the user's input (config, run folder, data files): one line, exit status 2
-USER_ERRORS = (FileExistsError, FileNotFoundError, ValueError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status.
 
-    Errors in the user's input (an unknown config key, an existing run folder, a missing data
-    file or stage) print ``simshap: error: ...`` on stderr and return 2 instead of a traceback.
+    Errors in the user's input (:class:`simshap.errors.UserError`: an unknown config key, an
+    existing run folder, a missing data file or stage, input of the wrong shape or with NaN, too
+    many players) print ``simshap: error: ...`` on stderr and return 2 instead of a traceback.
+    Every other exception is a bug and keeps its traceback.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as err:
+    except UserError as err:
         print(f"simshap: error: {err}", file=sys.stderr)
         return 2
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from simshap.errors import MissingFileError, UserError
+
 __all__ = [
     "IMAGE_DATASETS",
     "IMAGE_DEFAULTS",
@@ -58,8 +60,8 @@ TABULAR_DEFAULTS: dict[str, Any] = {
         "threshold": 0.01,
         "budgets": [128, 256, 512, 1024, 2048],
     },
-    "trainer": {"accelerator": "auto", "devices": 1, "precision": "32-true",
-                "progress_bar": True},
+    "trainer": {"accelerator": "auto", "devices": 1, "num_nodes": 1, "strategy": "auto",
+                "precision": "32-true", "progress_bar": True},
 }
 
 
@@ -139,6 +141,7 @@ IMAGE_DEFAULTS: dict[str, Any] = {
     "trainer": {
         "accelerator": "auto",
         "devices": 1,
+        "num_nodes": 1,
         "strategy": "auto",
         "precision": "auto",
         "channels_last": True,
@@ -160,10 +163,10 @@ def merge_config(defaults: dict[str, Any], user: dict[str, Any], where: str = ""
         if key not in defaults:
             allowed = ", ".join(sorted(defaults))
             scope = f" in {where[:-1]}" if where else ""
-            raise ValueError(f"unknown config key {where + key!r}; allowed keys{scope}: {allowed}")
+            raise UserError(f"unknown config key {where + key!r}; allowed keys{scope}: {allowed}")
         if isinstance(defaults[key], dict):
             if not isinstance(value, dict):
-                raise ValueError(f"config key {where + key!r} must be a mapping")
+                raise UserError(f"config key {where + key!r} must be a mapping")
             out[key] = merge_config(defaults[key], value, f"{where}{key}.")
         else:
             out[key] = value
@@ -174,12 +177,15 @@ def load_config(path: str | os.PathLike[str], defaults: dict[str, Any] | None = 
     """Read a YAML config and merge it over ``defaults`` (by default those of its data set)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} not found (see configs/ for examples)")
+        raise MissingFileError(f"config file {path} not found (see configs/ for examples)")
     with open(path) as fh:
-        user = yaml.safe_load(fh) or {}
+        try:
+            user = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(user, dict):
-        raise ValueError(f"{path} must hold a YAML mapping of config keys")
+        raise UserError(f"{path} must hold a YAML mapping of config keys")
     cfg = merge_config(defaults or defaults_for(user.get("dataset")), user)
     if not cfg.get("dataset"):
-        raise ValueError(f"{path} must name a dataset (key 'dataset')")
+        raise UserError(f"{path} must name a dataset (key 'dataset')")
     return cfg

@@ -9,7 +9,7 @@ traceback.
 
 from __future__ import annotations
 
-__all__ = ["UserError"]
+__all__ = ["ExistingOutputError", "MissingFileError", "UserError"]
 
 
 class UserError(ValueError):
@@ -17,3 +17,11 @@ class UserError(ValueError):
 
     It subclasses :class:`ValueError` so that code catching ``ValueError`` keeps working.
     """
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file the caller must provide (a config, a data set, a run stage's output) is missing."""
+
+
+class ExistingOutputError(UserError, FileExistsError):
+    """An output exists and would be overwritten; the message names the flag that allows it."""

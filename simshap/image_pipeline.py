@@ -40,15 +40,19 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from simshap.classifier import ImageClassifier
 from simshap.config import IMAGE_DATASETS
 from simshap.data.images import CIFAR10DataModule, FashionMNISTDataModule, ImageDataModule
+from simshap.errors import UserError
 from simshap.evaluation.baselines import BASELINES, attribute
 from simshap.evaluation.insertion_deletion import insertion_deletion
 from simshap.evaluation.timing import seconds_per_instance, timed
-from simshap.explainers import FastSHAP, SimSHAP, load_explainer
+from simshap.explainers import FastSHAP, SimSHAP
 from simshap.explainers.base import AmortizedExplainer
+from simshap.fingerprint import fingerprint
 from simshap.games.estimators import sim_semivalue_target
+from simshap.io import load_explainer, load_surrogate, save_explainer, save_surrogate
+from simshap.models.speedups import apply_speedups
 from simshap.run_folder import RunFolder
 from simshap.surrogate import Surrogate
-from simshap.training import fit_module
+from simshap.training import fit_module, is_rank_zero
 
 __all__ = [
     "EXPLAINERS",
@@ -84,13 +88,6 @@ def resolve_precision(precision: str | int) -> str | int:
     return "32-true"
 
 
-def _rank_zero() -> bool:
-    """Whether this process is global rank 0 (always true outside distributed training)."""
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    return getattr(rank_zero_only, "rank", 0) == 0
-
-
 class ImageRun(RunFolder):
     """One run folder of the image job (CIFAR-10, the CIFAR-10 subset or Fashion-MNIST).
 
@@ -102,7 +99,7 @@ class ImageRun(RunFolder):
     def __init__(self, out: str | Path, config: dict[str, Any] | None = None) -> None:
         super().__init__(out, config, example_config="configs/cifar10-subset.yaml")
         if self.config["dataset"] not in IMAGE_DATASETS:
-            raise ValueError(
+            raise UserError(
                 f"ImageRun handles {IMAGE_DATASETS}, got dataset {self.config['dataset']!r}"
             )
         self.superpixel_size = 2
@@ -134,6 +131,7 @@ class ImageRun(RunFolder):
             torch.set_float32_matmul_precision("high")  # TF32 for what stays in float32
         return {
             "accelerator": t["accelerator"], "devices": t["devices"], "strategy": t["strategy"],
+            "num_nodes": t["num_nodes"],
             "precision": resolve_precision(t["precision"]), "progress_bar": t["progress_bar"],
             "max_time": t["max_time"],
         }  # fmt: skip
@@ -180,7 +178,8 @@ class ImageRun(RunFolder):
         return ImageClassifier(
             num_classes=self.data_num_classes, width=m["width"], optimizer=m["optimizer"],
             lr=m["lr"], weight_decay=m["weight_decay"], scheduler=m["scheduler"],
-            label_smoothing=m["label_smoothing"], channels_last=self.channels_last,
+            label_smoothing=m["label_smoothing"],
+            channels_last=self.channels_last and self.device.type == "cuda",
         )  # fmt: skip
 
     @property
@@ -202,9 +201,10 @@ class ImageRun(RunFolder):
         train, val = self._loaders(m["batch_size"], self.config["data"]["augment"])
         fit = fit_module(
             module, train, val, monitor="val_loss", max_epochs=m["max_epochs"],
-            patience=m["patience"], out_dir=self.path("classifier_logs"), **self._trainer_kwargs(),
+            patience=m["patience"], out_dir=self.path("classifier_logs"), resume=not overwrite,
+            **self._trainer_kwargs(),
         )  # fmt: skip
-        if not _rank_zero():
+        if not is_rank_zero():
             return {}
         torch.save(
             {"hparams": dict(module.hparams),
@@ -245,15 +245,13 @@ class ImageRun(RunFolder):
         return module
 
     def _speed_up(self, net: nn.Module, compile_net: bool) -> None:
-        """Channels-last weights and, optionally, ``torch.compile`` (in place; same state dict).
+        """Channels-last weights and, optionally, ``torch.compile``: on CUDA only (in place).
 
         For the surrogate's ``MaskedInput`` the inner ResNet is compiled (the masking stays
         eager), so the compiled network is the same in training, the game and the benchmark.
+        On the CPU both are skipped with a one-line log (see :mod:`simshap.models.speedups`).
         """
-        if self.channels_last:
-            net.to(memory_format=torch.channels_last)
-        if compile_net:
-            getattr(net, "net", net).compile()
+        apply_speedups(net, self.device, self.channels_last, compile_net)
 
     def fit_surrogate(self, overwrite: bool = False) -> dict[str, float]:
         """Train s(x, m) with KL to the classifier's softmax on augmented batches."""
@@ -265,18 +263,19 @@ class ImageRun(RunFolder):
         train, val = self._loaders(s["batch_size"], self.config["data"]["augment"])
         fit = fit_module(
             module, train, val, monitor="val_kl", max_epochs=s["max_epochs"],
-            patience=s["patience"], out_dir=self.path("surrogate_logs"), **self._trainer_kwargs(),
+            patience=s["patience"], out_dir=self.path("surrogate_logs"), resume=not overwrite,
+            **self._trainer_kwargs(),
         )  # fmt: skip
-        if not _rank_zero():
+        if not is_rank_zero():
             return {}
-        module.save(target)
+        save_surrogate(module, target)
         self._record_time("surrogate_train_s", fit.train_seconds)
         return {"val_kl": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs,
-                **self.surrogate_accuracy(Surrogate.load(target).to(self.device), classifier)}
+                **self.surrogate_accuracy(load_surrogate(target).to(self.device), classifier)}
 
     def surrogate(self) -> Surrogate:
         """The stored surrogate, in eval mode on :attr:`device`."""
-        return Surrogate.load(self._require("surrogate.pt", "fit-surrogate")).to(self.device)
+        return load_surrogate(self._require("surrogate.pt", "fit-surrogate")).to(self.device)
 
     def surrogate_accuracy(
         self, surrogate: Surrogate, classifier: ImageClassifier, n: int = 1000
@@ -296,10 +295,10 @@ class ImageRun(RunFolder):
     def build_explainer(self, name: str, surrogate: Surrogate) -> AmortizedExplainer:
         """A fresh SimSHAP or FastSHAP U-Net explainer from ``config["explainer"]``."""
         if name not in EXPLAINERS:
-            raise ValueError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
+            raise UserError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
         e = self.config["explainer"]
         if e["val_budget"] < surrogate.num_players:
-            raise ValueError(
+            raise UserError(
                 f"explainer.val_budget={e['val_budget']} is below the {surrogate.num_players} "
                 "players: the KernelSHAP validation targets would be undetermined; use at least "
                 f"{surrogate.num_players} (1024-2048 for 256 superpixels)"
@@ -323,7 +322,7 @@ class ImageRun(RunFolder):
     def fit_explainer(self, name: str, overwrite: bool = False) -> dict[str, float]:
         """Train SimSHAP or FastSHAP against the stored (frozen) surrogate."""
         if name not in EXPLAINERS:
-            raise ValueError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
+            raise UserError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
         target = self._write_output(f"{name}.pt", overwrite)
         e = self.config["explainer"]
         surrogate = self.surrogate()
@@ -335,11 +334,12 @@ class ImageRun(RunFolder):
         val = DataLoader(TensorDataset(x_val), batch_size=max(1, len(x_val)))
         fit = fit_module(
             module, train, val, monitor="val_l2", max_epochs=e["max_epochs"],
-            patience=e["patience"], out_dir=self.path(f"{name}_logs"), **self._trainer_kwargs(),
+            patience=e["patience"], out_dir=self.path(f"{name}_logs"), resume=not overwrite,
+            **self._trainer_kwargs(),
         )  # fmt: skip
-        if not _rank_zero():
+        if not is_rank_zero():
             return {}
-        module.save(target, overwrite=True)
+        save_explainer(module, target, overwrite=True)
         self._record_time(f"{name}_train_s", fit.train_seconds)
         return {"val_l2": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs}
 
@@ -360,7 +360,7 @@ class ImageRun(RunFolder):
         ev = self.config["evaluation"]
         unknown = set(ev["baselines"]) - set(BASELINES)
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"unknown baselines {sorted(unknown)}; choose from {sorted(BASELINES)}"
             )
         x, labels = self.data.test_tensors(ev["n_images"])
@@ -419,15 +419,26 @@ class ImageRun(RunFolder):
     def _cached_attribution(
         self, name: str, x: torch.Tensor, tgt: torch.Tensor, classifier: ImageClassifier
     ) -> dict[str, Any]:
-        """Attributions ``(N, h, w)`` of one method and the seconds it took for all N images."""
+        """Attributions ``(N, h, w)`` of one method and the seconds it took for all N images.
+
+        The cache ``attributions/<name>.pt`` is keyed on the stage files that produced it (the
+        classifier, the surrogate, the explainer), the method's settings and the explained
+        images and targets; any change recomputes it.
+        """
         path = self.path(f"attributions/{name}.pt")
+        stages = ["classifier.pt", "surrogate.pt"] + ([f"{name}.pt"] if name in EXPLAINERS else [])
+        key = fingerprint(
+            [self.path(f).read_bytes() if self.path(f).exists() else b"" for f in stages],
+            {"method": name, "options": self.config["evaluation"].get(name, {}),
+             "seed": self.seed}, x, tgt,
+        )
         if path.exists():
             blob = torch.load(path, map_location="cpu", weights_only=True)
-            if blob["values"].shape[0] == x.shape[0] and torch.equal(blob["target"], tgt.cpu()):
+            if blob.get("key") == key:
                 return blob
         values, seconds, used, reason = self._attribute(name, x, tgt, classifier)
         blob = {"values": values.detach().float().cpu(), "seconds": float(seconds), "used": used,
-                "fallback_reason": reason, "target": tgt.cpu()}  # fmt: skip
+                "fallback_reason": reason, "target": tgt.cpu(), "key": key}  # fmt: skip
         torch.save(blob, path)
         return blob
 
@@ -439,10 +450,9 @@ class ImageRun(RunFolder):
         grid = (x.shape[-2] // self.superpixel_size, x.shape[-1] // self.superpixel_size)
         if name in EXPLAINERS:
             explainer = load_explainer(self._require(f"{name}.pt", "fit-explainer"), self.device)
-            if self.channels_last:
-                explainer.net.to(memory_format=torch.channels_last)
-                if explainer.surrogate is not None:
-                    explainer.surrogate.net.to(memory_format=torch.channels_last)
+            apply_speedups(explainer.net, self.device, self.channels_last)
+            if explainer.surrogate is not None:
+                apply_speedups(explainer.surrogate.net, self.device, self.channels_last)
             phi = explainer.explain(x)
             seconds = seconds_per_instance(lambda: explainer.explain(x), n) * n
             used = f"simshap.{type(explainer).__name__}"

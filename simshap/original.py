@@ -2,8 +2,8 @@
 
 ``fit_original_model`` trains it with early stopping on the validation split;
 ``save_original_model`` / ``load_original_model`` store it in LightGBM's own text format (no
-pickle); ``original_torch_model`` makes it a torch callable ``(N, d) -> (N, C)`` probabilities
-for the game layer.
+pickle); :func:`predict_probabilities` reads class probabilities off any user model (scikit-learn,
+LightGBM, torch, a callable) on raw rows.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import lightgbm
 import numpy as np
 
 from simshap.data.tabular import TabularData
-from simshap.games.values import SklearnModel
+from simshap.errors import MissingFileError, UserError
 
 __all__ = [
     "LEARNING_RATE",
@@ -25,7 +25,7 @@ __all__ = [
     "LoadedLightGBMClassifier",
     "fit_original_model",
     "load_original_model",
-    "original_torch_model",
+    "predict_probabilities",
     "save_original_model",
 ]
 
@@ -108,7 +108,7 @@ class LoadedLightGBMClassifier:
         """Class probabilities ``(N, C)`` for features ``(N, d)``."""
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.n_features_in_:
-            raise ValueError(
+            raise UserError(
                 f"expected features of shape (N, {self.n_features_in_}), got {x.shape}"
             )
         p = np.asarray(self.booster_.predict(x))
@@ -139,7 +139,7 @@ def save_original_model(
         raise TypeError(f"expected a fitted LightGBM classifier, got {type(model).__name__}")
     classes = np.asarray(model.classes_)
     if not np.array_equal(classes, np.arange(len(classes))):
-        raise ValueError(
+        raise UserError(
             f"the model's classes must be 0..C-1 to round-trip through the text format, got "
             f"{classes.tolist()}; encode the labels as integers first"
         )
@@ -165,15 +165,52 @@ def load_original_model(path: str | os.PathLike[str]) -> LoadedLightGBMClassifie
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no LightGBM model file at {path}; fit one with fit_original_model() and "
             "save_original_model()"
         )
     return LoadedLightGBMClassifier(lightgbm.Booster(model_file=str(path)))
 
 
-def original_torch_model(
-    model: lightgbm.LGBMClassifier | LoadedLightGBMClassifier,
-) -> SklearnModel:
-    """Wrap the model as a torch callable ``model(x (N, d)) -> probabilities (N, C)`` (float32)."""
-    return SklearnModel(model, output="proba")
+def predict_probabilities(model: Any, rows: Any) -> np.ndarray:
+    """Class probabilities ``(n, C)`` of any user model on raw rows.
+
+    Accepts a scikit-learn or LightGBM estimator (``predict_proba``; a DataFrame stays a
+    DataFrame, so pipelines with their own encoders work), a ``lightgbm.Booster``, a torch
+    ``nn.Module`` returning logits, or any callable returning probabilities. A single score
+    column ``(n,)`` is read as the positive-class probability of a binary model.
+
+    Args:
+        model: the user's trained model.
+        rows: raw rows (DataFrame or array).
+
+    Returns:
+        ``float64`` probabilities ``(n, C)`` whose rows sum to 1.
+    """
+    import torch
+
+    if hasattr(model, "predict_proba"):
+        out = np.asarray(model.predict_proba(rows), dtype=np.float64)
+    elif isinstance(model, lightgbm.Booster):
+        out = np.asarray(model.predict(rows), dtype=np.float64)
+    elif isinstance(model, torch.nn.Module):
+        x = torch.as_tensor(np.asarray(rows, dtype=np.float32))
+        with torch.no_grad():
+            out = torch.softmax(model(x).float(), dim=-1).double().numpy()
+    elif callable(model):
+        out = np.asarray(model(rows), dtype=np.float64)
+    else:
+        raise UserError(
+            f"cannot get probabilities from a {type(model).__name__}: pass an estimator with "
+            "predict_proba, a lightgbm.Booster, a torch module or a callable"
+        )
+    if out.ndim == 1:
+        out = np.stack([1.0 - out, out], axis=1)
+    if out.ndim != 2 or out.shape[0] != len(rows):
+        raise UserError(f"the model returned shape {out.shape} for {len(rows)} rows; expected "
+                        "(n, classes) probabilities")
+    valid = np.isfinite(out).all() and (out >= -1e-6).all()
+    if not (valid and np.allclose(out.sum(1), 1, atol=1e-4)):
+        raise UserError("the model's outputs are not probabilities (non-negative, rows summing "
+                        "to 1); wrap it so it returns predict_proba-style output")
+    return out

@@ -28,15 +28,18 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from simshap.config import IMAGE_DATASETS, load_config
 from simshap.data.tabular import TabularData, load_tabular
+from simshap.errors import ExistingOutputError, UserError
 from simshap.evaluation.metrics import attribution_errors
 from simshap.evaluation.tabular import estimators_at_budgets, ground_truth
-from simshap.evaluation.timing import seconds_per_instance
-from simshap.explainers import FastSHAP, SimSHAP, load_explainer
+from simshap.evaluation.timing import seconds_per_instance, timed
+from simshap.explainers import FastSHAP, SimSHAP
+from simshap.fingerprint import fingerprint
 from simshap.games.values import MaskedModelGame
+from simshap.io import load_explainer, load_surrogate, save_explainer, save_surrogate
 from simshap.original import fit_original_model, load_original_model, save_original_model
 from simshap.run_folder import RunFolder
 from simshap.surrogate import Surrogate
-from simshap.training import fit_module
+from simshap.training import EpochSampler, fit_module, is_rank_zero
 
 __all__ = ["TabularRun", "make_run", "register"]
 
@@ -73,6 +76,7 @@ class TabularRun(RunFolder):
     def _trainer_kwargs(self) -> dict[str, Any]:
         t = self.config["trainer"]
         return {"accelerator": t["accelerator"], "devices": t["devices"],
+                "strategy": t["strategy"], "num_nodes": t["num_nodes"],
                 "precision": t["precision"], "progress_bar": t["progress_bar"]}
 
     # ------------------------------------------------------------------ stages
@@ -84,7 +88,7 @@ class TabularRun(RunFolder):
         """Train and store the LightGBM original model; returns its test accuracy."""
         target = self._write_output("model.txt", overwrite)
         m = self.config["model"]
-        model, seconds = _timed_call(
+        model, seconds = timed(
             lambda: fit_original_model(
                 self.data, seed=self.seed, max_rounds=m["max_rounds"],
                 early_stopping_rounds=m["early_stopping_rounds"],
@@ -117,22 +121,24 @@ class TabularRun(RunFolder):
             x = getattr(data, f"x_{split}")
             ds = TensorDataset(torch.as_tensor(x), self._probs(model, x),
                                torch.as_tensor(getattr(data, f"y_{split}")))
-            gen = torch.Generator().manual_seed(self.seed)
-            return DataLoader(ds, batch_size=s["batch_size"], shuffle=shuffle, generator=gen)
+            sampler = EpochSampler(len(ds), self.seed) if shuffle else None
+            return DataLoader(ds, batch_size=s["batch_size"], sampler=sampler)
 
         fit = fit_module(
             module, loader("train", True), loader("val", False), monitor="val_kl",
             max_epochs=s["max_epochs"], patience=s["patience"],
-            out_dir=self.path("surrogate_logs"), **self._trainer_kwargs(),
+            out_dir=self.path("surrogate_logs"), resume=not overwrite, **self._trainer_kwargs(),
         )
-        module.save(target)
+        if not is_rank_zero():
+            return {}
+        save_surrogate(module, target)
         self._record_time("surrogate_train_s", fit.train_seconds)
         full = self.surrogate_accuracy(module)
         return {"val_kl": fit.best_score, "train_s": fit.train_seconds, **full}
 
     def surrogate(self) -> Surrogate:
         """The stored surrogate."""
-        return Surrogate.load(self._require("surrogate.pt", "fit-surrogate"))
+        return load_surrogate(self._require("surrogate.pt", "fit-surrogate"))
 
     def surrogate_accuracy(self, surrogate: Surrogate) -> dict[str, float]:
         """Test accuracy of the surrogate with all features present and of the original model."""
@@ -149,7 +155,7 @@ class TabularRun(RunFolder):
     def fit_explainer(self, name: str, overwrite: bool = False) -> dict[str, float]:
         """Train SimSHAP or FastSHAP against the stored surrogate."""
         if name not in EXPLAINERS:
-            raise ValueError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
+            raise UserError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
         target = self._write_output(f"{name}.pt", overwrite)
         e, data = self.config["explainer"], self.data
         surrogate = self.surrogate()
@@ -158,6 +164,7 @@ class TabularRun(RunFolder):
         common = dict(
             n_masks=e["n_masks"], paired=e["paired"], lr=e["lr"], weight_decay=e["weight_decay"],
             val_budget=e["val_budget"], seed=self.seed, feature_names=data.feature_names,
+            preprocessor=data.preprocessor.to_dict(), class_names=data.class_names,
             max_epochs_hint=e["max_epochs"] if e["cosine"] else 0,
         )
         extra = ({"centered": e["centered"], "control_variate": e["control_variate"]}
@@ -168,16 +175,19 @@ class TabularRun(RunFolder):
              "hidden": e["hidden"], "layers": e["layers"]},
             surrogate, **common, **extra,
         )
-        gen = torch.Generator().manual_seed(self.seed)
         train = DataLoader(TensorDataset(torch.as_tensor(data.x_train)),
-                           batch_size=e["batch_size"], shuffle=True, generator=gen)
+                           batch_size=e["batch_size"],
+                           sampler=EpochSampler(len(data.x_train), self.seed))
         val = DataLoader(TensorDataset(torch.as_tensor(data.x_val[: e["val_instances"]])),
                          batch_size=256)
         fit = fit_module(
             module, train, val, monitor="val_l2", max_epochs=e["max_epochs"],
-            patience=e["patience"], out_dir=self.path(f"{name}_logs"), **self._trainer_kwargs(),
+            patience=e["patience"], out_dir=self.path(f"{name}_logs"), resume=not overwrite,
+            **self._trainer_kwargs(),
         )
-        module.save(target, overwrite=True)
+        if not is_rank_zero():
+            return {}
+        save_explainer(module, target, overwrite=True)
         self._record_time(f"{name}_train_s", fit.train_seconds)
         return {"val_l2": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs}
 
@@ -189,18 +199,19 @@ class TabularRun(RunFolder):
         model = self.original_model()
         n = min(ev["n_instances"], len(data.x_test))
         x = torch.as_tensor(data.x_test[:n])
+        raw = data.raw_test[:n]  # what users pass: the explainers hold their preprocessing
         classes = torch.as_tensor(model.predict(data.x_test[:n]))  # the explained class
         game = MaskedModelGame(surrogate.masked_probs, x, groups=surrogate.groups)
-        truth, truth_s = self._ground_truth(game, ev["threshold"])
+        truth, truth_s = self._ground_truth(game, surrogate, ev["threshold"])
         methods: dict[str, dict[str, float]] = {}
         timings = self._timings()
         for name in EXPLAINERS:
             explainer = load_explainer(self._require(f"{name}.pt", "fit-explainer"))
-            pred = explainer.explain(x)
+            pred = explainer.explain(raw)
             methods[name] = {
                 **attribution_errors(pred, truth.values, classes),
                 "inference_s_per_instance": seconds_per_instance(
-                    lambda e=explainer: e.explain(x), n
+                    lambda e=explainer: e.explain(raw), n
                 ),
                 "train_s": timings.get(f"{name}_train_s", float("nan")),
             }
@@ -224,24 +235,34 @@ class TabularRun(RunFolder):
         }
         self.path("results.json").write_text(json.dumps(results, indent=2))
         self.path("results.md").write_text(results_table(results))
-        self._plots(results, x, classes)
+        self._plots(results, raw, classes)
         return results
 
-    def _ground_truth(self, game: MaskedModelGame, threshold: float) -> tuple[Any, float]:
+    def _ground_truth(
+        self, game: MaskedModelGame, surrogate: Surrogate, threshold: float
+    ) -> tuple[Any, float]:
+        """KernelSHAP ground truth, cached in ``ground_truth.pt`` under a key of its inputs.
+
+        The key hashes the surrogate's weights, the estimator settings and the explained
+        instances: a new surrogate (``fit-surrogate --overwrite``), another threshold or other
+        instances never reuse a stale cache.
+        """
         cache = self.path("ground_truth.pt")
+        key = fingerprint(surrogate.net, {"method": "kernel_shap", "paired": True,
+                                          "threshold": threshold, "seed": self.seed}, game.x)
         if cache.exists():
             blob = torch.load(cache, weights_only=True)
-            if blob["threshold"] == threshold and blob["values"].shape[0] == game.num_instances:
+            if blob.get("key") == key:
                 from simshap.games.estimators import ShapleyEstimate
 
                 est = ShapleyEstimate(blob["values"], blob["std"], int(blob["n_evals"]))
                 return est, float(blob["seconds_per_instance"])
         est, seconds = ground_truth(game, threshold=threshold, seed=self.seed)
-        torch.save({"values": est.values, "std": est.std, "n_evals": est.n_evals,
+        torch.save({"values": est.values, "std": est.std, "n_evals": est.n_evals, "key": key,
                     "threshold": threshold, "seconds_per_instance": seconds}, cache)
         return est, seconds
 
-    def _plots(self, results: dict[str, Any], x: torch.Tensor, classes: torch.Tensor) -> None:
+    def _plots(self, results: dict[str, Any], x: Any, classes: torch.Tensor) -> None:
         import matplotlib
 
         matplotlib.use("Agg")
@@ -270,12 +291,6 @@ class TabularRun(RunFolder):
             plot(exp, show=False)
             plt.gcf().savefig(self.path(f"simshap_{kind}.png"), dpi=120, bbox_inches="tight")
             plt.close("all")
-
-
-def _timed_call(fn: Any) -> tuple[Any, float]:
-    from simshap.evaluation.timing import timed
-
-    return timed(fn)
 
 
 def environment() -> dict[str, Any]:
@@ -339,9 +354,10 @@ def _run_for(args: argparse.Namespace, new: bool) -> Any:
         cfg = load_config(args.config)
         run = make_run(args.out, cfg)
         if new or not run.path("config.yaml").exists():
-            run.start(overwrite=args.overwrite)
+            if run.start(overwrite=args.overwrite):
+                print(f"[simshap] resuming {run.out} (same config)", flush=True)
         elif load_config(run.path("config.yaml")) != cfg:
-            raise FileExistsError(
+            raise ExistingOutputError(
                 f"{run.out} was started with another config; pass --overwrite with `run` to "
                 "start over, or omit the config to resume it"
             )
@@ -349,13 +365,31 @@ def _run_for(args: argparse.Namespace, new: bool) -> Any:
     return make_run(args.out)
 
 
+# (stage, its output file) in order; `run` skips stages whose output exists (resume)
+def _stages(run: Any) -> list[tuple[str, str, Any]]:
+    model_file = "classifier.pt" if hasattr(run, "classifier") else "model.txt"
+    stages: list[tuple[str, str, Any]] = [
+        ("original model", model_file, run.fit_model),
+        ("surrogate", "surrogate.pt", run.fit_surrogate),
+    ]
+    for name in EXPLAINERS:
+        stages.append((name, f"{name}.pt", lambda n=name: run.fit_explainer(n)))
+    return stages
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     run = _run_for(args, new=True)
-    print(f"[simshap] original model: {run.fit_model()}", flush=True)
-    print(f"[simshap] surrogate: {run.fit_surrogate()}", flush=True)
-    for name in EXPLAINERS:
-        print(f"[simshap] {name}: {run.fit_explainer(name)}", flush=True)
-    results = run.evaluate()
+    for label, output, fit in _stages(run):
+        if run.done(output):
+            print(f"[simshap] {label}: {run.path(output)} exists, kept", flush=True)
+        else:
+            print(f"[simshap] {label}: {fit()}", flush=True)
+    if not is_rank_zero():
+        return 0
+    if run.done("results.json"):  # a finished run: show its results again
+        results = json.loads(run.path("results.json").read_text())
+    else:
+        results = run.evaluate()
     print(run.table(results))
     print(f"[simshap] results in {run.out}/results.json")
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from simshap.config import load_config
+from simshap.errors import ExistingOutputError, MissingFileError
 
 __all__ = ["RunFolder"]
 
@@ -33,7 +34,7 @@ class RunFolder:
         if config is None:
             cfg_path = self.out / "config.yaml"
             if not cfg_path.is_file():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{cfg_path} not found: start the run with a config, e.g. "
                     f"`simshap fit-model {example_config} --out {self.out}`"
                 )
@@ -48,13 +49,13 @@ class RunFolder:
     def _require(self, name: str, stage: str) -> Path:
         p = self.path(name)
         if not p.exists():
-            raise FileNotFoundError(f"{p} is missing: run `simshap {stage} --out {self.out}` first")
+            raise MissingFileError(f"{p} is missing: run `simshap {stage} --out {self.out}` first")
         return p
 
     def _write_output(self, name: str, overwrite: bool) -> Path:
         p = self.path(name)
         if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} exists; pass --overwrite to recompute it")
+            raise ExistingOutputError(f"{p} exists; pass --overwrite to recompute it")
         return p
 
     def _timings(self) -> dict[str, float]:
@@ -66,15 +67,28 @@ class RunFolder:
         t[key] = seconds
         self.path("timings.json").write_text(json.dumps(t, indent=2))
 
-    def start(self, overwrite: bool = False) -> None:
-        """Create the run folder and write the config (refuses to reuse a folder silently)."""
+    def done(self, name: str) -> bool:
+        """Whether a stage's output file exists already."""
+        return self.path(name).exists()
+
+    def start(self, overwrite: bool = False) -> bool:
+        """Create the run folder and write the config; returns whether an old run is resumed.
+
+        A folder started with the same config is resumed (finished stages are kept, an
+        interrupted training stage continues from its last checkpoint); a folder with another
+        config, or other files, is only replaced with ``overwrite=True``.
+        """
         if self.out.exists() and any(self.out.iterdir()):
+            cfg_path = self.path("config.yaml")
             if not overwrite:
-                raise FileExistsError(
-                    f"{self.out} exists and is not empty; pass --overwrite to replace it, or "
-                    "run a single stage (fit-surrogate, fit-explainer, evaluate) to resume it"
+                if cfg_path.is_file() and load_config(cfg_path) == self.config:
+                    return True
+                raise ExistingOutputError(
+                    f"{self.out} exists and holds another run (different config or no "
+                    "config.yaml); pass --overwrite to replace it, or choose another --out"
                 )
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.path("config.yaml"), "w") as fh:
             yaml.safe_dump(self.config, fh, sort_keys=False)
+        return False

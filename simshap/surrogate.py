@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from simshap.data.preprocessing import Preprocessor
 from simshap.games.sampling import UniformSampler
-from simshap.games.values import IdentityGrouping, PlayerGrouping, SuperpixelGrouping
 from simshap.models.mlp import MLP, MaskedInput
 from simshap.models.resnet import cifar_resnet18
-from simshap.training import adamw_cosine
+from simshap.players import Players
+from simshap.training import MaskGeneratorState, adamw_cosine
 
 __all__ = ["Surrogate", "build_surrogate_net", "build_grouping"]
 
@@ -54,30 +55,20 @@ def build_surrogate_net(spec: dict[str, Any]) -> MaskedInput:
     raise ValueError(f"unknown surrogate kind {kind!r}; expected 'mlp' or 'resnet18'")
 
 
-def build_grouping(spec: dict[str, Any]) -> PlayerGrouping:
-    """Player grouping from a spec: ``{"kind": "identity", "num_features"}`` or superpixels."""
-    spec = dict(spec)
-    kind = spec.pop("kind", None)
-    if kind == "identity":
-        return IdentityGrouping(spec["num_features"])
-    if kind == "superpixels":
-        return SuperpixelGrouping(tuple(spec["image_size"]), spec["superpixel_size"])
-    raise ValueError(f"unknown grouping kind {kind!r}; expected 'identity' or 'superpixels'")
+def build_grouping(spec: dict[str, Any]) -> Players:
+    """Players from a spec (``Players.to_dict()``: identity, groups or superpixels).
+
+    Older surrogate files wrote the same ``{"kind": "identity", "num_features"}`` and
+    ``{"kind": "superpixels", "image_size", "superpixel_size"}`` forms, so they still load.
+    """
+    return Players.from_dict(spec)
 
 
-def _grouping_spec(groups: PlayerGrouping) -> dict[str, Any]:
-    if isinstance(groups, SuperpixelGrouping):
-        return {
-            "kind": "superpixels",
-            "image_size": list(groups.image_size),
-            "superpixel_size": groups.superpixel_size,
-        }
-    if isinstance(groups, IdentityGrouping):
-        return {"kind": "identity", "num_features": groups.num_players}
-    raise TypeError(f"cannot serialise grouping {type(groups).__name__}")
+def _grouping_spec(groups: Players) -> dict[str, Any]:
+    return groups.to_dict()
 
 
-class Surrogate(pl.LightningModule):
+class Surrogate(MaskGeneratorState, pl.LightningModule):
     """LightningModule training s(x, m) with the KL divergence under uniform random masks.
 
     Batches are ``(x, p, y)`` (``p``: the original model's probabilities, precomputed) or
@@ -92,7 +83,10 @@ class Surrogate(pl.LightningModule):
         weight_decay: AdamW weight decay.
         masks_per_row: masks drawn per row and step (the row is repeated).
         max_epochs_hint: epochs for the cosine schedule (0: constant learning rate).
-        seed: seed of the mask generators.
+        preprocessor: fitted raw-row preprocessing (``Preprocessor.to_dict()``), kept with the
+            surrogate so explainers trained on it take raw rows.
+        seed: seed of the mask generators (per DDP rank: seed + a rank offset; the training
+            generator's state is kept in Lightning checkpoints).
     """
 
     def __init__(
@@ -105,9 +99,11 @@ class Surrogate(pl.LightningModule):
         masks_per_row: int = 1,
         max_epochs_hint: int = 0,
         seed: int = 0,
+        preprocessor: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["original"])
+        self.preprocessor = Preprocessor.from_dict(preprocessor) if preprocessor else None
         self.net = build_surrogate_net(net_spec)
         self.groups = build_grouping(grouping_spec)
         self.num_players = self.groups.num_players
@@ -115,7 +111,6 @@ class Surrogate(pl.LightningModule):
         self.original = original
         if original is not None:
             original.eval().requires_grad_(False)
-        self._generator: torch.Generator | None = None
 
     # ------------------------------------------------------------------ model of (x, m)
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -153,7 +148,7 @@ class Surrogate(pl.LightningModule):
         return F.kl_div(log_q, p.float(), reduction="batchmean")
 
     def on_fit_start(self) -> None:  # noqa: D102
-        self._generator = torch.Generator(device=self.device).manual_seed(self.hparams.seed)
+        self.init_mask_generator()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: D102
         x, p, _ = self._unpack(batch)
@@ -164,39 +159,92 @@ class Surrogate(pl.LightningModule):
         self.log("train_kl", loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
-        x, p, y = self._unpack(batch)
+    def validation_kl(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """KL of validation batch ``batch_idx`` under its fixed masks (seeded by the index)."""
+        x, p, _ = self._unpack(batch)
         gen = torch.Generator().manual_seed(self.hparams.seed + _VAL_SEED_STRIDE * (batch_idx + 1))
         masks = self.sampler.sample(1, generator=gen, batch_shape=(x.shape[0],)).squeeze(1)
-        fmask = self.groups.feature_mask(masks.to(self.device))
-        self.log("val_kl", self._kl(x, p, fmask), prog_bar=True)
+        return self._kl(x, p, self.groups.feature_mask(masks.to(self.device)))
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
+        # sync_dist: under DDP every rank sees a shard; the logged value is the all-reduced mean
+        x, p, y = self._unpack(batch)
+        self.log("val_kl", self.validation_kl(batch, batch_idx), prog_bar=True, sync_dist=True)
         full = torch.ones(x.shape[0], self.num_players, dtype=torch.bool, device=self.device)
         pred = self.net(x, self.groups.feature_mask(full)).argmax(-1)
-        self.log("val_agreement", (pred == p.argmax(-1)).float().mean())
+        self.log("val_agreement", (pred == p.argmax(-1)).float().mean(), sync_dist=True)
         if y is not None:
-            self.log("val_full_acc", (pred == y).float().mean(), prog_bar=True)
-            self.log("val_original_acc", (p.argmax(-1) == y).float().mean())
+            self.log("val_full_acc", (pred == y).float().mean(), prog_bar=True, sync_dist=True)
+            self.log("val_original_acc", (p.argmax(-1) == y).float().mean(), sync_dist=True)
 
     def configure_optimizers(self) -> Any:  # noqa: D102
         hp = self.hparams
         return adamw_cosine(self.net.parameters(), hp.lr, hp.weight_decay, hp.max_epochs_hint)
 
-    # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the specs and weights (loadable with ``torch.load(weights_only=True)``)."""
-        torch.save(
-            {
-                "net_spec": dict(self.hparams.net_spec),
-                "grouping_spec": _grouping_spec(self.groups),
-                "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()},
-            },
-            path,
-        )
-
+    # ------------------------------------------------------------------ bring your own model
     @classmethod
-    def load(cls, path: str | os.PathLike[str], map_location: str = "cpu") -> Surrogate:
-        """Load a surrogate written by :meth:`save` (weights only), in eval mode."""
-        blob = torch.load(path, map_location=map_location, weights_only=True)
-        model = cls(blob["net_spec"], blob["grouping_spec"])
-        model.net.load_state_dict(blob["state_dict"])
-        return model.eval()
+    def fit(
+        cls,
+        model: Any,
+        x_train: Any,
+        x_val: Any,
+        hidden: int = 512,
+        layers: int = 4,
+        masks_per_row: int = 4,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        max_epochs: int = 100,
+        patience: int = 10,
+        seed: int = 0,
+        out_dir: str | os.PathLike[str] | None = None,
+        **trainer: Any,
+    ) -> Surrogate:
+        """Train a surrogate of your own model on your own raw rows.
+
+        The preprocessing (column order, category codes, standardization) is fitted on
+        ``x_train`` and kept inside the surrogate, and so inside every explainer trained on it.
+
+        Args:
+            model: any model :func:`~simshap.original.predict_probabilities` reads (scikit-learn,
+                LightGBM, torch, a callable returning probabilities); it sees the raw rows.
+            x_train: raw training rows (DataFrame, array).
+            x_val: raw validation rows (early stopping).
+            hidden: MLP width.
+            layers: MLP depth.
+            masks_per_row: random coalitions per row and step.
+            batch_size: rows per step.
+            lr: AdamW learning rate.
+            max_epochs: epoch limit.
+            patience: early-stopping patience (validation KL).
+            seed: seed of the masks, the shuffling and the initialization.
+            out_dir: folder for Lightning checkpoints (resumable); default a temporary one.
+            **trainer: more :func:`~simshap.training.fit_module` options (``accelerator``...).
+
+        Returns:
+            The trained surrogate, in eval mode.
+        """
+        from torch.utils.data import DataLoader, TensorDataset
+
+        from simshap.original import predict_probabilities
+        from simshap.training import EpochSampler, fit_module
+
+        prep = Preprocessor.fit(x_train)
+        x_tr, x_va = prep.transform(x_train), prep.transform(x_val)
+        p_tr = torch.as_tensor(predict_probabilities(model, x_train), dtype=torch.float32)
+        p_va = torch.as_tensor(predict_probabilities(model, x_val), dtype=torch.float32)
+        if p_tr.shape[1] != p_va.shape[1]:
+            raise ValueError("the model gave different class counts on train and validation")
+        d, c = prep.num_features, p_tr.shape[1]
+        torch.manual_seed(seed)
+        module = cls({"kind": "mlp", "in_features": d, "num_classes": c, "hidden": hidden,
+                      "layers": layers}, Players.identity(d).to_dict(), lr=lr,
+                     masks_per_row=masks_per_row, seed=seed,
+                     preprocessor=prep.to_dict())  # fmt: skip
+        y_tr, y_va = p_tr.argmax(1), p_va.argmax(1)
+        train = DataLoader(TensorDataset(x_tr, p_tr, y_tr), batch_size=batch_size,
+                           sampler=EpochSampler(len(x_tr), seed))  # fmt: skip
+        val = DataLoader(TensorDataset(x_va, p_va, y_va), batch_size=1024)
+        trainer.setdefault("progress_bar", False)
+        fit_module(module, train, val, monitor="val_kl", max_epochs=max_epochs,
+                   patience=patience, out_dir=out_dir, **trainer)  # fmt: skip
+        return module.eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -14,7 +15,84 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 
-__all__ = ["FitResult", "adamw_cosine", "fit_module"]
+__all__ = [
+    "EpochSampler",
+    "FitResult",
+    "MaskGeneratorState",
+    "adamw_cosine",
+    "fit_module",
+    "is_rank_zero",
+]
+
+# seeds of different DDP ranks lie this far apart, so each rank draws its own coalitions
+RANK_SEED_STRIDE = 7_919_000_003
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is global rank 0 (always true outside distributed training).
+
+    Under DDP every rank runs the same stage; only rank 0 writes the run folder.
+    """
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """Shuffles ``n`` indices with a permutation that depends only on ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before every training epoch, so the order of epoch k is the
+    same whether training ran straight through or resumed from a checkpoint after a crash (a
+    ``DataLoader(shuffle=True, generator=g)`` would restart ``g`` and repeat epoch 0's order).
+
+    Args:
+        n: dataset length.
+        seed: base seed.
+    """
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n = int(n)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the permutation of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __iter__(self):  # noqa: D105
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=gen).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class MaskGeneratorState:
+    """Mixin for LightningModules that draw coalitions from ``self._generator``.
+
+    The generator is seeded with ``hparams.seed`` plus a per-rank offset (under DDP every rank
+    draws different coalitions), and its state travels in Lightning checkpoints, so a run
+    resumed after a crash draws exactly the coalitions an uninterrupted run would have drawn.
+    """
+
+    _generator: torch.Generator | None = None
+    _pending_generator_state: torch.Tensor | None = None
+
+    def init_mask_generator(self) -> torch.Generator:
+        """Create the step generator on the module's device (restoring a checkpointed state)."""
+        seed = int(self.hparams.seed) + RANK_SEED_STRIDE * int(self.global_rank)  # type: ignore[attr-defined]
+        self._generator = torch.Generator(device=self.device).manual_seed(seed)  # type: ignore[attr-defined]
+        if self._pending_generator_state is not None:
+            self._generator.set_state(self._pending_generator_state)
+            self._pending_generator_state = None
+        return self._generator
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        if self._generator is not None:
+            checkpoint["simshap_mask_generator"] = self._generator.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        self._pending_generator_state = checkpoint.get("simshap_mask_generator")
 
 
 def adamw_cosine(
@@ -62,8 +140,16 @@ def fit_module(
     progress_bar: bool = True,
     max_time: str | None = None,
     strategy: str = "auto",
+    num_nodes: int = 1,
+    resume: bool = True,
+    callbacks: list[pl.Callback] | None = None,
 ) -> FitResult:
     """Train ``module`` with Lightning's Trainer, early stopping and the best checkpoint restored.
+
+    With ``out_dir``, Lightning keeps ``out_dir/checkpoints/last.ckpt`` (written after every
+    epoch) and ``best.ckpt``. When ``last.ckpt`` exists and ``resume`` is true, training resumes
+    from it: weights, optimizer, scheduler, early-stopping and checkpoint state, and the mask
+    generator (:class:`MaskGeneratorState`). ``resume=False`` deletes old checkpoints first.
 
     Args:
         module: the LightningModule (logs ``monitor`` in its validation step).
@@ -78,13 +164,22 @@ def fit_module(
         precision: Lightning precision (``"bf16-mixed"`` on recent GPUs).
         progress_bar: show Lightning's progress bar.
         max_time: optional wall-clock limit, ``"DD:HH:MM:SS"``.
-        strategy: Lightning strategy (``"ddp"`` for several GPUs).
+        strategy: Lightning strategy (``"ddp"`` for several GPUs or CPU processes).
+        num_nodes: machines for multi-node DDP.
+        resume: continue from ``out_dir/checkpoints/last.ckpt`` when it exists.
+        callbacks: extra Lightning callbacks.
 
     Returns:
         A :class:`FitResult`; the module holds the best checkpoint's weights on return.
     """
     logged = out_dir is not None
     root = Path(out_dir) if logged else Path(tempfile.mkdtemp(prefix="simshap-fit-"))
+    last = root / "checkpoints" / "last.ckpt"
+    if not resume and (root / "checkpoints").exists():
+        shutil.rmtree(root / "checkpoints")
+    ckpt_path = str(last) if logged and resume and last.is_file() else None
+    if ckpt_path is not None:
+        print(f"[simshap] resuming from {last}", flush=True)
     ckpt = ModelCheckpoint(
         dirpath=root / "checkpoints",
         monitor=monitor,
@@ -93,13 +188,19 @@ def fit_module(
         filename="best",
         enable_version_counter=False,
     )
+    # last.ckpt after every epoch (ModelCheckpoint(save_last=True) writes it only in epochs
+    # that improve the monitored metric); listed after `ckpt` so it holds ckpt's latest state
+    keep_last = [ModelCheckpoint(dirpath=root / "checkpoints", filename="last", monitor=None,
+                                 save_top_k=1, enable_version_counter=False)] if logged else []
     trainer = pl.Trainer(
         max_epochs=max_epochs,
         accelerator=accelerator,
         devices=devices,
         strategy=strategy,
+        num_nodes=num_nodes,
         precision=precision,
-        callbacks=[EarlyStopping(monitor=monitor, mode="min", patience=patience), ckpt],
+        callbacks=[EarlyStopping(monitor=monitor, mode="min", patience=patience), ckpt,
+                   *keep_last, *(callbacks or [])],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
         logger=pl.loggers.CSVLogger(str(root), name="logs") if logged else False,
@@ -109,7 +210,7 @@ def fit_module(
         deterministic=False,
     )
     start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
     best = ckpt.best_model_path
     if best:

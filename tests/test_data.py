@@ -11,7 +11,6 @@ from simshap.data import (
     TABULAR_DATASETS,
     CIFAR10DataModule,
     FashionMNISTDataModule,
-    TabularDataModule,
     load_cifar10_arrays,
     load_fashion_mnist_arrays,
     load_raw,
@@ -125,16 +124,26 @@ def test_unknown_name_lists_available():
     assert all(n in str(err.value) for n in TABULAR_DATASETS)
 
 
-def test_tabular_datamodule_batches():
-    data = load_tabular("breast_cancer", seed=0)
-    dm = TabularDataModule(data, batch_size=64)
-    x, y = next(iter(dm.train_dataloader()))
-    assert x.shape == (64, 30) and x.dtype == torch.float32 and y.dtype == torch.int64
-    again, _ = next(iter(TabularDataModule(data, batch_size=64).train_dataloader()))
-    torch.testing.assert_close(x, again)  # seeded shuffling
-    val = torch.cat([b[0] for b in dm.val_dataloader()])
-    torch.testing.assert_close(val, torch.from_numpy(data.x_val))
-    assert sum(len(b[1]) for b in dm.test_dataloader()) == len(data.y_test)
+def test_user_csv_with_strings_and_string_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({
+        "age": rng.integers(18, 80, n).astype(float),
+        "colour": rng.choice(["red", "green", "blue"], n),
+        "income": rng.normal(50.0, 10.0, n),
+    })
+    frame["label"] = np.where(frame["income"] > 50, "rich", "poor")
+    path = tmp_path / "mine.csv"
+    frame.to_csv(path, index=False)
+    data = load_tabular({"path": str(path), "target": "label"}, seed=0)
+    assert data.feature_names == ["age", "colour", "income"]
+    assert data.class_names == ["poor", "rich"] and data.n_classes == 2
+    assert data.categorical == [1] and data.preprocessor.categories["colour"] == [
+        "blue", "green", "red"]
+    # raw rows (strings included) standardize to exactly the training features
+    np.testing.assert_allclose(data.standardize(data.raw_test), data.x_test)
+    with pytest.raises(ValueError, match="target column 'lable' not found"):
+        load_tabular({"path": str(path), "target": "lable"})
 
 
 # --------------------------------------------------------------------------- images

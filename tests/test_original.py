@@ -3,11 +3,10 @@ import pytest
 import torch
 
 from simshap.data import load_tabular
-from simshap.games import BaselineGame, FeatureGrouping, exact_shapley
 from simshap.original import (
     fit_original_model,
     load_original_model,
-    original_torch_model,
+    predict_probabilities,
     save_original_model,
 )
 
@@ -49,18 +48,16 @@ def test_load_missing_file_is_clear(tmp_path):
         load_original_model(tmp_path / "nope.txt")
 
 
-def test_torch_wrapper_fits_game_contract(fitted):
+def test_predict_probabilities_reads_every_model_kind(fitted):
     data, model = fitted
-    f = original_torch_model(model)
-    x = torch.from_numpy(data.x_test[:3])
-    out = f(x)
-    assert out.shape == (3, 2) and out.dtype == torch.float32
-    torch.testing.assert_close(out.sum(1), torch.ones(3))
-    # the wrapper drives a real game: 6 players = groups of 5 features, baseline at the mean
-    groups = FeatureGrouping([list(range(i, i + 5)) for i in range(0, 30, 5)])
-    game = BaselineGame(f, x, torch.zeros(30), groups=groups, batch_size=512)
-    phi = exact_shapley(game).values
-    v0, v1 = game.empty_and_full()
-    assert phi.shape == (3, 6, 2)
-    torch.testing.assert_close(phi.sum(1), v1 - v0, atol=1e-5, rtol=0)
-    assert phi.abs().max() > 1e-3
+    x = data.x_test[:5]
+    want = model.predict_proba(x)
+    np.testing.assert_allclose(predict_probabilities(model, x), want)
+    np.testing.assert_allclose(predict_probabilities(model.booster_, x), want, rtol=1e-6)
+    np.testing.assert_allclose(predict_probabilities(lambda r: model.predict_proba(r)[:, 1], x),
+                               want, rtol=1e-12)
+    net = torch.nn.Linear(30, 3)
+    out = predict_probabilities(net, x)
+    assert out.shape == (5, 3) and np.allclose(out.sum(1), 1)
+    with pytest.raises(ValueError, match="not probabilities"):
+        predict_probabilities(lambda r: np.full((len(r), 2), 2.0), x)

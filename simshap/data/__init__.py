@@ -17,7 +17,6 @@ from simshap.data.images import (
 from simshap.data.tabular import (
     TABULAR_DATASETS,
     TabularData,
-    TabularDataModule,
     load_raw,
     load_tabular,
     resolve_data_dir,
@@ -33,7 +32,6 @@ __all__ = [
     "FashionMNISTDataModule",
     "ImageDataModule",
     "TabularData",
-    "TabularDataModule",
     "load_cifar10_arrays",
     "load_fashion_mnist_arrays",
     "load_raw",

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from simshap.data.tabular import resolve_data_dir
+from simshap.errors import MissingFileError, UserError
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -104,7 +105,7 @@ def load_cifar10_arrays(
     """
     folder = resolve_data_dir(data_dir)
     if source not in ("auto", "torchvision", "subset"):
-        raise ValueError(f"source must be 'torchvision', 'subset' or 'auto', got {source!r}")
+        raise UserError(f"source must be 'torchvision', 'subset' or 'auto', got {source!r}")
     if source == "auto":
         has_tv = (folder / "cifar-10-batches-py").is_dir()
         source = "torchvision" if has_tv or not (folder / CIFAR10_SUBSET_FILE).is_file() else (
@@ -118,7 +119,7 @@ def load_cifar10_arrays(
 def _cifar10_subset(folder: Path) -> Arrays:
     path = folder / CIFAR10_SUBSET_FILE
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"CIFAR-10 subset file {CIFAR10_SUBSET_FILE} not found in {folder}; put it there "
             "(keys x_train, y_train, x_test, y_test; uint8 images (N, 3, 32, 32)), point "
             "data_dir= or SIMSHAP_DATA at its folder, or use source='torchvision' for the "
@@ -127,11 +128,11 @@ def _cifar10_subset(folder: Path) -> Arrays:
     with np.load(path) as npz:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(npz.files)
         if missing:
-            raise ValueError(f"{path} lacks the keys {sorted(missing)}")
+            raise UserError(f"{path} lacks the keys {sorted(missing)}")
         arrays = [npz[k] for k in ("x_train", "y_train", "x_test", "y_test")]
     for x in arrays[0::2]:
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (3, 32, 32):
-            raise ValueError(
+            raise UserError(
                 f"{path}: images must be uint8 (N, 3, 32, 32), got {x.dtype} {x.shape}"
             )
     x_tr, y_tr, x_te, y_te = arrays
@@ -154,7 +155,7 @@ def _cifar10_torchvision(folder: Path, download: bool | None) -> Arrays:
         train = CIFAR10(str(folder), train=True, download=online)
         test = CIFAR10(str(folder), train=False, download=online)
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"CIFAR-10 not found in {folder / 'cifar-10-batches-py'} ({err}); "
             f"{'the machine is offline; ' if download and not present else ''}download "
             f"{CIFAR10_URL} and extract it into {folder}, point data_dir= or SIMSHAP_DATA at "
@@ -176,11 +177,11 @@ def _read_idx(path: Path) -> np.ndarray:
         data = fh.read()
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte idx file")
+        raise UserError(f"{path} is not an unsigned-byte idx file")
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: expected {int(np.prod(shape))} values")
+        raise UserError(f"{path} is truncated: expected {int(np.prod(shape))} values")
     return arr.reshape(shape)
 
 
@@ -215,7 +216,7 @@ def load_fashion_mnist_arrays(
 
     """
     if pad_to < 28 or (pad_to - 28) % 2:
-        raise ValueError(f"pad_to must be 28 + an even number of pixels, got {pad_to}")
+        raise UserError(f"pad_to must be 28 + an even number of pixels, got {pad_to}")
     stems = {
         "x_train": "train-images-idx3-ubyte",
         "y_train": "train-labels-idx1-ubyte",
@@ -233,7 +234,7 @@ def load_fashion_mnist_arrays(
         if len(paths) == len(stems):
             break
     else:
-        raise FileNotFoundError(
+        raise MissingFileError(
             "Fashion-MNIST idx files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte, "
             "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte) not found in any of "
             f"{', '.join(map(str, folders))}; install them with `apt-get install "
@@ -246,7 +247,7 @@ def load_fashion_mnist_arrays(
         arr = torch.from_numpy(_read_idx(paths[key]).copy())
         if key.startswith("x"):
             if arr.ndim != 3 or arr.shape[1:] != (28, 28):
-                raise ValueError(f"{paths[key]}: expected 28x28 images, got {tuple(arr.shape)}")
+                raise UserError(f"{paths[key]}: expected 28x28 images, got {tuple(arr.shape)}")
             arr = F.pad(arr.unsqueeze(1), (pad, pad, pad, pad))
         else:
             arr = arr.long()
@@ -312,9 +313,9 @@ class ImageDataModule(pl.LightningDataModule, ABC):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"batch_size must be >= 1, got {batch_size}")
         if val_size < 0:
-            raise ValueError(f"val_size must be >= 0, got {val_size}")
+            raise UserError(f"val_size must be >= 0, got {val_size}")
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
         self.batch_size = batch_size
@@ -341,7 +342,7 @@ class ImageDataModule(pl.LightningDataModule, ABC):
         n = len(y_tr)
         n_val = int(round(self.val_size * n)) if self.val_size < 1 else int(self.val_size)
         if n_val >= n:
-            raise ValueError(f"val_size={self.val_size} leaves no training images out of {n}")
+            raise UserError(f"val_size={self.val_size} leaves no training images out of {n}")
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
         val, train = perm[:n_val].sort().values, perm[n_val:].sort().values
         self._arrays = {
@@ -353,7 +354,7 @@ class ImageDataModule(pl.LightningDataModule, ABC):
     def arrays(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw ``uint8`` images and labels of ``split`` (``train``, ``val`` or ``test``)."""
         if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+            raise UserError(f"split must be 'train', 'val' or 'test', got {split!r}")
         self.setup()
         assert self._arrays is not None
         return self._arrays[f"x_{split}"], self._arrays[f"y_{split}"]
@@ -432,7 +433,7 @@ class CIFAR10DataModule(ImageDataModule):
     ) -> None:
         super().__init__(CIFAR10_MEAN, CIFAR10_STD, **kwargs)  # type: ignore[arg-type]
         if source not in ("auto", "torchvision", "subset"):
-            raise ValueError(f"source must be 'torchvision', 'subset' or 'auto', got {source!r}")
+            raise UserError(f"source must be 'torchvision', 'subset' or 'auto', got {source!r}")
         self.source = source
         self.data_dir = data_dir
         self.download = download

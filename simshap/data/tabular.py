@@ -8,7 +8,7 @@ folder searched and where to get it.
 
 :func:`load_raw` returns the features as a ``pandas.DataFrame`` (categoricals as integer codes)
 and the labels; :func:`load_tabular` adds a seeded 80/10/10 split standardized with training
-statistics; :class:`TabularDataModule` serves a split to Lightning.
+statistics; user tables come in through :mod:`simshap.data.user_table`.
 """
 
 from __future__ import annotations
@@ -23,18 +23,19 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, TensorDataset
+
+from simshap.data.preprocessing import Preprocessor
+from simshap.data.user_table import encode_labels, read_table
+from simshap.errors import MissingFileError, UserError
 
 __all__ = [
     "TABULAR_DATASETS",
     "TabularData",
-    "TabularDataModule",
     "load_raw",
     "load_tabular",
     "resolve_data_dir",
@@ -157,7 +158,7 @@ def _find_file(
             reason = f"the download failed ({err})"
     wanted = " or ".join(source.filenames)
     how = f"unzip {source.member} from it" if source.member else "save it as is"
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"data set {name!r} needs the file {source.filenames[0]} ({wanted} accepted), "
         f"which is not in {folder} (searched: {folder}); {reason}. Download it from "
         f"{source.url} ({how}) and put it in {folder}, or point data_dir= or the "
@@ -193,12 +194,12 @@ def _raw_census(
     )
     df = df.dropna(how="all")
     if df.shape[1] != len(CENSUS_COLUMNS):
-        raise ValueError(f"{path} is not the UCI Adult file: expected 15 columns")
+        raise UserError(f"{path} is not the UCI Adult file: expected 15 columns")
     # adult.test spells the labels '>50K.' / '<=50K.'
     label = df.pop("Income").astype(str).str.strip().str.rstrip(".")
     unknown = set(label.unique()) - {">50K", "<=50K"}
     if unknown:
-        raise ValueError(f"{path}: unexpected labels {sorted(unknown)} (expected >50K / <=50K)")
+        raise UserError(f"{path}: unexpected labels {sorted(unknown)} (expected >50K / <=50K)")
     y = (label == ">50K").to_numpy().astype(np.int64)
     df = df.drop(columns=["fnlwgt", "Education"])
     for col in CENSUS_CATEGORICAL:
@@ -217,7 +218,7 @@ def _raw_news(
     df.columns = [c.strip() for c in df.columns]
     missing = {"url", "timedelta", "shares"} - set(df.columns)
     if missing:
-        raise ValueError(f"{path} is not the UCI Online News Popularity CSV: no {missing}")
+        raise UserError(f"{path} is not the UCI Online News Popularity CSV: no {missing}")
     y = (df.pop("shares").to_numpy() > 1400).astype(np.int64)
     df = df.drop(columns=["url", "timedelta"])
     return df.reset_index(drop=True).astype(np.float64), y
@@ -230,7 +231,7 @@ def _raw_bankruptcy(
     df = pd.read_csv(path)
     df.columns = [c.strip() for c in df.columns]
     if "Bankrupt?" not in df.columns or df.shape[1] != 96:
-        raise ValueError(
+        raise UserError(
             f"{path} is not the UCI Taiwanese Bankruptcy Prediction data.csv: expected the "
             f"label 'Bankrupt?' and 95 features, got {df.shape[1]} columns"
         )
@@ -253,7 +254,7 @@ _RAW_LOADERS: dict[
 
 def _check_name(name: str) -> str:
     if name not in _RAW_LOADERS:
-        raise ValueError(
+        raise UserError(
             f"unknown tabular data set {name!r}; available: {', '.join(TABULAR_DATASETS)}"
         )
     return name
@@ -305,8 +306,11 @@ class TabularData:
         mean, std: training mean and standard deviation per column (``float64``; a constant
             column gets std 1).
         n_classes: number of classes.
-        raw_train, raw_val, raw_test: the same splits before standardization (``float64``).
+        raw_train, raw_val, raw_test: the same splits as raw rows (``float64``; ``object``
+            when a column holds strings).
         seed: the seed of the split.
+        preprocessor: the fitted raw-row preprocessing (travels inside saved explainers).
+        class_names: names of the classes (the label values of a user table).
 
     """
 
@@ -326,6 +330,8 @@ class TabularData:
     raw_val: np.ndarray = field(repr=False)
     raw_test: np.ndarray = field(repr=False)
     seed: int = 0
+    preprocessor: Preprocessor | None = field(default=None, repr=False)
+    class_names: list[str] = field(default_factory=list)
 
     @property
     def n_features(self) -> int:
@@ -333,13 +339,10 @@ class TabularData:
         return len(self.feature_names)
 
     def standardize(self, raw: np.ndarray) -> np.ndarray:
-        """Standardize raw features ``(n, d)`` with the training statistics (``float32``)."""
-        raw = np.asarray(raw, dtype=np.float64)
-        if raw.ndim != 2 or raw.shape[1] != self.n_features:
-            raise ValueError(
-                f"expected raw features of shape (n, {self.n_features}), got {raw.shape}"
-            )
-        return ((raw - self.mean) / self.std).astype(np.float32)
+        """Standardize raw rows ``(n, d)`` with the training statistics (``float32``)."""
+        if self.preprocessor is None:
+            raise UserError("this TabularData has no fitted preprocessing; use load_tabular")
+        return self.preprocessor.transform(raw).numpy()
 
     def unstandardize(self, x: np.ndarray) -> np.ndarray:
         """Map standardized features back to raw units (``float64``)."""
@@ -347,7 +350,7 @@ class TabularData:
 
 
 def load_tabular(
-    name: str,
+    name: str | dict[str, Any],
     data_dir: str | os.PathLike[str] | None = None,
     seed: int = 0,
     download: bool | None = None,
@@ -355,19 +358,31 @@ def load_tabular(
     """Load a tabular data set, split it 80/10/10 (stratified, seeded) and standardize it.
 
     Args:
-        name: one of ``TABULAR_DATASETS`` (see :func:`load_raw`).
+        name: one of ``TABULAR_DATASETS`` (see :func:`load_raw`), or a user table
+            ``{"path": "file.csv" | "file.parquet", "target": "column"}`` (string features and
+            labels are encoded; see :class:`~simshap.data.preprocessing.Preprocessor`).
         data_dir: folder holding the file (see :func:`resolve_data_dir`).
         seed: seed of the split; the same seed gives the same split.
         download: see :func:`load_raw`.
 
     Returns:
-        A :class:`TabularData`; the mean and std are computed on the training split only.
+        A :class:`TabularData`; the preprocessing is fitted on the training split only.
 
     """
-    frame, y = load_raw(name, data_dir, download)
-    x = frame.to_numpy(dtype=np.float64)
-    if not np.isfinite(x).all():
-        raise ValueError(f"data set {name!r} has missing or infinite values")
+    class_names: list[str] | None = None
+    if isinstance(name, dict):
+        unknown = set(name) - {"path", "target"}
+        if unknown or "path" not in name or "target" not in name:
+            raise UserError(
+                f"a user data set is {{path: file.csv or .parquet, target: column}}; got keys "
+                f"{sorted(name)}"
+            )
+        frame, labels = read_table(name["path"], name["target"])
+        y, class_names = encode_labels(labels)
+        label = Path(str(name["path"])).stem
+    else:
+        frame, y = load_raw(name, data_dir, download)
+        label = name
     idx = np.arange(len(y))
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 10 else None
@@ -380,110 +395,32 @@ def load_tabular(
         random_state=seed,
         stratify=None if stratify is None else y[idx_rest],
     )
-    raw_train, raw_val, raw_test = x[idx_train], x[idx_val], x[idx_test]
-    mean = raw_train.mean(0)
-    std = raw_train.std(0)
-    std = np.where(std > 0, std, 1.0)
-    categorical = (
-        [frame.columns.get_loc(c) for c in CENSUS_CATEGORICAL] if name == "census" else []
-    )
+    prep = Preprocessor.fit(frame.iloc[idx_train])
+    categorical = [frame.columns.get_loc(c) for c in CENSUS_CATEGORICAL] if name == "census" else [
+        frame.columns.get_loc(c) for c in prep.categories
+    ]
+    raw = frame.to_numpy(dtype=object if prep.categories else np.float64)
 
-    def scale(raw: np.ndarray) -> np.ndarray:
-        return ((raw - mean) / std).astype(np.float32)
+    def scale(rows: np.ndarray) -> np.ndarray:
+        return prep.transform(frame.iloc[rows]).numpy()
 
     return TabularData(
-        name=name,
-        feature_names=[str(c) for c in frame.columns],
+        name=label,
+        feature_names=list(prep.feature_names),
         categorical=categorical,
-        x_train=scale(raw_train),
-        x_val=scale(raw_val),
-        x_test=scale(raw_test),
+        x_train=scale(idx_train),
+        x_val=scale(idx_val),
+        x_test=scale(idx_test),
         y_train=y[idx_train],
         y_val=y[idx_val],
         y_test=y[idx_test],
-        mean=mean,
-        std=std,
+        mean=np.asarray(prep.mean),
+        std=np.asarray(prep.std),
         n_classes=int(y.max()) + 1,
-        raw_train=raw_train,
-        raw_val=raw_val,
-        raw_test=raw_test,
+        raw_train=raw[idx_train],
+        raw_val=raw[idx_val],
+        raw_test=raw[idx_test],
         seed=seed,
+        preprocessor=prep,
+        class_names=class_names or [str(c) for c in range(int(y.max()) + 1)],
     )
-
-
-# --------------------------------------------------------------------------- Lightning
-
-
-class TabularDataModule(pl.LightningDataModule):
-    """Serves a :class:`TabularData`'s splits as ``(x float32, y int64)`` batches.
-
-    Args:
-        data: a loaded :class:`TabularData`, or a data set name (loaded with ``data_dir`` and
-            ``seed``).
-        batch_size: rows per batch.
-        num_workers: DataLoader workers.
-        data_dir: folder for ``data`` given by name.
-        seed: split seed for ``data`` given by name, and the shuffling seed of the train loader.
-
-    """
-
-    def __init__(
-        self,
-        data: TabularData | str,
-        batch_size: int = 256,
-        num_workers: int = 0,
-        data_dir: str | os.PathLike[str] | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if isinstance(data, str):
-            data = load_tabular(data, data_dir=data_dir, seed=seed)
-        if not isinstance(data, TabularData):
-            raise TypeError(f"data must be a TabularData or a name, got {type(data).__name__}")
-        self.data = data
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
-
-    @property
-    def n_features(self) -> int:
-        """Number of features d."""
-        return self.data.n_features
-
-    @property
-    def n_classes(self) -> int:
-        """Number of classes."""
-        return self.data.n_classes
-
-    def _dataset(self, split: str) -> TensorDataset:
-        x = getattr(self.data, f"x_{split}")
-        y = getattr(self.data, f"y_{split}")
-        return TensorDataset(
-            torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
-        )
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            self._dataset(split),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            generator=generator,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        """Return shuffled (seeded) training batches."""
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Return the validation batches, in order."""
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """Return the test batches, in order."""
-        return self._loader("test", shuffle=False)

@@ -1,6 +1,8 @@
 """Amortized explainers: SimSHAP and FastSHAP (Lightning modules with ``explain``)."""
 
-from simshap.explainers.base import AmortizedExplainer, load_explainer
+from typing import Any
+
+from simshap.explainers.base import AmortizedExplainer
 from simshap.explainers.fastshap import FastSHAP, additive_efficient_normalization
 from simshap.explainers.simshap import SimSHAP
 
@@ -11,3 +13,12 @@ __all__ = [
     "additive_efficient_normalization",
     "load_explainer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # saving and loading live one layer up, in simshap.io (no import cycle)
+    if name == "load_explainer":
+        from simshap.io import load_explainer
+
+        return load_explainer
+    raise AttributeError(f"module 'simshap.explainers' has no attribute {name!r}")

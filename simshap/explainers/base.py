@@ -1,34 +1,35 @@
 """What SimSHAP and FastSHAP share.
 
 An explainer network g(x) -> (B, d, C) trained against a surrogate's masked game, validated on
-fixed KernelSHAP targets, with ``explain``, ``save``, :func:`load_explainer` and
-``to_shap_explanation``.
+fixed KernelSHAP targets, with ``explain``, ``explainer(x)`` (a ``ShapleyValues``) and
+``to_shap_explanation``. Saving and loading live in :mod:`simshap.io`.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from simshap.data.preprocessing import Preprocessor
+from simshap.errors import UserError
 from simshap.games.estimators import kernel_shap
 from simshap.games.sampling import ShapleyKernelSampler
 from simshap.games.values import MaskedModelGame
 from simshap.models.explainer_nets import build_explainer_net
+from simshap.shapley_values import ShapleyValues
 from simshap.surrogate import Surrogate
-from simshap.training import adamw_cosine
+from simshap.training import MaskGeneratorState, adamw_cosine
 
-__all__ = ["AmortizedExplainer", "load_explainer", "FORMAT"]
+__all__ = ["AmortizedExplainer"]
 
-FORMAT = "simshap-explainer-v1"
 _VAL_SEED_STRIDE = 1_000_003
 
 
-class AmortizedExplainer(pl.LightningModule):
+class AmortizedExplainer(MaskGeneratorState, pl.LightningModule):
     """Base LightningModule of the amortized explainers.
 
     Each training step draws ``n_masks`` Shapley-kernel coalitions per input (paired), evaluates
@@ -51,6 +52,10 @@ class AmortizedExplainer(pl.LightningModule):
         surrogate_batch_size: rows per surrogate call (``None``: all of a step in one call).
         seed: seed of the mask generators.
         feature_names: optional names of the players (tabular).
+        preprocessor: the fitted raw-row preprocessing (``Preprocessor.to_dict()``); with it,
+            every call takes raw rows (arrays in feature order, or DataFrames matched by column
+            name) and it is saved with the explainer.
+        class_names: optional names of the outputs.
     """
 
     def __init__(
@@ -66,18 +71,20 @@ class AmortizedExplainer(pl.LightningModule):
         surrogate_batch_size: int | None = None,
         seed: int = 0,
         feature_names: list[str] | None = None,
+        preprocessor: dict[str, Any] | None = None,
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         if n_masks < 1:
             raise ValueError(f"n_masks must be >= 1, got {n_masks}")
         self.save_hyperparameters(ignore=["surrogate"])
         self.net = build_explainer_net(net_spec)
+        self.preprocessor = Preprocessor.from_dict(preprocessor) if preprocessor else None
         self.surrogate = surrogate
         if surrogate is not None:
             surrogate.eval().requires_grad_(False)
         num_classes = net_spec["num_classes"]
         self.register_buffer("base_value", torch.zeros(num_classes))
-        self._generator: torch.Generator | None = None
         self._val_targets: dict[int, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ subclass hooks
@@ -139,7 +146,7 @@ class AmortizedExplainer(pl.LightningModule):
     # ------------------------------------------------------------------ Lightning
     def on_fit_start(self) -> None:  # noqa: D102
         self._require_surrogate()
-        self._generator = torch.Generator(device=self.device).manual_seed(self.hparams.seed)
+        self.init_mask_generator()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: D102
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -163,11 +170,15 @@ class AmortizedExplainer(pl.LightningModule):
             self._val_targets[batch_idx] = est.values.float()
         return self._val_targets[batch_idx]
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
+    def validation_l2(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """Mean l2 distance of g(x) to the fixed KernelSHAP targets of a validation batch."""
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         target = self.validation_targets(x, batch_idx)
-        pred = self.attributions(x)
-        self.log("val_l2", (pred - target).norm(dim=1).mean(), prog_bar=True)
+        return (self.attributions(x) - target).norm(dim=1).mean()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
+        # sync_dist: under DDP every rank sees a shard; the logged value is the all-reduced mean
+        self.log("val_l2", self.validation_l2(batch, batch_idx), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> Any:  # noqa: D102
         hp = self.hparams
@@ -175,6 +186,8 @@ class AmortizedExplainer(pl.LightningModule):
 
     # ------------------------------------------------------------------ public API
     def _check_inputs(self, x: Any) -> torch.Tensor:
+        if self.preprocessor is not None:  # raw rows in, standardized features out
+            return self.preprocessor.transform(x).to(self.device)
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
         x = x.to(device=self.device, dtype=torch.float32)
         spec = self.net.spec
@@ -183,16 +196,16 @@ class AmortizedExplainer(pl.LightningModule):
             if x.ndim == 1 and x.shape[0] == f:
                 x = x[None]
             if x.ndim != 2 or x.shape[1] != f:
-                raise ValueError(
+                raise UserError(
                     f"expected inputs of shape (B, {f}) ({f} features), got {tuple(x.shape)}; "
-                    "pass the same (standardized) features the explainer was trained on"
+                    "pass the same features the explainer was trained on"
                 )
         elif x.ndim != 4 or x.shape[1] != spec["in_channels"]:
-            raise ValueError(
+            raise UserError(
                 f"expected images of shape (B, {spec['in_channels']}, H, W), got {tuple(x.shape)}"
             )
         if not torch.isfinite(x).all():
-            raise ValueError("inputs contain NaN or infinite values; impute or drop them first")
+            raise UserError("inputs contain NaN or infinite values; impute or drop them first")
         return x
 
     @torch.no_grad()
@@ -214,6 +227,41 @@ class AmortizedExplainer(pl.LightningModule):
         finally:
             self.train(was_training)
         return torch.cat(out)
+
+    def forward(self, x: Any, batch_size: int = 4096) -> ShapleyValues:
+        """Explain raw inputs in one forward pass per chunk: ``explainer(x)``.
+
+        Args:
+            x: raw rows ``(B, F)`` (arrays in feature order, or a DataFrame matched by column
+                name) when the explainer holds its preprocessing; model inputs otherwise (images
+                ``(B, C, H, W)``).
+            batch_size: inputs per forward pass.
+
+        Returns:
+            :class:`~simshap.ShapleyValues` with values ``(B, d, C)``, ``base_values`` v(∅),
+            ``n_evals`` 0 (SimSHAP) or 2 (FastSHAP's normalization calls the surrogate on ∅
+            and N), and the player and class names.
+        """
+        values = self.explain(x, batch_size)
+        b, d, c = values.shape
+        spec = self.net.spec
+        grid = None
+        if spec["kind"] != "mlp":
+            side = int(round(d**0.5))
+            grid = (side, d // side)
+        names = self.preprocessor.feature_names if self.preprocessor else self.hparams.feature_names
+        return ShapleyValues(
+            values=values,
+            base_values=self.base_value.to(values).expand(b, c).clone(),
+            n_evals=self.inference_evals,
+            method=type(self).__name__,
+            player_names=list(names) if names else None,
+            class_names=self.hparams.class_names,
+            grid=grid,
+        )
+
+    #: game evaluations per instance at inference (FastSHAP's normalization needs v(N), v(∅))
+    inference_evals: int = 0
 
     def to_shap_explanation(
         self,
@@ -241,75 +289,77 @@ class AmortizedExplainer(pl.LightningModule):
         if output is not None:
             phi, base = phi[..., output], base[:, output]
         if data is None:
-            data = self._check_inputs(x).cpu().numpy()
-        names = feature_names or self.hparams.feature_names
+            # raw units (category codes for string columns), so the plots' colours mean something
+            data = (self.preprocessor.encode(x) if self.preprocessor is not None
+                    else self._check_inputs(x).cpu().numpy())
+        names = feature_names or (self.preprocessor.feature_names if self.preprocessor
+                                  else self.hparams.feature_names)
         return shap.Explanation(
             values=phi, base_values=np.array(base), data=data, feature_names=names
         )
 
-    def save(self, path: str | os.PathLike[str], overwrite: bool = False,
-             include_surrogate: bool = True) -> None:
-        """Save weights and specs (loadable with ``torch.load(weights_only=True)``).
+    # ------------------------------------------------------------------ bring your own data
+    @classmethod
+    def fit(
+        cls,
+        surrogate: Surrogate,
+        x_train: Any,
+        x_val: Any,
+        hidden: int = 512,
+        layers: int = 3,
+        n_masks: int = 32,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        max_epochs: int = 100,
+        patience: int = 10,
+        val_budget: int = 2048,
+        seed: int = 0,
+        out_dir: str | os.PathLike[str] | None = None,
+        trainer: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> AmortizedExplainer:
+        """Train this explainer on your own raw rows against a trained surrogate.
 
         Args:
-            path: file to write.
-            overwrite: replace an existing file (otherwise ``FileExistsError``).
-            include_surrogate: also store the surrogate (FastSHAP's normalization needs it).
+            surrogate: from :meth:`Surrogate.fit` (its preprocessing is reused, so the explainer
+                takes the same raw rows).
+            x_train: raw training rows (DataFrame, array).
+            x_val: raw validation rows (fixed KernelSHAP targets; early stopping).
+            hidden: MLP width.
+            layers: MLP depth.
+            n_masks: coalitions per row and step (paired).
+            batch_size: rows per step.
+            lr: AdamW learning rate (cosine decay over ``max_epochs``).
+            max_epochs: epoch limit.
+            patience: early-stopping patience (validation l2).
+            val_budget: KernelSHAP evaluations per validation row for the fixed targets.
+            seed: seed of the masks, the shuffling and the initialization.
+            out_dir: folder for Lightning checkpoints (resumable); default a temporary one.
+            trainer: more :func:`~simshap.training.fit_module` options (``accelerator``...).
+            **options: options of the explainer class (SimSHAP's ``target``, FastSHAP's
+                ``normalize``...).
+
+        Returns:
+            The trained explainer, in eval mode; ``explainer(rows)`` explains raw rows.
         """
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-        hparams = {
-            k: v for k, v in dict(self.hparams).items() if k not in ("net_spec",)
-        }
-        blob: dict[str, Any] = {
-            "format": FORMAT,
-            "class": type(self).__name__,
-            "net_spec": dict(self.net.spec),
-            "hparams": hparams,
-            "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()},
-            "base_value": self.base_value.cpu(),
-            "surrogate": None,
-        }
-        if include_surrogate and self.surrogate is not None:
-            s = self.surrogate
-            blob["surrogate"] = {
-                "net_spec": dict(s.hparams.net_spec),
-                "grouping_spec": dict(s.hparams.grouping_spec),
-                "state_dict": {k: v.cpu() for k, v in s.net.state_dict().items()},
-            }
-        torch.save(blob, path)
+        from torch.utils.data import DataLoader, TensorDataset
 
+        from simshap.training import EpochSampler, fit_module
 
-def load_explainer(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
-) -> AmortizedExplainer:
-    """Load an explainer written by ``save`` (weights-only ``torch.load``), in eval mode.
-
-    Args:
-        path: file written by :meth:`AmortizedExplainer.save`.
-        map_location: device to load onto.
-
-    Returns:
-        A :class:`~simshap.explainers.SimSHAP` or :class:`~simshap.explainers.FastSHAP`.
-    """
-    from simshap.explainers.fastshap import FastSHAP
-    from simshap.explainers.simshap import SimSHAP
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no explainer file at {path}")
-    blob = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a simshap explainer file (format {FORMAT})")
-    classes = {"SimSHAP": SimSHAP, "FastSHAP": FastSHAP}
-    cls = classes[blob["class"]]
-    surrogate = None
-    if blob["surrogate"] is not None:
-        s = blob["surrogate"]
-        surrogate = Surrogate(s["net_spec"], s["grouping_spec"])
-        surrogate.net.load_state_dict(s["state_dict"])
-    model = cls(blob["net_spec"], surrogate=surrogate, **blob["hparams"])
-    model.net.load_state_dict(blob["state_dict"])
-    model.base_value.copy_(blob["base_value"])
-    return model.to(map_location).eval()
+        prep = surrogate.preprocessor
+        if prep is None:
+            raise UserError("the surrogate has no preprocessing: train it with Surrogate.fit")
+        x_tr, x_va = prep.transform(x_train), prep.transform(x_val)
+        d, c = prep.num_features, surrogate.hparams.net_spec["num_classes"]
+        torch.manual_seed(seed)
+        module = cls({"kind": "mlp", "in_features": d, "num_players": d, "num_classes": c,
+                      "hidden": hidden, "layers": layers}, surrogate.eval(), n_masks=n_masks,
+                     lr=lr, val_budget=val_budget, max_epochs_hint=max_epochs, seed=seed,
+                     preprocessor=prep.to_dict(), **options)  # fmt: skip
+        train = DataLoader(TensorDataset(x_tr), batch_size=batch_size,
+                           sampler=EpochSampler(len(x_tr), seed))  # fmt: skip
+        val = DataLoader(TensorDataset(x_va), batch_size=256)
+        fit_module(module, train, val, monitor="val_l2", max_epochs=max_epochs,
+                   patience=patience, out_dir=out_dir,
+                   **{"progress_bar": False, **(trainer or {})})  # fmt: skip
+        return module.eval()

@@ -54,6 +54,10 @@ class FastSHAP(AmortizedExplainer):
         # Lightning's save_hyperparameters (in the base) records normalize and efficiency_lambda
         super().__init__(net_spec, surrogate, **kwargs)
 
+    @property
+    def inference_evals(self) -> int:  # noqa: D102
+        return 2 if self.hparams.normalize else 0
+
     def _grand_minus_null(self, x: torch.Tensor) -> torch.Tensor:
         game = self.game(x, check_finite=False)
         v0, v1 = game.empty_and_full()
