@@ -26,7 +26,9 @@ TABULAR_DEFAULTS: dict[str, Any] = {
     "dataset": None,
     "data_dir": None,
     "seed": 0,
-    "model": {"max_rounds": 5000, "early_stopping_rounds": 50},
+    # model.path: your own trained model (LightGBM .txt, or a joblib/pickle estimator that
+    # takes the table's raw rows) instead of training LightGBM here
+    "model": {"path": None, "max_rounds": 5000, "early_stopping_rounds": 50},
     "surrogate": {
         "hidden": 512,
         "layers": 4,

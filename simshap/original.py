@@ -25,6 +25,7 @@ __all__ = [
     "LoadedLightGBMClassifier",
     "fit_original_model",
     "load_original_model",
+    "load_user_model",
     "predict_probabilities",
     "save_original_model",
 ]
@@ -214,3 +215,28 @@ def predict_probabilities(model: Any, rows: Any) -> np.ndarray:
         raise UserError("the model's outputs are not probabilities (non-negative, rows summing "
                         "to 1); wrap it so it returns predict_proba-style output")
     return out
+
+
+def load_user_model(path: str | os.PathLike[str]) -> Any:
+    """Load a user's trained model: a LightGBM text model, or a joblib / pickle estimator.
+
+    Pickled estimators run code when loaded: only load files you trust (your own).
+
+    Args:
+        path: ``.txt`` (LightGBM ``Booster.save_model``), ``.joblib``, ``.pkl`` or ``.pickle``.
+
+    Returns:
+        The model, ready for :func:`predict_probabilities`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"model file {path} not found; check model.path")
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return lightgbm.Booster(model_file=str(path))
+    if suffix in (".joblib", ".pkl", ".pickle"):
+        import joblib
+
+        return joblib.load(path)
+    raise UserError(f"{path}: unsupported model file {suffix!r}; use a LightGBM .txt model or a "
+                    "joblib/pickle scikit-learn estimator")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -36,7 +37,13 @@ from simshap.explainers import FastSHAP, SimSHAP
 from simshap.fingerprint import fingerprint
 from simshap.games.values import MaskedModelGame
 from simshap.io import load_explainer, load_surrogate, save_explainer, save_surrogate
-from simshap.original import fit_original_model, load_original_model, save_original_model
+from simshap.original import (
+    fit_original_model,
+    load_original_model,
+    load_user_model,
+    predict_probabilities,
+    save_original_model,
+)
 from simshap.run_folder import RunFolder
 from simshap.surrogate import Surrogate
 from simshap.training import EpochSampler, fit_module, is_rank_zero
@@ -81,13 +88,33 @@ class TabularRun(RunFolder):
 
     # ------------------------------------------------------------------ stages
     def original_model(self) -> Any:
-        """The stored LightGBM model."""
+        """The original model: the user's (``model.path``) or the stored LightGBM."""
+        path = self.config["model"]["path"]
+        if path is not None:
+            return load_user_model(path)
         return load_original_model(self._require("model.txt", "fit-model"))
 
+    def original_probs(self, split: str, n: int | None = None) -> np.ndarray:
+        """The original model's probabilities on (the first ``n`` rows of) a split.
+
+        A user model (``model.path``) sees the raw rows as a DataFrame with the table's
+        column names; the LightGBM trained here sees the standardized features it was fitted on.
+        """
+        data = self.data
+        if self.config["model"]["path"] is not None:
+            raw = getattr(data, f"raw_{split}")[:n]
+            rows = pd.DataFrame(raw, columns=data.feature_names).infer_objects()
+            return predict_probabilities(self.original_model(), rows)
+        return predict_probabilities(self.original_model(), getattr(data, f"x_{split}")[:n])
+
     def fit_model(self, overwrite: bool = False) -> dict[str, float]:
-        """Train and store the LightGBM original model; returns its test accuracy."""
+        """Train and store the LightGBM original model (or check the user's); test accuracy."""
         target = self._write_output("model.txt", overwrite)
         m = self.config["model"]
+        if m["path"] is not None:  # the user's own model: nothing to train
+            acc = float((self.original_probs("test").argmax(1) == self.data.y_test).mean())
+            target.write_text(f"user model: {Path(m['path']).resolve()}\n")
+            return {"test_accuracy": acc, "train_s": 0.0}
         model, seconds = timed(
             lambda: fit_original_model(
                 self.data, seed=self.seed, max_rounds=m["max_rounds"],
@@ -99,14 +126,10 @@ class TabularRun(RunFolder):
         acc = float((model.predict(self.data.x_test) == self.data.y_test).mean())
         return {"test_accuracy": acc, "train_s": seconds}
 
-    def _probs(self, model: Any, x: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(model.predict_proba(x)), dtype=torch.float32)
-
     def fit_surrogate(self, overwrite: bool = False) -> dict[str, float]:
         """Train the surrogate on the original model's probabilities under uniform masks."""
         target = self._write_output("surrogate.pt", overwrite)
         s, data = self.config["surrogate"], self.data
-        model = self.original_model()
         torch.manual_seed(self.seed)
         d = data.n_features
         module = Surrogate(
@@ -119,7 +142,8 @@ class TabularRun(RunFolder):
 
         def loader(split: str, shuffle: bool) -> DataLoader:
             x = getattr(data, f"x_{split}")
-            ds = TensorDataset(torch.as_tensor(x), self._probs(model, x),
+            probs = torch.as_tensor(self.original_probs(split), dtype=torch.float32)
+            ds = TensorDataset(torch.as_tensor(x), probs,
                                torch.as_tensor(getattr(data, f"y_{split}")))
             sampler = EpochSampler(len(ds), self.seed) if shuffle else None
             return DataLoader(ds, batch_size=s["batch_size"], sampler=sampler)
@@ -146,7 +170,7 @@ class TabularRun(RunFolder):
         full = torch.ones_like(x, dtype=torch.bool)
         pred = surrogate.masked_probs(x.to(surrogate.device), full.to(surrogate.device))
         y = self.data.y_test
-        orig = self.original_model().predict(self.data.x_test)
+        orig = self.original_probs("test").argmax(1)
         return {
             "surrogate_full_mask_accuracy": float((pred.argmax(-1).cpu().numpy() == y).mean()),
             "original_accuracy": float((orig == y).mean()),
@@ -196,11 +220,10 @@ class TabularRun(RunFolder):
         self._write_output("results.json", overwrite)
         ev, data = self.config["evaluation"], self.data
         surrogate = self.surrogate()
-        model = self.original_model()
         n = min(ev["n_instances"], len(data.x_test))
         x = torch.as_tensor(data.x_test[:n])
         raw = data.raw_test[:n]  # what users pass: the explainers hold their preprocessing
-        classes = torch.as_tensor(model.predict(data.x_test[:n]))  # the explained class
+        classes = torch.as_tensor(self.original_probs("test", n).argmax(1))  # explained class
         game = MaskedModelGame(surrogate.masked_probs, x, groups=surrogate.groups)
         truth, truth_s = self._ground_truth(game, surrogate, ev["threshold"])
         methods: dict[str, dict[str, float]] = {}
