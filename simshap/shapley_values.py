@@ -31,7 +31,7 @@ def _user_error(msg: str) -> Exception:
     return UserError(msg)
 
 
-@dataclass
+@dataclass(eq=False)
 class ShapleyValues:
     """Shapley values of B instances, d players and C outputs.
 

@@ -27,7 +27,7 @@ from simshap.games.sampling import shapley_weight
 __all__ = ["tree_adjusted_values", "TREE_DEFAULTS"]
 
 TREE_DEFAULTS: dict[str, Any] = {
-    "n_estimators": 150, "learning_rate": 0.07, "num_leaves": 8, "min_child_samples": 3,
+    "n_estimators": 300, "learning_rate": 0.05, "num_leaves": 16, "min_child_samples": 3,
     "subsample": 1.0, "verbose": -1, "n_jobs": 1,
 }  # fmt: skip
 
