@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from simshap.games.values import SuperpixelGrouping
+from simshap.players import Players, SuperpixelGrouping
 
 __all__ = ["InsertionDeletionResult", "insertion_deletion", "superpixel_order"]
 
@@ -158,7 +158,7 @@ def _curves(
     blurred: torch.Tensor,
     rank: torch.Tensor,
     target: torch.Tensor,
-    groups: SuperpixelGrouping,
+    groups: Players,
     batch_size: int,
     normalize: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,7 +240,7 @@ def _check_inputs(
     superpixel_size: int,
     normalize: str,
     batch_size: int,
-) -> tuple[SuperpixelGrouping, torch.Tensor | None]:
+) -> tuple[Players, torch.Tensor | None]:
     if normalize not in _NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {_NORMALIZATIONS}, got {normalize!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
