@@ -152,8 +152,9 @@ def section(res: dict, command: str) -> str:
         ]
         if res.get("compression_from"):
             src = res["compression_from"]
-            lines += ["", f"(Compression results from the run of {src['date']}: "
-                      f"`{src['command']}`.)"]
+            cmd = src.get("command") or "OMP_NUM_THREADS=1 python benchmarks/paraace.py --quick"
+            lines += ["", f"(Compression results from the run of {src['date']}: `{cmd}`, "
+                      f"{src['seconds'] / 60:.1f} min for detection and compression.)"]
     return "\n".join(lines)
 
 
@@ -206,7 +207,9 @@ def main() -> int:
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     if args.skip_compress and "compression" in previous:
         res["compression"] = previous["compression"]
-        res["compression_from"] = {k: previous.get(k) for k in ("date", "command", "folds_run")}
+        res["compression_from"] = {
+            k: previous.get(k) for k in ("date", "command", "folds_run", "seconds")
+        }
         res["folds_run"] = previous.get("folds_run", res["folds_run"])
     command = "OMP_NUM_THREADS=1 python benchmarks/paraace.py " + " ".join(sys.argv[1:])
     if os.environ.get("OMP_NUM_THREADS") is None:
