@@ -163,7 +163,7 @@ def kernel_shap(
         raise UserError("adjust='tree' works with a budget, not with threshold=")
     d = game.num_players
     budget = resolve_budget(
-        "kernel_shap", budget, 3, "n_samples", n_samples, lambda n: n + 2,
+        "kernel_shap", budget, 2 if d == 1 else 3, "n_samples", n_samples, lambda n: n + 2,
         default=2 * d + 2048 + 2,
     )  # fmt: skip
     v0, v1 = empty_and_full(game)
