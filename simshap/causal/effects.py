@@ -19,8 +19,7 @@ exactly the Gram matrix of Y and its ITEs equal ITE_Y.
 
 Models are stratified by accuracy first, and every treated/control contrast is formed within a
 bucket. corr(ITE_Y, ITE_E) pools the (treatment value, instance) pairs of a bucket; confidence
-intervals resample the bucket's models with replacement (basic bootstrap intervals, see
-:func:`basic_interval`).
+intervals come from random halves of the bucket's models (see :func:`centered_interval`).
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ __all__ = [
     "DEFAULT_BUCKETS",
     "accuracy_buckets",
     "analyze",
-    "basic_interval",
+    "centered_interval",
     "correlations",
     "kernel_ite",
     "mean_difference_ite",
@@ -224,7 +223,7 @@ def analyze(
         sizes: grid sizes.
         accuracy: ``(n_models,)``.
         bounds: accuracy-percentile buckets.
-        n_bootstrap: resamples of each bucket's models (0: no intervals).
+        n_bootstrap: random halves of each bucket's models (0: no intervals).
         ci: confidence level of the percentile intervals.
         seed: bootstrap seed.
 
@@ -256,9 +255,10 @@ def analyze(
         point = _corr_table(ites, methods)
         boots: list[dict[str, dict[str, float]]] = []
         for _ in range(n_bootstrap):
-            pick = torch.randint(len(idx), (len(idx),), generator=gen)
-            counts = torch.bincount(pick, minlength=len(idx))
-            b_ites, _ = _bucket_ites(grams, codes[idx], sizes, counts)
+            half = torch.randperm(len(idx), generator=gen)[: (len(idx) + 1) // 2]
+            keep = torch.zeros(len(idx), dtype=torch.float64)
+            keep[half] = 1.0
+            b_ites, _ = _bucket_ites(grams, codes[idx], sizes, keep)
             boots.append(_corr_table(b_ites, methods))
         stats = {}
         for m in methods:
@@ -266,7 +266,7 @@ def analyze(
             for key, val in point[m].items():
                 draws = np.array([b[m][key] for b in boots], dtype=np.float64)
                 draws = draws[np.isfinite(draws)]
-                interval = basic_interval(val, draws, ci)
+                interval = centered_interval(val, draws, ci)
                 stats[m][key] = {"value": val, "ci": interval}
         draw_keys = ("total_pearson", "total_spearman", "mediated_pearson")
         draws_out = {m: {k: [float(b[m][k]) for b in boots] for k in draw_keys} for m in methods}
@@ -285,20 +285,26 @@ def analyze(
     return {"methods": methods, "buckets": out, "n_bootstrap": n_bootstrap, "ci": ci}
 
 
-def basic_interval(point: float, draws: Sequence[float], ci: float = 0.95) -> list[float]:
-    """Basic (reverse-percentile) bootstrap interval [2θ̂ − q_hi, 2θ̂ − q_lo], clipped to [-1, 1].
+def centered_interval(point: float, draws: Sequence[float], ci: float = 0.95) -> list[float]:
+    """Half-sampling interval: the spread of the half-sample statistics, centered on θ̂.
 
-    Resampling models with replacement duplicates some of them, and a duplicate is perfectly
-    similar to its copy, which shifts the V-statistic MMD² and hence the correlations of the
-    resamples away from the point estimate. The basic interval corrects that shift to first
-    order (the percentile interval would carry it into the bounds).
+    [θ̂ + q_lo − med, θ̂ + q_hi − med] with q the quantiles and med the median of the statistic
+    over random halves of the models (drawn without replacement), clipped to [-1, 1].
+
+    Why halves: a bootstrap with replacement duplicates models, and a duplicate is perfectly
+    similar to its copy, which inflates every V-statistic MMD² of the resample (for Y and E
+    alike) and biases the resampled correlations upward. Half-samples have no duplicates, and a
+    statistic over n/2 of n models varies about as much as the statistic over n models varies
+    between samples (the delete-d jackknife with d = n/2); the shift that smaller groups cause is
+    removed by centering on the median.
     """
     d = np.asarray(draws, dtype=np.float64)
     d = d[np.isfinite(d)]
     if not len(d) or not math.isfinite(point):
         return [float("nan"), float("nan")]
     alpha = (1 - ci) / 2
-    lo, hi = 2 * point - np.quantile(d, 1 - alpha), 2 * point - np.quantile(d, alpha)
+    med = float(np.median(d))
+    lo, hi = point + np.quantile(d, alpha) - med, point + np.quantile(d, 1 - alpha) - med
     return [float(np.clip(lo, -1.0, 1.0)), float(np.clip(hi, -1.0, 1.0))]
 
 
