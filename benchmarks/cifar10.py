@@ -41,7 +41,8 @@ from _report import write_section  # noqa: E402 (benchmarks/ sits on sys.path)
 
 from simshap.config import load_config  # noqa: E402
 from simshap.data.tabular import resolve_data_dir  # noqa: E402
-from simshap.image_pipeline import EXPLAINERS, ImageRun, measure_target_throughput  # noqa: E402
+from simshap.evaluation.throughput import measure_target_throughput  # noqa: E402
+from simshap.image_pipeline import EXPLAINERS, ImageRun  # noqa: E402
 
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "cifar10.json"
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
@@ -193,8 +194,7 @@ def report(runs: list[ImageRun]) -> dict[str, Any]:
 
 
 def measured_section(per_ds: dict[str, Any], goals: dict[str, Any]) -> str:
-    from simshap.image_pipeline import image_results_table
-    from simshap.pipeline import environment
+    from simshap.evaluation.report import environment, image_results_table
 
     env = environment()
     lines = [

@@ -39,6 +39,7 @@ TABULAR_DEFAULTS: dict[str, Any] = {
         "masks_per_row": 4,
         "max_epochs": 100,
         "patience": 10,
+        "compile": False,
     },
     "explainer": {
         "hidden": 512,
@@ -47,10 +48,13 @@ TABULAR_DEFAULTS: dict[str, Any] = {
         "paired": True,
         "centered": True,
         "control_variate": False,
+        "normalize": True,
         "lr": 1e-3,
         "weight_decay": 0.0,
         "cosine": True,
         "batch_size": 32,
+        "surrogate_batch_size": None,
+        "compile": False,
         "max_epochs": 100,
         "patience": 10,
         "val_instances": 128,
@@ -63,7 +67,7 @@ TABULAR_DEFAULTS: dict[str, Any] = {
         "budgets": [128, 256, 512, 1024, 2048],
     },
     "trainer": {"accelerator": "auto", "devices": 1, "num_nodes": 1, "strategy": "auto",
-                "precision": "32-true", "progress_bar": True},
+                "precision": "32-true", "progress_bar": True, "max_time": None},
 }
 
 
@@ -115,10 +119,12 @@ IMAGE_DEFAULTS: dict[str, Any] = {
         "n_masks": 8,
         "paired": True,
         "centered": True,
+        "control_variate": False,
         "normalize": True,
         "efficiency_lambda": 0.1,
         "lr": 2e-4,
         "weight_decay": 0.0,
+        "cosine": True,
         "batch_size": 128,
         "augment": True,
         "max_epochs": 40,
@@ -158,8 +164,29 @@ def defaults_for(dataset: str | None) -> dict[str, Any]:
     return IMAGE_DEFAULTS if dataset in IMAGE_DATASETS else TABULAR_DEFAULTS
 
 
-def merge_config(defaults: dict[str, Any], user: dict[str, Any], where: str = "") -> dict:
-    """Merge ``user`` over ``defaults``; unknown keys raise a ``ValueError`` naming them."""
+def merge_config(
+    defaults: dict[str, Any],
+    user: dict[str, Any],
+    where: str = "",
+    replace: tuple[str, ...] = (),
+) -> dict:
+    """Merge ``user`` over ``defaults``: the one config mechanism of runs, studies, benchmarks.
+
+    Unknown keys raise :class:`~simshap.errors.UserError` naming them and the allowed ones; a
+    mapping default only takes a mapping.
+
+    Args:
+        defaults: every allowed key with its default value (nested mappings merge key by key).
+        user: the user's values.
+        where: dotted prefix of ``user`` inside the whole config (for messages).
+        replace: dotted keys whose user mapping replaces the default wholesale (free keys, such
+            as a search space).
+
+    Returns:
+        A new dict; ``defaults`` is not modified.
+    """
+    if not isinstance(user, dict):
+        raise UserError(f"the config{' at ' + where[:-1] if where else ''} must be a mapping")
     out = copy.deepcopy(defaults)
     for key, value in user.items():
         if key not in defaults:
@@ -169,7 +196,10 @@ def merge_config(defaults: dict[str, Any], user: dict[str, Any], where: str = ""
         if isinstance(defaults[key], dict):
             if not isinstance(value, dict):
                 raise UserError(f"config key {where + key!r} must be a mapping")
-            out[key] = merge_config(defaults[key], value, f"{where}{key}.")
+            if where + key in replace:
+                out[key] = copy.deepcopy(value)
+            else:
+                out[key] = merge_config(defaults[key], value, f"{where}{key}.", replace)
         else:
             out[key] = value
     return out

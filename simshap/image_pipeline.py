@@ -1,6 +1,6 @@
 """The image end-to-end job: ResNet-18 classifier, surrogate, U-Net SimSHAP / FastSHAP, evaluation.
 
-The image counterpart of :class:`simshap.pipeline.TabularRun` (``simshap.pipeline.make_run``
+The image counterpart of :class:`simshap.pipeline.TabularRun` (``simshap.run_cli.make_run``
 returns an :class:`ImageRun` for the data sets in ``simshap.config.IMAGE_DATASETS``). Every
 stage reads its inputs from and writes its outputs to one run folder, so the stages can run as
 separate commands (``simshap fit-model`` ... ``simshap evaluate``) and resume where the last one
@@ -43,14 +43,12 @@ from simshap.data.images import CIFAR10DataModule, FashionMNISTDataModule, Image
 from simshap.errors import UserError
 from simshap.evaluation.baselines import BASELINES, attribute
 from simshap.evaluation.insertion_deletion import insertion_deletion
+from simshap.evaluation.report import environment, image_results_table, nan_stats
 from simshap.evaluation.timing import seconds_per_instance, timed
-from simshap.explainers import FastSHAP, SimSHAP
-from simshap.explainers.base import AmortizedExplainer
 from simshap.fingerprint import fingerprint
-from simshap.games.estimators import sim_semivalue_target
-from simshap.io import load_explainer, load_surrogate, save_explainer, save_surrogate
+from simshap.io import load_explainer
 from simshap.models.speedups import apply_speedups
-from simshap.run_folder import RunFolder
+from simshap.run import EXPLAINERS, Run
 from simshap.surrogate import Surrogate
 from simshap.training import fit_module, is_rank_zero
 
@@ -58,12 +56,8 @@ __all__ = [
     "EXPLAINERS",
     "METHOD_LABELS",
     "ImageRun",
-    "image_results_table",
-    "measure_target_throughput",
-    "resolve_precision",
 ]
 
-EXPLAINERS: dict[str, type[AmortizedExplainer]] = {"simshap": SimSHAP, "fastshap": FastSHAP}
 
 METHOD_LABELS: dict[str, str] = {
     "simshap": "SimSHAP",
@@ -79,22 +73,18 @@ METHOD_LABELS: dict[str, str] = {
 _NORMS = ("paper", "prob")
 
 
-def resolve_precision(precision: str | int) -> str | int:
-    """``"auto"`` -> ``"bf16-mixed"`` on a bf16-capable CUDA GPU, else ``"32-true"``."""
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
-
-
-class ImageRun(RunFolder):
+class ImageRun(Run):
     """One run folder of the image job (CIFAR-10, the CIFAR-10 subset or Fashion-MNIST).
+
+    The image hooks of :class:`~simshap.run.Run`: the ResNet-18 classifier, the 4-channel
+    surrogate on 2x2 superpixels, U-Net explainers and the insertion / deletion protocol.
 
     Args:
         out: the run folder.
         config: the merged configuration (``None``: read ``out/config.yaml``).
     """
+
+    model_file = "classifier.pt"
 
     def __init__(self, out: str | Path, config: dict[str, Any] | None = None) -> None:
         super().__init__(out, config, example_config="configs/cifar10-subset.yaml")
@@ -112,29 +102,9 @@ class ImageRun(RunFolder):
         return image_results_table(results)
 
     @property
-    def device(self) -> torch.device:
-        """Where evaluation runs: the GPU when the trainer may use one and CUDA is present."""
-        acc = self.config["trainer"]["accelerator"]
-        if acc in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-
-    @property
     def channels_last(self) -> bool:
         """Keep convolution weights (and so activations) in ``torch.channels_last``."""
         return bool(self.config["trainer"]["channels_last"])
-
-    def _trainer_kwargs(self) -> dict[str, Any]:
-        t = self.config["trainer"]
-        if torch.cuda.is_available():
-            torch.backends.cudnn.benchmark = True
-            torch.set_float32_matmul_precision("high")  # TF32 for what stays in float32
-        return {
-            "accelerator": t["accelerator"], "devices": t["devices"], "strategy": t["strategy"],
-            "num_nodes": t["num_nodes"],
-            "precision": resolve_precision(t["precision"]), "progress_bar": t["progress_bar"],
-            "max_time": t["max_time"],
-        }  # fmt: skip
 
     def datamodule(self, batch_size: int = 128, augment: bool = True) -> ImageDataModule:
         """The data set's DataModule (same seed and validation split for every stage)."""
@@ -202,7 +172,7 @@ class ImageRun(RunFolder):
         fit = fit_module(
             module, train, val, monitor="val_loss", max_epochs=m["max_epochs"],
             patience=m["patience"], out_dir=self.path("classifier_logs"), resume=not overwrite,
-            **self._trainer_kwargs(),
+            **self.trainer_kwargs(),
         )  # fmt: skip
         if not is_rank_zero():
             return {}
@@ -241,10 +211,38 @@ class ImageRun(RunFolder):
             original=original, lr=s["lr"], weight_decay=s["weight_decay"],
             masks_per_row=s["masks_per_row"], max_epochs_hint=s["max_epochs"], seed=self.seed,
         )  # fmt: skip
-        self._speed_up(module.net, compile_net=s["compile"])
+        self.speed_up(module.net, compile_net=s["compile"])
         return module
 
-    def _speed_up(self, net: nn.Module, compile_net: bool) -> None:
+    def training_surrogate(self) -> Surrogate:
+        """A fresh surrogate that distils the stored classifier on augmented batches."""
+        return self.build_surrogate(original=self.classifier())
+
+    def surrogate_loaders(self) -> tuple[DataLoader, DataLoader]:
+        """``(x, y)`` batches (augmented); the surrogate gets p from the classifier."""
+        s = self.config["surrogate"]
+        return self._loaders(s["batch_size"], self.config["data"]["augment"])
+
+    def surrogate_report(self, surrogate: Surrogate) -> dict[str, float]:
+        """Full-mask accuracy of the surrogate and its agreement with the classifier."""
+        return self.surrogate_accuracy(surrogate, self.classifier())
+
+    # ------------------------------------------------------------------ explainers
+    def explainer_net_spec(self) -> dict[str, Any]:
+        """A U-Net from images to ``(C, 16, 16)`` superpixel attributions."""
+        e = self.config["explainer"]
+        return {"kind": "unet", "in_channels": self.in_channels,
+                "num_classes": self.data_num_classes, "base_width": e["base_width"],
+                "depth": e["depth"], "superpixel_size": self.superpixel_size}  # fmt: skip
+
+    def explainer_loaders(self) -> tuple[DataLoader, DataLoader]:
+        """Training images (augmented per config) and the first validation images."""
+        e = self.config["explainer"]
+        train, _ = self._loaders(e["batch_size"], e["augment"])
+        x_val, _ = self.data.test_tensors(e["val_instances"], split="val")
+        return train, DataLoader(TensorDataset(x_val), batch_size=max(1, len(x_val)))
+
+    def speed_up(self, net: nn.Module, compile_net: bool) -> None:
         """Channels-last weights and, optionally, ``torch.compile``: on CUDA only (in place).
 
         For the surrogate's ``MaskedInput`` the inner ResNet is compiled (the masking stays
@@ -252,30 +250,6 @@ class ImageRun(RunFolder):
         On the CPU both are skipped with a one-line log (see :mod:`simshap.models.speedups`).
         """
         apply_speedups(net, self.device, self.channels_last, compile_net)
-
-    def fit_surrogate(self, overwrite: bool = False) -> dict[str, float]:
-        """Train s(x, m) with KL to the classifier's softmax on augmented batches."""
-        target = self._write_output("surrogate.pt", overwrite)
-        s = self.config["surrogate"]
-        classifier = self.classifier()
-        torch.manual_seed(self.seed)
-        module = self.build_surrogate(original=classifier)
-        train, val = self._loaders(s["batch_size"], self.config["data"]["augment"])
-        fit = fit_module(
-            module, train, val, monitor="val_kl", max_epochs=s["max_epochs"],
-            patience=s["patience"], out_dir=self.path("surrogate_logs"), resume=not overwrite,
-            **self._trainer_kwargs(),
-        )  # fmt: skip
-        if not is_rank_zero():
-            return {}
-        save_surrogate(module, target)
-        self._record_time("surrogate_train_s", fit.train_seconds)
-        return {"val_kl": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs,
-                **self.surrogate_accuracy(load_surrogate(target).to(self.device), classifier)}
-
-    def surrogate(self) -> Surrogate:
-        """The stored surrogate, in eval mode on :attr:`device`."""
-        return load_surrogate(self._require("surrogate.pt", "fit-surrogate")).to(self.device)
 
     def surrogate_accuracy(
         self, surrogate: Surrogate, classifier: ImageClassifier, n: int = 1000
@@ -290,58 +264,6 @@ class ImageRun(RunFolder):
         return {"surrogate_full_mask_accuracy": float((pred == y).float().mean()),
                 "surrogate_agreement": float((pred == orig).float().mean()),
                 "original_accuracy": float((orig == y).float().mean())}  # fmt: skip
-
-    # ------------------------------------------------------------------ explainers
-    def build_explainer(self, name: str, surrogate: Surrogate) -> AmortizedExplainer:
-        """A fresh SimSHAP or FastSHAP U-Net explainer from ``config["explainer"]``."""
-        if name not in EXPLAINERS:
-            raise UserError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
-        e = self.config["explainer"]
-        if e["val_budget"] < surrogate.num_players:
-            raise UserError(
-                f"explainer.val_budget={e['val_budget']} is below the {surrogate.num_players} "
-                "players: the KernelSHAP validation targets would be undetermined; use at least "
-                f"{surrogate.num_players} (1024-2048 for 256 superpixels)"
-            )
-        common: dict[str, Any] = dict(
-            n_masks=e["n_masks"], paired=e["paired"], lr=e["lr"], weight_decay=e["weight_decay"],
-            val_budget=e["val_budget"], max_epochs_hint=e["max_epochs"],
-            surrogate_batch_size=e["surrogate_batch_size"], seed=self.seed,
-        )
-        extra = ({"centered": e["centered"]} if name == "simshap" else
-                 {"normalize": e["normalize"], "efficiency_lambda": e["efficiency_lambda"]})
-        module = EXPLAINERS[name](
-            {"kind": "unet", "in_channels": self.in_channels,
-             "num_classes": self.data_num_classes, "base_width": e["base_width"],
-             "depth": e["depth"], "superpixel_size": self.superpixel_size},
-            surrogate, **common, **extra,
-        )  # fmt: skip
-        self._speed_up(module.net, compile_net=e["compile"])
-        return module
-
-    def fit_explainer(self, name: str, overwrite: bool = False) -> dict[str, float]:
-        """Train SimSHAP or FastSHAP against the stored (frozen) surrogate."""
-        if name not in EXPLAINERS:
-            raise UserError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
-        target = self._write_output(f"{name}.pt", overwrite)
-        e = self.config["explainer"]
-        surrogate = self.surrogate()
-        self._speed_up(surrogate.net, compile_net=self.config["surrogate"]["compile"])
-        torch.manual_seed(self.seed)
-        module = self.build_explainer(name, surrogate)
-        train, _ = self._loaders(e["batch_size"], e["augment"])
-        x_val, _ = self.data.test_tensors(e["val_instances"], split="val")
-        val = DataLoader(TensorDataset(x_val), batch_size=max(1, len(x_val)))
-        fit = fit_module(
-            module, train, val, monitor="val_l2", max_epochs=e["max_epochs"],
-            patience=e["patience"], out_dir=self.path(f"{name}_logs"), resume=not overwrite,
-            **self._trainer_kwargs(),
-        )  # fmt: skip
-        if not is_rank_zero():
-            return {}
-        save_explainer(module, target, overwrite=True)
-        self._record_time(f"{name}_train_s", fit.train_seconds)
-        return {"val_l2": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs}
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, overwrite: bool = False) -> dict[str, Any]:
@@ -387,7 +309,7 @@ class ImageRun(RunFolder):
                 )  # fmt: skip
                 suffix = "" if norm == "paper" else "_prob"
                 for kind in ("insertion", "deletion"):
-                    mean, std = _nan_stats(res[f"{kind}_auc"])
+                    mean, std = nan_stats(res[f"{kind}_auc"])
                     row[f"{kind}_auc{suffix}_mean"] = mean
                     row[f"{kind}_auc{suffix}_std"] = std
                 if norm == "paper":
@@ -398,7 +320,6 @@ class ImageRun(RunFolder):
             if name in EXPLAINERS:
                 row["train_minutes"] = timings.get(f"{name}_train_s", float("nan")) / 60.0
             methods[name] = row
-        from simshap.pipeline import environment
 
         results = {
             "dataset": self.config["dataset"],
@@ -527,126 +448,3 @@ class ImageRun(RunFolder):
 
 def _softmax(z: torch.Tensor) -> torch.Tensor:
     return z.float().softmax(-1)
-
-
-def _nan_stats(values: torch.Tensor) -> tuple[float, float]:
-    """Mean and standard deviation over the finite entries (NaN when there are none)."""
-    v = values.detach().double().cpu()
-    v = v[torch.isfinite(v)]
-    if v.numel() == 0:
-        return float("nan"), float("nan")
-    return float(v.mean()), float(v.std(unbiased=False))
-
-
-def image_results_table(results: dict[str, Any]) -> str:
-    """Markdown Table 3 (AUC mean ± std, both normalizations) and the Table 4 row."""
-
-    def ms(m: dict[str, Any], key: str) -> str:
-        return f"{m[key + '_mean']:.3f} ± {m[key + '_std']:.3f}"
-
-    methods = results["methods"]
-    n = results["n_images"]
-    lines = [
-        f"### Table 3: {results['dataset']}, {n} test images ({results['device']})",
-        "",
-        "Insertion AUC higher is better, deletion AUC lower is better; 'paper': normalized target "
-        "logit, 'prob': softmax probability of the target (the classifier's predicted class).",
-        "",
-        "| method | implementation | insertion (paper) | deletion (paper) | insertion (prob) | "
-        "deletion (prob) |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
-    ]
-    for m in methods.values():
-        used = m["used"] + (" (fallback)" if m.get("fallback_reason") else "")
-        lines.append(
-            f"| {m['label']} | {used} | {ms(m, 'insertion_auc')} | {ms(m, 'deletion_auc')} | "
-            f"{ms(m, 'insertion_auc_prob')} | {ms(m, 'deletion_auc_prob')} |"
-        )
-    names = list(methods)
-    lines += [
-        "",
-        f"### Table 4 row: inference seconds for the {n} evaluated images; training minutes",
-        "",
-        "| data set | " + " | ".join(methods[k]["label"] for k in names)
-        + " | SimSHAP train (min) | FastSHAP train (min) |",
-        "| --- | " + " | ".join("---:" for _ in names) + " | ---: | ---: |",
-        f"| {results['dataset']} | " + " | ".join(f"{methods[k]['inference_s']:.3g}" for k in names)
-        + " | " + " | ".join(
-            f"{methods[k].get('train_minutes', float('nan')):.2f}" if k in methods else "-"
-            for k in EXPLAINERS
-        ) + " |",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- throughput
-
-
-def measure_target_throughput(
-    explainer: SimSHAP,
-    x: torch.Tensor,
-    iters: int = 20,
-    warmup: int = 3,
-    bf16: bool | None = None,
-) -> dict[str, float]:
-    """Throughput of SimSHAP's target computation beside the surrogate's raw forward pass.
-
-    Target computation (one training step's worth, no gradient): draw the ``M`` paired
-    Shapley-kernel coalitions of every image, evaluate the surrogate on all ``B * (M + 2)``
-    masked images (with ∅ and N) through the game layer, and form the Sim-Semivalue target.
-    Raw forward: the surrogate's ResNet alone on the very same ``B * (M + 2)`` four-channel
-    inputs, built once beforehand. Both are reported in masked images per second.
-
-    Args:
-        explainer: a SimSHAP module holding its surrogate, on the device of ``x``.
-        x: ``(B, C, H, W)`` batch of (normalized) images.
-        iters: timed repetitions.
-        warmup: untimed repetitions first (cuDNN autotuning, compilation).
-        bf16: run under bf16 autocast (default: on CUDA).
-
-    Returns:
-        ``target_images_per_s``, ``raw_images_per_s``, ``ratio`` (target / raw),
-        ``masked_images_per_step``, ``batch_size``, ``n_masks``.
-    """
-    surrogate = explainer._require_surrogate()
-    device = x.device
-    bf16 = device.type == "cuda" if bf16 is None else bf16
-    explainer.on_fit_start()  # seeds the step's mask generator on the module's device
-    centered = explainer.hparams.centered
-
-    def target_step() -> torch.Tensor:
-        masks, values, v0, v1 = explainer.sample_values(x)
-        return sim_semivalue_target(masks, values, v0, v1, centered)
-
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        b = x.shape[0]
-        masks, *_ = explainer.sample_values(x)
-        ends = torch.zeros(b, 2, masks.shape[-1], dtype=torch.bool, device=device)
-        ends[:, 1] = True
-        flat = torch.cat([ends, masks], 1).flatten(0, 1)
-        fmask = surrogate.groups.feature_mask(flat).to(x.dtype)
-        xr = x.repeat_interleave(masks.shape[1] + 2, 0)
-        inputs = torch.cat([xr * fmask, fmask], 1)
-        if any(p.is_contiguous(memory_format=torch.channels_last) and p.ndim == 4
-               for p in surrogate.net.parameters()):  # fmt: skip
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        resnet = surrogate.net.net
-
-        def raw_step() -> torch.Tensor:
-            return resnet(inputs)
-
-        rates = {}
-        for key, fn in (("target", target_step), ("raw", raw_step)):
-            for _ in range(warmup):
-                fn()
-            _, seconds = timed(lambda fn=fn: [fn() for _ in range(iters)])
-            rates[key] = inputs.shape[0] * iters / max(seconds, 1e-12)
-    return {
-        "target_images_per_s": rates["target"],
-        "raw_images_per_s": rates["raw"],
-        "ratio": rates["target"] / rates["raw"],
-        "masked_images_per_step": float(inputs.shape[0]),
-        "batch_size": float(x.shape[0]),
-        "n_masks": float(explainer.hparams.n_masks),
-    }
-

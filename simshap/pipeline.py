@@ -16,9 +16,7 @@ Run folder::
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +25,14 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from simshap.config import IMAGE_DATASETS, load_config
 from simshap.data.tabular import TabularData, load_tabular
-from simshap.errors import ExistingOutputError, UserError
 from simshap.evaluation.metrics import attribution_errors
+from simshap.evaluation.report import environment, results_table
 from simshap.evaluation.tabular import estimators_at_budgets, ground_truth
 from simshap.evaluation.timing import seconds_per_instance, timed
-from simshap.explainers import FastSHAP, SimSHAP
 from simshap.fingerprint import fingerprint
 from simshap.games.values import MaskedModelGame
-from simshap.io import load_explainer, load_surrogate, save_explainer, save_surrogate
+from simshap.io import load_explainer
 from simshap.original import (
     fit_original_model,
     load_original_model,
@@ -44,16 +40,15 @@ from simshap.original import (
     predict_probabilities,
     save_original_model,
 )
-from simshap.run_folder import RunFolder
+from simshap.run import EXPLAINERS, Run
 from simshap.surrogate import Surrogate
-from simshap.training import EpochSampler, fit_module, is_rank_zero
+from simshap.training import EpochSampler
 
-__all__ = ["TabularRun", "make_run", "register"]
-
-EXPLAINERS = {"simshap": SimSHAP, "fastshap": FastSHAP}
+__all__ = ["EXPLAINERS", "TabularRun"]
 
 
-class TabularRun(RunFolder):
+
+class TabularRun(Run):
     """One run folder of the tabular job.
 
     Args:
@@ -80,11 +75,10 @@ class TabularRun(RunFolder):
             )
         return self._data
 
-    def _trainer_kwargs(self) -> dict[str, Any]:
-        t = self.config["trainer"]
-        return {"accelerator": t["accelerator"], "devices": t["devices"],
-                "strategy": t["strategy"], "num_nodes": t["num_nodes"],
-                "precision": t["precision"], "progress_bar": t["progress_bar"]}
+    @property
+    def device(self) -> torch.device:
+        """Tabular evaluation runs on the CPU (small networks; training may use a GPU)."""
+        return torch.device("cpu")
 
     # ------------------------------------------------------------------ stages
     def original_model(self) -> Any:
@@ -126,19 +120,22 @@ class TabularRun(RunFolder):
         acc = float((model.predict(self.data.x_test) == self.data.y_test).mean())
         return {"test_accuracy": acc, "train_s": seconds}
 
-    def fit_surrogate(self, overwrite: bool = False) -> dict[str, float]:
-        """Train the surrogate on the original model's probabilities under uniform masks."""
-        target = self._write_output("surrogate.pt", overwrite)
+    def build_surrogate(self) -> Surrogate:
+        """A fresh MLP surrogate on ``[x * m, m]``, with the fitted preprocessing."""
         s, data = self.config["surrogate"], self.data
-        torch.manual_seed(self.seed)
         d = data.n_features
-        module = Surrogate(
+        return Surrogate(
             {"kind": "mlp", "in_features": d, "num_classes": data.n_classes,
              "hidden": s["hidden"], "layers": s["layers"]},
             {"kind": "identity", "num_features": d},
             lr=s["lr"], weight_decay=s["weight_decay"], masks_per_row=s["masks_per_row"],
             max_epochs_hint=s["max_epochs"] if s["cosine"] else 0, seed=self.seed,
-        )
+            preprocessor=data.preprocessor.to_dict(),
+        )  # fmt: skip
+
+    def surrogate_loaders(self) -> tuple[DataLoader, DataLoader]:
+        """``(x, p, y)`` batches: the original model's probabilities p, precomputed."""
+        s, data = self.config["surrogate"], self.data
 
         def loader(split: str, shuffle: bool) -> DataLoader:
             x = getattr(data, f"x_{split}")
@@ -148,21 +145,7 @@ class TabularRun(RunFolder):
             sampler = EpochSampler(len(ds), self.seed) if shuffle else None
             return DataLoader(ds, batch_size=s["batch_size"], sampler=sampler)
 
-        fit = fit_module(
-            module, loader("train", True), loader("val", False), monitor="val_kl",
-            max_epochs=s["max_epochs"], patience=s["patience"],
-            out_dir=self.path("surrogate_logs"), resume=not overwrite, **self._trainer_kwargs(),
-        )
-        if not is_rank_zero():
-            return {}
-        save_surrogate(module, target)
-        self._record_time("surrogate_train_s", fit.train_seconds)
-        full = self.surrogate_accuracy(module)
-        return {"val_kl": fit.best_score, "train_s": fit.train_seconds, **full}
-
-    def surrogate(self) -> Surrogate:
-        """The stored surrogate."""
-        return load_surrogate(self._require("surrogate.pt", "fit-surrogate"))
+        return loader("train", True), loader("val", False)
 
     def surrogate_accuracy(self, surrogate: Surrogate) -> dict[str, float]:
         """Test accuracy of the surrogate with all features present and of the original model."""
@@ -176,44 +159,30 @@ class TabularRun(RunFolder):
             "original_accuracy": float((orig == y).mean()),
         }
 
-    def fit_explainer(self, name: str, overwrite: bool = False) -> dict[str, float]:
-        """Train SimSHAP or FastSHAP against the stored surrogate."""
-        if name not in EXPLAINERS:
-            raise UserError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
-        target = self._write_output(f"{name}.pt", overwrite)
+    surrogate_report = surrogate_accuracy
+
+    def explainer_net_spec(self) -> dict[str, Any]:
+        """An MLP from the d standardized features to ``(d, C)`` attributions."""
         e, data = self.config["explainer"], self.data
-        surrogate = self.surrogate()
-        torch.manual_seed(self.seed)
         d = data.n_features
-        common = dict(
-            n_masks=e["n_masks"], paired=e["paired"], lr=e["lr"], weight_decay=e["weight_decay"],
-            val_budget=e["val_budget"], seed=self.seed, feature_names=data.feature_names,
-            preprocessor=data.preprocessor.to_dict(), class_names=data.class_names,
-            max_epochs_hint=e["max_epochs"] if e["cosine"] else 0,
-        )
-        extra = ({"centered": e["centered"], "control_variate": e["control_variate"]}
-                 if name == "simshap"
-                 else {"efficiency_lambda": e["efficiency_lambda"]})
-        module = EXPLAINERS[name](
-            {"kind": "mlp", "in_features": d, "num_players": d, "num_classes": data.n_classes,
-             "hidden": e["hidden"], "layers": e["layers"]},
-            surrogate, **common, **extra,
-        )
+        return {"kind": "mlp", "in_features": d, "num_players": d, "num_classes": data.n_classes,
+                "hidden": e["hidden"], "layers": e["layers"]}  # fmt: skip
+
+    def explainer_extras(self) -> dict[str, Any]:
+        """Names and the fitted preprocessing: the explainer takes raw rows."""
+        data = self.data
+        return {"feature_names": data.feature_names, "class_names": data.class_names,
+                "preprocessor": data.preprocessor.to_dict()}  # fmt: skip
+
+    def explainer_loaders(self) -> tuple[DataLoader, DataLoader]:
+        """Standardized training rows (epoch-seeded order) and the first validation rows."""
+        e, data = self.config["explainer"], self.data
         train = DataLoader(TensorDataset(torch.as_tensor(data.x_train)),
                            batch_size=e["batch_size"],
-                           sampler=EpochSampler(len(data.x_train), self.seed))
+                           sampler=EpochSampler(len(data.x_train), self.seed))  # fmt: skip
         val = DataLoader(TensorDataset(torch.as_tensor(data.x_val[: e["val_instances"]])),
-                         batch_size=256)
-        fit = fit_module(
-            module, train, val, monitor="val_l2", max_epochs=e["max_epochs"],
-            patience=e["patience"], out_dir=self.path(f"{name}_logs"), resume=not overwrite,
-            **self._trainer_kwargs(),
-        )
-        if not is_rank_zero():
-            return {}
-        save_explainer(module, target, overwrite=True)
-        self._record_time(f"{name}_train_s", fit.train_seconds)
-        return {"val_l2": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs}
+                         batch_size=256)  # fmt: skip
+        return train, val
 
     def evaluate(self, overwrite: bool = False) -> dict[str, Any]:
         """Ground truth, l1/l2 of every method at matched budgets, timings, table and plots."""
@@ -314,146 +283,3 @@ class TabularRun(RunFolder):
             plot(exp, show=False)
             plt.gcf().savefig(self.path(f"simshap_{kind}.png"), dpi=120, bbox_inches="tight")
             plt.close("all")
-
-
-def environment() -> dict[str, Any]:
-    """Versions and device of this run."""
-    import lightning
-    import shap
-    import sklearn
-
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor()
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
-        "shap": shap.__version__,
-        "sklearn": sklearn.__version__,
-        "device": device or platform.machine(),
-        "platform": platform.platform(),
-    }
-
-
-def results_table(results: dict[str, Any]) -> str:
-    """Markdown table of ``results.json``'s methods (sorted by l2)."""
-    gt = results["ground_truth"]
-    lines = [
-        f"## {results['dataset']} ({results['n_features']} features)",
-        "",
-        f"Ground truth: {gt['method']}, threshold {gt['threshold']}, {gt['n_instances']} test "
-        f"instances, {gt['seconds_per_instance']:.3g} s per instance.",
-        "",
-        "| method | l1 | l2 | evaluations | inference s / instance | train s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    rows = sorted(results["methods"].items(), key=lambda kv: kv[1]["l2"])
-    for name, m in rows:
-        evals = m.get("n_evals", "1 forward")
-        train = f"{m['train_s']:.1f}" if "train_s" in m else ""
-        lines.append(
-            f"| {name} | {m['l1']:.4f} | {m['l2']:.4f} | {evals} | "
-            f"{m['inference_s_per_instance']:.3g} | {train} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def make_run(out: str | Path, config: dict[str, Any] | None = None) -> Any:
-    """The run object for a config: ``TabularRun`` or, for image data sets, ``ImageRun``."""
-    if config is None:
-        cfg_path = Path(out) / "config.yaml"
-        config = load_config(cfg_path) if cfg_path.is_file() else None
-    if config is not None and config["dataset"] in IMAGE_DATASETS:
-        from simshap.image_pipeline import ImageRun
-
-        return ImageRun(out, config)
-    return TabularRun(out, config)
-
-
-def _run_for(args: argparse.Namespace, new: bool) -> Any:
-    if args.config is not None:
-        cfg = load_config(args.config)
-        run = make_run(args.out, cfg)
-        if new or not run.path("config.yaml").exists():
-            if run.start(overwrite=args.overwrite):
-                print(f"[simshap] resuming {run.out} (same config)", flush=True)
-        elif load_config(run.path("config.yaml")) != cfg:
-            raise ExistingOutputError(
-                f"{run.out} was started with another config; pass --overwrite with `run` to "
-                "start over, or omit the config to resume it"
-            )
-        return run
-    return make_run(args.out)
-
-
-# (stage, its output file) in order; `run` skips stages whose output exists (resume)
-def _stages(run: Any) -> list[tuple[str, str, Any]]:
-    model_file = "classifier.pt" if hasattr(run, "classifier") else "model.txt"
-    stages: list[tuple[str, str, Any]] = [
-        ("original model", model_file, run.fit_model),
-        ("surrogate", "surrogate.pt", run.fit_surrogate),
-    ]
-    for name in EXPLAINERS:
-        stages.append((name, f"{name}.pt", lambda n=name: run.fit_explainer(n)))
-    return stages
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    run = _run_for(args, new=True)
-    for label, output, fit in _stages(run):
-        if run.done(output):
-            print(f"[simshap] {label}: {run.path(output)} exists, kept", flush=True)
-        else:
-            print(f"[simshap] {label}: {fit()}", flush=True)
-    if not is_rank_zero():
-        return 0
-    if run.done("results.json"):  # a finished run: show its results again
-        results = json.loads(run.path("results.json").read_text())
-    else:
-        results = run.evaluate()
-    print(run.table(results))
-    print(f"[simshap] results in {run.out}/results.json")
-    return 0
-
-
-def _cmd_stage(args: argparse.Namespace) -> int:
-    run = _run_for(args, new=False)
-    if args.command == "fit-model":
-        print(run.fit_model(overwrite=args.overwrite))
-    elif args.command == "fit-surrogate":
-        print(run.fit_surrogate(overwrite=args.overwrite))
-    elif args.command == "fit-explainer":
-        for name in args.explainer:
-            print(name, run.fit_explainer(name, overwrite=args.overwrite))
-    else:
-        print(run.table(run.evaluate(overwrite=args.overwrite)))
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """Add ``run``, ``fit-model``, ``fit-surrogate``, ``fit-explainer``, ``evaluate``."""
-    p = subparsers.add_parser(
-        "run", help="train model, surrogate, SimSHAP and FastSHAP, then evaluate"
-    )
-    p.add_argument("config", help="YAML config, e.g. configs/breast_cancer.yaml")
-    p.add_argument("--out", required=True, help="run folder (must not exist, or --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.set_defaults(func=_cmd_run)
-    helps = {
-        "fit-model": "train the original model (LightGBM, or ResNet-18 for images)",
-        "fit-surrogate": "train the surrogate s(x, m) on the stored model",
-        "fit-explainer": "train SimSHAP and/or FastSHAP on the stored surrogate",
-        "evaluate": "ground truth, errors at matched budgets, timings, table and plots",
-    }
-    for name, text in helps.items():
-        sp = subparsers.add_parser(name, help=text)
-        sp.add_argument("config", nargs="?", help="YAML config (only to start a new run)")
-        sp.add_argument("--out", required=True, help="run folder")
-        sp.add_argument("--overwrite", action="store_true", help="recompute this stage")
-        if name == "fit-explainer":
-            sp.add_argument("--explainer", nargs="+", default=list(EXPLAINERS),
-                            choices=list(EXPLAINERS))
-        sp.set_defaults(func=_cmd_stage)
-

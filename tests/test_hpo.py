@@ -281,10 +281,10 @@ def test_cli_refuses_existing_out_and_bad_keys(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("datasets: [iris]\nn_confgs: 3\n")
     assert main(["hpi", str(bad), "--out", str(tmp_path / "x")]) == 2
-    assert "unknown config keys ['n_confgs']" in capsys.readouterr().err
+    assert "unknown config key 'n_confgs'" in capsys.readouterr().err
     bad.write_text("downstream: {trials: 3}\n")
     assert main(["hpi", str(bad), "--out", str(tmp_path / "x")]) == 2
-    assert "under 'downstream'" in capsys.readouterr().err
+    assert "unknown config key 'downstream.trials'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -12,14 +12,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from simshap.cli import main as cli_main
 from simshap.config import IMAGE_DEFAULTS, load_config
 from simshap.evaluation.baselines import BASELINES
-from simshap.image_pipeline import (
-    EXPLAINERS,
-    ImageRun,
-    image_results_table,
-    measure_target_throughput,
-    resolve_precision,
-)
-from simshap.pipeline import make_run
+from simshap.evaluation.report import image_results_table
+from simshap.evaluation.throughput import measure_target_throughput
+from simshap.image_pipeline import EXPLAINERS, ImageRun
+from simshap.run import resolve_precision
+from simshap.run_cli import make_run
 from simshap.training import fit_module
 
 SUBSET = "cifar10-subset.npz"

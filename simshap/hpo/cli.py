@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
+
+from simshap.errors import ExistingOutputError, MissingFileError, UserError
 
 __all__ = ["register", "run"]
 
@@ -25,34 +26,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the subcommand; returns the exit status (2 on a usage or config error)."""
+    """Run the subcommand; user mistakes raise :class:`~simshap.errors.UserError` (exit 2)."""
     import yaml
 
     from simshap.hpo.study import run_study, validate_config
 
     if not args.config.is_file():
-        print(f"error: config file {args.config} does not exist", file=sys.stderr)
-        return 2
+        raise MissingFileError(f"config file {args.config} does not exist")
     try:
         raw = yaml.safe_load(args.config.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ValueError("the config must be a YAML mapping of keys to values")
+    except yaml.YAMLError as err:
+        raise UserError(f"{args.config} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{args.config}: the config must be a YAML mapping of keys to values")
+    try:
         cfg = validate_config(raw)
-    except (ValueError, yaml.YAMLError) as err:
-        print(f"error: {args.config}: {err}", file=sys.stderr)
-        return 2
+    except UserError:
+        raise
+    except ValueError as err:  # a bad value found by the space or study checks
+        raise UserError(f"{args.config}: {err}") from None
     if args.out.exists():
         if not args.overwrite:
-            print(
-                f"error: output folder {args.out} already exists; pass --overwrite to replace "
-                "it or choose another --out",
-                file=sys.stderr,
+            raise ExistingOutputError(
+                f"output folder {args.out} already exists; pass --overwrite to replace it or "
+                "choose another --out"
             )
-            return 2
         shutil.rmtree(args.out)
-    try:
-        run_study(cfg, args.out)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    run_study(cfg, args.out)
     return 0

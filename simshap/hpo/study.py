@@ -9,7 +9,6 @@ all hyperparameters against random search on the top-k by main effect (anytime b
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from simshap.config import merge_config
 from simshap.games.interactions import ExactInteractionComputer, InteractionValues
 from simshap.hpo.games import (
     AblationGame,
@@ -69,7 +69,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "space": LIGHTGBM_SPACE,
 }
 
-_NESTED = ("optimizer_bias", "downstream")
 _EMBEDDED = ("breast_cancer", "wine", "iris", "digits")
 
 
@@ -79,23 +78,7 @@ def validate_config(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     Raises:
         ValueError: an unknown key (the message lists the allowed ones) or a bad value.
     """
-    raw = dict(raw or {})
-    cfg = copy.deepcopy(DEFAULT_CONFIG)
-    unknown = set(raw) - set(cfg)
-    if unknown:
-        raise ValueError(f"unknown config keys {sorted(unknown)}; allowed keys: {sorted(cfg)}")
-    for key in _NESTED:
-        if key in raw:
-            sub = dict(raw.pop(key) or {})
-            bad = set(sub) - set(cfg[key])
-            if bad:
-                raise ValueError(
-                    f"unknown keys {sorted(bad)} under '{key}'; allowed: {sorted(cfg[key])}"
-                )
-            cfg[key].update(sub)
-    if "space" in raw:
-        cfg["space"] = dict(raw.pop("space"))
-    cfg.update(raw)
+    cfg = merge_config(DEFAULT_CONFIG, dict(raw or {}), replace=("space",))
     ConfigSpace.from_dict(cfg["space"])  # validates the space
     if not cfg["datasets"]:
         raise ValueError("'datasets' must name at least one data set")

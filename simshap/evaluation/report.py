@@ -1,0 +1,107 @@
+"""Reports of a run: the environment it ran in and the markdown tables of its results."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import torch
+
+__all__ = ["environment", "image_results_table", "nan_stats", "results_table"]
+
+# the amortized explainers, in table order
+AMORTIZED = ("simshap", "fastshap")
+
+
+def environment() -> dict[str, Any]:
+    """Versions and device of this run."""
+    import lightning
+    import shap
+    import sklearn
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor()
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "shap": shap.__version__,
+        "sklearn": sklearn.__version__,
+        "device": device or platform.machine(),
+        "platform": platform.platform(),
+    }
+
+
+def results_table(results: dict[str, Any]) -> str:
+    """Markdown table of ``results.json``'s methods (sorted by l2)."""
+    gt = results["ground_truth"]
+    lines = [
+        f"## {results['dataset']} ({results['n_features']} features)",
+        "",
+        f"Ground truth: {gt['method']}, threshold {gt['threshold']}, {gt['n_instances']} test "
+        f"instances, {gt['seconds_per_instance']:.3g} s per instance.",
+        "",
+        "| method | l1 | l2 | evaluations | inference s / instance | train s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    rows = sorted(results["methods"].items(), key=lambda kv: kv[1]["l2"])
+    for name, m in rows:
+        evals = m.get("n_evals", "1 forward")
+        train = f"{m['train_s']:.1f}" if "train_s" in m else ""
+        lines.append(
+            f"| {name} | {m['l1']:.4f} | {m['l2']:.4f} | {evals} | "
+            f"{m['inference_s_per_instance']:.3g} | {train} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def nan_stats(values: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation over the finite entries (NaN when there are none)."""
+    v = values.detach().double().cpu()
+    v = v[torch.isfinite(v)]
+    if v.numel() == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(unbiased=False))
+
+
+def image_results_table(results: dict[str, Any]) -> str:
+    """Markdown Table 3 (AUC mean ± std, both normalizations) and the Table 4 row."""
+
+    def ms(m: dict[str, Any], key: str) -> str:
+        return f"{m[key + '_mean']:.3f} ± {m[key + '_std']:.3f}"
+
+    methods = results["methods"]
+    n = results["n_images"]
+    lines = [
+        f"### Table 3: {results['dataset']}, {n} test images ({results['device']})",
+        "",
+        "Insertion AUC higher is better, deletion AUC lower is better; 'paper': normalized target "
+        "logit, 'prob': softmax probability of the target (the classifier's predicted class).",
+        "",
+        "| method | implementation | insertion (paper) | deletion (paper) | insertion (prob) | "
+        "deletion (prob) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for m in methods.values():
+        used = m["used"] + (" (fallback)" if m.get("fallback_reason") else "")
+        lines.append(
+            f"| {m['label']} | {used} | {ms(m, 'insertion_auc')} | {ms(m, 'deletion_auc')} | "
+            f"{ms(m, 'insertion_auc_prob')} | {ms(m, 'deletion_auc_prob')} |"
+        )
+    names = list(methods)
+    lines += [
+        "",
+        f"### Table 4 row: inference seconds for the {n} evaluated images; training minutes",
+        "",
+        "| data set | " + " | ".join(methods[k]["label"] for k in names)
+        + " | SimSHAP train (min) | FastSHAP train (min) |",
+        "| --- | " + " | ".join("---:" for _ in names) + " | ---: | ---: |",
+        f"| {results['dataset']} | " + " | ".join(f"{methods[k]['inference_s']:.3g}" for k in names)
+        + " | " + " | ".join(
+            f"{methods[k].get('train_minutes', float('nan')):.2f}" if k in methods else "-"
+            for k in AMORTIZED
+        ) + " |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- throughput

@@ -1,0 +1,184 @@
+"""One run of the end-to-end job, whatever the modality: model, surrogate, explainers, evaluation.
+
+:class:`Run` owns the stages that do not depend on the data: training the surrogate and the
+explainers (Lightning, resumable from ``last.ckpt``, rank-0 writes under DDP), the explainer
+options (every option works for tabular and image runs alike), the trainer settings and the
+stage bookkeeping of the run folder. A modality subclass (``TabularRun`` in
+:mod:`simshap.pipeline`, ``ImageRun`` in :mod:`simshap.image_pipeline`) supplies what does:
+the data, the original model, the network specs, the loaders and the evaluation protocol.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from simshap.errors import UserError
+from simshap.explainers import FastSHAP, SimSHAP
+from simshap.explainers.base import AmortizedExplainer
+from simshap.io import load_surrogate, save_explainer, save_surrogate
+from simshap.run_folder import RunFolder
+from simshap.surrogate import Surrogate
+from simshap.training import fit_module, is_rank_zero
+
+__all__ = ["EXPLAINERS", "Run", "resolve_precision"]
+
+EXPLAINERS: dict[str, type[AmortizedExplainer]] = {"simshap": SimSHAP, "fastshap": FastSHAP}
+
+
+def resolve_precision(precision: str | int) -> str | int:
+    """``"auto"`` -> ``"bf16-mixed"`` on a bf16-capable CUDA GPU, else ``"32-true"``."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+class Run(RunFolder):
+    """The stages every modality shares; subclasses fill in the modality hooks."""
+
+    #: file the original-model stage writes
+    model_file = "model.txt"
+
+    # ------------------------------------------------------------------ modality hooks
+    @abstractmethod
+    def fit_model(self, overwrite: bool = False) -> dict[str, Any]:
+        """Train (or check) the original model and store it as :attr:`model_file`."""
+
+    @abstractmethod
+    def evaluate(self, overwrite: bool = False) -> dict[str, Any]:
+        """The modality's evaluation protocol; writes ``results.json``."""
+
+    @staticmethod
+    @abstractmethod
+    def table(results: dict[str, Any]) -> str:
+        """Markdown table of a results dict."""
+
+    @abstractmethod
+    def build_surrogate(self) -> Surrogate:
+        """A fresh surrogate (network and player specs from the config)."""
+
+    @abstractmethod
+    def surrogate_loaders(self) -> tuple[DataLoader, DataLoader]:
+        """Training and validation batches for the surrogate."""
+
+    @abstractmethod
+    def surrogate_report(self, surrogate: Surrogate) -> dict[str, float]:
+        """Accuracy figures of a trained surrogate."""
+
+    @abstractmethod
+    def explainer_net_spec(self) -> dict[str, Any]:
+        """Spec of the explainer network (MLP or U-Net)."""
+
+    @abstractmethod
+    def explainer_loaders(self) -> tuple[DataLoader, DataLoader]:
+        """Training and validation batches for the explainers."""
+
+    def explainer_extras(self) -> dict[str, Any]:
+        """Extra explainer arguments (tabular: names and the fitted preprocessing)."""
+        return {}
+
+    def speed_up(self, net: torch.nn.Module, compile_net: bool) -> None:  # noqa: B027
+        """GPU speed-ups for a network (images only; a no-op by default)."""
+
+    def training_surrogate(self) -> Surrogate:
+        """The fresh surrogate that :meth:`fit_surrogate` trains (images attach the classifier)."""
+        return self.build_surrogate()
+
+    # ------------------------------------------------------------------ shared settings
+    @property
+    def device(self) -> torch.device:
+        """Where evaluation runs: the GPU when the trainer may use one and CUDA is present."""
+        acc = self.config["trainer"]["accelerator"]
+        if acc in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """Lightning settings of every training stage (``config["trainer"]``)."""
+        t = self.config["trainer"]
+        if torch.cuda.is_available():
+            torch.backends.cudnn.benchmark = True
+            torch.set_float32_matmul_precision("high")  # TF32 for what stays in float32
+        return {
+            "accelerator": t["accelerator"], "devices": t["devices"], "strategy": t["strategy"],
+            "num_nodes": t["num_nodes"], "precision": resolve_precision(t["precision"]),
+            "progress_bar": t["progress_bar"], "max_time": t["max_time"],
+        }  # fmt: skip
+
+    _trainer_kwargs = trainer_kwargs  # older name
+
+    # ------------------------------------------------------------------ surrogate
+    def fit_surrogate(self, overwrite: bool = False) -> dict[str, Any]:
+        """Train the surrogate s(x, m) with KL to the original model under uniform masks."""
+        target = self._write_output("surrogate.pt", overwrite)
+        s = self.config["surrogate"]
+        train, val = self.surrogate_loaders()
+        torch.manual_seed(self.seed)
+        module = self.training_surrogate()
+        fit = fit_module(
+            module, train, val, monitor="val_kl", max_epochs=s["max_epochs"],
+            patience=s["patience"], out_dir=self.path("surrogate_logs"), resume=not overwrite,
+            **self.trainer_kwargs(),
+        )  # fmt: skip
+        if not is_rank_zero():
+            return {}
+        save_surrogate(module, target)
+        self._record_time("surrogate_train_s", fit.train_seconds)
+        return {"val_kl": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs,
+                **self.surrogate_report(self.surrogate())}  # fmt: skip
+
+    def surrogate(self) -> Surrogate:
+        """The stored surrogate, in eval mode on :attr:`device`."""
+        return load_surrogate(self._require("surrogate.pt", "fit-surrogate")).to(self.device)
+
+    # ------------------------------------------------------------------ explainers
+    def build_explainer(self, name: str, surrogate: Surrogate) -> AmortizedExplainer:
+        """A fresh SimSHAP or FastSHAP explainer; every option applies to every modality."""
+        if name not in EXPLAINERS:
+            raise UserError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
+        e = self.config["explainer"]
+        if e["val_budget"] < surrogate.num_players:
+            raise UserError(
+                f"explainer.val_budget={e['val_budget']} is below the {surrogate.num_players} "
+                "players: the KernelSHAP validation targets would be undetermined; use at least "
+                f"{surrogate.num_players} (1024-2048 for 256 superpixels)"
+            )
+        common: dict[str, Any] = dict(
+            n_masks=e["n_masks"], paired=e["paired"], lr=e["lr"], weight_decay=e["weight_decay"],
+            val_budget=e["val_budget"], max_epochs_hint=e["max_epochs"] if e["cosine"] else 0,
+            surrogate_batch_size=e["surrogate_batch_size"], seed=self.seed,
+            **self.explainer_extras(),
+        )  # fmt: skip
+        extra = ({"centered": e["centered"], "control_variate": e["control_variate"]}
+                 if name == "simshap" else
+                 {"normalize": e["normalize"], "efficiency_lambda": e["efficiency_lambda"]})
+        module = EXPLAINERS[name](self.explainer_net_spec(), surrogate, **common, **extra)
+        self.speed_up(module.net, compile_net=e["compile"])
+        return module
+
+    def fit_explainer(self, name: str, overwrite: bool = False) -> dict[str, Any]:
+        """Train SimSHAP or FastSHAP against the stored (frozen) surrogate."""
+        if name not in EXPLAINERS:
+            raise UserError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
+        target = self._write_output(f"{name}.pt", overwrite)
+        e = self.config["explainer"]
+        surrogate = self.surrogate()
+        self.speed_up(surrogate.net, compile_net=self.config["surrogate"]["compile"])
+        train, val = self.explainer_loaders()
+        torch.manual_seed(self.seed)
+        module = self.build_explainer(name, surrogate)
+        fit = fit_module(
+            module, train, val, monitor="val_l2", max_epochs=e["max_epochs"],
+            patience=e["patience"], out_dir=self.path(f"{name}_logs"), resume=not overwrite,
+            **self.trainer_kwargs(),
+        )  # fmt: skip
+        if not is_rank_zero():
+            return {}
+        save_explainer(module, target, overwrite=True)
+        self._record_time(f"{name}_train_s", fit.train_seconds)
+        return {"val_l2": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs}
