@@ -15,8 +15,13 @@ from simshap import __version__
 from simshap.errors import UserError
 
 # modules that define ``register(subparsers)``; each adds its own subcommands
-COMMAND_MODULES: tuple[str, ...] = ("simshap.pipeline", "simshap.hpo.cli", "simshap.causal.cli",
-                                     "simshap.interactions.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "simshap.run_cli",
+    "simshap.serve_cli",
+    "simshap.hpo.cli",
+    "simshap.causal.cli",
+    "simshap.interactions.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -298,6 +298,22 @@ class AmortizedExplainer(MaskGeneratorState, pl.LightningModule):
             values=phi, base_values=np.array(base), data=data, feature_names=names
         )
 
+    def export(self, path: str | os.PathLike[str], format: str = "onnx",  # noqa: A002
+               overwrite: bool = False) -> Any:
+        """Export as one ONNX or TorchScript graph: raw rows in, values out (:mod:`simshap.export`).
+
+        Args:
+            path: the file to write.
+            format: ``"onnx"`` or ``"torchscript"``.
+            overwrite: replace an existing file.
+
+        Returns:
+            The path written.
+        """
+        from simshap.export import export_explainer  # the layer above; imported when used
+
+        return export_explainer(self, path, format, overwrite)
+
     # ------------------------------------------------------------------ bring your own data
     @classmethod
     def fit(

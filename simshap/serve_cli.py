@@ -1,0 +1,149 @@
+"""Production commands: ``simshap export``, ``simshap serve``, ``simshap explain``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from simshap.errors import ExistingOutputError, MissingFileError, UserError
+
+__all__ = ["explain_file", "register"]
+
+
+def _iter_chunks(path: Path, chunk_rows: int) -> Any:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        import pandas as pd
+
+        yield from pd.read_csv(path, chunksize=chunk_rows)
+    elif suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas()
+    else:
+        raise UserError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+
+
+def explain_file(
+    model: str | Path,
+    data: str | Path,
+    out: str | Path,
+    target: int | None = None,
+    chunk_rows: int = 65536,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> int:
+    """Explain every row of a CSV / Parquet file into a Parquet file, chunk by chunk.
+
+    Memory stays bounded by ``chunk_rows``. Columns of the output: ``<feature>`` for one
+    ``target`` class, else ``<feature>__<class>`` for every class.
+
+    Args:
+        model: the explainer file.
+        data: raw rows with the explainer's feature columns (extra columns are an error).
+        out: the Parquet file to write.
+        target: keep one class.
+        chunk_rows: rows per chunk.
+        overwrite: replace an existing ``out``.
+        progress: show a progress bar.
+
+    Returns:
+        The number of rows explained.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
+    from simshap.io import load_explainer
+
+    data, out = Path(data), Path(out)
+    if not data.is_file():
+        raise MissingFileError(f"data file {data} not found")
+    if out.exists() and not overwrite:
+        raise ExistingOutputError(f"{out} exists; pass --overwrite to replace it")
+    explainer = load_explainer(model)
+    if explainer.preprocessor is None:
+        raise UserError(f"{model} holds no preprocessing: only tabular explainers explain files")
+    names = explainer.preprocessor.feature_names
+    classes = explainer.hparams.class_names or [
+        str(i) for i in range(explainer.net.spec["num_classes"])]
+    if target is not None and not 0 <= target < len(classes):
+        raise UserError(f"--target must lie in 0..{len(classes) - 1}")
+    columns = names if target is not None else [f"{f}__{c}" for f in names for c in classes]
+    tmp = out.with_name(out.name + ".partial")
+    writer, rows = None, 0
+    bar = tqdm(unit=" rows", disable=not progress)
+    try:
+        for frame in _iter_chunks(data, chunk_rows):
+            values = explainer.explain(frame).cpu().numpy()
+            values = values[..., target] if target is not None else values.reshape(len(frame), -1)
+            table = pa.table({c: values[:, j] for j, c in enumerate(columns)})
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+            rows += len(frame)
+            bar.update(len(frame))
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    tmp.replace(out)
+    return rows
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from simshap.export import export_explainer
+    from simshap.io import load_explainer
+
+    path = export_explainer(load_explainer(args.model), args.out, args.format, args.overwrite)
+    print(f"[simshap] {args.format} graph written to {path}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from simshap.serve import build_server
+
+    if not Path(args.model).is_file():
+        raise MissingFileError(f"no explainer file at {args.model}")
+    server = build_server(args.model, args.max_batch_size, args.batch_timeout, args.max_rows,
+                          args.max_body_bytes)  # fmt: skip
+    server.run(host=args.host, port=args.port, generate_client_file=False, log_level="warning")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    n = explain_file(args.model, args.data, args.out, args.target, args.chunk_rows,
+                     args.overwrite)  # fmt: skip
+    print(f"[simshap] {n} rows explained into {args.out}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``export``, ``serve`` and ``explain``."""
+    p = subparsers.add_parser("export", help="export an explainer as ONNX or TorchScript")
+    p.add_argument("model", help="explainer file (e.g. runs/census/simshap.pt)")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--out", required=True, help="file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_cmd_export)
+    p = subparsers.add_parser("serve", help="serve an explainer over HTTP (LitServe, batching)")
+    p.add_argument("model", help="explainer file")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-batch-size", type=int, default=16,
+                   help="concurrent requests merged into one forward pass")
+    p.add_argument("--batch-timeout", type=float, default=2.0,
+                   help="milliseconds to wait while filling a batch")
+    p.add_argument("--max-rows", type=int, default=1024, help="rows per request at most")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body limit")
+    p.set_defaults(func=_cmd_serve)
+    p = subparsers.add_parser("explain", help="explain a CSV / Parquet file into Parquet")
+    p.add_argument("model", help="explainer file")
+    p.add_argument("data", help="rows to explain (.csv or .parquet)")
+    p.add_argument("--out", required=True, help="Parquet file to write")
+    p.add_argument("--target", type=int, default=None, help="keep one class")
+    p.add_argument("--chunk-rows", type=int, default=65536, help="rows per chunk")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_cmd_explain)
