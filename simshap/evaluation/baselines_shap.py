@@ -108,7 +108,8 @@ def kernelshap(
         np.random.set_state(np_state)
     values = torch.as_tensor(np.stack(out), dtype=images.dtype, device=images.device)
     return baseline_result(values.view(-1, *players.grid), tgt, "shap.KernelExplainer",
-                           n_evals=budget, base_values=torch.tensor(base_values),
+                           n_evals=min(budget, 2**d) if d < 63 else budget,
+                           base_values=torch.tensor(base_values),
                            name="kernelshap")  # fmt: skip
 
 
