@@ -212,7 +212,7 @@ def markdown(name: str, s: dict[str, Any], command: str) -> str:
                   if v["ci"][1] < 0]
         total = sum(len(r) for r in s["shapley_minus_gradient"].values())
         lines.append(
-            f"- Shapley minus gradient-method Pearson (paired bootstrap): CI above 0 in "
+            f"- Shapley minus gradient-method Pearson (paired half-samples): CI above 0 in "
             f"{len(wins)} of {total} bucket/method pairs, below 0 in {len(losses)}"
         )
     return "\n".join(lines)

@@ -266,7 +266,8 @@ def analyze(
             for key, val in point[m].items():
                 draws = np.array([b[m][key] for b in boots], dtype=np.float64)
                 draws = draws[np.isfinite(draws)]
-                interval = centered_interval(val, draws, ci)
+                bound = 2.0 if key.startswith("mediated") else 1.0
+                interval = centered_interval(val, draws, ci, bound)
                 stats[m][key] = {"value": val, "ci": interval}
         draw_keys = ("total_pearson", "total_spearman", "mediated_pearson")
         draws_out = {m: {k: [float(b[m][k]) for b in boots] for k in draw_keys} for m in methods}
@@ -285,7 +286,9 @@ def analyze(
     return {"methods": methods, "buckets": out, "n_bootstrap": n_bootstrap, "ci": ci}
 
 
-def centered_interval(point: float, draws: Sequence[float], ci: float = 0.95) -> list[float]:
+def centered_interval(
+    point: float, draws: Sequence[float], ci: float = 0.95, bound: float = 1.0
+) -> list[float]:
     """Half-sampling interval: the spread of the half-sample statistics, centered on θ̂.
 
     [θ̂ + q_lo − med, θ̂ + q_hi − med] with q the quantiles and med the median of the statistic
@@ -296,7 +299,8 @@ def centered_interval(point: float, draws: Sequence[float], ci: float = 0.95) ->
     alike) and biases the resampled correlations upward. Half-samples have no duplicates, and a
     statistic over n/2 of n models varies about as much as the statistic over n models varies
     between samples (the delete-d jackknife with d = n/2); the shift that smaller groups cause is
-    removed by centering on the median.
+    removed by centering on the median. ``bound`` clips the interval to [-bound, bound]
+    (1 for correlations, 2 for differences of correlations).
     """
     d = np.asarray(draws, dtype=np.float64)
     d = d[np.isfinite(d)]
@@ -305,7 +309,7 @@ def centered_interval(point: float, draws: Sequence[float], ci: float = 0.95) ->
     alpha = (1 - ci) / 2
     med = float(np.median(d))
     lo, hi = point + np.quantile(d, alpha) - med, point + np.quantile(d, 1 - alpha) - med
-    return [float(np.clip(lo, -1.0, 1.0)), float(np.clip(hi, -1.0, 1.0))]
+    return [float(np.clip(lo, -bound, bound)), float(np.clip(hi, -bound, bound))]
 
 
 def _corr_table(ites: Mapping[str, torch.Tensor], methods: Sequence[str]) -> dict[str, Any]:
