@@ -1,0 +1,269 @@
+"""Serving benchmark on census: HTTP latency under load, ONNX vs eager, file throughput.
+
+    python benchmarks/serving.py [--seconds 20] [--data-dir ../shared/data]
+
+1. Trains a SimSHAP and a FastSHAP explainer on census (the census config's network sizes, a
+   short schedule: accuracy does not change latency) and saves them.
+2. Serves each with ``simshap serve`` (LitServe, dynamic batching) on loopback, plus, as the
+   anchor, an endpoint that runs paired KernelSHAP on the same surrogate per request (what
+   users do without an amortized explainer), and drives each with a bounded httpx async load
+   generator at concurrency 1, 16 and 64 for ``--seconds`` each: single-row requests,
+   p50 / p95 / p99 latency and throughput.
+3. Times single-row ONNX Runtime against the eager PyTorch graph in-process.
+4. Explains 1,000,000 census-shaped rows from a CSV file into Parquet (``simshap explain``'s
+   code path) and reports rows per second.
+
+Writes ``benchmarks/results/serving.json`` and the "Serving" section of RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _report import machine, write_section  # noqa: E402
+
+from simshap.data.tabular import load_raw  # noqa: E402
+from simshap.explainers import FastSHAP, SimSHAP  # noqa: E402
+from simshap.games import kernel_shap  # noqa: E402
+from simshap.games.values import MaskedModelGame  # noqa: E402
+from simshap.io import save_explainer  # noqa: E402
+from simshap.original import fit_original_model, predict_probabilities  # noqa: E402
+from simshap.serve import ExplainAPI  # noqa: E402
+from simshap.serve_cli import explain_file  # noqa: E402
+from simshap.surrogate import Surrogate  # noqa: E402
+
+RESULTS_JSON = ROOT / "benchmarks" / "results" / "serving.json"
+RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
+KERNEL_BUDGET = 2048
+
+
+def train(folder: Path, data_dir: str | None) -> tuple[dict[str, Path], np.ndarray]:
+    """Census explainers with the census config's sizes and a short schedule."""
+    from simshap.data.tabular import load_tabular
+
+    data = load_tabular("census", data_dir=data_dir, seed=0)
+    lgbm = fit_original_model(data, seed=0, max_rounds=300)
+    frame = load_raw("census", data_dir)[0]
+    rows = frame.to_numpy()
+
+    def proba(x: np.ndarray) -> np.ndarray:  # the LightGBM sees standardized features
+        return predict_probabilities(lgbm, data.standardize(np.asarray(x, dtype=np.float64)))
+
+    x_train, x_val = data.raw_train, data.raw_val
+    surrogate = Surrogate.fit(proba, x_train, x_val, hidden=512, layers=4, max_epochs=2,
+                              batch_size=256)  # fmt: skip
+    paths = {}
+    for cls in (SimSHAP, FastSHAP):
+        explainer = cls.fit(surrogate, x_train[:4000], x_val[:256], hidden=512, layers=3,
+                            max_epochs=1, val_budget=256)  # fmt: skip
+        paths[cls.__name__.lower()] = folder / f"{cls.__name__.lower()}.pt"
+        save_explainer(explainer, paths[cls.__name__.lower()], overwrite=True)
+    return paths, rows
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(model: Path, kernel: bool = False) -> tuple[subprocess.Popen, str]:
+    """Start a server on a free loopback port; wait until /health answers."""
+    port = _port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("SIMSHAP_API_TOKEN", None)
+    if kernel:
+        cmd = [sys.executable, __file__, "--kernel-server", str(model), "--port", str(port)]
+    else:
+        cmd = [sys.executable, "-m", "simshap.cli", "serve", str(model), "--port", str(port),
+               "--max-batch-size", "64", "--batch-timeout", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/health", timeout=2).text == "ok":
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(1)
+    proc.kill()
+    raise RuntimeError(f"server for {model} did not start")
+
+
+async def load(base: str, rows: np.ndarray, concurrency: int, seconds: float) -> dict:
+    """``concurrency`` clients posting one row each, back to back, for ``seconds``."""
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+
+        async def worker(k: int) -> None:
+            nonlocal errors
+            i = k
+            while time.perf_counter() < stop:
+                body = {"instances": [rows[i % len(rows)].tolist()]}
+                t0 = time.perf_counter()
+                r = await client.post("/explain", json=body)
+                latencies.append(time.perf_counter() - t0)
+                errors += r.status_code != 200
+                i += concurrency
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        wall = time.perf_counter() - t0
+    lat = np.array(latencies) * 1000.0
+    return {"concurrency": concurrency, "requests": len(lat), "errors": int(errors),
+            "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
+            "p99_ms": float(np.percentile(lat, 99)), "throughput_rps": len(lat) / wall}  # fmt: skip
+
+
+def onnx_vs_eager(model: Path, rows: np.ndarray, folder: Path, n: int = 2000) -> dict:
+    """Single-row latency of ONNX Runtime and of the same eager graph (one thread each)."""
+    import onnxruntime as ort
+
+    from simshap.export import ExportGraph, export_explainer
+    from simshap.io import load_explainer
+
+    torch.set_num_threads(1)
+    explainer = load_explainer(model)
+    path = export_explainer(explainer, folder / "g.onnx", overwrite=True)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), opts)
+    graph = ExportGraph(explainer).eval()
+    x = rows[:n].astype(np.float32)
+    out = {}
+    for name, fn in (("onnx", lambda r: session.run(None, {"rows": r})),
+                     ("eager", lambda r: graph(torch.from_numpy(r)))):  # fmt: skip
+        with torch.no_grad():
+            for i in range(100):
+                fn(x[i : i + 1])
+            t0 = time.perf_counter()
+            for i in range(n):
+                fn(x[i : i + 1])
+        out[f"{name}_ms"] = (time.perf_counter() - t0) / n * 1000.0
+    out["ratio_onnx_over_eager"] = out["onnx_ms"] / out["eager_ms"]
+    return out
+
+
+def file_throughput(model: Path, rows: np.ndarray, folder: Path, n: int = 1_000_000) -> dict:
+    """Explain ``n`` census-shaped rows (sampled with replacement) from CSV into Parquet."""
+    import pandas as pd
+
+    from simshap.io import load_explainer
+
+    names = load_explainer(model).preprocessor.feature_names
+    idx = np.random.default_rng(0).integers(0, len(rows), n)
+    csv = folder / "rows.csv"
+    pd.DataFrame(rows[idx], columns=names).to_csv(csv, index=False)
+    torch.set_num_threads(os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    done = explain_file(model, csv, folder / "values.parquet", target=1, overwrite=True,
+                        progress=False)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    return {"rows": done, "seconds": seconds, "rows_per_s": done / seconds}
+
+
+class KernelSHAPAPI(ExplainAPI):
+    """The anchor: the same endpoint, but paired KernelSHAP on the surrogate per request."""
+
+    def predict(self, x):  # noqa: D102
+        rows, target = x
+        s = self.explainer.surrogate
+        game = MaskedModelGame(s.masked_probs, rows, groups=s.groups)
+        gen = torch.Generator().manual_seed(0)
+        return kernel_shap(game, budget=KERNEL_BUDGET, generator=gen).values, target
+
+
+def kernel_server(model: str, port: int) -> None:
+    """Serve :class:`KernelSHAPAPI` (run in its own process by :func:`start`)."""
+    import litserve as ls
+
+    api = KernelSHAPAPI(model, max_batch_size=1)
+    ls.LitServer(api, accelerator="cpu", devices=1, timeout=120).run(
+        host="127.0.0.1", port=port, generate_client_file=False, log_level="warning")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--file-rows", type=int, default=1_000_000)
+    parser.add_argument("--kernel-server", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.kernel_server:
+        kernel_server(args.kernel_server, args.port)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="simshap-serving-"))
+    paths, rows = train(folder, args.data_dir)
+    results: dict = {"date": datetime.date.today().isoformat(), "machine": machine(),
+                     "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:]),
+                     "endpoints": {}}  # fmt: skip
+    for name, path, kernel in (("simshap", paths["simshap"], False),
+                               ("fastshap", paths["fastshap"], False),
+                               (f"kernelshap@{KERNEL_BUDGET}", paths["simshap"], True)):
+        proc, base = start(path, kernel)
+        try:
+            levels = (1, 16, 64) if not kernel else (1, 16)
+            results["endpoints"][name] = [
+                asyncio.run(load(base, rows, c, args.seconds)) for c in levels]
+        finally:
+            proc.kill()
+            proc.wait()
+        print(name, json.dumps(results["endpoints"][name]), flush=True)
+    results["onnx_vs_eager"] = onnx_vs_eager(paths["simshap"], rows, folder)
+    results["file"] = file_throughput(paths["simshap"], rows, folder, args.file_rows)
+    anchor = max(r["throughput_rps"] for r in results["endpoints"][f"kernelshap@{KERNEL_BUDGET}"])
+    results["throughput_ratio_vs_kernelshap"] = {
+        k: max(r["throughput_rps"] for r in v) / anchor for k, v in results["endpoints"].items()}
+    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps(results, indent=2))
+    write_section(RESULTS_MD, "## Serving: latency under load, export, files (issue 12)",
+                  section(results))  # fmt: skip
+    print(section(results))
+
+
+def section(r: dict) -> str:
+    m = r["machine"]
+    lines = ["## Serving: latency under load, export, files (issue 12)", "",
+             f"{r['date']}, {m['cpu']} ({m['cpus']} cores), torch {m['torch']}, device "
+             f"{m['device']}. Command: `{r['command']}`. Census (12 features), single-row "
+             "requests on loopback from a bounded httpx async load generator; servers are "
+             "`simshap serve` (LitServe, max batch 64, 2 ms batch timeout, one worker).", "",
+             "| endpoint | concurrency | requests | p50 ms | p95 ms | p99 ms | req/s | errors |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for name, levels in r["endpoints"].items():
+        for x in levels:
+            lines.append(f"| {name} | {x['concurrency']} | {x['requests']} | {x['p50_ms']:.1f} | "
+                         f"{x['p95_ms']:.1f} | {x['p99_ms']:.1f} | {x['throughput_rps']:.0f} | "
+                         f"{x['errors']} |")  # fmt: skip
+    ratio = r["throughput_ratio_vs_kernelshap"]
+    o, f = r["onnx_vs_eager"], r["file"]
+    lines += ["", "Best throughput over the KernelSHAP endpoint's (same run): " + ", ".join(
+        f"{k} {v:.0f}x" for k, v in ratio.items() if not k.startswith("kernel")) + ".",
+        f"Single-row in-process latency: ONNX Runtime {o['onnx_ms']:.3f} ms, eager PyTorch "
+        f"{o['eager_ms']:.3f} ms (ratio {o['ratio_onnx_over_eager']:.2f}).",
+        f"`simshap explain` on {f['rows']:,} rows (CSV in, Parquet out): {f['seconds']:.1f} s, "
+        f"{f['rows_per_s']:,.0f} rows/s."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
