@@ -60,9 +60,9 @@ SMOKE = {
     "explainer": {"base_width": 4, "depth": 2, "batch_size": 8, "max_epochs": 1,
                   "val_instances": 2, "val_budget": 512},
     "evaluation": {"n_images": 3, "batch_size": 257, "figure_images": 2,
-                   "ig": {"n_steps": 4}, "smoothgrad": {"n_samples": 2, "samples_batch_size": 2},
-                   "kernelshap": {"n_samples": 300}, "kernelshap_s": {"n_samples": 300},
-                   "deepshap": {"n_samples": 4, "background_size": 4}},
+                   "ig": {"budget": 4}, "smoothgrad": {"budget": 2, "samples_batch_size": 2},
+                   "kernelshap": {"budget": 302}, "kernelshap_s": {"budget": 302},
+                   "deepshap": {"budget": 4, "background_size": 4}},
     "trainer": {"accelerator": "cpu", "precision": "32-true"},
 }
 

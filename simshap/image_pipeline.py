@@ -41,8 +41,8 @@ from simshap.classifier import ImageClassifier
 from simshap.config import IMAGE_DATASETS
 from simshap.data.images import CIFAR10DataModule, FashionMNISTDataModule, ImageDataModule
 from simshap.errors import UserError
-from simshap.evaluation.baselines import BASELINES, attribute
-from simshap.evaluation.insertion_deletion import insertion_deletion
+from simshap.evaluation.baselines import BASELINES, explain_baseline
+from simshap.evaluation.insertion_deletion import insertion_deletion, stable_mask
 from simshap.evaluation.report import environment, image_results_table, nan_stats
 from simshap.evaluation.timing import seconds_per_instance, timed
 from simshap.fingerprint import fingerprint
@@ -312,7 +312,13 @@ class ImageRun(Run):
                     mean, std = nan_stats(res[f"{kind}_auc"])
                     row[f"{kind}_auc{suffix}_mean"] = mean
                     row[f"{kind}_auc{suffix}_std"] = std
-                if norm == "paper":
+                if norm == "paper":  # the unstable denominators, counted and left out
+                    stable = stable_mask(res, ev["denominator_eps"])
+                    row["paper_unstable_images"] = int((~stable).sum())
+                    for kind in ("insertion", "deletion"):
+                        mean, std = nan_stats(res[f"{kind}_auc"][stable])
+                        row[f"{kind}_auc_stable_mean"] = mean
+                        row[f"{kind}_auc_stable_std"] = std
                     curves[name] = {"insertion": res.insertion_curve.cpu(),
                                     "deletion": res.deletion_curve.cpu()}  # fmt: skip
             row["inference_s"] = a["seconds"]
@@ -325,6 +331,7 @@ class ImageRun(Run):
             "dataset": self.config["dataset"],
             "device": environment()["device"],
             "n_images": n,
+            "denominator_eps": ev["denominator_eps"],
             "target": "the classifier's predicted class",
             "classifier": {"test_accuracy_evaluated": float((tgt.cpu() == labels).float().mean())},
             "methods": methods,
@@ -388,10 +395,10 @@ class ImageRun(Run):
             k = int(opts.pop("background_size"))
             opts["background"] = self.data.test_tensors(k, split="train")[0].to(x.device)
         torch.manual_seed(self.seed)
-        attr, seconds = timed(lambda: attribute(
+        sv, seconds = timed(lambda: explain_baseline(
             name, model, x, tgt, superpixel_size=self.superpixel_size, **opts
         ))  # fmt: skip
-        return attr.values, seconds, attr.used, attr.fallback_reason
+        return sv.as_image()[:, 0], seconds, sv.method, sv.extras.get("fallback_reason")
 
     def _plots(
         self,

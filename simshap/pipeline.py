@@ -9,7 +9,7 @@ Run folder::
     model.txt            the LightGBM original model
     surrogate.pt         the surrogate (weights-only file)
     simshap.pt           SimSHAP explainer        fastshap.pt    FastSHAP explainer
-    ground_truth.pt      cached KernelSHAP ground truth (threshold 0.01)
+    ground_truth.pt      cached ground truth (exact for d <= 16, else converged KernelSHAP)
     timings.json         training seconds per stage
     results.json, results.md, error_vs_budget.png, simshap_bar.png, simshap_beeswarm.png
 """
@@ -17,6 +17,7 @@ Run folder::
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from simshap.data.tabular import TabularData, load_tabular
-from simshap.evaluation.metrics import attribution_errors
+from simshap.evaluation.metrics import attribution_errors, truth_noise
 from simshap.evaluation.report import environment, results_table
-from simshap.evaluation.tabular import estimators_at_budgets, ground_truth
+from simshap.evaluation.tabular import estimators_at_budgets
 from simshap.evaluation.timing import seconds_per_instance, timed
+from simshap.evaluation.truth import ground_truth
 from simshap.fingerprint import fingerprint
 from simshap.games.values import MaskedModelGame
 from simshap.io import load_explainer
@@ -41,6 +43,7 @@ from simshap.original import (
     save_original_model,
 )
 from simshap.run import EXPLAINERS, Run
+from simshap.shapley_values import ShapleyValues
 from simshap.surrogate import Surrogate
 from simshap.training import EpochSampler
 
@@ -194,7 +197,7 @@ class TabularRun(Run):
         raw = data.raw_test[:n]  # what users pass: the explainers hold their preprocessing
         classes = torch.as_tensor(self.original_probs("test", n).argmax(1))  # explained class
         game = MaskedModelGame(surrogate.masked_probs, x, groups=surrogate.groups)
-        truth, truth_s = self._ground_truth(game, surrogate, ev["threshold"])
+        truth, truth_s = self._ground_truth(game, surrogate, ev["ground_truth"], ev["threshold"])
         methods: dict[str, dict[str, float]] = {}
         timings = self._timings()
         for name in EXPLAINERS:
@@ -214,11 +217,12 @@ class TabularRun(Run):
             "dataset": data.name,
             "n_features": data.n_features,
             "ground_truth": {
-                "method": "kernel_shap(paired=True)",
-                "threshold": ev["threshold"],
+                "method": truth.method,
+                "threshold": ev["threshold"] if truth.method == "kernel_shap" else None,
                 "n_instances": n,
                 "seconds_per_instance": truth_s,
                 "max_n_evals": truth.n_evals,
+                **truth_noise(truth, classes),
             },
             "methods": methods,
             "surrogate": self.surrogate_accuracy(surrogate),
@@ -231,28 +235,31 @@ class TabularRun(Run):
         return results
 
     def _ground_truth(
-        self, game: MaskedModelGame, surrogate: Surrogate, threshold: float
-    ) -> tuple[Any, float]:
-        """KernelSHAP ground truth, cached in ``ground_truth.pt`` under a key of its inputs.
+        self, game: MaskedModelGame, surrogate: Surrogate, method: str, threshold: float
+    ) -> tuple[ShapleyValues, float]:
+        """Ground truth (exact when d <= 16 under ``auto``), cached under a key of its inputs.
 
         The key hashes the surrogate's weights, the estimator settings and the explained
-        instances: a new surrogate (``fit-surrogate --overwrite``), another threshold or other
-        instances never reuse a stale cache.
+        instances: a new surrogate (``fit-surrogate --overwrite``), another method or threshold
+        or other instances never reuse a stale cache.
         """
         cache = self.path("ground_truth.pt")
-        key = fingerprint(surrogate.net, {"method": "kernel_shap", "paired": True,
+        key = fingerprint(surrogate.net, {"method": method, "paired": True,
                                           "threshold": threshold, "seed": self.seed}, game.x)
         if cache.exists():
             blob = torch.load(cache, weights_only=True)
             if blob.get("key") == key:
-                from simshap.games.estimators import ShapleyEstimate
-
-                est = ShapleyEstimate(blob["values"], blob["std"], int(blob["n_evals"]))
-                return est, float(blob["seconds_per_instance"])
-        est, seconds = ground_truth(game, threshold=threshold, seed=self.seed)
-        torch.save({"values": est.values, "std": est.std, "n_evals": est.n_evals, "key": key,
-                    "threshold": threshold, "seconds_per_instance": seconds}, cache)
-        return est, seconds
+                truth = ShapleyValues(values=blob["values"], base_values=blob["base_values"],
+                                      std=blob["std"], n_evals=int(blob["n_evals"]),
+                                      method=blob["method"])  # fmt: skip
+                return truth, float(blob["seconds_per_instance"])
+        start = time.perf_counter()
+        truth = ground_truth(game, method=method, threshold=threshold, seed=self.seed)
+        seconds = (time.perf_counter() - start) / game.num_instances
+        torch.save({"values": truth.values, "base_values": truth.base_values, "std": truth.std,
+                    "n_evals": truth.n_evals, "method": truth.method, "key": key,
+                    "seconds_per_instance": seconds}, cache)  # fmt: skip
+        return truth, seconds
 
     def _plots(self, results: dict[str, Any], x: Any, classes: torch.Tensor) -> None:
         import matplotlib

@@ -121,8 +121,8 @@ def test_stale_ground_truth_is_never_reused(tmp_path, monkeypatch):
     calls = []
     real = TabularRun._ground_truth
 
-    def spy(self, game, surrogate, threshold):
-        est, seconds = real(self, game, surrogate, threshold)
+    def spy(self, game, surrogate, method, threshold):
+        est, seconds = real(self, game, surrogate, method, threshold)
         calls.append(est.values)
         return est, seconds
 

@@ -61,6 +61,10 @@ def test_run_on_a_user_csv_with_strings(table, tmp_path):
     assert main(["run", _config(tmp_path, path), "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["n_features"] == 4
+    # 4 features <= 16: the ground truth is exact, so no error hides below its noise
+    assert results["ground_truth"]["method"] == "exact"
+    gt = results["ground_truth"]
+    assert gt["noise_l2"] == 0.0 and gt["max_n_evals"] == 16
     for name in ("simshap", "fastshap"):
         assert np.isfinite(results["methods"][name]["l2"])
     explainer = load_explainer(out / "simshap.pt")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 __all__ = ["attribution_errors", "explained_class_values"]
@@ -43,3 +45,16 @@ def attribution_errors(
         "l1": float(diff.abs().sum(1).mean()),
         "l2": float(diff.pow(2).sum(1).sqrt().mean()),
     }
+
+
+def truth_noise(truth: Any, classes: torch.Tensor) -> dict[str, float]:
+    """How noisy a ground truth is, on the explained class.
+
+    ``mean_std``: mean estimated standard error of its entries; ``noise_l2``: mean over
+    instances of sqrt(sum_i std_i^2), the l2 distance a perfect method would still show against
+    it. Both are 0 for exact ground truth.
+    """
+    if truth.std is None:
+        return {"mean_std": 0.0, "noise_l2": 0.0}
+    std = explained_class_values(truth.std.double().cpu(), classes.cpu())
+    return {"mean_std": float(std.mean()), "noise_l2": float(std.pow(2).sum(1).sqrt().mean())}

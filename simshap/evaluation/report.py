@@ -34,11 +34,16 @@ def environment() -> dict[str, Any]:
 def results_table(results: dict[str, Any]) -> str:
     """Markdown table of ``results.json``'s methods (sorted by l2)."""
     gt = results["ground_truth"]
+    noise = gt.get("noise_l2", 0.0)
+    how = (f"kernel_shap to Covert & Lee's per-class threshold {gt['threshold']}, mean std "
+           f"{gt.get('mean_std', float('nan')):.2g}, noise l2 {noise:.2g}"
+           if gt["method"] == "kernel_shap" else f"{gt['method']} (all 2^d coalitions)")
     lines = [
         f"## {results['dataset']} ({results['n_features']} features)",
         "",
-        f"Ground truth: {gt['method']}, threshold {gt['threshold']}, {gt['n_instances']} test "
-        f"instances, {gt['seconds_per_instance']:.3g} s per instance.",
+        f"Ground truth: {how}; {gt['n_instances']} test instances, "
+        f"{gt['seconds_per_instance']:.3g} s per instance."
+        + (" † marks an l2 below the ground truth's own noise: not resolvable." if noise else ""),
         "",
         "| method | l1 | l2 | evaluations | inference s / instance | train s |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -47,8 +52,9 @@ def results_table(results: dict[str, Any]) -> str:
     for name, m in rows:
         evals = m.get("n_evals", "1 forward")
         train = f"{m['train_s']:.1f}" if "train_s" in m else ""
+        flag = " †" if m["l2"] < noise else ""
         lines.append(
-            f"| {name} | {m['l1']:.4f} | {m['l2']:.4f} | {evals} | "
+            f"| {name} | {m['l1']:.4f} | {m['l2']:.4f}{flag} | {evals} | "
             f"{m['inference_s_per_instance']:.3g} | {train} |"
         )
     return "\n".join(lines) + "\n"
@@ -74,18 +80,26 @@ def image_results_table(results: dict[str, Any]) -> str:
     lines = [
         f"### Table 3: {results['dataset']}, {n} test images ({results['device']})",
         "",
-        "Insertion AUC higher is better, deletion AUC lower is better; 'paper': normalized target "
-        "logit, 'prob': softmax probability of the target (the classifier's predicted class).",
+        "Insertion AUC higher is better, deletion AUC lower is better. Primary: 'prob', the "
+        "softmax probability of the target (the classifier's predicted class). 'paper': the "
+        "target logit normalized by f_x - f_blur (insertion) and f_x - f_0 (deletion), which "
+        "explodes or flips sign where those are small; 'paper, stable' leaves out the images "
+        f"where either is below {results.get('denominator_eps', 0.5)} logits (counted in the "
+        "last column).",
         "",
-        "| method | implementation | insertion (paper) | deletion (paper) | insertion (prob) | "
-        "deletion (prob) |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| method | implementation | insertion (prob) | deletion (prob) | insertion (paper) | "
+        "deletion (paper) | insertion (paper, stable) | deletion (paper, stable) | unstable |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in methods.values():
         used = m["used"] + (" (fallback)" if m.get("fallback_reason") else "")
+        stable = (f"{ms(m, 'insertion_auc_stable')} | {ms(m, 'deletion_auc_stable')} | "
+                  f"{m['paper_unstable_images']}" if "paper_unstable_images" in m
+                  else "- | - | -")  # fmt: skip
         lines.append(
-            f"| {m['label']} | {used} | {ms(m, 'insertion_auc')} | {ms(m, 'deletion_auc')} | "
-            f"{ms(m, 'insertion_auc_prob')} | {ms(m, 'deletion_auc_prob')} |"
+            f"| {m['label']} | {used} | {ms(m, 'insertion_auc_prob')} | "
+            f"{ms(m, 'deletion_auc_prob')} | {ms(m, 'insertion_auc')} | "
+            f"{ms(m, 'deletion_auc')} | {stable} |"
         )
     names = list(methods)
     lines += [

@@ -47,7 +47,8 @@ class AmortizedExplainer(MaskGeneratorState, pl.LightningModule):
         paired: draw complementary pairs.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
-        val_budget: KernelSHAP coalitions per validation instance for the fixed targets.
+        val_budget: KernelSHAP game evaluations per validation instance (∅ and N included)
+            for the fixed targets.
         max_epochs_hint: epochs of the cosine learning-rate schedule (0: constant).
         surrogate_batch_size: rows per surrogate call (``None``: all of a step in one call).
         seed: seed of the mask generators.
@@ -164,7 +165,7 @@ class AmortizedExplainer(MaskGeneratorState, pl.LightningModule):
             )
             with torch.autocast(self.device.type, enabled=False):
                 est = kernel_shap(
-                    self.game(x.float()), n_samples=self.hparams.val_budget, paired=True,
+                    self.game(x.float()), budget=self.hparams.val_budget, paired=True,
                     generator=gen,
                 )
             self._val_targets[batch_idx] = est.values.float()
