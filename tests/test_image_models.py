@@ -142,3 +142,23 @@ def test_classifier_bad_arguments():
         ImageClassifier(cifar_resnet18(width=4), optimizer="adam")
     with pytest.raises(ValueError, match="scheduler"):
         ImageClassifier(cifar_resnet18(width=4), scheduler="step")
+
+
+def test_resnet_blocks_let_shap_deepexplainer_run_with_additivity():
+    import shap
+    from torchvision.models import resnet18
+
+    from simshap.evaluation.baselines import explain_baseline
+    from simshap.models.resnet import cifar_resnet18
+
+    torch.manual_seed(0)
+    net = cifar_resnet18(10, 3, 4).eval()
+    # the same parameters and state-dict keys as torchvision's ResNet-18
+    assert {k: v.shape for k, v in net.state_dict().items() if "conv1" not in k and "fc" not in k
+            and "layer" not in k}.keys() <= resnet18(weights=None).state_dict().keys()
+    assert not any(getattr(m, "inplace", False) for m in net.modules())
+    background, x = torch.randn(6, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    values = shap.DeepExplainer(net, background).shap_values(x, check_additivity=True)
+    assert values.shape == (2, 3, 32, 32, 10)
+    sv = explain_baseline("deepshap", net, x, None, background=background, superpixel_size=2)
+    assert sv.method == "shap.DeepExplainer" and not sv.extras.get("fallback_reason")

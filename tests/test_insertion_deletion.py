@@ -230,3 +230,35 @@ def test_cuda_matches_cpu():
     assert gpu.insertion_auc.device.type == "cuda"
     torch.testing.assert_close(gpu.insertion_curve.cpu(), cpu.insertion_curve, atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(gpu.deletion_auc.cpu(), cpu.deletion_auc, atol=1e-3, rtol=1e-3)
+
+
+def test_paper_denominators_are_counted_and_unstable_images_set_apart():
+    import warnings
+
+    from simshap.evaluation.insertion_deletion import stable_mask
+
+    torch.manual_seed(0)
+    images = torch.randn(4, 3, 8, 8)
+    images[3] = 0.7  # a constant image: blurring changes nothing, so f_x - f_blur = 0
+
+    class Energy(torch.nn.Module):  # target logit: the image's energy (blur lowers it)
+        def forward(self, x):
+            z = 0.05 * x.pow(2).sum((1, 2, 3))
+            return torch.stack([z, -z], 1)
+
+    target = torch.zeros(4, dtype=torch.long)
+    attributions = torch.rand(4, 4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # image 3's curves are NaN, as documented
+        res = insertion_deletion(Energy(), images, attributions, target=target,
+                                 superpixel_size=2, normalize="paper", batch_size=4096)
+    f_x, f_0 = Energy()(images)[:, 0], Energy()(torch.zeros_like(images))[:, 0]
+    raw = insertion_deletion(Energy(), images, attributions, target=target, superpixel_size=2,
+                             normalize="prob", batch_size=4096)
+    assert raw.denominator is None and stable_mask(raw).all()
+    # the signed denominator is min(f_x - f_blur, f_x - f_0); image 3 has f_x == f_blur
+    assert res.denominator[3].abs() < 1e-5
+    assert (res.denominator[:3] > 0.05).all() and (res.denominator <= f_x - f_0 + 1e-5).all()
+    mask = stable_mask(res, eps=0.05)
+    assert mask.tolist() == [True, True, True, False]
+    assert torch.isfinite(res.insertion_auc[mask]).all()

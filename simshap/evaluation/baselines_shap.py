@@ -222,10 +222,12 @@ def deepshap(
 ) -> ShapleyValues:
     """DeepSHAP with ``shap.DeepExplainer``, or ``shap.GradientExplainer`` where it fails.
 
-    shap's PyTorch DeepExplainer cannot differentiate torchvision's ResNet (in-place
-    ``out += identity`` and ReLU), so with ``explainer="auto"`` the failure is caught and shap's
-    GradientExplainer (expected gradients over the same background) is used instead; ``method``
-    and ``extras["fallback_reason"]`` record it.
+    simshap's ResNet-18 uses :class:`~simshap.models.resnet.DeepLiftBasicBlock` (no in-place
+    operations), so shap's DeepExplainer runs on it. On a model where it fails (torchvision's
+    own ResNet: in-place ``out += identity`` and a reused ReLU), ``explainer="auto"`` falls back
+    to shap's GradientExplainer (expected gradients over the same background) and says so:
+    ``method`` names the implementation used and ``extras["fallback_reason"]`` the failure, and
+    the results table labels the row a fallback.
 
     Args:
         model: the classifier (an ``nn.Module``).

@@ -19,7 +19,10 @@ from torchvision.transforms.functional import gaussian_blur
 
 from simshap.players import Players, SuperpixelGrouping
 
-__all__ = ["InsertionDeletionResult", "insertion_deletion", "superpixel_order"]
+__all__ = ["InsertionDeletionResult", "insertion_deletion", "stable_mask", "superpixel_order"]
+
+#: paper-normalization denominators below this (in logits) are reported as unstable
+DENOMINATOR_EPS = 0.5
 
 _NORMALIZATIONS = ("paper", "prob")
 
@@ -35,6 +38,9 @@ class InsertionDeletionResult:
         deletion_curve: ``(N, d + 1)`` score after deleting the first k superpixels.
         target: ``(N,)`` class whose score was tracked.
         normalize: the normalization used (``"paper"`` or ``"prob"``).
+        denominator: ``(N,)`` the paper normalization's smaller denominator per image,
+            ``min(f_x - f_blur, f_x - f_0)`` in logits (``None`` for ``"prob"``). Where it is
+            small or negative, the normalized AUCs explode or flip sign: see :func:`stable_mask`.
 
     """
 
@@ -44,6 +50,7 @@ class InsertionDeletionResult:
     deletion_curve: torch.Tensor
     target: torch.Tensor
     normalize: str
+    denominator: torch.Tensor | None = None
 
     def __getitem__(self, key: str) -> Any:
         """Dict-style access, e.g. ``result["insertion_auc"]``."""
@@ -139,7 +146,10 @@ def insertion_deletion(
         if restore:
             model.train()
 
+    denominator = None
     if normalize == "paper":
+        # f_x - f_blur and f_x - f_0 (signed: a negative one flips the AUC's sign)
+        denominator = torch.minimum(ins[:, -1] - ins[:, 0], dele[:, 0] - dele[:, -1])
         ins, dele = _paper_normalize(ins, dele)
     dx = 1.0 / d
     return InsertionDeletionResult(
@@ -149,7 +159,21 @@ def insertion_deletion(
         deletion_curve=dele,
         target=tgt,
         normalize=normalize,
+        denominator=denominator,
     )
+
+
+def stable_mask(result: InsertionDeletionResult, eps: float = DENOMINATOR_EPS) -> torch.Tensor:
+    """``(N,)`` bool: images whose paper-normalization denominators are both at least ``eps``.
+
+    With ``f_x - f_blur`` or ``f_x - f_0`` near zero or negative, the normalized curves are
+    divided by almost nothing and the AUCs explode or flip sign; report means with and without
+    those images, and the probability AUCs as the primary figure.
+    """
+    if result.denominator is None:
+        return torch.ones_like(result.insertion_auc, dtype=torch.bool)
+    finite = torch.isfinite(result.insertion_auc) & torch.isfinite(result.deletion_auc)
+    return finite & (result.denominator >= eps)
 
 
 def _curves(

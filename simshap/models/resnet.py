@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock
 
-__all__ = ["cifar_resnet18"]
+__all__ = ["DeepLiftBasicBlock", "cifar_resnet18"]
+
+
+class DeepLiftBasicBlock(BasicBlock):
+    """torchvision's ``BasicBlock`` without in-place operations, so DeepLIFT / DeepSHAP work.
+
+    torchvision's block reuses one ``ReLU(inplace=True)`` twice and adds the shortcut in place;
+    shap's ``DeepExplainer`` needs each nonlinearity to be its own module and no in-place
+    updates. This block has ``relu`` (after the first convolution) and ``relu_out`` (after the
+    residual sum), both out of place. ReLUs hold no parameters, so the state-dict keys, and so
+    every checkpoint, are those of torchvision's block.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.relu = nn.ReLU(inplace=False)
+        self.relu_out = nn.ReLU(inplace=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu_out(out + identity)
 
 
 def cifar_resnet18(num_classes: int = 10, in_channels: int = 3, width: int = 64) -> nn.Module:
@@ -32,16 +55,16 @@ def cifar_resnet18(num_classes: int = 10, in_channels: int = 3, width: int = 64)
             f"num_classes={num_classes}, in_channels={in_channels}, width={width}"
         )
     net = resnet18(weights=None, num_classes=num_classes)
-    rebuilt: list[nn.Module] = []
-    if width != 64:
-        # rebuild the four stages with torchvision's own block builder at the new width
-        net.inplanes = width
-        net.layer1 = net._make_layer(BasicBlock, width, 2)
-        net.layer2 = net._make_layer(BasicBlock, 2 * width, 2, stride=2)
-        net.layer3 = net._make_layer(BasicBlock, 4 * width, 2, stride=2)
-        net.layer4 = net._make_layer(BasicBlock, 8 * width, 2, stride=2)
-        net.fc = nn.Linear(8 * width, num_classes)
-        rebuilt += [net.layer1, net.layer2, net.layer3, net.layer4]
+    # rebuild the four stages with torchvision's own block builder, with the out-of-place
+    # block (same parameters and keys) so that shap's DeepExplainer can run on the network
+    net.inplanes = width
+    net.layer1 = net._make_layer(DeepLiftBasicBlock, width, 2)
+    net.layer2 = net._make_layer(DeepLiftBasicBlock, 2 * width, 2, stride=2)
+    net.layer3 = net._make_layer(DeepLiftBasicBlock, 4 * width, 2, stride=2)
+    net.layer4 = net._make_layer(DeepLiftBasicBlock, 8 * width, 2, stride=2)
+    net.fc = nn.Linear(8 * width, num_classes)
+    net.relu = nn.ReLU(inplace=False)
+    rebuilt: list[nn.Module] = [net.layer1, net.layer2, net.layer3, net.layer4]
     net.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
     net.bn1 = nn.BatchNorm2d(width)
     net.maxpool = nn.Identity()
