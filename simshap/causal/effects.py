@@ -255,10 +255,9 @@ def analyze(
         point = _corr_table(ites, methods)
         boots: list[dict[str, dict[str, float]]] = []
         for _ in range(n_bootstrap):
-            half = torch.randperm(len(idx), generator=gen)[: (len(idx) + 1) // 2]
-            keep = torch.zeros(len(idx), dtype=torch.float64)
-            keep[half] = 1.0
-            b_ites, _ = _bucket_ites(grams, codes[idx], sizes, keep)
+            half = torch.randperm(len(idx), generator=gen)[: (len(idx) + 1) // 2].sort().values
+            sub = {k: g[:, half][:, :, half] for k, g in grams.items()}
+            b_ites, _ = _bucket_ites(sub, codes[idx][half], sizes)
             boots.append(_corr_table(b_ites, methods))
         stats = {}
         for m in methods:
