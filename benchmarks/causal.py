@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,7 @@ def markdown(name: str, s: dict[str, Any], command: str) -> str:
         f"### {name}",
         "",
         f"- command: `{command}`",
+        "- figures (Figs. 2, 3, 4 analogues): " + ", ".join(s.get("figures", [])),
         f"- zoo: {s['n_models_trained']} of {s['n_models_requested']} models trained; "
         f"{s['train_seconds_per_model']:.1f} s training + {s['explain_seconds_per_model']:.1f} s "
         "explaining (all methods, total + direct) per model; test accuracy "
@@ -297,6 +299,13 @@ def main() -> None:  # noqa: D103
         (out_dir / f"causal_{name}.json").write_text(json.dumps(s, indent=1))
         command = (f"OMP_NUM_THREADS=1 nice -n 10 simshap study causal {CONFIGS.get(name, '?')} "
                    f"--out {folder}")
+        figs = []
+        for fig in ("fig2_ite_scatter", "fig3_correlations", "fig4_direct_total"):
+            src = Path(folder) / f"{fig}.png"
+            if src.is_file():
+                shutil.copyfile(src, out_dir / f"causal_{name}_{fig}.png")
+                figs.append(f"`benchmarks/results/causal_{name}_{fig}.png`")
+        s["figures"] = figs
         parts += [markdown(name, s, command), ""]
     write_section(ROOT / "benchmarks" / "RESULTS.md", SECTION, "\n".join(parts))
 
