@@ -345,7 +345,7 @@ def test_cli_rejects_bad_configs(tmp_path, capsys):
     bad.write_text("datasets: [F3]\nkk: 3\n")
     assert main(["interactions", "detect", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "unknown config key(s) ['kk']" in err and "valid keys" in err
+    assert "unknown config key 'kk'" in err and "allowed keys" in err
     bad.write_text("datasets: [F11]\n")
     assert main(["interactions", "detect", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "unknown dataset 'F11'" in capsys.readouterr().err

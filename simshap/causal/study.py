@@ -7,7 +7,6 @@ recomputes the (cheap) estimands, ``results.json`` and the figures.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -21,6 +20,7 @@ from simshap.causal.data import STUDY_DATASETS, load_study_data
 from simshap.causal.effects import DEFAULT_BUCKETS, analyze
 from simshap.causal.explanations import METHODS, explain_chunk
 from simshap.causal.zoo import check_grid, load_zoo, train_zoo
+from simshap.config import merge_config
 from simshap.errors import UserError
 
 __all__ = ["DEFAULTS", "run_study", "validate_config"]
@@ -55,22 +55,6 @@ DEFAULTS: dict[str, Any] = {
 _INTS = ("n_explain", "n_models", "chunk_size", "epochs", "batch_size", "stride")
 
 
-def _merge(defaults: Mapping[str, Any], user: Mapping[str, Any], where: str = "") -> dict:
-    out = copy.deepcopy(dict(defaults))
-    for key, value in user.items():
-        if key not in defaults:
-            raise UserError(
-                f"unknown config key {where + key!r}; allowed: {', '.join(sorted(defaults))}"
-            )
-        if isinstance(defaults[key], dict) and key != "grid":
-            if not isinstance(value, dict):
-                raise UserError(f"config key {where + key!r} must be a mapping")
-            out[key] = _merge(defaults[key], value, f"{where}{key}.")
-        else:
-            out[key] = value
-    return out
-
-
 def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Merge a user config over :data:`DEFAULTS` and check every value.
 
@@ -79,7 +63,7 @@ def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(raw, Mapping):
         raise UserError("the config must be a YAML mapping of keys to values")
-    cfg = _merge(DEFAULTS, raw)
+    cfg = merge_config(DEFAULTS, dict(raw), replace=("grid",))
     if cfg["dataset"] not in STUDY_DATASETS:
         raise UserError(
             f"dataset {cfg['dataset']!r} is not supported; choose one of "
