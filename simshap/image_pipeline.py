@@ -32,16 +32,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from simshap.classifier import ImageClassifier
 from simshap.config import IMAGE_DATASETS
-from simshap.data.images import CIFAR10DataModule, FashionMNISTDataModule, ImageDataModule
+from simshap.data.image_modules import CIFAR10DataModule, FashionMNISTDataModule, ImageDataModule
 from simshap.errors import UserError
 from simshap.evaluation.baselines import BASELINES, explain_baseline
+from simshap.evaluation.figures import attribution_grid, mean_curves
 from simshap.evaluation.insertion_deletion import insertion_deletion, stable_mask
 from simshap.evaluation.report import environment, image_results_table, nan_stats
 from simshap.evaluation.timing import seconds_per_instance, timed
@@ -341,7 +341,15 @@ class ImageRun(Run):
         torch.save(curves, self.path("curves.pt"))
         self.path("results.json").write_text(json.dumps(results, indent=2))
         self.path("results.md").write_text(image_results_table(results))
-        self._plots(x, tgt, attrs, curves)
+        images = self.data.denormalize(x).cpu()
+        labels = [METHOD_LABELS.get(m, m) for m in attrs]
+        class_names = getattr(self.data, "classes", None)
+        k = int(self.config["evaluation"]["figure_images"])
+        attribution_grid(images[:k], tgt[:k], {lab: a["values"] for lab, a in
+                         zip(labels, attrs.values(), strict=True)}, class_names,
+                         self.path("figure3.png"))  # fmt: skip
+        mean_curves({METHOD_LABELS.get(m, m): c for m, c in curves.items()},
+                    self.path("curves.png"))  # fmt: skip
         return results
 
     def _cached_attribution(
@@ -399,58 +407,6 @@ class ImageRun(Run):
             name, model, x, tgt, superpixel_size=self.superpixel_size, **opts
         ))  # fmt: skip
         return sv.as_image()[:, 0], seconds, sv.method, sv.extras.get("fallback_reason")
-
-    def _plots(
-        self,
-        x: torch.Tensor,
-        tgt: torch.Tensor,
-        attrs: dict[str, dict[str, Any]],
-        curves: dict[str, dict[str, torch.Tensor]],
-    ) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        classes = getattr(self.data, "classes", None)
-        k = min(int(self.config["evaluation"]["figure_images"]), x.shape[0])
-        if k > 0:
-            names = list(attrs)
-            images = self.data.denormalize(x[:k]).cpu().permute(0, 2, 3, 1).numpy()
-            fig, axes = plt.subplots(k, len(names) + 1, figsize=(1.6 * (len(names) + 1), 1.6 * k),
-                                     squeeze=False)  # fmt: skip
-            for i in range(k):
-                img = images[i].squeeze(-1) if images.shape[-1] == 1 else images[i]
-                axes[i, 0].imshow(img, cmap="gray" if img.ndim == 2 else None)
-                c = int(tgt[i])
-                axes[i, 0].set_ylabel(classes[c] if classes else str(c), fontsize=7)
-                for j, name in enumerate(names, start=1):
-                    a = attrs[name]["values"][i].numpy()
-                    lim = float(np.abs(a).max()) or 1.0
-                    axes[i, j].imshow(img, cmap="gray" if img.ndim == 2 else None, alpha=0.35)
-                    axes[i, j].imshow(a, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.8,
-                                      extent=(-0.5, 31.5, 31.5, -0.5), interpolation="nearest")
-            for j, title in enumerate(["image", *[METHOD_LABELS.get(m, m) for m in names]]):
-                axes[0, j].set_title(title, fontsize=8)
-            for ax in axes.flat:
-                ax.set_xticks([])
-                ax.set_yticks([])
-            fig.tight_layout()
-            fig.savefig(self.path("figure3.png"), dpi=110)
-            plt.close(fig)
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for name, c in curves.items():
-            for ax, kind in zip(axes, ("insertion", "deletion"), strict=True):
-                curve = c[kind]
-                steps = torch.linspace(0, 1, curve.shape[1])
-                ax.plot(steps, torch.nanmean(curve, 0), label=METHOD_LABELS.get(name, name))
-        for ax, kind in zip(axes, ("insertion", "deletion"), strict=True):
-            ax.set(xlabel="fraction of superpixels", ylabel="normalized logit (paper)",
-                   title=f"mean {kind} curve")  # fmt: skip
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(self.path("curves.png"), dpi=120)
-        plt.close(fig)
 
 
 def _softmax(z: torch.Tensor) -> torch.Tensor:

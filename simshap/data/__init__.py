@@ -3,14 +3,12 @@
 Tabular: breast_cancer, census, news, bankruptcy. Images: CIFAR-10, Fashion-MNIST (32x32).
 """
 
+from simshap.data.image_modules import CIFAR10DataModule, FashionMNISTDataModule, ImageDataModule
 from simshap.data.images import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,
-    CIFAR10DataModule,
-    FashionMNISTDataModule,
-    ImageDataModule,
     load_cifar10_arrays,
     load_fashion_mnist_arrays,
 )

@@ -25,11 +25,8 @@ for SII of higher order.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -45,10 +42,24 @@ from simshap.games.estimators import (
     kernel_shap_budget_plan,
     subsets_of_sizes,
 )
+from simshap.games.interaction_values import InteractionValues
 from simshap.games.sampling import (
     sample_by_size,
     shapley_kernel_size_probs,
     shapley_kernel_subset_prob,
+)
+from simshap.games.subset_transforms import (
+    _Basis,
+    _butterfly,
+    _check_table,
+    _from_rows,
+    _make_basis,
+    _ranked_superset,
+    _to_rows,
+    interaction_basis,
+    moebius_transform,
+    superset_transform,
+    zeta_transform,
 )
 
 __all__ = [
@@ -65,316 +76,6 @@ __all__ = [
 ]
 
 INDICES: tuple[str, ...] = ("Moebius", "SII", "k-SII", "STII", "FSII", "SV")
-
-# bytes a ranked transform may allocate at once (chunks over instances x outputs beyond this)
-_RANKED_MEMORY = 256 * 2**20
-
-
-# --------------------------------------------------------------------------- subset transforms
-
-
-def _butterfly(x: torch.Tensor, n: int, op: str) -> torch.Tensor:
-    """In-place passes over the coalition axis (last) of ``x`` (R, 2^n); returns ``x``."""
-    r = x.shape[0]
-    for i in range(n):
-        v = x.view(r, 2 ** (n - 1 - i), 2, 2**i)
-        if op == "zeta":  # f(T) <- Σ_{S ⊆ T} f(S)
-            v[:, :, 1].add_(v[:, :, 0])
-        elif op == "moebius":  # inverse of zeta
-            v[:, :, 1].sub_(v[:, :, 0])
-        else:  # "superset": f(T) <- Σ_{S ⊇ T} f(S)
-            v[:, :, 0].add_(v[:, :, 1])
-    return x
-
-
-def _to_rows(table: torch.Tensor) -> torch.Tensor:
-    """``(B, 2^n, C)`` -> contiguous float64 ``(B*C, 2^n)`` copy."""
-    b, m, c = table.shape
-    return table.to(torch.float64).permute(0, 2, 1).reshape(b * c, m).clone()
-
-
-def _from_rows(rows: torch.Tensor, b: int, c: int) -> torch.Tensor:
-    """``(B*C, K)`` -> ``(B, K, C)``."""
-    return rows.view(b, c, -1).permute(0, 2, 1)
-
-
-def _check_table(table: torch.Tensor) -> int:
-    if table.ndim != 3:
-        raise ValueError(f"table must be (B, 2^n, C), got shape {tuple(table.shape)}")
-    n = int(round(math.log2(max(table.shape[1], 1))))
-    if 2**n != table.shape[1]:
-        raise ValueError(f"the table's second axis must have length 2^n, got {table.shape[1]}")
-    return n
-
-
-def moebius_transform(table: torch.Tensor) -> torch.Tensor:
-    """Möbius coefficients of every coalition, O(n 2^n).
-
-    Args:
-        table: ``(B, 2^n, C)`` game values, coalition index with bit i = player i.
-
-    Returns:
-        float64 ``(B, 2^n, C)``: entry T is m(T) = Σ_{S ⊆ T} (-1)^{|T|-|S|} v(S).
-    """
-    n = _check_table(table)
-    b, _, c = table.shape
-    return _from_rows(_butterfly(_to_rows(table), n, "moebius"), b, c)
-
-
-def zeta_transform(coefficients: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`moebius_transform`: v(S) = Σ_{T ⊆ S} m(T), O(n 2^n).
-
-    Args:
-        coefficients: ``(B, 2^n, C)`` values per coalition index.
-
-    Returns:
-        float64 ``(B, 2^n, C)`` subset sums.
-    """
-    n = _check_table(coefficients)
-    b, _, c = coefficients.shape
-    return _from_rows(_butterfly(_to_rows(coefficients), n, "zeta"), b, c)
-
-
-def superset_transform(values: torch.Tensor) -> torch.Tensor:
-    """Superset sums f(T) = Σ_{S ⊇ T} values(S), O(n 2^n).
-
-    Args:
-        values: ``(B, 2^n, C)`` values per coalition index.
-
-    Returns:
-        float64 ``(B, 2^n, C)``.
-    """
-    n = _check_table(values)
-    b, _, c = values.shape
-    return _from_rows(_butterfly(_to_rows(values), n, "superset"), b, c)
-
-
-def _ranked_superset(rows: torch.Tensor, n: int, index: torch.Tensor) -> torch.Tensor:
-    """L_j(T) = Σ_{S ⊇ T, |S∖T| = j} f(S) for the coalitions ``index``.
-
-    Args:
-        rows: ``(R, 2^n)`` float64 values f.
-        n: number of players.
-        index: ``(p,)`` coalition indices T to return.
-
-    Returns:
-        ``(R, p, n + 1)``: axis 2 is j.
-    """
-    r = rows.shape[0]
-    per_row = (2**n) * (n + 1) * 8
-    chunk = max(1, _RANKED_MEMORY // per_row)
-    out = []
-    for start in range(0, r, chunk):
-        part = rows[start : start + chunk]
-        k = part.shape[0]
-        x = torch.zeros(k, 2**n, n + 1, dtype=torch.float64, device=rows.device)
-        x[:, :, 0] = part
-        for i in range(n):
-            v = x.view(k, 2 ** (n - 1 - i), 2, 2**i, n + 1)
-            v[:, :, 0, :, 1:].add_(v[:, :, 1, :, :-1])
-        out.append(x[:, index])
-    return torch.cat(out)
-
-
-# --------------------------------------------------------------------------- interaction basis
-
-
-@dataclass(frozen=True)
-class _Basis:
-    """All interactions of size min_order..max_order among n players, in shapiq's order."""
-
-    n: int
-    tuples: tuple[tuple[int, ...], ...]
-    index: torch.Tensor  # (p,) coalition index of each interaction
-    sizes: torch.Tensor  # (p,)
-    members: torch.Tensor  # (p, n) bool
-
-
-def interaction_basis(
-    n: int, max_order: int, min_order: int = 0, device: torch.device | str | None = None
-) -> tuple[list[tuple[int, ...]], torch.Tensor]:
-    """Interactions of size ``min_order..max_order``, by size then lexicographically.
-
-    Args:
-        n: number of players.
-        max_order: largest interaction size.
-        min_order: smallest interaction size.
-        device: device of the returned membership matrix.
-
-    Returns:
-        (list of player tuples, bool membership matrix ``(p, n)``).
-    """
-    basis = _make_basis(n, max_order, min_order, torch.device(device or "cpu"))
-    return list(basis.tuples), basis.members
-
-
-def _make_basis(n: int, max_order: int, min_order: int, device: torch.device) -> _Basis:
-    sizes = range(min_order, max_order + 1)
-    tuples = tuple(t for size in sizes for t in itertools.combinations(range(n), size))
-    members = torch.zeros(len(tuples), n, dtype=torch.bool)
-    flat_rows = [i for i, t in enumerate(tuples) for _ in t]
-    flat_cols = [p for t in tuples for p in t]
-    members[flat_rows, flat_cols] = True
-    members = members.to(device)
-    bits = 1 << torch.arange(n, device=device)
-    index = (members.long() * bits).sum(-1)
-    return _Basis(n, tuples, index, members.sum(-1), members)
-
-
-# --------------------------------------------------------------------------- InteractionValues
-
-
-@dataclass
-class InteractionValues:
-    """Interaction values of every instance and output, addressed by player tuples.
-
-    ``iv[(0, 2)]`` returns the ``(B, C)`` values of the interaction of players 0 and 2 (tuples
-    are sorted first, so ``iv[(2, 0)]`` is the same); ``iv[()]`` is the empty interaction.
-
-    Attributes:
-        values: ``(B, p, C)`` values, interaction axis in the order of ``interactions``.
-        interactions: the p player tuples (by size, then lexicographic).
-        index: "Moebius", "SII", "k-SII", "STII", "FSII" or "SV".
-        order: largest interaction size (shapiq's ``max_order``).
-        n_players: number of players n.
-        baseline_value: ``(B, C)`` value of the empty coalition v(∅).
-        min_order: smallest interaction size present.
-        estimated: whether the values come from a sampled approximation.
-        n_evals: game evaluations per instance used to compute them.
-    """
-
-    values: torch.Tensor
-    interactions: list[tuple[int, ...]]
-    index: str
-    order: int
-    n_players: int
-    baseline_value: torch.Tensor
-    min_order: int = 0
-    estimated: bool = False
-    n_evals: int | None = None
-    lookup: dict[tuple[int, ...], int] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.values.ndim != 3 or self.values.shape[1] != len(self.interactions):
-            raise ValueError(
-                f"values must be (B, p, C) with p = {len(self.interactions)} interactions, got "
-                f"{tuple(self.values.shape)}"
-            )
-        self.lookup = {t: i for i, t in enumerate(self.interactions)}
-
-    @property
-    def num_instances(self) -> int:
-        """Number of instances B."""
-        return self.values.shape[0]
-
-    @property
-    def num_outputs(self) -> int:
-        """Number of outputs C."""
-        return self.values.shape[2]
-
-    def __len__(self) -> int:
-        return len(self.interactions)
-
-    def __contains__(self, players: object) -> bool:
-        return isinstance(players, Iterable) and tuple(sorted(players)) in self.lookup
-
-    def __getitem__(self, players: Iterable[int]) -> torch.Tensor:
-        """Values ``(B, C)`` of one interaction given as a tuple of players."""
-        key = tuple(sorted(int(p) for p in players))
-        if key not in self.lookup:
-            raise KeyError(
-                f"interaction {key} is not in these {self.index} values (players 0.."
-                f"{self.n_players - 1}, sizes {self.min_order}..{self.order})"
-            )
-        return self.values[:, self.lookup[key]]
-
-    def get_order(self, order: int) -> InteractionValues:
-        """The interactions of exactly size ``order`` (a new object sharing no storage)."""
-        if not self.min_order <= order <= self.order:
-            raise ValueError(
-                f"order must be in {self.min_order}..{self.order} for these values, got {order}"
-            )
-        keep = [i for i, t in enumerate(self.interactions) if len(t) == order]
-        return InteractionValues(
-            values=self.values[:, keep].clone(),
-            interactions=[self.interactions[i] for i in keep],
-            index=self.index,
-            order=order,
-            n_players=self.n_players,
-            baseline_value=self.baseline_value.clone(),
-            min_order=order,
-            estimated=self.estimated,
-            n_evals=self.n_evals,
-        )
-
-    def to_dict(self, instance: int = 0, output: int = 0) -> dict[tuple[int, ...], float]:
-        """``{players: value}`` for one instance and output."""
-        col = self.values[instance, :, output].tolist()
-        return dict(zip(self.interactions, col, strict=True))
-
-    def top_k(
-        self, k: int, instance: int = 0, output: int = 0, include_empty: bool = False
-    ) -> list[tuple[tuple[int, ...], float]]:
-        """The ``k`` interactions with the largest absolute value, largest first.
-
-        Args:
-            k: how many to return.
-            instance: which instance.
-            output: which output.
-            include_empty: also rank the empty interaction.
-
-        Returns:
-            list of (players, value).
-        """
-        check_positive(k, "k")
-        items = [
-            (t, v) for t, v in self.to_dict(instance, output).items() if include_empty or t
-        ]
-        items.sort(key=lambda tv: (-abs(tv[1]), len(tv[0]), tv[0]))
-        return items[:k]
-
-    def to_shapiq(self, instance: int = 0, output: int = 0) -> Any:
-        """One instance and output as a ``shapiq.InteractionValues`` (needs shapiq installed)."""
-        try:
-            import shapiq
-        except ImportError as err:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "to_shapiq() needs shapiq: pip install 'shapiq==1.4.1'"
-            ) from err
-        import numpy as np
-
-        return shapiq.InteractionValues(
-            values=np.asarray(self.values[instance, :, output].detach().cpu(), dtype=float),
-            index=self.index,
-            max_order=self.order,
-            min_order=self.min_order,
-            n_players=self.n_players,
-            interaction_lookup=dict(self.lookup),
-            estimated=self.estimated,
-            estimation_budget=self.n_evals,
-            baseline_value=float(self.baseline_value[instance, output]),
-        )
-
-    @classmethod
-    def from_shapiq(cls, iv: Any) -> InteractionValues:
-        """Build from a ``shapiq.InteractionValues`` (one instance, one output)."""
-        n = int(iv.n_players)
-        tuples = list(
-            _make_basis(n, int(iv.max_order), int(iv.min_order), torch.device("cpu")).tuples
-        )
-        vals = torch.tensor([float(iv[t]) for t in tuples], dtype=torch.float64)
-        return cls(
-            values=vals.view(1, -1, 1),
-            interactions=tuples,
-            index=str(iv.index),
-            order=int(iv.max_order),
-            n_players=n,
-            baseline_value=torch.tensor([[float(iv.baseline_value)]], dtype=torch.float64),
-            min_order=int(iv.min_order),
-            estimated=bool(iv.estimated),
-            n_evals=iv.estimation_budget,
-        )
-
 
 # --------------------------------------------------------------------------- weights
 
