@@ -23,6 +23,7 @@ import asyncio
 import datetime
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -93,7 +94,8 @@ def start(model: Path, kernel: bool = False) -> tuple[subprocess.Popen, str]:
     else:
         cmd = [sys.executable, "-m", "simshap.cli", "serve", str(model), "--port", str(port),
                "--max-batch-size", "64", "--batch-timeout", "2"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # a group: LitServe forks its workers
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -101,8 +103,22 @@ def start(model: Path, kernel: bool = False) -> tuple[subprocess.Popen, str]:
                 return proc, base
         except httpx.HTTPError:
             time.sleep(1)
-    proc.kill()
+    stop(proc)
     raise RuntimeError(f"server for {model} did not start")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a server's whole process group (LitServe's forked workers included)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            continue
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 async def load(base: str, rows: np.ndarray, concurrency: int, seconds: float) -> dict:
@@ -225,8 +241,7 @@ def main() -> None:
             results["endpoints"][name] = [
                 asyncio.run(load(base, rows, c, args.seconds)) for c in levels]
         finally:
-            proc.kill()
-            proc.wait()
+            stop(proc)
         print(name, json.dumps(results["endpoints"][name]), flush=True)
     results["onnx_vs_eager"] = onnx_vs_eager(paths["simshap"], rows, folder)
     results["file"] = file_throughput(paths["simshap"], rows, folder, args.file_rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -113,6 +114,24 @@ def test_explain_file_streams_in_chunks(trained, tmp_path):
 # --------------------------------------------------------------------------- the server
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a server and every process it started (SIGTERM, then SIGKILL after 15 s)."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the leader is gone; make sure no forked child lingers
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -126,7 +145,9 @@ def server(trained) -> dict:
     cmd = [sys.executable, "-m", "simshap.cli", "serve", str(trained["SimSHAP"]), "--port",
            str(port), "--max-rows", "50", "--max-body-bytes", "20000", "--max-batch-size", "8"]
     log = open(trained["folder"] / "server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # its own process group: LitServe forks an API server and a worker, which must go too
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -140,14 +161,13 @@ def server(trained) -> dict:
             break
         time.sleep(1)
     else:
-        proc.kill()
+        _stop(proc)
         pytest.fail("the server did not come up: " + (trained["folder"] / "server.log").read_text())
     client = httpx.Client(base_url=base, timeout=30,
                           headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
     yield {"client": client, "proc": proc, "x": trained["x"], "base": base}
     client.close()
-    proc.kill()
-    proc.wait()
+    _stop(proc)
     log.close()
 
 
