@@ -38,7 +38,7 @@ USED = {
     "gradcam": "captum.attr.LayerGradCam",
     "kernelshap": "shap.KernelExplainer",
     "kernelshap_s": "simshap.games.kernel_shap",
-    "deepshap": "shap.GradientExplainer",
+    "deepshap": "shap.DeepExplainer",  # simshap's ResNet blocks have no in-place operations
 }
 
 
@@ -100,7 +100,9 @@ def test_every_baseline_returns_shapley_values(method, images, resnet, surrogate
     assert out.values.abs().sum() > 0
     assert out.method == USED[method] and out.target.tolist() == [3, 5]
     assert torch.equal(out.select(torch.tensor([3, 5])), out.values[..., 0])
-    if "budget" in FAST[method]:  # the same budget meaning everywhere: n_evals reports it
+    if method == "deepshap":  # DeepLIFT: one pass per background row (zeros: one), no budget
+        assert out.n_evals == 1
+    elif "budget" in FAST[method]:  # the same budget meaning everywhere: n_evals reports it
         assert out.n_evals == FAST[method]["budget"]
 
 
@@ -157,7 +159,11 @@ def test_shap_and_our_kernelshap_recover_known_values_on_a_linear_game(images):
     torch.testing.assert_close(ours.values, exact, atol=1e-4, rtol=1e-3)
 
 
-def test_deepshap_falls_back_to_gradient_explainer_on_torchvision_resnet(images, resnet):
+def test_deepshap_falls_back_to_gradient_explainer_on_torchvision_resnet(images):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    resnet = resnet18(num_classes=10).eval()  # torchvision's own: in-place add, reused ReLU
     out = deepshap(resnet, images, target=1, budget=16)
     assert out.method == "shap.GradientExplainer"
     assert "DeepExplainer failed" in out.extras["fallback_reason"]
