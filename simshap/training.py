@@ -22,10 +22,24 @@ __all__ = [
     "adamw_cosine",
     "fit_module",
     "is_rank_zero",
+    "quiet_cpu_trainer",
 ]
 
 # seeds of different DDP ranks lie this far apart, so each rank draws its own coalitions
 RANK_SEED_STRIDE = 7_919_000_003
+
+
+def quiet_cpu_trainer(max_epochs: int, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
+    """A Lightning Trainer for small CPU models trained many times over (zoos, teachers).
+
+    One CPU device, no logger, no checkpoints, no progress bar or model summary, no sanity
+    validation: what a loop that trains hundreds of tiny models wants.
+    """
+    return pl.Trainer(
+        max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, callbacks=callbacks,
+    )  # fmt: skip
 
 
 def is_rank_zero() -> bool:

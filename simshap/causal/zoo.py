@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from simshap.causal.data import StudyData
 from simshap.errors import UserError
+from simshap.training import quiet_cpu_trainer
 
 __all__ = [
     "GRID",
@@ -240,16 +241,7 @@ def train_model(
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
     )
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_cpu_trainer(epochs)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     trainer.fit(ZooModule(model, hp), loader)
     model.eval()

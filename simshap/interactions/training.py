@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from simshap.errors import UserError
 from simshap.interactions.paraace import Standardized
+from simshap.training import quiet_cpu_trainer
 
 __all__ = ["FitResult", "RegressionTask", "fit_regressor", "nrmse"]
 
@@ -162,17 +163,7 @@ def fit_regressor(
     val_dl = DataLoader(tensors(val), batch_size=max(batch_size, 4096))
     task = RegressionTask(net, lr)
     stop = pl.pytorch.callbacks.EarlyStopping("val_loss", patience=patience, mode="min")
-    trainer = pl.Trainer(
-        max_epochs=max_epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[stop],
-    )
+    trainer = quiet_cpu_trainer(max_epochs, callbacks=[stop])
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
