@@ -50,7 +50,7 @@ SECTION = "## CIFAR-10 images: SimSHAP, FastSHAP and baselines (issue 4)"
 STAGES = ("model", "surrogate", "simshap", "fastshap", "throughput", "evaluate")
 OUTPUTS = {"model": "classifier.pt", "surrogate": "surrogate.pt", "simshap": "simshap.pt",
            "fastshap": "fastshap.pt", "throughput": "throughput.json", "evaluate": "results.json"}
-STAGE_LIMIT = "00:00:09:00"  # Lightning max_time per training stage
+STAGE_MINUTES = 9  # default Lightning max_time per training stage (--stage-minutes)
 COMMAND = "python benchmarks/cifar10.py --data-dir ../shared/data"
 
 SMOKE = {
@@ -90,7 +90,8 @@ def datasets(data_dir: str | None) -> list[str]:
 def make_run(name: str, args: argparse.Namespace, smoke: bool) -> ImageRun:
     cfg = load_config(ROOT / "configs" / f"{name}.yaml")
     cfg["data_dir"] = str(resolve_data_dir(args.data_dir))
-    cfg["trainer"]["max_time"] = STAGE_LIMIT
+    minutes = int(args.stage_minutes)
+    cfg["trainer"]["max_time"] = f"00:{minutes // 60:02d}:{minutes % 60:02d}:00"
     cfg["trainer"]["progress_bar"] = False
     if smoke:
         cfg = deep_update(cfg, SMOKE)
@@ -111,7 +112,7 @@ def stage_throughput(run: ImageRun, overwrite: bool, smoke: bool = False) -> dic
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite")
     surrogate = run.surrogate()
-    run._speed_up(surrogate.net, compile_net=run.config["surrogate"]["compile"])
+    run.speed_up(surrogate.net, compile_net=run.config["surrogate"]["compile"])
     explainer = run.build_explainer("simshap", surrogate).to(run.device)
     x_all, _ = run.data.test_tensors(512, split="train")
     rows = []
@@ -264,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-root", default=str(ROOT / "benchmarks" / "runs"))
     p.add_argument("--stage", choices=[*STAGES, "report", "all"], default="all")
     p.add_argument("--next", action="store_true", help="run only the next pending stage")
+    p.add_argument("--stage-minutes", type=int, default=STAGE_MINUTES,
+                   help="wall-clock cap of each training stage (Lightning max_time), minutes")
     p.add_argument("--overwrite", action="store_true", help="recompute the chosen stage")
     p.add_argument("--allow-cpu", action="store_true", help="tiny smoke run without CUDA")
     p.add_argument("--write-pending", action="store_true",
