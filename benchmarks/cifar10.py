@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -190,6 +191,10 @@ def report(runs: list[ImageRun]) -> dict[str, Any]:
             "datasets": per_ds}
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(blob, indent=2))
+    main_run = next(r for r in runs if r.config["dataset"] == main["dataset"])
+    for fig in ("figure3.png", "curves.png"):
+        if main_run.path(fig).is_file():
+            shutil.copyfile(main_run.path(fig), RESULTS_JSON.parent / f"cifar10_{fig}")
     write_section(RESULTS_MD, SECTION, measured_section(per_ds, goals))
     return blob
 
@@ -198,12 +203,13 @@ def measured_section(per_ds: dict[str, Any], goals: dict[str, Any]) -> str:
     from simshap.evaluation.report import environment, image_results_table
 
     env = environment()
+    command = " ".join(["python", "benchmarks/cifar10.py", *sys.argv[1:]])
     lines = [
         SECTION, "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- machine: {env['device']}, torch {env['torch']}, lightning {env['lightning']}, "
         f"shap {env['shap']}",
-        f"- command: `{COMMAND}` (stages resumable; configs/cifar10-subset.yaml, "
+        f"- command: `{command}` (stages resumable; configs/cifar10-subset.yaml, "
         "configs/cifar10.yaml)", "",
     ]
     for name, res in per_ds.items():
@@ -223,8 +229,9 @@ def measured_section(per_ds: dict[str, Any], goals: dict[str, Any]) -> str:
         lines.append("")
     lines += ["Goals: " + ", ".join(f"{k}: {fmt(v) if isinstance(v, float) else v}"
                                     for k, v in goals.items()), "",
-              "Figures: `figure3.png` and `curves.png` in each run folder "
-              "(`benchmarks/runs/<dataset>/`); data: `benchmarks/results/cifar10.json`.", ""]
+              "Figures: `benchmarks/results/cifar10_figure3.png` and `cifar10_curves.png` (copied "
+              "from the run folder `benchmarks/runs/<dataset>/`); data: "
+              "`benchmarks/results/cifar10.json`.", ""]
     return "\n".join(lines)
 
 
