@@ -42,8 +42,8 @@ from simshap.data.image_modules import CIFAR10DataModule, FashionMNISTDataModule
 from simshap.errors import UserError
 from simshap.evaluation.baselines import BASELINES, explain_baseline
 from simshap.evaluation.figures import attribution_grid, mean_curves
-from simshap.evaluation.insertion_deletion import insertion_deletion, stable_mask
-from simshap.evaluation.report import environment, image_results_table, nan_stats
+from simshap.evaluation.image_scores import METHOD_LABELS, score_attributions
+from simshap.evaluation.report import environment, image_results_table
 from simshap.evaluation.timing import seconds_per_instance, timed
 from simshap.fingerprint import fingerprint
 from simshap.io import load_explainer
@@ -57,20 +57,6 @@ __all__ = [
     "METHOD_LABELS",
     "ImageRun",
 ]
-
-
-METHOD_LABELS: dict[str, str] = {
-    "simshap": "SimSHAP",
-    "fastshap": "FastSHAP",
-    "kernelshap": "KernelSHAP",
-    "kernelshap_s": "KernelSHAP-S",
-    "deepshap": "DeepSHAP",
-    "ig": "IG",
-    "smoothgrad": "SmoothGrad",
-    "gradcam": "GradCAM",
-}
-
-_NORMS = ("paper", "prob")
 
 
 class ImageRun(Run):
@@ -301,26 +287,11 @@ class ImageRun(Run):
         for name, a in attrs.items():
             row: dict[str, Any] = {"label": METHOD_LABELS.get(name, name), "used": a["used"],
                                    "fallback_reason": a["fallback_reason"]}  # fmt: skip
-            for norm in _NORMS:
-                res = insertion_deletion(
-                    net, x, a["values"].to(self.device), target=tgt,
-                    superpixel_size=self.superpixel_size, normalize=norm,
-                    batch_size=ev["batch_size"],
-                )  # fmt: skip
-                suffix = "" if norm == "paper" else "_prob"
-                for kind in ("insertion", "deletion"):
-                    mean, std = nan_stats(res[f"{kind}_auc"])
-                    row[f"{kind}_auc{suffix}_mean"] = mean
-                    row[f"{kind}_auc{suffix}_std"] = std
-                if norm == "paper":  # the unstable denominators, counted and left out
-                    stable = stable_mask(res, ev["denominator_eps"])
-                    row["paper_unstable_images"] = int((~stable).sum())
-                    for kind in ("insertion", "deletion"):
-                        mean, std = nan_stats(res[f"{kind}_auc"][stable])
-                        row[f"{kind}_auc_stable_mean"] = mean
-                        row[f"{kind}_auc_stable_std"] = std
-                    curves[name] = {"insertion": res.insertion_curve.cpu(),
-                                    "deletion": res.deletion_curve.cpu()}  # fmt: skip
+            scores, curves[name] = score_attributions(
+                net, x, a["values"].to(self.device), tgt, self.superpixel_size,
+                batch_size=ev["batch_size"], denominator_eps=ev["denominator_eps"],
+            )  # fmt: skip
+            row.update(scores)
             row["inference_s"] = a["seconds"]
             row["inference_s_per_image"] = a["seconds"] / n
             if name in EXPLAINERS:

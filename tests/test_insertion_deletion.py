@@ -116,7 +116,7 @@ def test_batch_size_and_explicit_target_do_not_change_results():
         )
     torch.testing.assert_close(a.insertion_curve, b.insertion_curve)
     torch.testing.assert_close(a.deletion_auc, b.deletion_auc)
-    assert a["insertion_auc"] is a.insertion_auc and set(a.as_dict()) >= {"deletion_curve"}
+    assert set(a.as_dict()) >= {"insertion_auc", "deletion_curve"}
 
 
 def test_ties_broken_by_index():

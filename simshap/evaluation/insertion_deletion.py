@@ -52,10 +52,6 @@ class InsertionDeletionResult:
     normalize: str
     denominator: torch.Tensor | None = None
 
-    def __getitem__(self, key: str) -> Any:
-        """Dict-style access, e.g. ``result["insertion_auc"]``."""
-        return getattr(self, key)
-
     def as_dict(self) -> dict[str, Any]:
         """Return the fields as a plain dict."""
         return asdict(self)
