@@ -42,9 +42,7 @@ import torch
 from _report import machine, write_section  # benchmarks/_report.py
 
 from simshap.config import load_config
-from simshap.evaluation.metrics import attribution_errors
-from simshap.evaluation.timing import seconds_per_instance
-from simshap.io import load_explainer
+from simshap.evaluation.report import AMORTIZED, METHOD_LABELS
 from simshap.pipeline import TabularRun
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,42 +101,15 @@ def run_dataset(name: str, cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
     stages: dict[str, Any] = {"model": run.fit_model(), "surrogate": run.fit_surrogate()}
     print(f"[{name}] model {stages['model']}\n[{name}] surrogate {stages['surrogate']}",
           flush=True)
-    for explainer in ("simshap", "fastshap"):
+    for explainer in run.explainer_names:  # SimSHAP (default and paper targets), FastSHAP
         stages[explainer] = run.fit_explainer(explainer)
         print(f"[{name}] {explainer} {stages[explainer]}", flush=True)
     results = run.evaluate()
     print(run.table(results), flush=True)
-    results["methods"]["simshap_cv"] = control_variate_variant(run, stages)
-    print(f"[{name}] simshap_cv {results['methods']['simshap_cv']}", flush=True)
     results["stages"] = stages
     results["wall_s"] = time.perf_counter() - t0
     results["config"] = cfg
     return results
-
-
-def control_variate_variant(run: TabularRun, stages: dict[str, Any]) -> dict[str, float]:
-    """SimSHAP with the control-variate target, trained like SimSHAP, on the same ground truth."""
-    paper = run.path("simshap.pt")
-    kept = run.path("simshap_paper.pt")
-    paper.rename(kept)
-    try:
-        run.config["explainer"]["control_variate"] = True
-        stages["simshap_cv"] = run.fit_explainer("simshap")
-        run.path("simshap.pt").rename(run.path("simshap_cv.pt"))
-    finally:
-        run.config["explainer"]["control_variate"] = False
-        kept.rename(paper)
-    explainer = load_explainer(run.path("simshap_cv.pt"))
-    data = run.data
-    truth = torch.load(run.path("ground_truth.pt"), weights_only=True)["values"]
-    n = truth.shape[0]
-    x = torch.as_tensor(data.x_test[:n])
-    classes = torch.as_tensor(run.original_model().predict(data.x_test[:n]))
-    return {
-        **attribution_errors(explainer.explain(x), truth, classes),
-        "inference_s_per_instance": seconds_per_instance(lambda: explainer.explain(x), n),
-        "train_s": stages["simshap_cv"]["train_s"],
-    }
 
 
 def summary(res: dict[str, Any]) -> dict[str, Any]:
@@ -154,8 +125,8 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
         "ground_truth_over_fastshap_time": gt_s / fast["inference_s_per_instance"],
     }
     out["goal_simshap_le_fastshap"] = out["simshap_over_fastshap_l2"] <= 1.0
-    if "simshap_cv" in m:
-        out["simshap_cv_over_fastshap_l2"] = m["simshap_cv"]["l2"] / fast["l2"]
+    if "simshap_paper" in m:
+        out["simshap_paper_over_fastshap_l2"] = m["simshap_paper"]["l2"] / fast["l2"]
     ratio = out["simshap_over_kernelshap_paired_2048_l2"]
     out["goal_simshap_le_kernelshap_paired_2048"] = None if ratio is None else ratio <= 1.0
     return out
@@ -207,9 +178,9 @@ def section(report: dict[str, Any]) -> str:
         for fam in FAMILIES:
             cells = [f"{m[f'{fam}@{b}']['l2']:.4f}" if f"{fam}@{b}" in m else "" for b in budgets]
             lines.append(f"| {fam} | " + " | ".join(cells) + " |")
-        for ex in ("simshap", "simshap_cv", "fastshap"):
+        for ex in AMORTIZED:
             if ex in m:
-                lines.append(f"| {ex} (1 forward pass) | " + " | ".join(
+                lines.append(f"| {METHOD_LABELS[ex]} (1 forward pass) | " + " | ".join(
                     [f"{m[ex]['l2']:.4f}"] * len(budgets)) + " |")
         t = res["training_s"]
         lines += [

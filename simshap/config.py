@@ -42,12 +42,13 @@ TABULAR_DEFAULTS: dict[str, Any] = {
         "compile": False,
     },
     "explainer": {
+        "methods": ["simshap", "simshap_paper", "fastshap"],  # the explainers a run trains
         "hidden": 512,
         "layers": 3,
         "n_masks": 32,
         "paired": True,
         "centered": True,
-        "control_variate": False,
+        "target": "default",
         "normalize": True,
         "lr": 1e-3,
         "weight_decay": 0.0,
@@ -117,12 +118,13 @@ IMAGE_DEFAULTS: dict[str, Any] = {
         "compile": False,
     },
     "explainer": {
+        "methods": ["simshap", "simshap_paper", "fastshap"],
         "base_width": 64,
         "depth": 3,
         "n_masks": 8,
         "paired": True,
         "centered": True,
-        "control_variate": False,
+        "target": "default",
         "normalize": True,
         "efficiency_lambda": 0.1,
         "lr": 2e-4,
@@ -213,6 +215,24 @@ def merge_config(
     return out
 
 
+def _renamed(user: dict[str, Any]) -> dict[str, Any]:
+    """Map renamed keys of older configs (and run folders) to their new names.
+
+    ``explainer.control_variate`` (true / false) became ``explainer.target`` (default / paper).
+    """
+    explainer = user.get("explainer")
+    if isinstance(explainer, dict) and "control_variate" in explainer:
+        if "target" in explainer:
+            raise UserError(
+                "give explainer.target only (explainer.control_variate is its old name)"
+            )
+        explainer = dict(explainer)
+        cv = explainer.pop("control_variate")
+        explainer["target"] = "default" if cv else "paper"
+        user = {**user, "explainer": explainer}
+    return user
+
+
 def load_config(path: str | os.PathLike[str], defaults: dict[str, Any] | None = None) -> dict:
     """Read a YAML config and merge it over ``defaults`` (by default those of its data set)."""
     path = Path(path)
@@ -225,7 +245,7 @@ def load_config(path: str | os.PathLike[str], defaults: dict[str, Any] | None = 
             raise UserError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(user, dict):
         raise UserError(f"{path} must hold a YAML mapping of config keys")
-    cfg = merge_config(defaults or defaults_for(user.get("dataset")), user)
+    cfg = merge_config(defaults or defaults_for(user.get("dataset")), _renamed(user))
     if not cfg.get("dataset"):
         raise UserError(f"{path} must name a dataset (key 'dataset')")
     return cfg

@@ -280,7 +280,7 @@ class ImageRun(Run):
             tgt = classifier.predict_logits(x).argmax(1)
         timings = self._timings()
         attrs: dict[str, dict[str, Any]] = {}
-        for name in [*EXPLAINERS, *ev["baselines"]]:
+        for name in [*self.explainer_names, *ev["baselines"]]:
             attrs[name] = self._cached_attribution(name, x, tgt, classifier)
         methods: dict[str, dict[str, Any]] = {}
         curves: dict[str, dict[str, torch.Tensor]] = {}

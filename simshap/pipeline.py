@@ -200,7 +200,7 @@ class TabularRun(Run):
         truth, truth_s = self._ground_truth(game, surrogate, ev["ground_truth"], ev["threshold"])
         methods: dict[str, dict[str, float]] = {}
         timings = self._timings()
-        for name in EXPLAINERS:
+        for name in self.explainer_names:
             explainer = load_explainer(self._require(f"{name}.pt", "fit-explainer"))
             pred = explainer.explain(raw)
             methods[name] = {

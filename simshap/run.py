@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from simshap.errors import UserError
 from simshap.explainers import FastSHAP, SimSHAP
 from simshap.explainers.base import AmortizedExplainer
+from simshap.explainers.simshap import SIMSHAP_TARGETS
 from simshap.io import load_surrogate, save_explainer, save_surrogate
 from simshap.run_folder import RunFolder
 from simshap.surrogate import Surrogate
@@ -26,7 +27,11 @@ from simshap.training import fit_module, is_rank_zero
 
 __all__ = ["EXPLAINERS", "Run", "resolve_precision"]
 
-EXPLAINERS: dict[str, type[AmortizedExplainer]] = {"simshap": SimSHAP, "fastshap": FastSHAP}
+#: the explainers a run can train (``explainer.methods``): SimSHAP with the default
+#: (variance-reduced) target, SimSHAP with the paper's target (Algorithm 1), FastSHAP
+EXPLAINERS: dict[str, type[AmortizedExplainer]] = {
+    "simshap": SimSHAP, "simshap_paper": SimSHAP, "fastshap": FastSHAP,
+}
 
 
 def resolve_precision(precision: str | int) -> str | int:
@@ -91,6 +96,20 @@ class Run(RunFolder):
 
     # ------------------------------------------------------------------ shared settings
     @property
+    def explainer_names(self) -> list[str]:
+        """The explainers this run trains and evaluates (``explainer.methods``), checked."""
+        names = self.config["explainer"]["methods"]
+        if isinstance(names, str):
+            names = [names]
+        bad = [n for n in names if n not in EXPLAINERS]
+        if not names or bad or len(set(names)) != len(names):
+            raise UserError(
+                f"explainer.methods must be a non-empty list of distinct names from "
+                f"{list(EXPLAINERS)}, got {names!r}"
+            )
+        return list(names)
+
+    @property
     def device(self) -> torch.device:
         """Where evaluation runs: the GPU when the trainer may use one and CUDA is present."""
         acc = self.config["trainer"]["accelerator"]
@@ -154,8 +173,12 @@ class Run(RunFolder):
             surrogate_batch_size=e["surrogate_batch_size"], seed=self.seed,
             **self.explainer_extras(),
         )  # fmt: skip
-        extra = ({"centered": e["centered"], "control_variate": e["control_variate"]}
-                 if name == "simshap" else
+        if e["target"] not in SIMSHAP_TARGETS:
+            raise UserError(f"explainer.target must be one of {SIMSHAP_TARGETS}, got "
+                            f"{e['target']!r}")
+        target = "paper" if name == "simshap_paper" else e["target"]
+        extra = ({"centered": e["centered"], "target": target}
+                 if EXPLAINERS[name] is SimSHAP else
                  {"normalize": e["normalize"], "efficiency_lambda": e["efficiency_lambda"]})
         module = EXPLAINERS[name](self.explainer_net_spec(), surrogate, **common, **extra)
         self.speed_up(module.net, compile_net=e["compile"])

@@ -57,7 +57,7 @@ def _stages(run: Any) -> list[tuple[str, str, Any]]:
         ("original model", model_file, run.fit_model),
         ("surrogate", "surrogate.pt", run.fit_surrogate),
     ]
-    for name in EXPLAINERS:
+    for name in run.explainer_names:
         stages.append((name, f"{name}.pt", lambda n=name: run.fit_explainer(n)))
     return stages
 
@@ -87,7 +87,7 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     elif args.command == "fit-surrogate":
         print(run.fit_surrogate(overwrite=args.overwrite))
     elif args.command == "fit-explainer":
-        for name in args.explainer:
+        for name in args.explainer or run.explainer_names:
             print(name, run.fit_explainer(name, overwrite=args.overwrite))
     else:
         print(run.table(run.evaluate(overwrite=args.overwrite)))
@@ -115,6 +115,6 @@ def register(subparsers: Any) -> None:
         sp.add_argument("--out", required=True, help="run folder")
         sp.add_argument("--overwrite", action="store_true", help="recompute this stage")
         if name == "fit-explainer":
-            sp.add_argument("--explainer", nargs="+", default=list(EXPLAINERS),
-                            choices=list(EXPLAINERS))
+            sp.add_argument("--explainer", nargs="+", default=None, choices=list(EXPLAINERS),
+                            help="which explainers (default: the config's explainer.methods)")
         sp.set_defaults(func=_cmd_stage)

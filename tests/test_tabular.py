@@ -27,6 +27,8 @@ from simshap.data.tabular import load_tabular
 from simshap.evaluation.metrics import attribution_errors
 from simshap.evaluation.tabular import estimators_at_budgets, ground_truth
 from simshap.explainers import FastSHAP, SimSHAP, additive_efficient_normalization
+from simshap.explainers.simshap import residual_target
+from simshap.games.estimators import sim_semivalue_target
 from simshap.games.values import MaskedModelGame
 from simshap.io import load_explainer, save_explainer
 from simshap.pipeline import TabularRun
@@ -362,7 +364,7 @@ def test_cli_run_end_to_end_and_resume(tmp_path: Path, capsys) -> None:
     assert {"method", "threshold", "n_instances", "seconds_per_instance"} <= set(gt)
     assert gt["threshold"] == 0.05 and gt["n_instances"] == 6 and gt["seconds_per_instance"] > 0
     methods = results["methods"]
-    for name in ("simshap", "fastshap"):
+    for name in ("simshap", "simshap_paper", "fastshap"):
         assert {"l1", "l2", "inference_s_per_instance", "train_s"} <= set(methods[name])
         assert methods[name]["train_s"] > 0 and np.isfinite(methods[name]["l2"])
     for budget in (64, 128):
@@ -372,7 +374,10 @@ def test_cli_run_end_to_end_and_resume(tmp_path: Path, capsys) -> None:
             assert entry["n_evals"] <= budget
     assert {"torch", "device"} <= set(results["environment"])
     table = (out / "results.md").read_text()
-    assert "| simshap |" in table and "| kernelshap_paired@128 |" in table
+    assert "| SimSHAP (default target) |" in table and "| SimSHAP (paper target) |" in table
+    assert "| kernelshap_paired@128 |" in table
+    assert load_explainer(out / "simshap.pt").hparams.target == "default"
+    assert load_explainer(out / "simshap_paper.pt").hparams.target == "paper"
     for png in ("error_vs_budget.png", "simshap_bar.png", "simshap_beeswarm.png"):
         assert (out / png).stat().st_size > 1000
 
@@ -393,6 +398,57 @@ def test_cli_run_end_to_end_and_resume(tmp_path: Path, capsys) -> None:
     # same seed, same data, same surrogate: the retrained SimSHAP lands on the same error
     assert again["methods"]["simshap"]["l2"] == pytest.approx(methods["simshap"]["l2"], rel=1e-4)
     assert again["methods"]["fastshap"]["l2"] == pytest.approx(methods["fastshap"]["l2"])
+
+
+def test_simshap_targets_and_their_old_name() -> None:
+    spec = _explainer_spec(5, 2)
+    assert SimSHAP(spec).hparams.target == "default"
+    assert SimSHAP(spec, target="paper").hparams.target == "paper"
+    with pytest.warns(DeprecationWarning, match="target="):
+        old = SimSHAP(spec, control_variate=False)  # what files saved before the rename hold
+    assert old.hparams.target == "paper" and old.hparams.control_variate is None
+    with pytest.raises(ValueError, match="target must be one of"):
+        SimSHAP(spec, target="cv")
+
+
+def test_default_and_paper_targets_differ_only_in_variance() -> None:
+    """One training step's loss: the default target is the paper's plus a zero-mean term."""
+    torch.manual_seed(0)
+    d, c, b, m = 4, 2, 3, 6
+    spec = _explainer_spec(d, c)
+    paper, default = SimSHAP(spec, target="paper"), SimSHAP(spec, target="default")
+    default.net.load_state_dict(paper.net.state_dict())
+    x = torch.randn(b, d)
+    masks = torch.rand(b, m, d) < 0.5
+    values, v0, v1 = torch.randn(b, m, c), torch.randn(b, c), torch.randn(b, c)
+    pred = paper.net(x).float()
+    want_paper = torch.nn.functional.mse_loss(pred, sim_semivalue_target(masks, values, v0, v1))
+    want_default = torch.nn.functional.mse_loss(
+        pred, residual_target(masks, values, v0, v1, pred.detach())
+    )
+    assert torch.equal(paper.loss(x, masks, values, v0, v1), want_paper)
+    assert torch.equal(default.loss(x, masks, values, v0, v1), want_default)
+    assert not torch.equal(want_paper, want_default)
+
+
+def test_config_target_rename_and_methods_check(tmp_path: Path) -> None:
+    old = _write_config(tmp_path / "old.yaml",
+                        {**TINY_CONFIG, "explainer": {**TINY_CONFIG["explainer"],
+                                                      "control_variate": True}})
+    assert load_config(old)["explainer"]["target"] == "default"
+    both = _write_config(tmp_path / "both.yaml",
+                         {**TINY_CONFIG, "explainer": {**TINY_CONFIG["explainer"],
+                                                       "control_variate": True,
+                                                       "target": "paper"}})
+    with pytest.raises(ValueError, match="explainer.target only"):
+        load_config(both)
+    cfg = merge_config(TABULAR_DEFAULTS, TINY_CONFIG)
+    assert TabularRun(tmp_path / "r", cfg).explainer_names == ["simshap", "simshap_paper",
+                                                               "fastshap"]
+    for bad in (["simshap", "kernelshap"], [], ["fastshap", "fastshap"]):
+        cfg["explainer"]["methods"] = bad
+        with pytest.raises(ValueError, match="explainer.methods"):
+            _ = TabularRun(tmp_path / "r", cfg).explainer_names
 
 
 def test_stage_needs_previous_stage(tmp_path: Path, capsys) -> None:

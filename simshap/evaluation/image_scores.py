@@ -13,20 +13,10 @@ import torch
 from torch import nn
 
 from simshap.evaluation.insertion_deletion import insertion_deletion, stable_mask
-from simshap.evaluation.report import nan_stats
+from simshap.evaluation.report import METHOD_LABELS, nan_stats
 
 __all__ = ["METHOD_LABELS", "NORMALIZATIONS", "score_attributions"]
 
-METHOD_LABELS: dict[str, str] = {
-    "simshap": "SimSHAP",
-    "fastshap": "FastSHAP",
-    "kernelshap": "KernelSHAP",
-    "kernelshap_s": "KernelSHAP-S",
-    "deepshap": "DeepSHAP",
-    "ig": "IG",
-    "smoothgrad": "SmoothGrad",
-    "gradcam": "GradCAM",
-}
 
 NORMALIZATIONS = ("paper", "prob")
 

@@ -7,10 +7,30 @@ from typing import Any
 
 import torch
 
-__all__ = ["environment", "image_results_table", "nan_stats", "results_table"]
+__all__ = [
+    "AMORTIZED",
+    "METHOD_LABELS",
+    "environment",
+    "image_results_table",
+    "nan_stats",
+    "results_table",
+]
 
 # the amortized explainers, in table order
-AMORTIZED = ("simshap", "fastshap")
+AMORTIZED = ("simshap", "simshap_paper", "fastshap")
+
+#: display names in tables and figures
+METHOD_LABELS: dict[str, str] = {
+    "simshap": "SimSHAP (default target)",
+    "simshap_paper": "SimSHAP (paper target)",
+    "fastshap": "FastSHAP",
+    "kernelshap": "KernelSHAP",
+    "kernelshap_s": "KernelSHAP-S",
+    "deepshap": "DeepSHAP",
+    "ig": "IG",
+    "smoothgrad": "SmoothGrad",
+    "gradcam": "GradCAM",
+}
 
 
 def environment() -> dict[str, Any]:
@@ -54,7 +74,7 @@ def results_table(results: dict[str, Any]) -> str:
         train = f"{m['train_s']:.1f}" if "train_s" in m else ""
         flag = " †" if m["l2"] < noise else ""
         lines.append(
-            f"| {name} | {m['l1']:.4f} | {m['l2']:.4f}{flag} | {evals} | "
+            f"| {METHOD_LABELS.get(name, name)} | {m['l1']:.4f} | {m['l2']:.4f}{flag} | {evals} | "
             f"{m['inference_s_per_instance']:.3g} | {train} |"
         )
     return "\n".join(lines) + "\n"
@@ -102,18 +122,17 @@ def image_results_table(results: dict[str, Any]) -> str:
             f"{ms(m, 'deletion_auc')} | {stable} |"
         )
     names = list(methods)
+    trained = [k for k in AMORTIZED if k in methods]
     lines += [
         "",
         f"### Table 4 row: inference seconds for the {n} evaluated images; training minutes",
         "",
-        "| data set | " + " | ".join(methods[k]["label"] for k in names)
-        + " | SimSHAP train (min) | FastSHAP train (min) |",
-        "| --- | " + " | ".join("---:" for _ in names) + " | ---: | ---: |",
+        "| data set | " + " | ".join(methods[k]["label"] for k in names) + " | "
+        + " | ".join(f"{methods[k]['label']} train (min)" for k in trained) + " |",
+        "| --- | " + " | ".join("---:" for _ in [*names, *trained]) + " |",
         f"| {results['dataset']} | " + " | ".join(f"{methods[k]['inference_s']:.3g}" for k in names)
-        + " | " + " | ".join(
-            f"{methods[k].get('train_minutes', float('nan')):.2f}" if k in methods else "-"
-            for k in AMORTIZED
-        ) + " |",
+        + " | " + " | ".join(f"{methods[k].get('train_minutes', float('nan')):.2f}"
+                             for k in trained) + " |",
     ]
     return "\n".join(lines) + "\n"
 
