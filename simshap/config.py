@@ -146,7 +146,8 @@ IMAGE_DEFAULTS: dict[str, Any] = {
         # are counted and reported apart (their normalized AUCs explode or flip sign)
         "denominator_eps": 0.5,
         "figure_images": 6,
-        "baselines": ["ig", "smoothgrad", "gradcam", "kernelshap", "kernelshap_s", "deepshap"],
+        "baselines": ["random", "ig", "smoothgrad", "gradcam", "kernelshap", "kernelshap_s",
+                      "deepshap"],
         # budget: model passes per image (gradient methods) or game evaluations per image
         # (KernelSHAP, ∅ and N included; kernelshap's None = shap's default 2d + 2048)
         "ig": {"budget": 64, "internal_batch_size": 256},

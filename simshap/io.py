@@ -139,6 +139,7 @@ def save_explainer(
         "hparams": hparams,
         "state_dict": _cpu(explainer.net.state_dict()),
         "base_value": explainer.base_value.detach().cpu(),
+        "prior_var": explainer.prior_var.detach().cpu(),
         "surrogate": None,
     }
     if include_surrogate and explainer.surrogate is not None:
@@ -170,4 +171,6 @@ def load_explainer(
     model = cls(blob["net_spec"], surrogate=surrogate, **blob["hparams"])
     model.net.load_state_dict(blob["state_dict"])
     model.base_value.copy_(blob["base_value"])
+    if "prior_var" in blob:  # files of earlier releases lack it: explainer(x, budget=) refuses
+        model.prior_var.copy_(blob["prior_var"])
     return model.to(map_location).eval()

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from simshap.data.tabular import TabularData, load_tabular
 from simshap.evaluation.metrics import attribution_errors, truth_noise
 from simshap.evaluation.report import environment, results_table
-from simshap.evaluation.tabular import estimators_at_budgets
+from simshap.evaluation.tabular import amortized_at_budgets, estimators_at_budgets
 from simshap.evaluation.timing import seconds_per_instance, timed
 from simshap.evaluation.truth import ground_truth
 from simshap.fingerprint import fingerprint
@@ -213,6 +213,11 @@ class TabularRun(Run):
         methods.update(
             estimators_at_budgets(game, truth.values, classes, list(ev["budgets"]), self.seed)
         )
+        if "simshap" in self.explainer_names:  # amortized + budget: g(x) refined by k calls
+            methods.update(amortized_at_budgets(
+                load_explainer(self.path("simshap.pt")), raw, truth.values, classes,
+                list(ev["budgets"]), self.seed,
+            ))  # fmt: skip
         results = {
             "dataset": data.name,
             "n_features": data.n_features,

@@ -25,6 +25,7 @@ CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32).reshape(1, 3, 1
 
 # small budgets keep the CPU tests fast; the defaults are the benchmark settings
 FAST = {
+    "random": {},
     "ig": {"budget": 32},
     "smoothgrad": {"budget": 8},
     "gradcam": {},
@@ -33,6 +34,7 @@ FAST = {
     "deepshap": {"budget": 16},
 }
 USED = {
+    "random": "random",
     "ig": "captum.attr.IntegratedGradients",
     "smoothgrad": "captum.attr.NoiseTunnel(Saliency)",
     "gradcam": "captum.attr.LayerGradCam",
@@ -221,3 +223,12 @@ def test_baselines_run_on_cuda(method, images, resnet, surrogate):
     out = explain_baseline(method, model, images.cuda(), None, **FAST[method])
     assert out.values.shape == (2, 256, 1) and out.values.device.type == "cuda"
     assert torch.isfinite(out.values).all()
+
+
+def test_random_baseline_is_seeded_and_costs_nothing(images, resnet):
+    a = explain_baseline("random", resnet, images, 3, generator=torch.Generator().manual_seed(0))
+    b = explain_baseline("random", resnet, images, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.values, b.values) and a.n_evals == 0
+    assert a.values.std() > 0.5
+    with pytest.raises(ValueError, match="no budget"):
+        explain_baseline("random", resnet, images, 3, budget=8)

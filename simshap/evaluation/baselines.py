@@ -25,7 +25,12 @@ from typing import Any
 import torch
 
 from simshap.errors import UserError
-from simshap.evaluation._baseline_utils import to_superpixels
+from simshap.evaluation._baseline_utils import (
+    baseline_result,
+    check_images,
+    resolve_target,
+    to_superpixels,
+)
 from simshap.evaluation.baselines_captum import gradcam, integrated_gradients, smoothgrad
 from simshap.evaluation.baselines_shap import deepshap, kernelshap, kernelshap_surrogate
 from simshap.shapley_values import ShapleyValues
@@ -34,6 +39,7 @@ __all__ = [
     "Attribution",
     "BASELINES",
     "attribute",
+    "random_attribution",
     "explain_baseline",
     "integrated_gradients",
     "smoothgrad",
@@ -44,7 +50,36 @@ __all__ = [
     "to_superpixels",
 ]
 
+def random_attribution(
+    model: Any,
+    images: torch.Tensor,
+    target: int | torch.Tensor | None = None,
+    *,
+    budget: int | None = None,
+    superpixel_size: int = 2,
+    generator: torch.Generator | None = None,
+) -> ShapleyValues:
+    """Standard-normal attributions on the superpixel grid: the floor every method must beat.
+
+    Args:
+        model: the classifier (called only when ``target`` is ``None``, for its prediction).
+        images: ``(N, C, H, W)`` model inputs.
+        target: classes to explain (default: predicted).
+        budget: must be ``None`` or 0: random attributions evaluate nothing.
+        superpixel_size: side of a superpixel.
+        generator: optional ``torch.Generator`` (CPU) for the draw.
+    """
+    check_images(images, superpixel_size)
+    if budget not in (None, 0):
+        raise UserError(f"random attributions take no budget (0 evaluations), got {budget!r}")
+    tgt = resolve_target(model, images, target)
+    h, w = images.shape[-2] // superpixel_size, images.shape[-1] // superpixel_size
+    values = torch.randn(images.shape[0], h, w, generator=generator)
+    return baseline_result(values.to(images.device), tgt, "random", n_evals=0, name="random")
+
+
 BASELINES: dict[str, Callable[..., ShapleyValues]] = {
+    "random": random_attribution,
     "ig": integrated_gradients,
     "smoothgrad": smoothgrad,
     "gradcam": gradcam,
@@ -64,8 +99,8 @@ def explain_baseline(
     """Run a baseline by name: ``explain_baseline("ig", model, images, target, budget=32)``.
 
     Args:
-        method: one of ``ig``, ``smoothgrad``, ``gradcam``, ``kernelshap``, ``kernelshap_s``
-            (``model`` is then the surrogate ``s(x, mask)``), ``deepshap``.
+        method: one of ``random``, ``ig``, ``smoothgrad``, ``gradcam``, ``kernelshap``,
+            ``kernelshap_s`` (``model`` is then the surrogate ``s(x, mask)``), ``deepshap``.
         model: the model to explain.
         images: ``(N, C, H, W)`` model inputs.
         target: classes to explain (default: predicted).

@@ -19,7 +19,13 @@ from torchvision.transforms.functional import gaussian_blur
 
 from simshap.players import Players, SuperpixelGrouping
 
-__all__ = ["InsertionDeletionResult", "insertion_deletion", "stable_mask", "superpixel_order"]
+__all__ = [
+    "InsertionDeletionResult",
+    "insertion_deletion",
+    "insertion_deletion_all",
+    "stable_mask",
+    "superpixel_order",
+]
 
 #: paper-normalization denominators below this (in logits) are reported as unstable
 DENOMINATOR_EPS = 0.5
@@ -117,9 +123,41 @@ def insertion_deletion(
             target out of range.
 
     """
-    groups, target_given = _check_inputs(
-        images, attributions, target, superpixel_size, normalize, batch_size
-    )
+    return insertion_deletion_all(
+        model, images, attributions, target=target, superpixel_size=superpixel_size,
+        normalize=(normalize,), batch_size=batch_size, blur_kernel_size=blur_kernel_size,
+        blur_sigma=blur_sigma,
+    )[normalize]
+
+
+def insertion_deletion_all(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    attributions: torch.Tensor,
+    *,
+    target: int | torch.Tensor | None = None,
+    superpixel_size: int = 2,
+    normalize: tuple[str, ...] = ("paper", "prob"),
+    batch_size: int = 1024,
+    blur_kernel_size: int = 11,
+    blur_sigma: float = 5.0,
+) -> dict[str, InsertionDeletionResult]:
+    """:func:`insertion_deletion` in several normalizations from one set of forward passes.
+
+    Every curve step is evaluated once; the target logit and its softmax probability are both
+    read from the same outputs. Arguments as in :func:`insertion_deletion`, except
+    ``normalize``: the normalizations wanted.
+
+    Returns:
+        ``{normalization: InsertionDeletionResult}``.
+    """
+    groups, target_given = None, None
+    for norm in normalize:
+        groups, target_given = _check_inputs(
+            images, attributions, target, superpixel_size, norm, batch_size
+        )
+    if groups is None:
+        raise ValueError("normalize must name at least one normalization ('paper', 'prob')")
     n, d = images.shape[0], groups.num_players
     device = images.device
     attributions = attributions.to(device)
@@ -137,26 +175,29 @@ def insertion_deletion(
             # rank[i, j]: position of superpixel j in image i's order; step k moves rank < k
             rank = torch.empty_like(order)
             rank.scatter_(1, order, torch.arange(d, device=device).expand(n, d))
-            ins, dele = _curves(model, images, blurred, rank, tgt, groups, batch_size, normalize)
+            raw = _curves(model, images, blurred, rank, tgt, groups, batch_size)
     finally:
         if restore:
             model.train()
-
-    denominator = None
-    if normalize == "paper":
-        # f_x - f_blur and f_x - f_0 (signed: a negative one flips the AUC's sign)
-        denominator = torch.minimum(ins[:, -1] - ins[:, 0], dele[:, 0] - dele[:, -1])
-        ins, dele = _paper_normalize(ins, dele)
+    out = {}
     dx = 1.0 / d
-    return InsertionDeletionResult(
-        insertion_auc=torch.trapezoid(ins, dx=dx, dim=1),
-        deletion_auc=torch.trapezoid(dele, dx=dx, dim=1),
-        insertion_curve=ins,
-        deletion_curve=dele,
-        target=tgt,
-        normalize=normalize,
-        denominator=denominator,
-    )
+    for norm in normalize:
+        ins, dele = raw["prob" if norm == "prob" else "logit"]
+        denominator = None
+        if norm == "paper":
+            # f_x - f_blur and f_x - f_0 (signed: a negative one flips the AUC's sign)
+            denominator = torch.minimum(ins[:, -1] - ins[:, 0], dele[:, 0] - dele[:, -1])
+            ins, dele = _paper_normalize(ins, dele)
+        out[norm] = InsertionDeletionResult(
+            insertion_auc=torch.trapezoid(ins, dx=dx, dim=1),
+            deletion_auc=torch.trapezoid(dele, dx=dx, dim=1),
+            insertion_curve=ins,
+            deletion_curve=dele,
+            target=tgt,
+            normalize=norm,
+            denominator=denominator,
+        )
+    return out
 
 
 def stable_mask(result: InsertionDeletionResult, eps: float = DENOMINATOR_EPS) -> torch.Tensor:
@@ -180,15 +221,14 @@ def _curves(
     target: torch.Tensor,
     groups: Players,
     batch_size: int,
-    normalize: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw insertion and deletion scores ``(N, d + 1)`` (logits or probabilities)."""
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Raw insertion and deletion scores ``(N, d + 1)``: ``{"logit": ..., "prob": ...}``."""
     n, d = rank.shape
     steps = d + 1
     device = images.device
     total = n * steps
     per_pass = max(1, batch_size // 2)  # each (image, step) costs an insertion and a deletion row
-    ins = dele = torch.empty(0)
+    scores: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for start in range(0, total, per_pass):
         idx = torch.arange(start, min(start + per_pass, total), device=device)
         img, k = idx // steps, idx % steps
@@ -209,16 +249,16 @@ def _curves(
         if not out.is_floating_point() or out.dtype in (torch.float16, torch.bfloat16):
             out = out.float()  # score in at least single precision
         if start == 0:
-            ins = torch.empty(total, device=device, dtype=out.dtype)
-            dele = torch.empty(total, device=device, dtype=out.dtype)
-        if normalize == "prob":
-            out = out.softmax(dim=1)
-        tgt = target[img].repeat(2)
-        score = out.gather(1, tgt.unsqueeze(1)).squeeze(1)
+            scores = {kind: (torch.empty(total, device=device, dtype=out.dtype),
+                             torch.empty(total, device=device, dtype=out.dtype))
+                      for kind in ("logit", "prob")}  # fmt: skip
+        tgt = target[img].repeat(2).unsqueeze(1)
         m = len(idx)
-        ins[start : start + m] = score[:m]
-        dele[start : start + m] = score[m:]
-    return ins.view(n, steps), dele.view(n, steps)
+        for kind, z in (("logit", out), ("prob", out.softmax(dim=1))):
+            score = z.gather(1, tgt).squeeze(1)
+            scores[kind][0][start : start + m] = score[:m]
+            scores[kind][1][start : start + m] = score[m:]
+    return {kind: (i.view(n, steps), de.view(n, steps)) for kind, (i, de) in scores.items()}
 
 
 def _paper_normalize(ins: torch.Tensor, dele: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,6 +27,7 @@ METHOD_LABELS: dict[str, str] = {
     "kernelshap": "KernelSHAP",
     "kernelshap_s": "KernelSHAP-S",
     "deepshap": "DeepSHAP",
+    "random": "random",
     "ig": "IG",
     "smoothgrad": "SmoothGrad",
     "gradcam": "GradCAM",

@@ -19,7 +19,7 @@ from simshap.evaluation.truth import ground_truth as _ground_truth
 from simshap.games.estimators import kernel_shap, permutation_shapley
 from simshap.shapley_values import ShapleyValues
 
-__all__ = ["ground_truth", "estimators_at_budgets", "BUDGET_METHODS"]
+__all__ = ["ground_truth", "estimators_at_budgets", "amortized_at_budgets", "BUDGET_METHODS"]
 
 # name prefix -> (estimator, its options); each is called with budget=...
 BUDGET_METHODS: dict[str, tuple[Callable[..., ShapleyValues], dict[str, Any]]] = {
@@ -73,4 +73,39 @@ def estimators_at_budgets(
                 "n_evals": int(est.n_evals),
                 "inference_s_per_instance": seconds / game.num_instances,
             }
+    return out
+
+
+def amortized_at_budgets(
+    explainer: Any,
+    rows: Any,
+    truth: torch.Tensor,
+    classes: torch.Tensor,
+    budgets: list[int],
+    seed: int = 0,
+    n_seeds: int = 3,
+    name: str = "simshap",
+) -> dict[str, dict[str, float]]:
+    """l1 / l2 of ``explainer(rows, budget=k)`` (amortized + budget), mean over ``n_seeds``.
+
+    Returns:
+        ``{"simshap+kernelshap@64": {"l1", "l2", "l2_seeds", "n_evals",
+        "inference_s_per_instance"}, ...}``.
+    """
+    out: dict[str, dict[str, float]] = {}
+    n = truth.shape[0]
+    for budget in budgets:
+        errs, secs = [], 0.0
+        for k in range(n_seeds):
+            gen = torch.Generator().manual_seed(seed + 7919 * budget + 104729 * k)
+            est, seconds = timed(partial(explainer, rows, budget=budget, generator=gen))
+            errs.append(attribution_errors(est.values.cpu(), truth, classes))
+            secs += seconds
+        out[f"{name}+kernelshap@{budget}"] = {
+            "l1": sum(e["l1"] for e in errs) / n_seeds,
+            "l2": sum(e["l2"] for e in errs) / n_seeds,
+            "l2_seeds": [e["l2"] for e in errs],
+            "n_evals": int(est.n_evals),
+            "inference_s_per_instance": secs / n_seeds / n,
+        }
     return out

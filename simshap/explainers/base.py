@@ -16,7 +16,8 @@ import torch
 
 from simshap.data.preprocessing import Preprocessor
 from simshap.errors import UserError
-from simshap.games.estimators import kernel_shap
+from simshap.explainers.validation import FixedTargetValidation
+from simshap.games.prior import kernel_shap_with_prior
 from simshap.games.sampling import ShapleyKernelSampler
 from simshap.games.values import MaskedModelGame
 from simshap.models.explainer_nets import build_explainer_net
@@ -26,10 +27,9 @@ from simshap.training import MaskGeneratorState, adamw_cosine
 
 __all__ = ["AmortizedExplainer"]
 
-_VAL_SEED_STRIDE = 1_000_003
 
 
-class AmortizedExplainer(MaskGeneratorState, pl.LightningModule):
+class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.LightningModule):
     """Base LightningModule of the amortized explainers.
 
     Each training step draws ``n_masks`` Shapley-kernel coalitions per input (paired), evaluates
@@ -86,7 +86,12 @@ class AmortizedExplainer(MaskGeneratorState, pl.LightningModule):
             surrogate.eval().requires_grad_(False)
         num_classes = net_spec["num_classes"]
         self.register_buffer("base_value", torch.zeros(num_classes))
+        # the explainer's validation mean squared error per player and class (at its best
+        # epoch): the prior variance of ``explainer(x, budget=k)``; NaN until validated
+        self.register_buffer("prior_var", torch.full((num_classes,), float("nan")))
+        self.register_buffer("_best_val", torch.tensor(float("inf")))
         self._val_targets: dict[int, torch.Tensor] = {}
+        self._val_sq: list[torch.Tensor] = []
 
     # ------------------------------------------------------------------ subclass hooks
     def loss(
@@ -157,30 +162,6 @@ class AmortizedExplainer(MaskGeneratorState, pl.LightningModule):
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
-    def validation_targets(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        """Fixed KernelSHAP targets of validation batch ``batch_idx`` (computed once)."""
-        if batch_idx not in self._val_targets:
-            gen = torch.Generator().manual_seed(
-                self.hparams.seed + _VAL_SEED_STRIDE * (batch_idx + 1)
-            )
-            with torch.autocast(self.device.type, enabled=False):
-                est = kernel_shap(
-                    self.game(x.float()), budget=self.hparams.val_budget, paired=True,
-                    generator=gen,
-                )
-            self._val_targets[batch_idx] = est.values.float()
-        return self._val_targets[batch_idx]
-
-    def validation_l2(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        """Mean l2 distance of g(x) to the fixed KernelSHAP targets of a validation batch."""
-        x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        target = self.validation_targets(x, batch_idx)
-        return (self.attributions(x) - target).norm(dim=1).mean()
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
-        # sync_dist: under DDP every rank sees a shard; the logged value is the all-reduced mean
-        self.log("val_l2", self.validation_l2(batch, batch_idx), prog_bar=True, sync_dist=True)
-
     def configure_optimizers(self) -> Any:  # noqa: D102
         hp = self.hparams
         return adamw_cosine(self.net.parameters(), hp.lr, hp.weight_decay, hp.max_epochs_hint)
@@ -229,21 +210,49 @@ class AmortizedExplainer(MaskGeneratorState, pl.LightningModule):
             self.train(was_training)
         return torch.cat(out)
 
-    def forward(self, x: Any, batch_size: int = 4096) -> ShapleyValues:
-        """Explain raw inputs in one forward pass per chunk: ``explainer(x)``.
+    def forward(
+        self,
+        x: Any,
+        batch_size: int = 4096,
+        budget: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> ShapleyValues:
+        """Explain raw inputs: ``explainer(x)``, or ``explainer(x, budget=k)`` to refine.
+
+        Without ``budget`` this is one forward pass per chunk. With ``budget=k`` the one-pass
+        estimate g(x) is the prior of :func:`~simshap.games.prior.kernel_shap_with_prior`,
+        which spends k game evaluations per instance (∅ and N included) on the surrogate's game:
+        ``k = 2`` makes g(x) efficient, and ``k = 2^d`` gives the exact Shapley values of the
+        surrogate's game. The prior's weight is the explainer's validation error.
 
         Args:
             x: raw rows ``(B, F)`` (arrays in feature order, or a DataFrame matched by column
                 name) when the explainer holds its preprocessing; model inputs otherwise (images
                 ``(B, C, H, W)``).
             batch_size: inputs per forward pass.
+            budget: game evaluations per instance for the refinement (needs the surrogate).
+            generator: ``torch.Generator`` for the refinement's coalitions.
 
         Returns:
             :class:`~simshap.ShapleyValues` with values ``(B, d, C)``, ``base_values`` v(∅),
-            ``n_evals`` 0 (SimSHAP) or 2 (FastSHAP's normalization calls the surrogate on ∅
-            and N), and the player and class names.
+            ``n_evals`` (0 for SimSHAP's one pass, 2 for FastSHAP's, whose normalization calls
+            the surrogate on ∅ and N; ``budget`` when refined) and the player and class names.
         """
         values = self.explain(x, batch_size)
+        n_evals, method = self.inference_evals, type(self).__name__
+        if budget is not None:
+            if not bool(torch.isfinite(self.prior_var).all()):
+                raise UserError(
+                    f"{method} has no validation error recorded (trained without validation "
+                    "data, or saved by an older release), which explainer(x, budget=k) uses as "
+                    "the prior's weight; retrain with validation data"
+                )
+            game = self.game(self._check_inputs(x))
+            with torch.no_grad():
+                refined = kernel_shap_with_prior(game, values, self.prior_var.clamp_min(1e-12),
+                                                 budget, generator=generator)  # fmt: skip
+            values, n_evals = refined.values.float(), refined.n_evals
+            method = f"{method}+kernel_shap@{budget}"
         b, d, c = values.shape
         spec = self.net.spec
         grid = None
@@ -254,8 +263,8 @@ class AmortizedExplainer(MaskGeneratorState, pl.LightningModule):
         return ShapleyValues(
             values=values,
             base_values=self.base_value.to(values).expand(b, c).clone(),
-            n_evals=self.inference_evals,
-            method=type(self).__name__,
+            n_evals=n_evals,
+            method=method,
             player_names=list(names) if names else None,
             class_names=self.hparams.class_names,
             grid=grid,

@@ -1,0 +1,69 @@
+"""Validation of amortized explainers against fixed KernelSHAP targets.
+
+Each validation batch gets KernelSHAP targets at ``val_budget`` evaluations, computed once with
+a seed of their own and cached, so every epoch is scored against the same values. The logged
+``val_l2`` is the mean l2 distance to them; the per-player mean squared error at the best epoch
+is kept as ``prior_var``, the prior variance of ``explainer(x, budget=k)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from simshap.games.estimators import kernel_shap
+
+__all__ = ["FixedTargetValidation"]
+
+_VAL_SEED_STRIDE = 1_000_003
+
+
+class FixedTargetValidation:
+    """Mixin of :class:`~simshap.explainers.base.AmortizedExplainer`: its validation hooks.
+
+    Expects the host to provide ``hparams`` (``seed``, ``val_budget``), ``game(x)``,
+    ``attributions(x)``, the buffers ``prior_var`` and ``_best_val``, and the lists
+    ``_val_targets`` / ``_val_sq`` (all set up by the explainer's constructor).
+    """
+
+    def validation_targets(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """Fixed KernelSHAP targets of validation batch ``batch_idx`` (computed once)."""
+        if batch_idx not in self._val_targets:
+            gen = torch.Generator().manual_seed(
+                self.hparams.seed + _VAL_SEED_STRIDE * (batch_idx + 1)
+            )
+            with torch.autocast(self.device.type, enabled=False):
+                est = kernel_shap(
+                    self.game(x.float()), budget=self.hparams.val_budget, paired=True,
+                    generator=gen,
+                )
+            self._val_targets[batch_idx] = est.values.float()
+        return self._val_targets[batch_idx]
+
+    def validation_l2(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """Mean l2 distance of g(x) to the fixed KernelSHAP targets of a validation batch."""
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        target = self.validation_targets(x, batch_idx)
+        return (self.attributions(x) - target).norm(dim=1).mean()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        err = self.attributions(x) - self.validation_targets(x, batch_idx)  # (B, d, C)
+        d = err.shape[1]
+        self._val_sq.append(torch.cat([err.pow(2).sum((0, 1)) / d,
+                                       err.new_tensor([err.shape[0]])]))  # fmt: skip
+        # sync_dist: under DDP every rank sees a shard; the logged value is the all-reduced mean
+        self.log("val_l2", err.norm(dim=1).mean(), prog_bar=True, sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:  # noqa: D102
+        if not self._val_sq:
+            return
+        sums = torch.stack(self._val_sq).sum(0)
+        self._val_sq.clear()
+        if self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        mse = sums[:-1] / sums[-1]  # per class, per player
+        if float(mse.mean()) < float(self._best_val):  # the best epoch is the one kept
+            self._best_val.fill_(float(mse.mean()))
+            self.prior_var.copy_(mse)
