@@ -48,9 +48,11 @@ from simshap.image_pipeline import EXPLAINERS, ImageRun  # noqa: E402
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "cifar10.json"
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## CIFAR-10 images: SimSHAP, FastSHAP and baselines (issue 4)"
-STAGES = ("model", "surrogate", "simshap", "fastshap", "throughput", "evaluate")
+STAGES = ("model", "surrogate", "simshap", "simshap_paper", "fastshap", "throughput",
+          "evaluate")
 OUTPUTS = {"model": "classifier.pt", "surrogate": "surrogate.pt", "simshap": "simshap.pt",
-           "fastshap": "fastshap.pt", "throughput": "throughput.json", "evaluate": "results.json"}
+           "simshap_paper": "simshap_paper.pt", "fastshap": "fastshap.pt",
+           "throughput": "throughput.json", "evaluate": "results.json"}
 STAGE_MINUTES = 9  # default Lightning max_time per training stage (--stage-minutes)
 COMMAND = "python benchmarks/cifar10.py --data-dir ../shared/data"
 
@@ -171,7 +173,8 @@ def report(runs: list[ImageRun]) -> dict[str, Any]:
             "deletion_auc_prob_mean", "deletion_auc_prob_std", "inference_s_per_image", "used")
     methods = {name: {k: m[k] for k in keys if k in m} for name, m in main["methods"].items()}
     for name in EXPLAINERS:
-        methods[name]["train_minutes"] = main["methods"][name].get("train_minutes")
+        if name in methods:
+            methods[name]["train_minutes"] = main["methods"][name].get("train_minutes")
     sim, fast = main["methods"]["simshap"], main["methods"]["fastshap"]
     goals = {
         "simshap_insertion_ge_fastshap": sim["insertion_auc_mean"] >= fast["insertion_auc_mean"],
