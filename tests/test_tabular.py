@@ -27,7 +27,7 @@ from simshap.data.tabular import load_tabular
 from simshap.evaluation.metrics import attribution_errors
 from simshap.evaluation.tabular import estimators_at_budgets, ground_truth
 from simshap.explainers import FastSHAP, SimSHAP, additive_efficient_normalization
-from simshap.explainers.simshap import residual_target
+from simshap.explainers.simshap import optimal_cv_coef, residual_target
 from simshap.games.estimators import sim_semivalue_target
 from simshap.games.values import MaskedModelGame
 from simshap.io import load_explainer, save_explainer
@@ -414,23 +414,42 @@ def test_simshap_targets_and_their_old_name() -> None:
 
 
 def test_default_and_paper_targets_differ_only_in_variance() -> None:
-    """One training step's loss: the default target is the paper's plus a zero-mean term."""
+    """One training step's loss: the default target is the paper's plus a zero-mean term whose
+    coefficient is the running control-variate coefficient, updated after the step."""
     torch.manual_seed(0)
     d, c, b, m = 4, 2, 3, 6
     spec = _explainer_spec(d, c)
     paper, default = SimSHAP(spec, target="paper"), SimSHAP(spec, target="default")
     default.net.load_state_dict(paper.net.state_dict())
+    assert float(default.cv_coef) == 0.0  # starts as the paper's target
+    default.cv_coef.fill_(0.5)
     x = torch.randn(b, d)
     masks = torch.rand(b, m, d) < 0.5
     values, v0, v1 = torch.randn(b, m, c), torch.randn(b, c), torch.randn(b, c)
     pred = paper.net(x).float()
     want_paper = torch.nn.functional.mse_loss(pred, sim_semivalue_target(masks, values, v0, v1))
     want_default = torch.nn.functional.mse_loss(
-        pred, residual_target(masks, values, v0, v1, pred.detach())
+        pred, residual_target(masks, values, v0, v1, 0.5 * pred.detach())
     )
     assert torch.equal(paper.loss(x, masks, values, v0, v1), want_paper)
     assert torch.equal(default.loss(x, masks, values, v0, v1), want_default)
     assert not torch.equal(want_paper, want_default)
+    c_star = optimal_cv_coef(masks, values, v0, pred.detach())
+    assert 0.0 <= float(c_star) <= 1.0
+    torch.testing.assert_close(default.cv_coef, 0.9 * 0.5 + 0.1 * c_star)
+
+
+def test_optimal_cv_coef_is_one_for_the_exact_additive_prior_and_zero_for_noise() -> None:
+    gen = torch.Generator().manual_seed(0)
+    b, m, d, c = 4, 64, 6, 2
+    masks = torch.rand(b, m, d, generator=gen) < 0.5
+    phi = torch.randn(b, d, c, generator=gen, dtype=torch.float64)
+    v0 = torch.randn(b, c, generator=gen, dtype=torch.float64)
+    additive = v0[:, None] + torch.einsum("bmd,bdc->bmc", masks.double(), phi)
+    assert float(optimal_cv_coef(masks, additive, v0, phi)) == pytest.approx(1.0)
+    assert float(optimal_cv_coef(masks, additive, v0, torch.zeros_like(phi))) == 0.0
+    noise = torch.randn(b, m, c, generator=gen, dtype=torch.float64)
+    assert float(optimal_cv_coef(masks, noise, v0, phi)) < 0.3
 
 
 def test_config_target_rename_and_methods_check(tmp_path: Path) -> None:

@@ -11,11 +11,13 @@ import torch.nn.functional as F  # noqa: N812
 from simshap.errors import UserError
 from simshap.explainers.base import AmortizedExplainer
 from simshap.games.estimators import sim_semivalue_target
+from simshap.games.sampling import shapley_kernel_gamma
 from simshap.surrogate import Surrogate
 
-__all__ = ["SIMSHAP_TARGETS", "SimSHAP", "residual_target"]
+__all__ = ["SIMSHAP_TARGETS", "SimSHAP", "optimal_cv_coef", "residual_target"]
 
 SIMSHAP_TARGETS = ("default", "paper")
+_CV_DECAY = 0.9  # exponential average of the control-variate coefficient over steps
 
 
 def residual_target(
@@ -38,6 +40,33 @@ def residual_target(
     return residual + baseline
 
 
+def optimal_cv_coef(
+    masks: torch.Tensor,
+    values: torch.Tensor,
+    v_empty: torch.Tensor,
+    baseline: torch.Tensor,
+) -> torch.Tensor:
+    """The variance-minimizing control-variate coefficient c* = Cov(t, s) / Var(s), in [0, 1].
+
+    ``t`` are the per-coalition terms a_S (v(S) - v(∅)) of the centered Sim-Semivalue target of
+    the game and ``s`` those of the additive game u(S) = 1_Sᵀĝ; the target with coefficient c,
+    :func:`residual_target` with baseline c·ĝ, has per-coalition terms t - c s. Pooled over the
+    batch, players and classes; 0 when u has no spread.
+    """
+    z = masks.to(values.dtype)
+    d = masks.shape[-1]
+    a = shapley_kernel_gamma(d) * (d * z - z.sum(-1, keepdim=True))  # (B, M, d)
+    w = values - v_empty.unsqueeze(1)  # (B, M, C)
+    wu = torch.einsum("bmd,bdc->bmc", z, baseline.to(values.dtype))
+    t = a.unsqueeze(-1) * w.unsqueeze(2)  # (B, M, d, C)
+    su = a.unsqueeze(-1) * wu.unsqueeze(2)
+    t, su = t - t.mean(1, keepdim=True), su - su.mean(1, keepdim=True)
+    var = su.pow(2).sum()
+    if not bool(var > 0):
+        return torch.zeros((), dtype=values.dtype, device=values.device)
+    return ((t * su).sum() / var).clamp(0.0, 1.0)
+
+
 class SimSHAP(AmortizedExplainer):
     """SimSHAP explainer: loss = MSE(g(x), phi_hat) with phi_hat an unbiased Shapley target.
 
@@ -46,11 +75,16 @@ class SimSHAP(AmortizedExplainer):
     estimator uses, so training and estimation share one formula. No normalization is applied:
     every target is already efficient, so g learns efficient outputs.
 
-    * ``target="default"`` (variance-reduced): the network's current output ĝ = g(x), detached,
-      is a control variate. The target is ĝ + the Sim-Semivalue target of the residual game
-      v(S) - 1_Sᵀĝ. By linearity of the Shapley value it is unbiased for any ĝ that does not
-      depend on the step's coalitions, and its variance shrinks as g approaches the Shapley
-      values (the paper target's does not).
+    * ``target="default"`` (variance-reduced): c·ĝ, with ĝ = g(x) the network's current output
+      (detached), is a control variate. The target is c·ĝ + the Sim-Semivalue target of the
+      residual game v(S) - c·1_Sᵀĝ. By linearity of the Shapley value it is unbiased for any ĝ
+      and c that do not depend on the step's coalitions. The coefficient c is the
+      variance-minimizing one, Cov/Var of the per-coalition terms (:func:`optimal_cv_coef`),
+      estimated on the previous steps (an exponential average, so the current coalitions do not
+      set it) and clipped to [0, 1]. It starts at 0, the paper's target: a freshly initialized ĝ
+      is noise, and with many players (256 superpixels) a full control variate from it makes the
+      target's variance explode. As g approaches the Shapley values c rises towards 1 and the
+      target's variance shrinks, where the paper target's does not.
     * ``target="paper"``: Algorithm 1 of Zhang et al. exactly, the plain Sim-Semivalue target.
 
     Args:
@@ -80,6 +114,9 @@ class SimSHAP(AmortizedExplainer):
         if target not in SIMSHAP_TARGETS:
             raise UserError(f"SimSHAP target must be one of {SIMSHAP_TARGETS}, got {target!r}")
         super().__init__(net_spec, surrogate, **kwargs)  # hparams record `centered`, `target`
+        # the control-variate coefficient (default target): travels in checkpoints, so a
+        # resumed run continues with the same value
+        self.register_buffer("cv_coef", torch.zeros(()))
 
     def loss(  # noqa: D102
         self,
@@ -91,7 +128,12 @@ class SimSHAP(AmortizedExplainer):
     ) -> torch.Tensor:
         pred = self.net(x).float()
         if self.hparams.get("target", "paper") == "default":
-            return F.mse_loss(pred, residual_target(masks, values, v_empty, v_full, pred.detach(),
-                                                    self.hparams.centered))
+            g_hat = pred.detach()
+            target = residual_target(masks, values, v_empty, v_full, self.cv_coef * g_hat,
+                                     self.hparams.centered)  # fmt: skip
+            with torch.no_grad():  # for the next steps: never the coalitions it is used on
+                c = optimal_cv_coef(masks, values.float(), v_empty.float(), g_hat)
+                self.cv_coef.mul_(_CV_DECAY).add_((1.0 - _CV_DECAY) * c)
+            return F.mse_loss(pred, target)
         target = sim_semivalue_target(masks, values, v_empty, v_full, self.hparams.centered)
         return F.mse_loss(pred, target)
