@@ -458,3 +458,20 @@ def test_residual_target_is_unbiased_for_any_control_variate(d):
         a0.repeat_interleave(n, 0), a1.repeat_interleave(n, 0), phi.repeat_interleave(n, 0),
     ).view(2, n, d, -1)
     assert torch.allclose(single, phi.unsqueeze(1).expand_as(single), atol=1e-10)
+
+
+@pytest.mark.parametrize("budget", [4, 8, 12, 16])
+def test_kernel_shap_below_d_coalitions_stays_bounded_and_efficient(budget):
+    """Fewer sampled coalitions than players: the minimum-norm solution, not an explosion."""
+    n = 8
+    m = all_coalitions(n).double()
+    g = torch.Generator().manual_seed(budget)
+    values = m @ torch.randn(n, generator=g, dtype=torch.float64) + torch.sin(
+        m @ torch.randn(n, generator=g, dtype=torch.float64))
+    game = TableGame(values)
+    exact = exact_shapley(game).values
+    for seed in range(4):
+        est = kernel_shap(game, budget=budget, generator=torch.Generator().manual_seed(seed))
+        assert torch.isfinite(est.values).all()
+        assert float(est.values.norm()) < 10 * float(exact.norm())
+        torch.testing.assert_close(est.values.sum(1), exact.sum(1), atol=1e-9, rtol=0)

@@ -33,8 +33,10 @@ def constrained_least_squares(
 ) -> torch.Tensor:
     """Efficiency-constrained least squares: phi = A⁻¹(b - 1 nu) with 1ᵀphi = total, batched.
 
-    A singular A (fewer distinct coalitions than players) gets a small ridge, so that the
-    answer stays finite and efficient instead of NaN.
+    A rank-deficient A (fewer distinct coalitions than players, e.g. a budget below d) has no
+    unique solution; there the minimum-norm solution of the KKT system
+    ``[[A, 1], [1ᵀ, 0]] [phi; nu] = [b; total]`` is returned (pseudo-inverse), which stays
+    bounded and efficient instead of exploding along the directions the data cannot see.
 
     Args:
         a: ``(B, d, d)`` (or ``(d, d)``) weighted Gram matrix E[z zᵀ].
@@ -45,16 +47,23 @@ def constrained_least_squares(
     a = a.expand(bsz, d, d)
     rhs = torch.cat([b, torch.ones(bsz, d, 1, dtype=b.dtype, device=b.device)], dim=-1)
     sol, info = torch.linalg.solve_ex(a, rhs)
-    bad = (info != 0) | ~torch.isfinite(sol).flatten(1).all(1)
-    if bad.any():
-        sol = sol.clone()
-        ab = a[bad]
-        scale = ab.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-300)
-        eye = torch.eye(d, dtype=a.dtype, device=a.device)
-        sol[bad] = torch.linalg.solve(ab + 1e-6 * scale.view(-1, 1, 1) * eye, rhs[bad])
     a_inv_b, a_inv_1 = sol[..., :c], sol[..., c:]
     nu = (a_inv_b.sum(1) - total) / a_inv_1.sum(1)  # (B, C)
-    return a_inv_b - a_inv_1 * nu.unsqueeze(1)
+    phi = a_inv_b - a_inv_1 * nu.unsqueeze(1)
+    eig = torch.linalg.eigvalsh(a)  # ascending; A is symmetric positive semi-definite
+    tol = eig[:, -1:].abs().clamp_min(1e-300) * (d * torch.finfo(a.dtype).eps * 1e3)
+    bad = (info != 0) | (eig[:, 0] <= tol[:, 0]) | ~torch.isfinite(phi).flatten(1).all(1)
+    if bad.any():
+        ab = a[bad]
+        k = ab.shape[0]
+        kkt = torch.zeros(k, d + 1, d + 1, dtype=a.dtype, device=a.device)
+        kkt[:, :d, :d] = ab
+        kkt[:, :d, d] = 1.0
+        kkt[:, d, :d] = 1.0
+        right = torch.cat([b[bad], total[bad].unsqueeze(1).to(b.dtype)], dim=1)  # (k, d+1, C)
+        phi = phi.clone()
+        phi[bad] = (torch.linalg.pinv(kkt, hermitian=True) @ right)[:, :d]
+    return phi
 
 
 def gram(masks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
