@@ -170,8 +170,9 @@ def section(report: dict[str, Any]) -> str:
         f"- command: `{report['command']}`",
         f"- settings: {settings}",
         "- l2: per instance over the d attributions of the original model's predicted class, "
-        "mean over the explained test instances; ground truth = paired KernelSHAP run to "
-        "threshold 0.01 on the same surrogate game.",
+        "mean over the explained test instances; ground truth on the same surrogate game: "
+        "`evaluation.ground_truth: auto` (exact Shapley values for d <= 16, otherwise paired "
+        "KernelSHAP to Covert & Lee's per-class threshold 0.01).",
         "",
     ]
     for name, res in report["datasets"].items():
