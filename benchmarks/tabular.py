@@ -70,7 +70,8 @@ QUICK: dict[str, dict[str, Any]] = {
                       "weight_decay": 0.05, "cosine": True, "batch_size": 64,
                       "max_epochs": 30, "patience": 100, "val_instances": 128,
                       "val_budget": 2048},
-        "evaluation": {"n_instances": 20, "budgets": [256, 512, 1024, 2048, 4096]},
+        "evaluation": {"n_instances": 20,
+                       "budgets": [32, 64, 128, 256, 512, 1024, 2048, 4096]},
     },
 }
 
