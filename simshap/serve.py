@@ -244,12 +244,18 @@ def build_server(
     batch_timeout_ms: float = 2.0,
     max_rows: int = 1024,
     max_body_bytes: int = 1 << 20,
+    fast_queue: bool = False,
 ) -> ls.LitServer:
-    """A LitServer for a saved explainer, with the JSON guard and ``GET /metadata``."""
+    """A LitServer for a saved explainer, with the JSON guard and ``GET /metadata``.
+
+    ``fast_queue=True`` uses LitServe's ZeroMQ queue between the HTTP server and the inference
+    worker instead of a multiprocessing queue.
+    """
     api = ExplainAPI(model_path, max_rows=max_rows, max_batch_size=max_batch_size,
                      batch_timeout=batch_timeout_ms / 1000.0)  # fmt: skip
     guard = (JSONGuard, {"max_body_bytes": max_body_bytes})
-    server = ls.LitServer(api, accelerator="cpu", devices=1, timeout=30, middlewares=[guard])
+    server = ls.LitServer(api, accelerator="cpu", devices=1, timeout=30, middlewares=[guard],
+                          fast_queue=fast_queue)  # fmt: skip
     meta = metadata(load_explainer(model_path))
     server.app.add_api_route("/metadata", lambda: meta, methods=["GET"],
                              dependencies=[Depends(api.authorize)])  # fmt: skip

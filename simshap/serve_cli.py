@@ -108,7 +108,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if not Path(args.model).is_file():
         raise MissingFileError(f"no explainer file at {args.model}")
     server = build_server(args.model, args.max_batch_size, args.batch_timeout, args.max_rows,
-                          args.max_body_bytes)  # fmt: skip
+                          args.max_body_bytes, fast_queue=args.fast_queue)  # fmt: skip
     server.run(host=args.host, port=args.port, generate_client_file=False, log_level="warning")
     return 0
 
@@ -138,6 +138,8 @@ def register(subparsers: Any) -> None:
                    help="milliseconds to wait while filling a batch")
     p.add_argument("--max-rows", type=int, default=1024, help="rows per request at most")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body limit")
+    p.add_argument("--fast-queue", action="store_true",
+                   help="LitServe's ZeroMQ queue between the HTTP server and the worker")
     p.set_defaults(func=_cmd_serve)
     p = subparsers.add_parser("explain", help="explain a CSV / Parquet file into Parquet")
     p.add_argument("model", help="explainer file")
