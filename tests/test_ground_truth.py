@@ -170,3 +170,18 @@ def test_tree_adjusted_kernel_shap_is_efficient_counts_and_converges():
     assert torch.allclose(full.values, exact, atol=1e-10)
     with pytest.raises(UserError, match="threshold"):
         kernel_shap(game, threshold=0.1, adjust="tree")
+
+
+def test_estimators_at_budgets_skip_permutations_below_one_permutation():
+    """A budget below d + 1 buys no permutation: those rows are left out, the rest run."""
+    from simshap.evaluation.tabular import estimators_at_budgets
+    from simshap.games.estimators import exact_shapley
+    from simshap.games.values import TableGame, all_coalitions
+
+    d = 6
+    m = all_coalitions(d).double()
+    game = TableGame((m @ torch.arange(1.0, d + 1, dtype=torch.float64))[None, :, None])
+    truth = exact_shapley(game).values
+    out = estimators_at_budgets(game, truth, torch.zeros(1, dtype=torch.long), [5, 16])
+    assert "permutation@5" not in out and "permutation_antithetic@5" not in out
+    assert {"kernelshap@5", "kernelshap_paired@5", "permutation@16"} <= set(out)

@@ -60,12 +60,18 @@ def estimators_at_budgets(
 ) -> dict[str, dict[str, float]]:
     """l1 / l2 of KernelSHAP (plain, paired, leverage) and permutation sampling at each budget.
 
+    Permutation sampling needs at least d + 1 evaluations (one permutation); below that it has
+    no entry.
+
     Returns:
         ``{"kernelshap@512": {"l1", "l2", "n_evals", "inference_s_per_instance"}, ...}``.
     """
     out: dict[str, dict[str, float]] = {}
+    d = game.num_players
     for budget in budgets:
         for i, (prefix, (fn, opts)) in enumerate(BUDGET_METHODS.items()):
+            if fn is permutation_shapley and budget < d + 1:
+                continue  # one permutation costs d + 1 evaluations: no entry at this budget
             gen = torch.Generator().manual_seed(seed + 7919 * budget + i)
             est, seconds = timed(partial(fn, game, budget=budget, generator=gen, **opts))
             out[f"{prefix}@{budget}"] = {
