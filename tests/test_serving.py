@@ -260,3 +260,18 @@ def test_fuzz_junk_never_gets_a_5xx(server, body):
     else:
         r = client.post("/explain", json=body)
     assert r.status_code < 500, (body, r.status_code, r.text)
+
+
+def test_fast_queue_option_reaches_litserve(trained):
+    """`simshap serve --fast-queue` builds LitServe with its ZeroMQ queue (pyzmq)."""
+    from simshap.serve import build_server
+    from simshap.serve_cli import register
+
+    assert build_server(str(trained["SimSHAP"]), fast_queue=True).use_zmq is True
+    assert build_server(str(trained["SimSHAP"])).use_zmq is False
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["serve", "model.pt", "--fast-queue"])
+    assert args.fast_queue is True
