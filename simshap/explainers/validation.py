@@ -41,15 +41,17 @@ class FixedTargetValidation:
             self._val_targets[batch_idx] = est.values.float()
         return self._val_targets[batch_idx]
 
+    def validation_error(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """g(x) minus the fixed KernelSHAP targets of a validation batch, ``(B, d, C)``."""
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self.attributions(x) - self.validation_targets(x, batch_idx)
+
     def validation_l2(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Mean l2 distance of g(x) to the fixed KernelSHAP targets of a validation batch."""
-        x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        target = self.validation_targets(x, batch_idx)
-        return (self.attributions(x) - target).norm(dim=1).mean()
+        return self.validation_error(batch, batch_idx).norm(dim=1).mean()
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
-        x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        err = self.attributions(x) - self.validation_targets(x, batch_idx)  # (B, d, C)
+        err = self.validation_error(batch, batch_idx)
         d = err.shape[1]
         self._val_sq.append(torch.cat([err.pow(2).sum((0, 1)) / d,
                                        err.new_tensor([err.shape[0]])]))  # fmt: skip

@@ -57,6 +57,7 @@ from simshap.shapley_values import ShapleyValues
 __all__ = [
     "kernel_shap",
     "kernel_shap_budget_plan",
+    "kernel_designs",
     "leverage_allocation",
     "convergence_ratio",
     "constrained_least_squares",
@@ -183,7 +184,7 @@ def kernel_shap(
             raise UserError("sampling='leverage' draws complementary pairs; use paired=True")
         designs = leverage_designs(d, n_left, game.num_instances, generator, game_device(game))
     else:
-        designs = _kernel_designs(d, n_left, paired, enumerate_sizes, game.num_instances,
+        designs = kernel_designs(d, n_left, paired, enumerate_sizes, game.num_instances,
                                   generator, game_device(game))  # fmt: skip
     a = b = None
     n_evals = 2
@@ -214,7 +215,7 @@ def kernel_shap(
     return make_result(game, phi.to(float_dtype(v0)), v0, None, n_evals, "kernel_shap")
 
 
-def _kernel_designs(
+def kernel_designs(
     d: int, n_left: int, paired: bool, enumerate_sizes: bool, bsz: int,
     generator: torch.Generator | None, device: torch.device,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -26,7 +26,7 @@ from simshap.errors import UserError
 from simshap.games.budget import make_result
 from simshap.games.contract import empty_and_full, game_device
 from simshap.games.estimators import check_game, evaluate_in_chunks, float_dtype
-from simshap.games.kernel import _kernel_designs
+from simshap.games.kernel import kernel_designs
 from simshap.games.regression import constrained_least_squares, gram, moment
 from simshap.shapley_values import ShapleyValues
 
@@ -79,7 +79,7 @@ def kernel_shap_with_prior(
     n_left = budget - 2
     if d <= 60:
         n_left = min(n_left, 2**d - 2)
-    designs = _kernel_designs(d, n_left, paired, True, bsz, generator, game_device(game))
+    designs = kernel_designs(d, n_left, paired, True, bsz, generator, game_device(game))
     if not designs:
         return _result(game, g, v0, dtype, 2)
     a = torch.zeros(bsz, d, d, **f64)
