@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from _report import write_section  # noqa: E402 (benchmarks/ sits on sys.path)
 
-from simshap.config import load_config  # noqa: E402
+from simshap.config import load_config, merge_config  # noqa: E402
 from simshap.data.tabular import resolve_data_dir  # noqa: E402
 from simshap.evaluation.throughput import measure_target_throughput  # noqa: E402
 from simshap.image_pipeline import EXPLAINERS, ImageRun  # noqa: E402
@@ -78,6 +78,22 @@ def deep_update(base: dict, new: dict) -> dict:
     return out
 
 
+def parse_override(item: str) -> dict:
+    """``"a.b=3"`` -> ``{"a": {"b": 3}}``; the value is parsed as YAML."""
+    import yaml
+
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise SystemExit(f"--set expects KEY=VALUE (e.g. explainer.max_epochs=300), got {item!r}")
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
 def datasets(data_dir: str | None) -> list[str]:
     folder = resolve_data_dir(data_dir)
     names = []
@@ -96,6 +112,8 @@ def make_run(name: str, args: argparse.Namespace, smoke: bool) -> ImageRun:
     minutes = int(args.stage_minutes)
     cfg["trainer"]["max_time"] = f"00:{minutes // 60:02d}:{minutes % 60:02d}:00"
     cfg["trainer"]["progress_bar"] = False
+    for item in args.set:
+        cfg = merge_config(cfg, parse_override(item))  # unknown keys raise, as in a YAML file
     if smoke:
         cfg = deep_update(cfg, SMOKE)
     out = Path(args.run_root) / (f"smoke-{name}" if smoke else name)
@@ -277,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--next", action="store_true", help="run only the next pending stage")
     p.add_argument("--stage-minutes", type=int, default=STAGE_MINUTES,
                    help="wall-clock cap of each training stage (Lightning max_time), minutes")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set explainer.max_epochs=300 (YAML value; "
+                   "repeatable)")
     p.add_argument("--overwrite", action="store_true", help="recompute the chosen stage")
     p.add_argument("--allow-cpu", action="store_true", help="tiny smoke run without CUDA")
     p.add_argument("--write-pending", action="store_true",
@@ -295,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     stages = list(STAGES) if args.stage == "all" else [] if args.stage == "report" else [args.stage]
     for run in runs:
         for stage in stages:
+            if stage in EXPLAINERS and stage not in run.explainer_names:
+                continue  # left out by explainer.methods
             done = run.path(OUTPUTS[stage]).exists()
             if done and not (args.overwrite and args.stage == stage):
                 continue
