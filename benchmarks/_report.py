@@ -37,7 +37,10 @@ def write_section(path: Path, title: str, text: str) -> None:
     path = Path(path)
     old = path.read_text() if path.is_file() else "# Benchmark results\n"
     start = old.find(title)
-    if start >= 0:
-        nxt = old.find("\n## ", start + len(title))
-        old = old[:start].rstrip("\n") + ("\n" + old[nxt:] if nxt >= 0 else "")
-    path.write_text(old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n")
+    body = text.rstrip("\n") + "\n"
+    if start < 0:
+        path.write_text(old.rstrip("\n") + "\n\n" + body)
+        return
+    nxt = old.find("\n## ", start + len(title))  # the section keeps its place in the file
+    rest = old[nxt + 1:] if nxt >= 0 else ""
+    path.write_text(old[:start] + body + ("\n" + rest if rest else ""))
