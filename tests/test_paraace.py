@@ -98,6 +98,26 @@ def test_ucb_finds_planted_top_k_with_far_fewer_pulls():
     assert res.pulls.max() <= m
 
 
+def test_ucb_pulls_the_top_ucb_arm_and_tests_only_that_arm_each_iteration():
+    # noiseless arms: σ = range/2 = 0 after the initial pulls, so every width is 0 at once.
+    # Algorithm 1 still picks the top-UCB arm, pulls it once (line 7), then tests only that arm
+    # (line 11): exactly one extra pull and one acceptance per iteration, in order of the means.
+    n, k = 10, 4
+    means = np.arange(n, dtype=float)
+    calls = []
+
+    def pull(arms):
+        calls.append(np.asarray(arms).copy())
+        return means[arms]
+
+    res = ucb_best_k_arms(pull, n, k, m=100, n_init=3)
+    assert res.accepted == [9, 8, 7, 6]
+    assert res.iterations == k
+    assert res.total_pulls == 3 * n + k
+    assert [c.tolist() for c in calls[1:]] == [[9], [8], [7], [6]]
+    assert res.accept_trace == [3 * n + 1, 3 * n + 2, 3 * n + 3, 3 * n + 4]
+
+
 def test_ucb_width_is_zero_after_m_pulls_and_follows_the_formula():
     from simshap.interactions.ucb import confidence_width, default_delta
 

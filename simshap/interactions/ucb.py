@@ -6,9 +6,11 @@ Each arm r has an unknown mean reward μ_r; a pull draws one reward. After ℓ p
     C(ℓ) = sqrt(2 σ² log(2/δ) / ℓ)  if ℓ < m,   C(ℓ) = 0 once the arm has had m pulls,
 
 with δ = 2 / (n³ m) for n arms. Every arm is pulled ``n_init`` times first (one batched call).
-Then each iteration pulls the arm of S (arms still under consideration) with the highest UCB,
-and an arm whose LCB exceeds the UCB of every other arm of S moves to the accepted set B. The
-search stops when |B| = k; every arm's current mean is its score.
+Then each iteration picks the arm of S (arms still under consideration) with the highest UCB
+and pulls it once unless it already has m pulls (its width is then 0); if that arm's LCB now
+exceeds the UCB of every other arm of S, it moves to the accepted set B (lines 5-13: only the
+arm of the iteration is tested, so at most one arm is accepted per iteration). The search stops
+when |B| = k; every arm's current mean is its score.
 
 σ is the sub-Gaussian parameter of Assumption 2. ``sigma="arm"`` uses each arm's own sample
 standard deviation σ̂_r (updated as it is pulled), ``sigma="range"`` half the range of the arm's
@@ -57,7 +59,8 @@ class UCBResult:
         pulls: ``(n,)`` pulls of every arm (the initial ones included).
         total_pulls: Σ pulls.
         naive_pulls: m · n, the cost of pulling every arm m times.
-        iterations: bandit iterations after the initial pulls.
+        iterations: iterations of Algorithm 1's loop after the initial pulls (one pull each,
+            or none when the picked arm already has m pulls).
         accept_trace: total pulls when each arm was accepted.
     """
 
@@ -149,49 +152,35 @@ def ucb_best_k_arms(
         width = confidence_width(sig, pulls, m, delta)
         return mean, mean - width, mean + width
 
-    def accept_ready() -> None:
-        # line 11: move every arm whose LCB beats all other active arms' UCBs to B
-        while active.any() and len(accepted) < k:
-            mean, lcb, ucb = bounds()
-            cand = np.flatnonzero(active)
-            best = cand[np.argmax(lcb[cand])]
-            others = cand[cand != best]
-            if len(others):
-                top_other = ucb[others].max()
-                strict = lcb[best] > top_other
-                # exact ties between fully pulled arms can never become strict: accept in order
-                tied = ucb[others] >= top_other
-                tie = (
-                    lcb[best] == top_other
-                    and pulls[best] >= m
-                    and bool((pulls[others[tied]] >= m).all())
-                )
-                if not (strict or tie):
-                    return
-            active[best] = False
-            accepted.append(int(best))
-            trace.append(int(pulls.sum()))
-
-    accept_ready()
-    while len(accepted) < k:
-        mean, lcb, ucb = bounds()
-        cand = np.flatnonzero(active)
-        top = ucb[cand].max()
-        choice = cand[ucb[cand] == top]
-        open_ = choice[pulls[choice] < m]
-        if len(open_) == 0:  # line 9: the best arm is fully pulled; its width is already 0
-            accept_ready()
-            if len(accepted) < k and not (pulls[cand] < m).any():
-                raise RuntimeError("UCB search stalled with every arm fully pulled")  # unreachable
-            continue
-        arm = int(open_[0])
-        reward = float(pull(np.array([arm]))[0])
-        total[arm] += reward
-        total_sq[arm] += reward**2
-        pulls[arm] += 1
-        low[arm], high[arm] = min(low[arm], reward), max(high[arm], reward)
+    while len(accepted) < k:  # line 4
         iterations += 1
-        accept_ready()
+        _, _, ucb = bounds()
+        cand = np.flatnonzero(active)
+        # line 5: the arm of S with the highest UCB; among exact ties, one that can still be
+        # refined (a tie of fully pulled arms is broken by arm order below)
+        tied = cand[ucb[cand] == ucb[cand].max()]
+        open_ = tied[pulls[tied] < m]
+        arm = int(open_[0]) if len(open_) else int(tied[0])
+        if pulls[arm] < m:  # lines 6-7: one more pull of that arm
+            reward = float(pull(np.array([arm]))[0])
+            total[arm] += reward
+            total_sq[arm] += reward**2
+            pulls[arm] += 1
+            low[arm], high[arm] = min(low[arm], reward), max(high[arm], reward)
+        # line 9: from m pulls on, the width is 0 (confidence_width)
+        _, lcb, ucb = bounds()
+        others = cand[cand != arm]
+        # line 11: the pulled arm alone is tested; its LCB must beat every other UCB in S
+        top_other = ucb[others].max() if len(others) else -np.inf
+        exact_tie = (  # fully pulled arms with equal means can never separate: accept in order
+            lcb[arm] == top_other
+            and pulls[arm] >= m
+            and bool((pulls[others[ucb[others] >= top_other]] >= m).all())
+        )
+        if lcb[arm] > top_other or exact_tie:  # lines 12-13
+            active[arm] = False
+            accepted.append(arm)
+            trace.append(int(pulls.sum()))
     return UCBResult(
         accepted=accepted,
         scores=total / pulls,
