@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from simshap.errors import UserError
 from simshap.explainers import FastSHAP, SimSHAP
 from simshap.games.estimators import exact_shapley, kernel_shap
-from simshap.games.prior import kernel_shap_with_prior
-from simshap.games.values import TableGame, all_coalitions
+from simshap.games.prior import kernel_shap_with_prior, split_half_variance
+from simshap.games.values import FunctionGame, TableGame, all_coalitions
 from simshap.io import load_explainer, save_explainer
 from simshap.surrogate import Surrogate
 
@@ -147,3 +147,50 @@ def test_budget_needs_a_recorded_validation_error_and_a_sane_budget() -> None:
         kernel_shap_with_prior(game, exact[:, :3], 0.1, 8)
     with pytest.raises(UserError, match="prior_var"):
         kernel_shap_with_prior(game, exact, 0.0, 8)
+
+
+def _synthetic_game(d: int) -> FunctionGame:
+    gen = torch.Generator().manual_seed(3)
+    w1 = torch.randn(d, generator=gen, dtype=torch.float64)
+    w2 = torch.randn(d, d, generator=gen, dtype=torch.float64) / d
+
+    def fn(m: torch.Tensor) -> torch.Tensor:
+        m = m.double()
+        return (m @ w1 + torch.sin(3 * torch.einsum("bmi,ij,bmj->bm", m, w2, m))).unsqueeze(-1)
+
+    return FunctionGame(fn, d)
+
+
+@pytest.mark.parametrize("budget", [160, 640])
+def test_split_half_variance_matches_the_variance_over_seeds(
+    budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The noise estimate that weighs the prior is calibrated (d = 16, enumerated sizes 1, 15)."""
+    import simshap.games.prior as prior_mod
+
+    estimates: list[torch.Tensor] = []
+    real = prior_mod.split_half_variance
+
+    def spy(*args: object) -> torch.Tensor:
+        out = real(*args)
+        estimates.append(out)
+        return out
+
+    monkeypatch.setattr(prior_mod, "split_half_variance", spy)
+    game, prior = _synthetic_game(16), torch.zeros(1, 16, 1, dtype=torch.float64)
+    runs = [  # τ² huge: no shrinkage, the result is the prior plus the sampled correction
+        kernel_shap_with_prior(game, prior, 1e12, budget,
+                               generator=torch.Generator().manual_seed(s)).values
+        for s in range(80)
+    ]  # fmt: skip
+    actual = torch.stack(runs).var(0).mean()
+    ratio = float(torch.stack(estimates).mean() / actual)
+    assert 0.75 < ratio < 1.4, ratio  # measured 1.10 (budget 160) and 1.04 (640), 100 seeds
+
+
+def test_split_half_variance_factor() -> None:
+    """ρ = Var_half / Var_full is 2 for many rows, 3 at n = 4p, and 2 once rows are enumerated."""
+    a, b = torch.ones(1, 10, 1), torch.zeros(1, 10, 1)
+    assert float(split_half_variance(a, b, 10**6, 10)) == pytest.approx(1 / 4, rel=1e-4)
+    assert float(split_half_variance(a, b, 36, 10)) == pytest.approx(1 / 6)  # p = 9, n = 4p
+    assert float(split_half_variance(a, b, 36, 10, n_fixed=20)) == pytest.approx(1 / 4)

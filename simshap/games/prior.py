@@ -1,19 +1,16 @@
 """KernelSHAP with a prior: refine an amortized estimate g(x) with a budget of game evaluations.
 
 The amortized explainer gives a prior guess g for the Shapley values; ``budget`` evaluations of
-the game refine it. With g̃ = g made efficient (shifted so that Σ_i g̃_i = v(N) - v(∅)) and
-δ = φ - g̃, the estimate solves KernelSHAP's weighted least squares on the *residual* game
-r(S) = v(S) - v(∅) - 1_Sᵀg̃ with a ridge penalty that pulls δ towards 0:
-
-    min_δ  Σ_S w_S (r(S) - z_Sᵀδ)² + λ ‖δ‖²   subject to  1ᵀδ = 0.
-
-Without the ridge this is plain KernelSHAP (adding an additive game changes nothing). The ridge
-is the Gaussian prior δ ~ N(0, τ² I), τ² the explainer's mean squared error per player (from
-its validation error), against the regression's own noise: the n sampled coalitions each carry
-weight ``mass / n``, so the posterior mean has λ = mass · σ² / (n τ²), with σ² the residual
-variance of the regression (estimated from the samples, degrees of freedom corrected). So the
-prior counts for much at small budgets and fades as the budget grows; when the budget covers
-every coalition size, nothing is sampled, λ = 0 and the result is the exact Shapley value.
+the game refine it. With g̃ = g made efficient (shifted so that Σ_i g̃_i = v(N) - v(∅)), the
+correction δ is KernelSHAP's efficient weighted least squares on the *residual* game
+r(S) = v(S) - v(∅) - 1_Sᵀg̃. On its own that is plain KernelSHAP (adding an additive game
+changes nothing); the prior enters through shrinkage. δ ~ N(0, τ² I) a priori, τ² the
+explainer's mean squared error per player (from its validation error), and the sampled δ̂ has
+noise variance σ̂² per player, estimated from two halves of the sampled coalitions
+(:func:`split_half_variance`). The posterior mean is g̃ + δ̂ · τ² / (τ² + σ̂²): the prior counts
+for much at small budgets and fades as the budget grows. Below 4d sampled coalitions σ̂² cannot
+be estimated and the result is g̃ (the prior made efficient); when the budget covers every
+coalition size nothing is sampled and the result is the exact Shapley value.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ from simshap.games.kernel import kernel_designs
 from simshap.games.regression import constrained_least_squares, gram, moment
 from simshap.shapley_values import ShapleyValues
 
-__all__ = ["kernel_shap_with_prior"]
+__all__ = ["kernel_shap_with_prior", "split_half_variance"]
 
 
 def kernel_shap_with_prior(
@@ -109,11 +106,45 @@ def kernel_shap_with_prior(
                                       zero)
             for h in (first, ~first)
         ]  # fmt: skip
-        var = (halves[0] - halves[1]).pow(2).mean(1) / 4  # (B, C), per player
+        n_fixed = n_evals - 2 - n  # enumerated coalitions, shared by both halves
+        var = split_half_variance(halves[0], halves[1], n, d, n_fixed)
     else:  # too few samples to tell the estimate's noise from signal: keep the prior
         var = torch.full((bsz, c), float("inf"), **f64)
     shrink = tau2 / (tau2 + var)  # the posterior weight of the sampled correction
     return _result(game, g + delta * shrink.unsqueeze(1), v0, dtype, n_evals)
+
+
+def split_half_variance(
+    half_a: torch.Tensor, half_b: torch.Tensor, n: int, d: int, n_fixed: int = 0
+) -> torch.Tensor:
+    """Per-player variance of a least-squares estimate on ``n`` sampled rows, from two halves.
+
+    Each half solves the same regression with ``n / 2`` of the sampled rows (and the same
+    ``n_fixed`` enumerated rows), so E[(a - b)²] = 2 Var_half. A regression's variance is not
+    simply inversely proportional to its rows: with ``p`` coefficients left to the sampled rows
+    it scales as 1 / (n - p) (the mean of an inverse Wishart matrix), so Var_half / Var_full =
+    ρ = (n - p) / (n / 2 - p). Efficiency fixes one of the d coefficients, and enumerated rows,
+    shared by both halves, pin down up to ``n_fixed`` more: p = max(0, d - 1 - n_fixed). ρ is 2
+    for n ≫ p and 3 at n = 4p.
+
+    Measured over 100 seeds on synthetic games (estimate / actual variance): with enumerated
+    rows 1.02–1.28 for d = 16 and 58; without them, near n = 4d, the estimate is still high
+    (1.5 at d = 16, 2.9 at d = 58, against 1.9 and 3.9 with ρ = 2). A grouped jackknife
+    (K = 10) was tried and was worse in 5 of 8 settings.
+
+    Args:
+        half_a: the first half's estimate ``(B, d, C)``.
+        half_b: the second half's estimate ``(B, d, C)``.
+        n: sampled rows of the whole estimate (at least ``2d``).
+        d: players.
+        n_fixed: enumerated rows in both halves (∅ and N not counted).
+
+    Returns:
+        ``(B, C)``: the variance per player of the whole estimate, averaged over players.
+    """
+    p = max(0, d - 1 - n_fixed)
+    rho = max(2.0, (n - p) / max(n / 2 - p, 1.0))
+    return (half_a - half_b).pow(2).mean(1) / (2 * rho)
 
 
 def _result(game: Any, phi: torch.Tensor, v0: torch.Tensor, dtype: torch.dtype,
