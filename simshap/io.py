@@ -22,6 +22,7 @@ import torch
 from simshap.errors import ExistingOutputError, MissingFileError, UserError
 from simshap.explainers.base import AmortizedExplainer
 from simshap.explainers.fastshap import FastSHAP
+from simshap.explainers.labels import LabelRegression
 from simshap.explainers.simshap import SimSHAP
 from simshap.surrogate import Surrogate
 
@@ -38,7 +39,9 @@ __all__ = [
 FORMAT = "simshap"
 VERSION = 2
 _LEGACY_EXPLAINER = "simshap-explainer-v1"
-EXPLAINER_CLASSES: dict[str, type[AmortizedExplainer]] = {"SimSHAP": SimSHAP, "FastSHAP": FastSHAP}
+EXPLAINER_CLASSES: dict[str, type[AmortizedExplainer]] = {
+    "SimSHAP": SimSHAP, "FastSHAP": FastSHAP, "LabelRegression": LabelRegression,
+}
 
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ the data, the original model, the network specs, the loaders and the evaluation 
 
 from __future__ import annotations
 
+import time
 from abc import abstractmethod
 from typing import Any
 
@@ -19,18 +20,21 @@ from torch.utils.data import DataLoader
 from simshap.errors import UserError
 from simshap.explainers import FastSHAP, SimSHAP
 from simshap.explainers.base import AmortizedExplainer
+from simshap.explainers.labels import LabelRegression
 from simshap.explainers.simshap import SIMSHAP_TARGETS
 from simshap.io import load_surrogate, save_explainer, save_surrogate
 from simshap.run_folder import RunFolder
 from simshap.surrogate import Surrogate
-from simshap.training import fit_module, is_rank_zero
+from simshap.training import ema_callbacks, fit_module, is_rank_zero
 
 __all__ = ["EXPLAINERS", "Run", "resolve_precision"]
 
 #: the explainers a run can train (``explainer.methods``): SimSHAP with the default
-#: (variance-reduced) target, SimSHAP with the paper's target (Algorithm 1), FastSHAP
+#: (variance-reduced) target, SimSHAP with the paper's target (Algorithm 1), FastSHAP, and a
+#: regression on labels computed once per training row (tabular runs)
 EXPLAINERS: dict[str, type[AmortizedExplainer]] = {
     "simshap": SimSHAP, "simshap_paper": SimSHAP, "fastshap": FastSHAP,
+    "labels": LabelRegression,
 }
 
 
@@ -177,9 +181,12 @@ class Run(RunFolder):
             raise UserError(f"explainer.target must be one of {SIMSHAP_TARGETS}, got "
                             f"{e['target']!r}")
         target = "paper" if name == "simshap_paper" else e["target"]
-        extra = ({"centered": e["centered"], "target": target}
-                 if EXPLAINERS[name] is SimSHAP else
-                 {"normalize": e["normalize"], "efficiency_lambda": e["efficiency_lambda"]})
+        if EXPLAINERS[name] is SimSHAP:
+            extra: dict[str, Any] = {"centered": e["centered"], "target": target}
+        elif EXPLAINERS[name] is LabelRegression:
+            extra = {"label_budget": e["label_budget"]}
+        else:
+            extra = {"normalize": e["normalize"], "efficiency_lambda": e["efficiency_lambda"]}
         module = EXPLAINERS[name](self.explainer_net_spec(), surrogate, **common, **extra)
         self.speed_up(module.net, compile_net=e["compile"])
         return module
@@ -195,13 +202,61 @@ class Run(RunFolder):
         train, val = self.explainer_loaders()
         torch.manual_seed(self.seed)
         module = self.build_explainer(name, surrogate)
+        label_s = 0.0
+        if isinstance(module, LabelRegression):
+            train, label_s = self._labelled_loader(module, train)
         fit = fit_module(
             module, train, val, monitor="val_l2", max_epochs=e["max_epochs"],
             patience=e["patience"], out_dir=self.path(f"{name}_logs"), resume=not overwrite,
-            **self.trainer_kwargs(),
+            callbacks=ema_callbacks(e.get("ema_decay")), **self.trainer_kwargs(),
         )  # fmt: skip
         if not is_rank_zero():
             return {}
         save_explainer(module, target, overwrite=True)
-        self._record_time(f"{name}_train_s", fit.train_seconds)
-        return {"val_l2": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs}
+        self._record_time(f"{name}_train_s", fit.train_seconds + label_s)  # labels included
+        out = {"val_l2": fit.best_score, "train_s": fit.train_seconds + label_s,
+               "epochs": fit.epochs}  # fmt: skip
+        if label_s:
+            out.update(label_s=label_s, label_evals_per_row=self._label_evals,
+                       label_rows=self._label_rows)  # fmt: skip
+        return out
+
+    def _labelled_loader(
+        self, module: LabelRegression, train: DataLoader
+    ) -> tuple[DataLoader, float]:
+        """Training rows with their labels (computed once, cached in the run folder)."""
+        from torch.utils.data import TensorDataset
+
+        from simshap.fingerprint import fingerprint
+        from simshap.training import EpochSampler
+
+        tensors = getattr(train.dataset, "tensors", None)
+        if tensors is None or len(tensors) != 1:
+            raise UserError("the 'labels' explainer needs a fixed table of training rows "
+                            "(tabular runs); image runs augment their inputs")  # fmt: skip
+        e = self.config["explainer"]
+        x = tensors[0]
+        rows = len(x) if e["label_rows"] is None else int(e["label_rows"])
+        if rows < 1:
+            raise UserError(f"explainer.label_rows must be >= 1 or null, got {e['label_rows']!r}")
+        x = x[:rows]
+        cache = self.path("label_cache.pt")
+        key = fingerprint(module.surrogate.net, {"budget": e["label_budget"], "seed": self.seed},
+                          x)  # fmt: skip
+        start = time.perf_counter()
+        blob = torch.load(cache, weights_only=True) if cache.exists() else {}
+        if blob.get("key") == key:
+            labels, evals = blob["labels"], int(blob["evals"])
+            module.base_value.copy_(blob["base_value"])
+            seconds = float(blob["seconds"])
+        else:
+            gen = torch.Generator().manual_seed(self.seed)  # CPU: the same labels on any device
+            labels, evals = module.compute_labels(x, generator=gen)
+            seconds = time.perf_counter() - start
+            if is_rank_zero():
+                torch.save({"labels": labels, "evals": evals, "key": key, "seconds": seconds,
+                            "base_value": module.base_value.cpu()}, cache)  # fmt: skip
+        self._label_evals, self._label_rows = evals, rows
+        loader = DataLoader(TensorDataset(x, labels), batch_size=e["batch_size"],
+                            sampler=EpochSampler(rows, self.seed))  # fmt: skip
+        return loader, seconds

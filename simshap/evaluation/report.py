@@ -17,13 +17,14 @@ __all__ = [
 ]
 
 # the amortized explainers, in table order
-AMORTIZED = ("simshap", "simshap_paper", "fastshap")
+AMORTIZED = ("simshap", "simshap_paper", "fastshap", "labels")
 
 #: display names in tables and figures
 METHOD_LABELS: dict[str, str] = {
     "simshap": "SimSHAP (default target)",
     "simshap_paper": "SimSHAP (paper target)",
     "fastshap": "FastSHAP",
+    "labels": "Regression on cached labels",
     "kernelshap": "KernelSHAP",
     "kernelshap_s": "KernelSHAP-S",
     "deepshap": "DeepSHAP",

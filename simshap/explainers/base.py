@@ -109,6 +109,10 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
         """The explanation of a batch (subclasses add normalization): ``(B, d, C)``."""
         return self.net(x).float()
 
+    def training_dataset(self, x: torch.Tensor) -> torch.utils.data.Dataset:
+        """What :meth:`fit` trains on, from the preprocessed training rows (default: the rows)."""
+        return torch.utils.data.TensorDataset(x)
+
     # ------------------------------------------------------------------ the game
     def _require_surrogate(self) -> Surrogate:
         if self.surrogate is None:
@@ -382,7 +386,7 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
                       "hidden": hidden, "layers": layers}, surrogate.eval(), n_masks=n_masks,
                      lr=lr, val_budget=val_budget, max_epochs_hint=max_epochs, seed=seed,
                      preprocessor=prep.to_dict(), **options)  # fmt: skip
-        train = DataLoader(TensorDataset(x_tr), batch_size=batch_size,
+        train = DataLoader(module.training_dataset(x_tr), batch_size=batch_size,
                            sampler=EpochSampler(len(x_tr), seed))  # fmt: skip
         val = DataLoader(TensorDataset(x_va), batch_size=256)
         fit_module(module, train, val, monitor="val_l2", max_epochs=max_epochs,
