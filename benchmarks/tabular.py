@@ -59,7 +59,12 @@ QUICK: dict[str, dict[str, Any]] = {
         "explainer": {"hidden": 512, "layers": 3, "n_masks": 64, "lr": 0.001,
                       "weight_decay": 0.05, "cosine": True, "batch_size": 128,
                       "max_epochs": 30, "patience": 100, "val_instances": 128,
-                      "val_budget": 2048},
+                      "val_budget": 2048,
+                      "methods": ["simshap", "simshap_paper", "fastshap", "labels"],
+                      # labels at SimSHAP's surrogate evaluations: 30 epochs x (64 + 2) per
+                      # row = 1,980, so exact labels (4,096 each) for 26,048 x 1,980 / 4,096
+                      # = 12,594 of the 26,048 training rows
+                      "label_rows": 12594},
         "evaluation": {"n_instances": 50,
                        "budgets": [32, 64, 128, 256, 512, 1024, 2048, 4096]},
     },
@@ -69,7 +74,11 @@ QUICK: dict[str, dict[str, Any]] = {
         "explainer": {"hidden": 512, "layers": 3, "n_masks": 64, "lr": 0.001,
                       "weight_decay": 0.05, "cosine": True, "batch_size": 64,
                       "max_epochs": 30, "patience": 100, "val_instances": 128,
-                      "val_budget": 2048},
+                      "val_budget": 2048,
+                      "methods": ["simshap", "simshap_paper", "fastshap", "labels"],
+                      # labels at SimSHAP's surrogate evaluations: paired KernelSHAP at
+                      # 30 epochs x (64 + 2) = 1,980 evaluations for every training row
+                      "label_budget": 1980},
         "evaluation": {"n_instances": 20,
                        "budgets": [32, 64, 128, 256, 512, 1024, 2048, 4096]},
     },

@@ -53,7 +53,6 @@ TABULAR_DEFAULTS: dict[str, Any] = {
         "lr": 1e-3,
         "weight_decay": 0.0,
         "cosine": True,
-        "ema_decay": None,  # EMA of the explainer's weights (e.g. 0.999); None: off
         "label_budget": None,  # 'labels' explainer: None = exact when d <= 16, else 2048
         "label_rows": None,  # 'labels' explainer: training rows to label (None: all)
         "batch_size": 32,
@@ -133,7 +132,6 @@ IMAGE_DEFAULTS: dict[str, Any] = {
         "lr": 2e-4,
         "weight_decay": 0.0,
         "cosine": True,
-        "ema_decay": None,
         "batch_size": 128,
         "augment": True,
         "max_epochs": 40,

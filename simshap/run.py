@@ -25,7 +25,7 @@ from simshap.explainers.simshap import SIMSHAP_TARGETS
 from simshap.io import load_surrogate, save_explainer, save_surrogate
 from simshap.run_folder import RunFolder
 from simshap.surrogate import Surrogate
-from simshap.training import ema_callbacks, fit_module, is_rank_zero
+from simshap.training import fit_module, is_rank_zero
 
 __all__ = ["EXPLAINERS", "Run", "resolve_precision"]
 
@@ -208,7 +208,7 @@ class Run(RunFolder):
         fit = fit_module(
             module, train, val, monitor="val_l2", max_epochs=e["max_epochs"],
             patience=e["patience"], out_dir=self.path(f"{name}_logs"), resume=not overwrite,
-            callbacks=ema_callbacks(e.get("ema_decay")), **self.trainer_kwargs(),
+            **self.trainer_kwargs(),
         )  # fmt: skip
         if not is_rank_zero():
             return {}

@@ -15,14 +15,11 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from simshap.errors import UserError
-
 __all__ = [
     "EpochSampler",
     "FitResult",
     "MaskGeneratorState",
     "adamw_cosine",
-    "ema_callbacks",
     "fit_module",
     "is_rank_zero",
     "quiet_cpu_trainer",
@@ -43,28 +40,6 @@ def quiet_cpu_trainer(max_epochs: int, callbacks: list[pl.Callback] | None = Non
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, callbacks=callbacks,
     )  # fmt: skip
-
-
-def ema_callbacks(decay: float | None) -> list[pl.Callback]:
-    """Lightning's EMA of the weights as a callback list (empty when ``decay`` is None).
-
-    With the EMA, validation, the checkpoints and the trained module all use the averaged
-    weights; the raw weights and the average both travel in ``last.ckpt``, so resuming is exact.
-
-    Args:
-        decay: the EMA's decay per optimizer step, in (0, 1) (0.999 averages over roughly the
-            last 1,000 steps); ``None`` for no averaging.
-
-    Raises:
-        UserError: ``decay`` is not a number in (0, 1).
-    """
-    if decay is None:
-        return []
-    from lightning.pytorch.callbacks import EMAWeightAveraging
-
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
-        raise UserError(f"explainer.ema_decay must be a number in (0, 1) or null, got {decay!r}")
-    return [EMAWeightAveraging(decay=float(decay))]
 
 
 def is_rank_zero() -> bool:

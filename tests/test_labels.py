@@ -1,4 +1,4 @@
-"""The 'labels' explainer (regression on Shapley labels computed once) and the weights' EMA."""
+"""The 'labels' explainer: regression on Shapley labels computed once per training row."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from simshap.games.estimators import exact_shapley
 from simshap.io import load_explainer
 from simshap.pipeline import TabularRun
 from simshap.surrogate import Surrogate
-from simshap.training import ema_callbacks, fit_module
+from simshap.training import fit_module
 
 D, C = 6, 2
 
@@ -71,15 +71,7 @@ def test_regression_on_labels_learns_the_shapley_values() -> None:
     assert float(err) < 0.5 * float(const), (float(err), float(const))  # measured 0.32
 
 
-def test_ema_callbacks_validate_the_decay() -> None:
-    assert ema_callbacks(None) == []
-    assert len(ema_callbacks(0.99)) == 1
-    for bad in (0, 1, 1.5, -0.1, True, "0.9"):
-        with pytest.raises(UserError, match="ema_decay"):
-            ema_callbacks(bad)
-
-
-def test_labels_explainer_in_a_run_with_ema_cache_and_round_trip(tmp_path: Path) -> None:
+def test_labels_explainer_in_a_run_cache_and_round_trip(tmp_path: Path) -> None:
     """A tabular run trains 'labels' (KernelSHAP labels, d = 30), caches them, saves the file."""
     torch.set_num_threads(1)
     cfg = merge_config(TABULAR_DEFAULTS, {
@@ -87,7 +79,7 @@ def test_labels_explainer_in_a_run_with_ema_cache_and_round_trip(tmp_path: Path)
         "surrogate": {"hidden": 32, "layers": 2, "batch_size": 64, "max_epochs": 2},
         "explainer": {"methods": ["labels"], "hidden": 32, "layers": 2, "batch_size": 32,
                       "max_epochs": 2, "val_instances": 8, "val_budget": 64,
-                      "label_budget": 96, "label_rows": 40, "ema_decay": 0.9},
+                      "label_budget": 96, "label_rows": 40},
         "trainer": {"accelerator": "cpu", "progress_bar": False},
     })  # fmt: skip
     run = TabularRun(tmp_path / "run", cfg)
