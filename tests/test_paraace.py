@@ -266,6 +266,24 @@ def test_fit_regressor_learns_and_selects_on_validation():
         fit_regressor(ParaACE(3, []), np.full((10, 3), np.nan), np.zeros(10))
 
 
+def test_cosine_schedule_anneals_the_teacher_learning_rate_and_bad_options_raise():
+    from simshap.interactions.paraace import teacher_mlp
+    from simshap.interactions.training import RegressionTask, fit_regressor
+
+    task = RegressionTask(teacher_mlp(2, [4]), lr=1e-3, cosine_steps=10)
+    conf = task.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert conf["lr_scheduler"]["interval"] == "step"
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    X, y = np.random.default_rng(0).normal(size=(50, 2)), np.zeros(50)
+    for bad in ({"lr_schedule": "step"}, {"accelerator": "tpu"}):
+        with pytest.raises(UserError, match="must be"):
+            fit_regressor(teacher_mlp(2, [4]), X, y, max_epochs=1, **bad)
+
+
 # ------------------------------------------------------------------------ higher order, baselines
 
 

@@ -140,6 +140,7 @@ class InteractionDetection:
             "evaluations": self.evaluations,
             "seconds": self.seconds,
             "top_k": [list(p) for p in self.top_k],
+            "pulls_per_pair": [int(v) for v in self.pulls_per_pair],
             "scores": {
                 f"{i},{j}": float(s) for (i, j), s in zip(self.pairs, self.scores, strict=True)
             },

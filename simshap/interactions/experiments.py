@@ -6,6 +6,7 @@ their settings come from one validated config (:func:`validate_config`).
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -49,6 +50,9 @@ class ParaACEConfig:
     run_folds: int | None = None  # run only the first folds of the split (None: all)
     teacher_hidden: list[int] = field(default_factory=lambda: [256, 128, 64, 32])
     teacher_epochs: int = 60
+    teacher_lr_schedule: str = "constant"  # or "cosine" (to 0 over teacher_epochs)
+    teacher_patience: int | None = None  # detection teacher's patience (None: patience)
+    accelerator: str = "cpu"  # "gpu": train and query the detection teacher on CUDA
     compress_teacher_hidden: list[int] = field(default_factory=lambda: [2048, 820, 32])
     compress_teacher_epochs: int = 300
     paraace_epochs: int = 200  # epochs of paraace_passes data passes each
@@ -72,6 +76,8 @@ class ParaACEConfig:
     # ablation: also run UCB with δ = 2/sqrt(n), i.e. width sqrt(σ² log(n) / ℓ), the width the
     # authors' released code uses instead of the paper's δ = 2/(n³m)
     code_width_ablation: bool = False
+    # ablation: also run UCB with the single σ = max_r σ̂_r of the initial pulls (Eq. 2's σ)
+    sigma_max_ablation: bool = False
 
 
 def validate_config(raw: dict[str, Any]) -> ParaACEConfig:
@@ -91,6 +97,12 @@ def validate_config(raw: dict[str, Any]) -> ParaACEConfig:
         raise UserError(f"h must be positive (paper: 0.6-0.9), got {cfg.h}")
     if cfg.k < 1 or cfg.m < cfg.n_init or cfg.folds < 2:
         raise UserError("k >= 1, m >= n_init and folds >= 2 are required")
+    if cfg.teacher_lr_schedule not in ("constant", "cosine"):
+        raise UserError(
+            f"teacher_lr_schedule must be 'constant' or 'cosine', got {cfg.teacher_lr_schedule!r}"
+        )
+    if cfg.accelerator not in ("cpu", "gpu"):
+        raise UserError(f"accelerator must be 'cpu' or 'gpu', got {cfg.accelerator!r}")
     if cfg.exact_index not in ("STII", "FSII"):
         raise UserError(f"exact_index must be 'STII' or 'FSII', got {cfg.exact_index!r}")
     return cfg
@@ -107,11 +119,16 @@ def load_dataset(name: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _teacher(cfg: ParaACEConfig, X: np.ndarray, y: np.ndarray, hidden: list[int], epochs: int,
-             seed: int):  # fmt: skip
+             seed: int, detection: bool = False):  # fmt: skip
     torch.manual_seed(seed)
     net = teacher_mlp(X.shape[1], hidden)
-    return fit_regressor(net, X, y, cfg.val_fraction, epochs, cfg.patience, cfg.batch_size,
-                         cfg.lr, seed)  # fmt: skip
+    if not detection:  # the compression teacher keeps its own settings
+        return fit_regressor(net, X, y, cfg.val_fraction, epochs, cfg.patience, cfg.batch_size,
+                             cfg.lr, seed)  # fmt: skip
+    patience = cfg.patience if cfg.teacher_patience is None else cfg.teacher_patience
+    return fit_regressor(net, X, y, cfg.val_fraction, epochs, patience, cfg.batch_size, cfg.lr,
+                         seed, lr_schedule=cfg.teacher_lr_schedule,
+                         accelerator=cfg.accelerator)  # fmt: skip
 
 
 def run_detection(cfg: ParaACEConfig, name: str, seed: int) -> dict[str, Any]:
@@ -121,7 +138,7 @@ def run_detection(cfg: ParaACEConfig, name: str, seed: int) -> dict[str, Any]:
         A JSON-ready record: AUCs (synthetic data only), pulls, times, scores, triples.
     """
     X, y = load_dataset(name, cfg.n_train, seed)
-    fit = _teacher(cfg, X, y, cfg.teacher_hidden, cfg.teacher_epochs, seed)
+    fit = _teacher(cfg, X, y, cfg.teacher_hidden, cfg.teacher_epochs, seed, detection=True)
     model = fit.model
     pairs = all_pairs(X.shape[1])
     k = min(cfg.k, len(pairs))
@@ -132,6 +149,7 @@ def run_detection(cfg: ParaACEConfig, name: str, seed: int) -> dict[str, Any]:
         "teacher_params": teacher_num_parameters(X.shape[1], cfg.teacher_hidden),
         "teacher_seconds": fit.seconds,
         "teacher_val_mse": fit.val_mse,
+        "teacher_best_epoch": fit.best_epoch,
         "ucb": det.to_dict(),
     }
     scores = {"ucb": det.scores}
@@ -140,6 +158,10 @@ def run_detection(cfg: ParaACEConfig, name: str, seed: int) -> dict[str, Any]:
                                    delta=2.0 / np.sqrt(len(pairs)))  # fmt: skip
         rec["ucb_code_width"] = wide.to_dict()
         scores["ucb_code_width"] = wide.scores
+    if cfg.sigma_max_ablation:
+        single = detect_interactions(model, X, k, cfg.h, cfg.m, seed, cfg.n_init, "max")
+        rec["ucb_sigma_max"] = single.to_dict()
+        scores["ucb_sigma_max"] = single.scores
     if cfg.naive:
         naive = naive_interactions(model, X, k, cfg.h, cfg.m, seed)
         rec["naive"] = naive.to_dict()
@@ -152,7 +174,7 @@ def run_detection(cfg: ParaACEConfig, name: str, seed: int) -> dict[str, Any]:
         scores["exact"] = exact
     if cfg.nid:
         start = time.perf_counter()
-        nid = nid_scores(model.net)
+        nid = nid_scores(_cpu_copy(model.net) if cfg.accelerator == "gpu" else model.net)
         rec["nid"] = {"seconds": time.perf_counter() - start, "scores": nid.tolist()}
         scores["nid"] = nid
     if cfg.triples > 0:
@@ -162,6 +184,10 @@ def run_detection(cfg: ParaACEConfig, name: str, seed: int) -> dict[str, Any]:
     if name in FUNCTIONS:
         rec["auc"] = {key: pair_roc_auc(name, pairs, s) for key, s in scores.items()}
     return rec
+
+
+def _cpu_copy(net: torch.nn.Module) -> torch.nn.Module:
+    return copy.deepcopy(net).cpu()
 
 
 def _random_pairs(p: int, k: int, rng: np.random.Generator) -> list[tuple[int, int]]:

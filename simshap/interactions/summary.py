@@ -14,8 +14,9 @@ __all__ = [
     "summarize_detection",
 ]
 
-METHODS = ("ucb", "ucb_code_width", "naive", "exact", "nid")
-_LABELS = {"ucb": "UCB (ours)", "ucb_code_width": "UCB δ=2/√n", "naive": "naive m·n",
+METHODS = ("ucb", "ucb_code_width", "ucb_sigma_max", "naive", "exact", "nid")
+_LABELS = {"ucb": "UCB (ours)", "ucb_code_width": "UCB δ=2/√n",
+           "ucb_sigma_max": "UCB σ=max", "naive": "naive m·n",
            "exact": "exact STII", "nid": "NID"}  # fmt: skip
 
 
@@ -39,6 +40,8 @@ def summarize_detection(records: list[dict[str, Any]]) -> dict[str, Any]:
         }
         if "ucb_code_width" in recs[0]:
             row["pulls_code_width"] = _mean_std([r["ucb_code_width"]["pulls"] for r in recs])
+        if "ucb_sigma_max" in recs[0]:
+            row["pulls_sigma_max"] = _mean_std([r["ucb_sigma_max"]["pulls"] for r in recs])
         if "exact" in recs[0]:
             row["exact_seconds"] = _mean_std([r["exact"]["seconds"] for r in recs])
         if "auc" in recs[0]:
@@ -63,9 +66,9 @@ def summarize_detection(records: list[dict[str, Any]]) -> dict[str, Any]:
     overall["naive_pulls"] = float(np.mean([per[n]["naive_pulls"] for n in per]))
     overall["pull_fraction"] = overall["pulls"] / overall["naive_pulls"]
     overall["ucb_seconds"] = float(np.mean([per[n]["ucb_seconds"]["mean"] for n in per]))
-    if all("pulls_code_width" in per[n] for n in per):
-        overall["pulls_code_width"] = float(np.mean([per[n]["pulls_code_width"]["mean"]
-                                                     for n in per]))  # fmt: skip
+    for key in ("pulls_code_width", "pulls_sigma_max"):
+        if all(key in per[n] for n in per):
+            overall[key] = float(np.mean([per[n][key]["mean"] for n in per]))
     return {"per_dataset": per, "overall": overall}
 
 
@@ -75,8 +78,10 @@ def detection_table(summary: dict[str, Any]) -> str:
     methods = [m for m in METHODS if any(m in row.get("auc", {}) for row in per.values())]
     head = "| data | " + " | ".join(f"AUC {_LABELS[m]}" for m in methods)
     wide = "ucb_code_width" in methods
-    lines = [head + " | pulls (UCB / naive) |" + (" pulls δ=2/√n |" if wide else "") + " UCB s |",
-             "| --- " * (len(methods) + 3 + wide) + "|"]  # fmt: skip
+    single = "ucb_sigma_max" in methods
+    lines = [head + " | pulls (UCB / naive) |" + (" pulls δ=2/√n |" if wide else "")
+             + (" pulls σ=max |" if single else "") + " UCB s |",
+             "| --- " * (len(methods) + 3 + wide + single) + "|"]  # fmt: skip
     for name, row in per.items():
         cells = [
             f"{row['auc'][m]['mean']:.3f} ± {row['auc'][m]['std']:.3f}" if "auc" in row else "–"
@@ -86,6 +91,7 @@ def detection_table(summary: dict[str, Any]) -> str:
             f"| {name} | " + " | ".join(cells)
             + f" | {row['pulls']['mean']:.0f} / {row['naive_pulls']} "
             + (f"| {row['pulls_code_width']['mean']:.0f} " if wide else "")
+            + (f"| {row['pulls_sigma_max']['mean']:.0f} " if single else "")
             + f"| {row['ucb_seconds']['mean']:.2f} |"
         )
     ov = summary["overall"]
@@ -95,6 +101,7 @@ def detection_table(summary: dict[str, Any]) -> str:
             "| **mean** | " + " | ".join(cells)
             + f" | {ov['pulls']:.0f} / {ov['naive_pulls']:.0f} ({100 * ov['pull_fraction']:.0f}%)"
             + (f" | {ov['pulls_code_width']:.0f}" if wide else "")
+            + (f" | {ov['pulls_sigma_max']:.0f}" if single else "")
             + f" | {ov['ucb_seconds']:.2f} |"
         )
     return "\n".join(lines)
