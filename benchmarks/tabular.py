@@ -141,6 +141,9 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
     out["goal_simshap_le_0.8_fastshap"] = out["simshap_over_fastshap_l2"] <= 0.8
     if "simshap_paper" in m:
         out["simshap_paper_over_fastshap_l2"] = m["simshap_paper"]["l2"] / fast["l2"]
+    if "labels" in m:  # regression on labels computed once, at SimSHAP's evaluations
+        out["labels_over_fastshap_l2"] = m["labels"]["l2"] / fast["l2"]
+        out["labels_over_simshap_l2"] = m["labels"]["l2"] / sim["l2"]
     ks512 = m.get("kernelshap_paired@512")
     if ks512:
         out["simshap_over_kernelshap_paired_512_l2"] = sim["l2"] / ks512["l2"]
@@ -242,7 +245,7 @@ def section(report: dict[str, Any]) -> str:
             "Issue 11's goals: " + ", ".join(
                 f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}"
                 for k, v in s.items() if k.startswith(("goal_simshap_le_0.8", "simshap_over_kernel"
-                                                       "shap_paired_512", "budget"))),
+                                                       "shap_paired_512", "budget", "labels"))),
             "",
         ]
     return "\n".join(lines)

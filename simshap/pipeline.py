@@ -11,7 +11,7 @@ Run folder::
     simshap.pt           SimSHAP explainer        fastshap.pt    FastSHAP explainer
     ground_truth.pt      cached ground truth (exact for d <= 16, else converged KernelSHAP)
     timings.json         training seconds per stage
-    results.json, results.md, error_vs_budget.png, simshap_bar.png, simshap_beeswarm.png
+    results.json, results.md, error_vs_budget.png, <first explainer>_bar.png and _beeswarm.png
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ class TabularRun(Run):
             pts = sorted((int(k.split("@")[1]), v["l2"]) for k, v in methods.items()
                          if k.split("@")[0] == fam)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=fam)
-        for name, style in (("simshap", "-"), ("fastshap", "--")):
+        for name, style in zip(self.explainer_names, ("-", "--", ":", "-."), strict=False):
             ax.axhline(methods[name]["l2"], linestyle=style, color="k", label=name)
         ax.set(xscale="log", yscale="log", xlabel="surrogate evaluations per instance",
                ylabel="mean l2 to ground truth", title=results["dataset"])
@@ -288,10 +288,11 @@ class TabularRun(Run):
         fig.tight_layout()
         fig.savefig(self.path("error_vs_budget.png"), dpi=120)
         plt.close(fig)
-        explainer = load_explainer(self.path("simshap.pt"))
+        first = self.explainer_names[0]  # the bar and beeswarm plots show one explainer
+        explainer = load_explainer(self.path(f"{first}.pt"))
         cls = int(torch.mode(classes).values)
         exp = explainer.to_shap_explanation(x, output=cls)
         for kind, plot in (("bar", shap.plots.bar), ("beeswarm", shap.plots.beeswarm)):
             plot(exp, show=False)
-            plt.gcf().savefig(self.path(f"simshap_{kind}.png"), dpi=120, bbox_inches="tight")
+            plt.gcf().savefig(self.path(f"{first}_{kind}.png"), dpi=120, bbox_inches="tight")
             plt.close("all")

@@ -72,7 +72,7 @@ def test_regression_on_labels_learns_the_shapley_values() -> None:
 
 
 def test_labels_explainer_in_a_run_cache_and_round_trip(tmp_path: Path) -> None:
-    """A tabular run trains 'labels' (KernelSHAP labels, d = 30), caches them, saves the file."""
+    """A tabular run trains 'labels' (KernelSHAP labels, d = 30), caches them, evaluates."""
     torch.set_num_threads(1)
     cfg = merge_config(TABULAR_DEFAULTS, {
         "dataset": "breast_cancer", "seed": 0,
@@ -80,6 +80,7 @@ def test_labels_explainer_in_a_run_cache_and_round_trip(tmp_path: Path) -> None:
         "explainer": {"methods": ["labels"], "hidden": 32, "layers": 2, "batch_size": 32,
                       "max_epochs": 2, "val_instances": 8, "val_budget": 64,
                       "label_budget": 96, "label_rows": 40},
+        "evaluation": {"n_instances": 4, "threshold": 0.2, "budgets": [64]},
         "trainer": {"accelerator": "cpu", "progress_bar": False},
     })  # fmt: skip
     run = TabularRun(tmp_path / "run", cfg)
@@ -97,3 +98,6 @@ def test_labels_explainer_in_a_run_cache_and_round_trip(tmp_path: Path) -> None:
     assert type(explainer).__name__ == "LabelRegression"
     rows = run.data.raw_test[:5]
     torch.testing.assert_close(explainer(rows).values, explainer.explain(rows))
+    results = run.evaluate()  # a run without SimSHAP or FastSHAP evaluates and plots too
+    assert set(results["methods"]) >= {"labels", "kernelshap_paired@64"}
+    assert run.path("labels_bar.png").is_file() and run.path("error_vs_budget.png").is_file()
