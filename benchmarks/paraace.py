@@ -19,26 +19,32 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from _report import machine, write_section  # benchmarks/_report.py
 
-from simshap.interactions.experiments import ParaACEConfig, run_compression, run_detection
+from simshap.interactions.experiments import (
+    ParaACEConfig,
+    run_compression,
+    run_detection,
+    run_detections,
+)
 from simshap.interactions.paraace import paraace_num_parameters, teacher_num_parameters
 from simshap.interactions.plots import plot_heatmaps, plot_pulls
 from simshap.interactions.summary import (
+    comparison_table,
     compression_table,
     detection_table,
+    in_order,
     summarize_compression,
     summarize_detection,
+    teacher_description,
+    triples_text,
 )
 from simshap.interactions.synthetic import FUNCTIONS
 
@@ -55,6 +61,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="--seeds 2 --folds 1 and at most 120 epochs for the compression teacher")
     p.add_argument("--functions", nargs="*", default=list(FUNCTIONS))
+    p.add_argument("--first-fold", type=int, default=0,
+                   help="compression: start at this fold and add the folds to those in --out")
+    p.add_argument("--compress-teacher-epochs", type=int, default=None)
+    p.add_argument("--skip-detect", action="store_true",
+                   help="compression only; keeps the detection results already in --out")
     p.add_argument("--skip-compress", action="store_true",
                    help="detection only; keeps the compression results already in --out")
     p.add_argument("--ablation", action="store_true",
@@ -125,34 +136,10 @@ small teacher; only the paper-size teacher (GPU, above) moved the naive and UCB 
 run the σ = max ablation gave AUC 0.886 with 4483 of 4500 pulls (100%)."""
 
 
-def teacher_text(res: dict) -> str:
-    """One phrase describing a run's detection teacher and how it was trained."""
-    cfg = res["config"]
-    sched = cfg.get("teacher_lr_schedule", "constant")
-    patience = cfg.get("teacher_patience") or cfg["patience"]
-    return (
-        f"ReLU MLP 10-{'-'.join(map(str, cfg['teacher_hidden']))}-1 (last hidden layer linear, "
-        f"{res['teacher_params']:,} parameters; the paper's 10-5000-900-400-100-30-1 has "
-        f"{res['paper_teacher_params']:,}), Adam 1e-3"
-        + (" with a per-step cosine schedule to 0" if sched == "cosine" else "")
-        + f", batch 500, ≤ {cfg['teacher_epochs']} epochs (patience {patience}), weights of the "
-        "best epoch on a 20% validation split of the training rows"
-    )
-
-
 def gpu_text(gpu: dict, cpu: dict) -> list[str]:
     """The paper-size-teacher run on a GPU, with a per-function comparison to the CPU run."""
     det, ov = gpu["detection"]["summary"], gpu["detection"]["summary"]["overall"]
-    per_cpu, per_gpu = cpu["detection"]["summary"]["per_dataset"], det["per_dataset"]
-    rows = ["| data | UCB small | UCB paper-size | naive small | naive paper-size | exact STII "
-            "small | exact STII paper-size |", "| --- " * 7 + "|"]  # fmt: skip
-    for name in per_gpu:
-        a, b = per_cpu[name]["auc"], per_gpu[name]["auc"]
-        rows.append(f"| {name} | " + " | ".join(f"{a[m]['mean']:.3f} | {b[m]['mean']:.3f}"
-                                                for m in ("ucb", "naive", "exact")) + " |")
-    a, b = cpu["detection"]["summary"]["overall"]["auc"], ov["auc"]
-    rows.append("| **mean** | " + " | ".join(f"**{a[m]:.3f}** | **{b[m]:.3f}**"
-                                             for m in ("ucb", "naive", "exact")) + " |")
+    rows = comparison_table(cpu["detection"]["summary"], det, "small", "paper-size")
     epochs = sorted(r["teacher_best_epoch"] for r in gpu["detection"]["records"])
     return [
         "",
@@ -160,7 +147,7 @@ def gpu_text(gpu: dict, cpu: dict) -> list[str]:
         f"{gpu['machine']['cpus']} CPU cores; {gpu['seconds'] / 60:.1f} min for the 50 "
         f"detection runs, 14 processes sharing the GPU; run there as `PYTHONPATH=. timeout 400 "
         f"python3 …` with `--out $OUT/paraace_gpu.json`, which stopped it after the 50 runs, "
-        f"before diabetes). Command: `{gpu['command']}`. Teacher: {teacher_text(gpu)} "
+        f"before diabetes). Command: `{gpu['command']}`. Teacher: {teacher_description(gpu)} "
         f"(best epochs {epochs[0]}–{epochs[-1]}, median {epochs[len(epochs) // 2]}); same data, "
         f"seeds and UCB settings as above:",
         "",
@@ -168,7 +155,7 @@ def gpu_text(gpu: dict, cpu: dict) -> list[str]:
         "",
         "Per function, small CPU teacher (table above) against the paper-size teacher:",
         "",
-        *rows,
+        rows,
         "",
         f"With the paper-size teacher, mean UCB AUC {ov['auc']['ucb']:.3f} with "
         f"{100 * ov['pull_fraction']:.0f}% of the naive pulls: goal ≥ 0.945 with ≤ 50% "
@@ -192,7 +179,7 @@ def section(res: dict, command: str, gpu: dict | None = None) -> str:
         f"Command: `{command}`",
         "",
         f"**Detection** ({res['seeds']} seed(s) per function; the paper runs 5). Teacher: "
-        f"{teacher_text(res)}, n = {cfg['n_train']:,}. UCB: k = {cfg['k']}, h = {cfg['h']}, "
+        f"{teacher_description(res)}, n = {cfg['n_train']:,}. UCB: k = {cfg['k']}, h = {cfg['h']}, "
         f"m = {cfg['m']}, {cfg['n_init']} initial pulls, δ = 2/(n³m), σ = {cfg['sigma']!r}. "
         f"ROC-AUC mean ± std over seeds:",
         "",
@@ -253,23 +240,15 @@ def section(res: dict, command: str, gpu: dict | None = None) -> str:
             f"Goal: mean ParaACE NRMSE ≤ teacher's at CR ≥ 100: {'met' if met else '**missed**'} "
             f"(paper: 0.026 vs 0.038 at CR 283).",
         ]
-        if res.get("compression_from"):
-            src = res["compression_from"]
+        src, runs = res.get("compression_from"), []
+        while src:
             cmd = src.get("command") or "OMP_NUM_THREADS=1 python benchmarks/paraace.py --quick"
-            lines += ["", f"(Compression results from the run of {src['date']}: `{cmd}`, "
-                      f"{src['seconds'] / 60:.1f} min for detection and compression.)"]
+            runs.append(f"the run of {src['date']}: `{cmd}` ({src['seconds'] / 60:.1f} min)")
+            src = src.get("earlier")
+        if runs:
+            lines += ["", "(Compression results from " + "; earlier folds from ".join(runs)
+                      + ".)"]
     return "\n".join(lines)
-
-
-def triples_text(records: list[dict]) -> str:
-    parts = []
-    for rec in records:
-        if rec["seed"] != 0 or not rec.get("triples"):
-            continue
-        found = rec["triples"][0]["detected"]
-        parts.append(f"{rec['dataset']}: " + ", ".join(
-            "{" + ",".join(str(i + 1) for i in t) + "}" for t in found))  # fmt: skip
-    return "; ".join(parts) + " (1-indexed features)."
 
 
 def figures(res: dict, out: Path) -> None:
@@ -280,42 +259,12 @@ def figures(res: dict, out: Path) -> None:
     plot_heatmaps(dict(reversed(list(first.items()))), out.with_name(f"{out.stem}_heatmaps.png"))
 
 
-def _worker_init() -> None:
-    torch.set_num_threads(1)
-
-
-def detect_all(cfg: ParaACEConfig, names: list[str], jobs: int, done: Callable[[dict], None]
-               ) -> list[dict]:  # fmt: skip
-    """``run_detection`` for every (function, seed), in ``jobs`` spawned processes if > 1."""
-    tasks = [(name, seed) for name in names for seed in cfg.seeds]
-    if jobs <= 1:
-        out = []
-        for name, seed in tasks:
-            out.append(run_detection(cfg, name, seed))
-            done(out[-1])
-        return out
-    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
-        futures = [pool.submit(run_detection, cfg, name, seed) for name, seed in tasks]
-        for fut in as_completed(futures):
-            done(fut.result())
-    return [fut.result() for fut in futures]
-
-
 def gpu_results(args: argparse.Namespace) -> dict | None:
     """The GPU run's results when they exist and are not the run being written."""
     path = args.gpu_results
     if path.resolve() == args.out.resolve() or not path.is_file():
         return None
     return in_order(json.loads(path.read_text()))
-
-
-def in_order(res: dict) -> dict:
-    """Detection records (and their summary) in function-then-seed order, however they came."""
-    order = {name: i for i, name in enumerate([*FUNCTIONS, "diabetes"])}
-    records = sorted(res["detection"]["records"], key=lambda r: (order[r["dataset"]], r["seed"]))
-    res["detection"].update(records=records, summary=summarize_detection(records))
-    return res
 
 
 def report_only(args: argparse.Namespace) -> int:
@@ -346,6 +295,9 @@ def main() -> int:
         cfg = replace(cfg, teacher_epochs=args.teacher_epochs)
     if args.quick:
         cfg = replace(cfg, compress_teacher_epochs=120)
+    if args.compress_teacher_epochs:
+        cfg = replace(cfg, compress_teacher_epochs=args.compress_teacher_epochs)
+    cfg = replace(cfg, first_fold=args.first_fold)
     res: dict = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
@@ -368,9 +320,19 @@ def main() -> int:
     if os.environ.get("OMP_NUM_THREADS") is None:
         command = command.replace("OMP_NUM_THREADS=1 ", "")
     res["command"] = command.strip()
+    this_run = {"date": res["date"], "command": res["command"], "folds_run": res["folds_run"]}
+    if args.skip_detect:  # the header, config and detection stay those of the earlier run
+        if "detection" not in previous:
+            raise SystemExit(f"--skip-detect: no detection results in {args.out}")
+        for key in ("date", "machine", "config", "seeds", "teacher_params", "command",
+                    "seconds", "detection"):  # fmt: skip
+            res[key] = previous[key]
 
     def save() -> None:
-        res["seconds"] = time.perf_counter() - start
+        if args.skip_detect:
+            this_run["seconds"] = time.perf_counter() - start
+        else:
+            res["seconds"] = time.perf_counter() - start
         args.out.write_text(json.dumps(res, indent=1, default=float))
 
     records: list[dict] = []
@@ -384,15 +346,22 @@ def main() -> int:
         res["detection"] = {"summary": summarize_detection(records), "records": records}
         save()
 
-    records[:] = detect_all(cfg, list(args.functions), args.jobs, done)  # in task order
-    res["detection"] = {"summary": summarize_detection(records), "records": records}
-    diabetes = run_detection(replace(cfg, triples=0), "diabetes", 0)
-    res["detection"]["diabetes"] = diabetes
-    res["detection"]["triples"] = triples_text(records)
-    figures(res, args.out)
-    save()
+    if not args.skip_detect:
+        records[:] = run_detections(cfg, list(args.functions), args.jobs, done)  # in task order
+        res["detection"] = {"summary": summarize_detection(records), "records": records}
+        diabetes = run_detection(replace(cfg, triples=0), "diabetes", 0)
+        res["detection"]["diabetes"] = diabetes
+        res["detection"]["triples"] = triples_text(records)
+        figures(res, args.out)
+        save()
     if not args.skip_compress:
-        comp = []
+        earlier = previous.get("compression", {}).get("records", []) if args.first_fold else []
+        if args.first_fold:  # folds before first_fold come from the earlier run(s)
+            this_run["earlier"] = previous.get("compression_from") or {
+                k: previous.get(k) for k in ("date", "command", "folds_run", "seconds")
+            }
+            res["compression_from"] = this_run
+        comp = list(earlier)
         for name in [*args.functions, "diabetes"]:
             rec = run_compression(replace(cfg, seeds=[0]), name, 0)
             comp.append(rec)

@@ -180,8 +180,8 @@ def detect_interactions(
         m: maximal pulls per pair.
         seed: seed of the row draws.
         n_init: initial pulls per pair (paper: 3).
-        sigma: σ of the confidence width: ``"arm"``, ``"max"`` or a number (see
-            :mod:`simshap.interactions.ucb`).
+        sigma: σ of the confidence width: ``"range"`` (per arm, the default), ``"arm"``,
+            ``"max"`` (Eq. 2's single σ) or a number (see :mod:`simshap.interactions.ucb`).
         delta: δ (default 2 / (n³ m)).
         standardize: steps ``h · std_i`` (True) or raw ``h`` (False).
         output: output column of multi-output models.

@@ -7,7 +7,10 @@ their settings come from one validated config (:func:`validate_config`).
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -34,6 +37,7 @@ __all__ = [
     "load_dataset",
     "run_compression",
     "run_detection",
+    "run_detections",
     "validate_config",
 ]
 
@@ -48,6 +52,7 @@ class ParaACEConfig:
     n_compress: int = 1_000  # rows of the compression experiment (synthetic data)
     folds: int = 5
     run_folds: int | None = None  # run only the first folds of the split (None: all)
+    first_fold: int = 0  # skip the folds before this one (to add folds to an earlier run)
     teacher_hidden: list[int] = field(default_factory=lambda: [256, 128, 64, 32])
     teacher_epochs: int = 60
     teacher_lr_schedule: str = "constant"  # or "cosine" (to 0 over teacher_epochs)
@@ -207,8 +212,10 @@ def run_compression(cfg: ParaACEConfig, name: str, seed: int) -> dict[str, Any]:
     splits = list(KFold(cfg.folds, shuffle=True, random_state=seed).split(X))
     splits = splits[: cfg.run_folds] if cfg.run_folds else splits
     rng = np.random.default_rng(seed)
+    for _ in range(cfg.first_fold):  # the skipped folds' random pairs, as a full run draws them
+        _random_pairs(p, k, rng)
     folds = []
-    for f, (train, test) in enumerate(splits):
+    for f, (train, test) in enumerate(splits[cfg.first_fold :], start=cfg.first_fold):
         teacher = _teacher(cfg, X[train], y[train], cfg.compress_teacher_hidden,
                            cfg.compress_teacher_epochs, seed + f)  # fmt: skip
         det = detect_interactions(teacher.model, X[train], k, cfg.h, cfg.m, seed + f,
@@ -247,3 +254,41 @@ def run_compression(cfg: ParaACEConfig, name: str, seed: int) -> dict[str, Any]:
     }
     return {"dataset": name, "seed": seed, "n": len(X), "folds": folds, **summary,
             "config": {k_: v for k_, v in asdict(cfg).items() if k_ != "datasets"}}  # fmt: skip
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def run_detections(
+    cfg: ParaACEConfig,
+    names: list[str],
+    jobs: int = 1,
+    done: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`run_detection` for every (data set, seed), in ``jobs`` spawned processes if > 1.
+
+    Args:
+        cfg: the settings (``cfg.seeds`` gives the seeds).
+        names: data sets.
+        jobs: parallel processes (spawned, so each may use CUDA).
+        done: called with each record as it finishes (in finishing order).
+
+    Returns:
+        The records in (data set, seed) order.
+    """
+    tasks = [(name, seed) for name in names for seed in cfg.seeds]
+    if jobs <= 1:
+        out = []
+        for name, seed in tasks:
+            out.append(run_detection(cfg, name, seed))
+            if done:
+                done(out[-1])
+        return out
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
+        futures = [pool.submit(run_detection, cfg, name, seed) for name, seed in tasks]
+        for fut in as_completed(futures):
+            if done:
+                done(fut.result())
+    return [fut.result() for fut in futures]

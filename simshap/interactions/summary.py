@@ -7,11 +7,17 @@ from typing import Any
 
 import numpy as np
 
+from simshap.interactions.synthetic import FUNCTIONS
+
 __all__ = [
+    "comparison_table",
     "compression_table",
     "detection_table",
+    "in_order",
     "summarize_compression",
     "summarize_detection",
+    "teacher_description",
+    "triples_text",
 ]
 
 METHODS = ("ucb", "ucb_code_width", "ucb_sigma_max", "naive", "exact", "nid")
@@ -151,3 +157,63 @@ def compression_table(summary: dict[str, Any]) -> str:
             f"| **{ov['random_nrmse']:.4f}** | | {ov['compression_ratio']:.0f} | |"
         )
     return "\n".join(lines)
+
+
+def comparison_table(
+    a: dict[str, Any], b: dict[str, Any], label_a: str, label_b: str,
+    methods: tuple[str, ...] = ("ucb", "naive", "exact"),
+) -> str:
+    """Markdown table of mean AUCs per function of two detection summaries, side by side."""
+    head = " | ".join(f"{_LABELS[m]} {lab}" for m in methods for lab in (label_a, label_b))
+    rows = [f"| data | {head} |", "| --- " * (2 * len(methods) + 1) + "|"]
+    for name, row in b["per_dataset"].items():
+        x, y = a["per_dataset"][name]["auc"], row["auc"]
+        rows.append(f"| {name} | " + " | ".join(f"{x[m]['mean']:.3f} | {y[m]['mean']:.3f}"
+                                                for m in methods) + " |")  # fmt: skip
+    x, y = a["overall"]["auc"], b["overall"]["auc"]
+    rows.append("| **mean** | " + " | ".join(f"**{x[m]:.3f}** | **{y[m]:.3f}**"
+                                             for m in methods) + " |")  # fmt: skip
+    return "\n".join(rows)
+
+
+def teacher_description(res: dict[str, Any]) -> str:
+    """One phrase describing a benchmark run's detection teacher and how it was trained.
+
+    Args:
+        res: a ``benchmarks/paraace.py`` result with ``config``, ``teacher_params`` and
+            ``paper_teacher_params``.
+    """
+    cfg = res["config"]
+    sched = cfg.get("teacher_lr_schedule", "constant")
+    patience = cfg.get("teacher_patience") or cfg["patience"]
+    return (
+        f"ReLU MLP 10-{'-'.join(map(str, cfg['teacher_hidden']))}-1 (last hidden layer linear, "
+        f"{res['teacher_params']:,} parameters; the paper's 10-5000-900-400-100-30-1 has "
+        f"{res['paper_teacher_params']:,}), Adam 1e-3"
+        + (" with a per-step cosine schedule to 0" if sched == "cosine" else "")
+        + f", batch 500, ≤ {cfg['teacher_epochs']} epochs (patience {patience}), weights of the "
+        "best epoch on a 20% validation split of the training rows"
+    )
+
+
+def triples_text(records: list[dict[str, Any]]) -> str:
+    """The triples Algorithm 2 found for seed 0 of every function (1-indexed features)."""
+    parts = []
+    for rec in records:
+        if rec["seed"] != 0 or not rec.get("triples"):
+            continue
+        found = rec["triples"][0]["detected"]
+        parts.append(f"{rec['dataset']}: " + ", ".join(
+            "{" + ",".join(str(i + 1) for i in t) + "}" for t in found))  # fmt: skip
+    return "; ".join(parts) + " (1-indexed features)."
+
+
+def in_order(res: dict[str, Any]) -> dict[str, Any]:
+    """Sorts a run's detection records by function, then seed, and recomputes their summary.
+
+    Parallel runs store records in the order they finish.
+    """
+    order = {name: i for i, name in enumerate([*FUNCTIONS, "diabetes"])}
+    records = sorted(res["detection"]["records"], key=lambda r: (order[r["dataset"]], r["seed"]))
+    res["detection"].update(records=records, summary=summarize_detection(records))
+    return res
