@@ -222,13 +222,8 @@ def section(report: dict[str, Any]) -> str:
             "",
             "| | inference s / instance | training s |",
             "| --- | ---: | ---: |",
-            f"| SimSHAP (default target) | {m['simshap']['inference_s_per_instance']:.3g} | "
-            f"{t.get('simshap_train_s', float('nan')):.1f} |",
-            f"| SimSHAP (paper target) | "
-            f"{m.get('simshap_paper', {}).get('inference_s_per_instance', float('nan')):.3g} | "
-            f"{t.get('simshap_paper_train_s', float('nan')):.1f} |",
-            f"| FastSHAP | {m['fastshap']['inference_s_per_instance']:.3g} | "
-            f"{t.get('fastshap_train_s', float('nan')):.1f} |",
+            *[f"| {METHOD_LABELS[ex]} | {m[ex]['inference_s_per_instance']:.3g} | "
+              f"{t.get(f'{ex}_train_s', float('nan')):.1f} |" for ex in AMORTIZED if ex in m],
             f"| KernelSHAP ground truth | {gt['seconds_per_instance']:.3g} | — |",
             f"| surrogate | — | {t.get('surrogate_train_s', float('nan')):.1f} |",
             "",
