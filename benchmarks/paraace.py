@@ -122,7 +122,8 @@ teacher): 34 and 36 of the 45 arms reach m pulls, 10 and 7 stay at their 3 initi
 Those arms keep the mean of 3 draws as their score; the squared-difference rewards of kinked
 terms (|·|, max, log near 0) are heavy-tailed, so a true pair with three small draws ranks low
 (F3: a true pair scored 0.0016 against a k-th score of 0.0053): this is where UCB loses AUC
-against the naive estimate."""
+against the naive estimate. In the compression table below, fold 1 (2026-11-22) detected its
+pairs with the search before the Algorithm 1 fix, folds 2-5 with the fixed one."""
 
 
 TRIED = """Tried for the teacher, not kept (same data and seeds, small-teacher run above as the
