@@ -55,6 +55,7 @@ TABULAR_DEFAULTS: dict[str, Any] = {
         "cosine": True,
         "label_budget": None,  # 'labels' explainer: None = exact when d <= 16, else 2048
         "label_rows": None,  # 'labels' explainer: training rows to label (None: all)
+        "label_epochs": None,  # 'labels' explainer: epochs (None: max_epochs; epochs are cheap)
         "batch_size": 32,
         "surrogate_batch_size": None,
         "compile": False,

@@ -173,7 +173,8 @@ class Run(RunFolder):
             )
         common: dict[str, Any] = dict(
             n_masks=e["n_masks"], paired=e["paired"], lr=e["lr"], weight_decay=e["weight_decay"],
-            val_budget=e["val_budget"], max_epochs_hint=e["max_epochs"] if e["cosine"] else 0,
+            val_budget=e["val_budget"], max_epochs_hint=self.explainer_epochs(name) if e["cosine"]
+            else 0,
             surrogate_batch_size=e["surrogate_batch_size"], seed=self.seed,
             **self.explainer_extras(),
         )  # fmt: skip
@@ -206,7 +207,7 @@ class Run(RunFolder):
         if isinstance(module, LabelRegression):
             train, label_s = self._labelled_loader(module, train)
         fit = fit_module(
-            module, train, val, monitor="val_l2", max_epochs=e["max_epochs"],
+            module, train, val, monitor="val_l2", max_epochs=self.explainer_epochs(name),
             patience=e["patience"], out_dir=self.path(f"{name}_logs"), resume=not overwrite,
             **self.trainer_kwargs(),
         )  # fmt: skip
@@ -220,6 +221,17 @@ class Run(RunFolder):
             out.update(label_s=label_s, label_evals_per_row=self._label_evals,
                        label_rows=self._label_rows)  # fmt: skip
         return out
+
+    def explainer_epochs(self, name: str) -> int:
+        """Epochs of an explainer: ``explainer.label_epochs`` for ``labels`` when set.
+
+        A labels epoch calls no surrogate (the labels are stored), so many epochs are cheap.
+        """
+        e = self.config["explainer"]
+        epochs = e["label_epochs"] if name == "labels" and e["label_epochs"] else e["max_epochs"]
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise UserError(f"explainer epochs must be a positive integer, got {epochs!r}")
+        return epochs
 
     def _labelled_loader(
         self, module: LabelRegression, train: DataLoader

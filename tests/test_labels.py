@@ -79,7 +79,7 @@ def test_labels_explainer_in_a_run_cache_and_round_trip(tmp_path: Path) -> None:
         "surrogate": {"hidden": 32, "layers": 2, "batch_size": 64, "max_epochs": 2},
         "explainer": {"methods": ["labels"], "hidden": 32, "layers": 2, "batch_size": 32,
                       "max_epochs": 2, "val_instances": 8, "val_budget": 64,
-                      "label_budget": 96, "label_rows": 40},
+                      "label_budget": 96, "label_rows": 40, "label_epochs": 3},
         "evaluation": {"n_instances": 4, "threshold": 0.2, "budgets": [64]},
         "trainer": {"accelerator": "cpu", "progress_bar": False},
     })  # fmt: skip
@@ -89,7 +89,7 @@ def test_labels_explainer_in_a_run_cache_and_round_trip(tmp_path: Path) -> None:
     run.fit_surrogate()
     first = run.fit_explainer("labels")
     assert first["label_rows"] == 40 and first["label_evals_per_row"] == 96
-    assert first["train_s"] >= first["label_s"] > 0
+    assert first["train_s"] >= first["label_s"] > 0 and first["epochs"] == 3
     labels = torch.load(run.path("label_cache.pt"), weights_only=True)
     assert labels["labels"].shape == (40, 30, 2)
     again = run.fit_explainer("labels", overwrite=True)  # the cached labels are reused
