@@ -65,8 +65,8 @@ QUICK: dict[str, dict[str, Any]] = {
                       # row = 1,980, so exact labels (4,096 each) for 26,048 x 1,980 / 4,096
                       # = 12,594 of the 26,048 training rows
                       "label_rows": 12594,
-                      # a labels epoch calls no surrogate: 150 epochs cost 98 s on 1 thread
-                      "label_epochs": 150},
+                      # a labels epoch calls no surrogate: 300 epochs cost 181 s on 2 threads
+                      "label_epochs": 300},
         "evaluation": {"n_instances": 50,
                        "budgets": [32, 64, 128, 256, 512, 1024, 2048, 4096]},
     },
@@ -80,7 +80,7 @@ QUICK: dict[str, dict[str, Any]] = {
                       "methods": ["simshap", "simshap_paper", "fastshap", "labels"],
                       # labels at SimSHAP's surrogate evaluations: paired KernelSHAP at
                       # 30 epochs x (64 + 2) = 1,980 evaluations for every training row
-                      "label_budget": 1980, "label_epochs": 150},
+                      "label_budget": 1980, "label_epochs": 300},
         "evaluation": {"n_instances": 20,
                        "budgets": [32, 64, 128, 256, 512, 1024, 2048, 4096]},
     },

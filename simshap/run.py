@@ -228,7 +228,8 @@ class Run(RunFolder):
         A labels epoch calls no surrogate (the labels are stored), so many epochs are cheap.
         """
         e = self.config["explainer"]
-        epochs = e["label_epochs"] if name == "labels" and e["label_epochs"] else e["max_epochs"]
+        label_epochs = e.get("label_epochs")
+        epochs = label_epochs if name == "labels" and label_epochs else e["max_epochs"]
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise UserError(f"explainer epochs must be a positive integer, got {epochs!r}")
         return epochs
