@@ -48,7 +48,8 @@ from simshap.evaluation.timing import seconds_per_instance, timed
 from simshap.fingerprint import fingerprint
 from simshap.io import load_explainer
 from simshap.models.speedups import apply_speedups
-from simshap.run import EXPLAINERS, Run
+from simshap.run import EXPLAINERS as _ALL_EXPLAINERS
+from simshap.run import Run
 from simshap.surrogate import Surrogate
 from simshap.training import fit_module, is_rank_zero
 
@@ -57,6 +58,11 @@ __all__ = [
     "METHOD_LABELS",
     "ImageRun",
 ]
+
+
+#: the explainers an image run trains: the labels regression needs a fixed table of rows, and
+#: images are augmented (and 256 superpixels make exact labels impossible)
+EXPLAINERS = {k: v for k, v in _ALL_EXPLAINERS.items() if k != "labels"}
 
 
 class ImageRun(Run):
@@ -71,6 +77,7 @@ class ImageRun(Run):
     """
 
     model_file = "classifier.pt"
+    explainer_choices = EXPLAINERS
 
     def __init__(self, out: str | Path, config: dict[str, Any] | None = None) -> None:
         super().__init__(out, config, example_config="configs/cifar10-subset.yaml")

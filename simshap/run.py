@@ -52,6 +52,8 @@ class Run(RunFolder):
 
     #: file the original-model stage writes
     model_file = "model.txt"
+    #: the explainers this modality can train (``explainer.methods`` picks among them)
+    explainer_choices: dict[str, type[AmortizedExplainer]] = EXPLAINERS
 
     # ------------------------------------------------------------------ modality hooks
     @abstractmethod
@@ -105,11 +107,11 @@ class Run(RunFolder):
         names = self.config["explainer"]["methods"]
         if isinstance(names, str):
             names = [names]
-        bad = [n for n in names if n not in EXPLAINERS]
+        bad = [n for n in names if n not in self.explainer_choices]
         if not names or bad or len(set(names)) != len(names):
             raise UserError(
                 f"explainer.methods must be a non-empty list of distinct names from "
-                f"{list(EXPLAINERS)}, got {names!r}"
+                f"{list(self.explainer_choices)}, got {names!r}"
             )
         return list(names)
 
@@ -162,8 +164,9 @@ class Run(RunFolder):
     # ------------------------------------------------------------------ explainers
     def build_explainer(self, name: str, surrogate: Surrogate) -> AmortizedExplainer:
         """A fresh SimSHAP or FastSHAP explainer; every option applies to every modality."""
-        if name not in EXPLAINERS:
-            raise UserError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
+        if name not in self.explainer_choices:
+            raise UserError(f"unknown explainer {name!r}; choose from "
+                            f"{sorted(self.explainer_choices)}")
         e = self.config["explainer"]
         if e["val_budget"] < surrogate.num_players:
             raise UserError(
@@ -182,20 +185,22 @@ class Run(RunFolder):
             raise UserError(f"explainer.target must be one of {SIMSHAP_TARGETS}, got "
                             f"{e['target']!r}")
         target = "paper" if name == "simshap_paper" else e["target"]
-        if EXPLAINERS[name] is SimSHAP:
+        if self.explainer_choices[name] is SimSHAP:
             extra: dict[str, Any] = {"centered": e["centered"], "target": target}
-        elif EXPLAINERS[name] is LabelRegression:
+        elif self.explainer_choices[name] is LabelRegression:
             extra = {"label_budget": e["label_budget"]}
         else:
             extra = {"normalize": e["normalize"], "efficiency_lambda": e["efficiency_lambda"]}
-        module = EXPLAINERS[name](self.explainer_net_spec(), surrogate, **common, **extra)
+        cls = self.explainer_choices[name]
+        module = cls(self.explainer_net_spec(), surrogate, **common, **extra)
         self.speed_up(module.net, compile_net=e["compile"])
         return module
 
     def fit_explainer(self, name: str, overwrite: bool = False) -> dict[str, Any]:
         """Train SimSHAP or FastSHAP against the stored (frozen) surrogate."""
-        if name not in EXPLAINERS:
-            raise UserError(f"unknown explainer {name!r}; choose from {sorted(EXPLAINERS)}")
+        if name not in self.explainer_choices:
+            raise UserError(f"unknown explainer {name!r}; choose from "
+                            f"{sorted(self.explainer_choices)}")
         target = self._write_output(f"{name}.pt", overwrite)
         e = self.config["explainer"]
         surrogate = self.surrogate()

@@ -101,3 +101,13 @@ def test_labels_explainer_in_a_run_cache_and_round_trip(tmp_path: Path) -> None:
     results = run.evaluate()  # a run without SimSHAP or FastSHAP evaluates and plots too
     assert set(results["methods"]) >= {"labels", "kernelshap_paired@64"}
     assert run.path("labels_bar.png").is_file() and run.path("error_vs_budget.png").is_file()
+
+
+def test_image_runs_refuse_the_labels_explainer(tmp_path: Path) -> None:
+    from simshap.config import IMAGE_DEFAULTS
+    from simshap.image_pipeline import ImageRun
+
+    cfg = merge_config(IMAGE_DEFAULTS, {"dataset": "cifar10-subset",
+                                        "explainer": {"methods": ["simshap", "labels"]}})
+    with pytest.raises(UserError, match="explainer.methods"):
+        _ = ImageRun(tmp_path / "img", cfg).explainer_names
