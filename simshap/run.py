@@ -208,9 +208,10 @@ class Run(RunFolder):
         train, val = self.explainer_loaders()
         torch.manual_seed(self.seed)
         module = self.build_explainer(name, surrogate)
-        label_s = 0.0
+        labelled: dict[str, Any] = {}
         if isinstance(module, LabelRegression):
-            train, label_s = self._labelled_loader(module, train)
+            train, labelled = self._labelled_loader(module, train)
+        label_s = labelled.get("label_s", 0.0)
         fit = fit_module(
             module, train, val, monitor="val_l2", max_epochs=self.explainer_epochs(name),
             patience=e["patience"], out_dir=self.path(f"{name}_logs"), resume=not overwrite,
@@ -222,10 +223,7 @@ class Run(RunFolder):
         self._record_time(f"{name}_train_s", fit.train_seconds + label_s)  # labels included
         out = {"val_l2": fit.best_score, "train_s": fit.train_seconds + label_s,
                "epochs": fit.epochs}  # fmt: skip
-        if label_s:
-            out.update(label_s=label_s, label_evals_per_row=self._label_evals,
-                       label_rows=self._label_rows)  # fmt: skip
-        return out
+        return {**out, **labelled}
 
     def explainer_epochs(self, name: str) -> int:
         """Epochs of an explainer: ``explainer.label_epochs`` for ``labels`` when set.
@@ -241,8 +239,11 @@ class Run(RunFolder):
 
     def _labelled_loader(
         self, module: LabelRegression, train: DataLoader
-    ) -> tuple[DataLoader, float]:
-        """Training rows with their labels (computed once, cached in the run folder)."""
+    ) -> tuple[DataLoader, dict[str, Any]]:
+        """Training rows with their labels (computed once, cached in the run folder).
+
+        Returns the loader and ``{"label_s", "label_evals_per_row", "label_rows"}``.
+        """
         from torch.utils.data import TensorDataset
 
         from simshap.fingerprint import fingerprint
@@ -274,7 +275,6 @@ class Run(RunFolder):
             if is_rank_zero():
                 torch.save({"labels": labels, "evals": evals, "key": key, "seconds": seconds,
                             "base_value": module.base_value.cpu()}, cache)  # fmt: skip
-        self._label_evals, self._label_rows = evals, rows
         loader = DataLoader(TensorDataset(x, labels), batch_size=e["batch_size"],
                             sampler=EpochSampler(rows, self.seed))  # fmt: skip
-        return loader, seconds
+        return loader, {"label_s": seconds, "label_evals_per_row": evals, "label_rows": rows}
