@@ -1,4 +1,4 @@
-"""Serve a tabular explainer over HTTP with LitServe (dynamic batching of concurrent requests).
+"""Serve a tabular explainer over HTTP: FastAPI + uvicorn, inference in the server process.
 
 Endpoints: ``GET /health``, ``GET /metadata``, ``POST /explain`` with
 ``{"instances": [[...], ...]}`` (rows in feature order) or ``{"instances": [{name: value}, ...]}``
@@ -10,7 +10,15 @@ Bad input always gets a 4xx with a JSON ``detail`` that names the problem: a wro
 type (415), a body over the size limit (413), malformed JSON (400), a missing or empty
 ``instances`` list, too many rows, wrong feature counts or names, NaN or infinite values,
 strings where numbers belong, an unknown target (422). When ``SIMSHAP_API_TOKEN`` is set,
-every endpoint answers 401 to a request without ``Authorization: Bearer <token>``.
+``/metadata`` and ``/explain`` answer 401 to a request without ``Authorization: Bearer <token>``
+(``/health`` stays open for probes).
+
+Why no batching queue here: one census row costs about 0.07 ms of inference, while handing a
+request to another process and back (LitServe's design) costs several milliseconds; on 2 cores
+the in-process server answers about 3x the requests of the LitServe one at a third of its p99
+(``benchmarks/serving.py`` measures both in one run). For large networks on a GPU, where
+merging requests pays, :mod:`simshap.serve_litserve` serves the same API with LitServe's
+dynamic batching (``simshap serve --backend litserve``).
 """
 
 from __future__ import annotations
@@ -18,20 +26,22 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
-import litserve as ls
-import pandas as pd
 import torch
-from fastapi import Depends, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from simshap.errors import UserError
 from simshap.io import load_explainer
 
-__all__ = ["ExplainAPI", "JSONGuard", "build_server", "metadata"]
+__all__ = ["ExplainHandler", "JSONGuard", "authorize", "build_app", "metadata", "run_server"]
 
 TOKEN_ENV = "SIMSHAP_API_TOKEN"
+CONFIG_ENV = "SIMSHAP_SERVE_CONFIG"
+_PARSED = "simshap.json"  # where JSONGuard leaves the parsed body in the ASGI scope
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -46,6 +56,13 @@ def metadata(explainer: Any) -> dict[str, Any]:
         "class_names": explainer.hparams.class_names or [str(i) for i in range(c)],
         "base_values": [float(v) for v in explainer.base_value.cpu()],
     }
+
+
+def authorize(auth: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:  # noqa: B008
+    """FastAPI dependency: 401 unless the bearer token matches ``$SIMSHAP_API_TOKEN`` (if set)."""
+    token = os.environ.get(TOKEN_ENV)
+    if token and (auth is None or auth.credentials != token):
+        raise HTTPException(status_code=401, detail="missing or wrong bearer token")
 
 
 class JSONGuard:
@@ -103,6 +120,7 @@ class JSONGuard:
         if not isinstance(parsed, dict):
             await self._reject(send, 422, 'the body must be a JSON object {"instances": [...]}')
             return
+        scope[_PARSED] = parsed
         sent = False
 
         async def replay() -> dict:
@@ -118,45 +136,42 @@ class JSONGuard:
 def _finite_number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UserError(f"{where} must be a number, got {json.dumps(value)[:40]}")
-    if not math.isfinite(value):
-        raise UserError(f"{where} is NaN or infinite; impute or drop it")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise UserError(f"{where} is NaN or infinite (or too large for a float); impute or drop it")
+    return number
 
 
-class ExplainAPI(ls.LitAPI):
-    """LitServe API around a saved tabular explainer (``simshap.io.load_explainer``).
+class ExplainHandler:
+    """Request body -> checked raw rows -> Shapley values -> answer; shared by both servers.
 
     Args:
-        model_path: the explainer file.
+        explainer: a loaded tabular explainer (it must hold its preprocessing).
         max_rows: the most rows one request may carry.
-        max_batch_size: requests LitServe merges into one forward pass.
-        batch_timeout: seconds LitServe waits to fill a batch.
+        attributions: ``(explainer, x) -> (B, d, C)`` values; default the explainer's one
+            forward pass (the serving benchmark swaps in KernelSHAP as its anchor).
     """
 
-    def __init__(self, model_path: str, max_rows: int = 1024, max_batch_size: int = 16,
-                 batch_timeout: float = 0.002) -> None:  # fmt: skip
-        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
-                         api_path="/explain")  # fmt: skip
-        self.model_path = str(model_path)
+    def __init__(
+        self,
+        explainer: Any,
+        max_rows: int = 1024,
+        attributions: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        if explainer.preprocessor is None:
+            raise UserError("this explainer holds no preprocessing: serve a tabular explainer "
+                            "trained by `simshap run` or SimSHAP.fit")  # fmt: skip
+        self.explainer = explainer.eval()
         self.max_rows = int(max_rows)
+        self.meta = metadata(explainer)
+        self._attributions = attributions or (lambda e, x: e.attributions(x))
 
-    def setup(self, device: str) -> None:  # noqa: D102
-        torch.set_num_threads(1)
-        self.explainer = load_explainer(self.model_path)
-        if self.explainer.preprocessor is None:
-            raise UserError(f"{self.model_path} holds no preprocessing: serve a tabular "
-                            "explainer trained by `simshap run` or SimSHAP.fit")  # fmt: skip
-        self.meta = metadata(self.explainer)
-
-    def authorize(self, auth: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:  # noqa: B008, D102
-        token = os.environ.get(TOKEN_ENV)
-        if token and (auth is None or auth.credentials != token):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token")
-
-    # ------------------------------------------------------------------ request -> rows
-    def _rows(self, instances: Any) -> pd.DataFrame:
-        names = self.meta["feature_names"]
-        cats = self.meta["categories"]
+    def rows(self, instances: Any) -> list[list]:
+        """Check the ``instances`` list and return it as rows in feature order."""
+        names, cats = self.meta["feature_names"], self.meta["categories"]
         if not isinstance(instances, list) or not instances:
             raise UserError('"instances" must be a non-empty list of rows or records')
         if len(instances) > self.max_rows:
@@ -184,9 +199,10 @@ class ExplainAPI(ls.LitAPI):
                 else:
                     row.append(_finite_number(value, f"instance {i}, feature {name!r}"))
             rows.append(row)
-        return pd.DataFrame(rows, columns=names)
+        return rows
 
-    def _target(self, target: Any) -> int | None:
+    def target(self, target: Any) -> int | None:
+        """A class index from an index or a class name (``None``: every class)."""
         if target is None:
             return None
         classes = self.meta["class_names"]
@@ -197,39 +213,25 @@ class ExplainAPI(ls.LitAPI):
         raise UserError(f'"target" must be a class index 0..{len(classes) - 1} or one of '
                         f"{classes}")  # fmt: skip
 
-    def decode_request(self, request: dict) -> tuple[torch.Tensor, int | None]:  # noqa: D102
-        try:
-            unknown = set(request) - {"instances", "target"}
-            if unknown:
-                raise UserError(f"unknown keys {sorted(unknown)}; send instances and target")
-            if "instances" not in request:
-                raise UserError('the body needs "instances": a list of rows or records')
-            target = self._target(request.get("target"))
-            x = self.explainer.preprocessor.transform(self._rows(request["instances"]))
-        except UserError as err:
-            raise HTTPException(status_code=422, detail=str(err)) from None
-        return x, target
+    def decode(self, request: Any) -> tuple[torch.Tensor, int | None]:
+        """A parsed JSON body -> (standardized rows ``(B, d)``, target); UserError if bad."""
+        if not isinstance(request, dict):
+            raise UserError('the body must be a JSON object {"instances": [...]}')
+        unknown = set(request) - {"instances", "target"}
+        if unknown:
+            raise UserError(f"unknown keys {sorted(unknown)}; send instances and target")
+        if "instances" not in request:
+            raise UserError('the body needs "instances": a list of rows or records')
+        target = self.target(request.get("target"))
+        return self.explainer.preprocessor.transform(self.rows(request["instances"])), target
 
-    # ------------------------------------------------------------------ batching
-    def batch(self, inputs: list) -> tuple[torch.Tensor, list[int], list]:  # noqa: D102
-        rows = torch.cat([x for x, _ in inputs])
-        return rows, [len(x) for x, _ in inputs], [t for _, t in inputs]
+    def explain(self, x: torch.Tensor) -> torch.Tensor:
+        """Values ``(B, d, C)`` of standardized rows."""
+        with torch.inference_mode():
+            return self._attributions(self.explainer, x)
 
-    def unbatch(self, output: tuple) -> list:  # noqa: D102
-        values, sizes, targets = output
-        return list(zip(torch.split(values, sizes), targets, strict=True))
-
-    def predict(self, x: Any) -> Any:  # noqa: D102
-        if isinstance(x, tuple) and len(x) == 3:  # a batch of requests
-            rows, sizes, targets = x
-            with torch.no_grad():
-                return self.explainer.attributions(rows), sizes, targets
-        rows, target = x
-        with torch.no_grad():
-            return self.explainer.attributions(rows), target
-
-    def encode_response(self, output: tuple) -> dict[str, Any]:  # noqa: D102
-        values, target = output
+    def encode(self, values: torch.Tensor, target: int | None) -> dict[str, Any]:
+        """The answer's JSON object."""
         base = self.meta["base_values"]
         if target is not None:
             values, base = values[..., target], base[target]
@@ -238,25 +240,80 @@ class ExplainAPI(ls.LitAPI):
                 "class_names": self.meta["class_names"]}  # fmt: skip
 
 
-def build_server(
+def build_app(
     model_path: str,
-    max_batch_size: int = 16,
-    batch_timeout_ms: float = 2.0,
     max_rows: int = 1024,
     max_body_bytes: int = 1 << 20,
-    fast_queue: bool = False,
-) -> ls.LitServer:
-    """A LitServer for a saved explainer, with the JSON guard and ``GET /metadata``.
+    attributions: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
+) -> FastAPI:
+    """The FastAPI app for a saved explainer: JSON guard, bearer token, three endpoints.
 
-    ``fast_queue=True`` uses LitServe's ZeroMQ queue between the HTTP server and the inference
-    worker instead of a multiprocessing queue.
+    Args:
+        model_path: the explainer file (``simshap.io.save_explainer``).
+        max_rows: rows per request at most.
+        max_body_bytes: the largest request body (413 above it).
+        attributions: see :class:`ExplainHandler`.
     """
-    api = ExplainAPI(model_path, max_rows=max_rows, max_batch_size=max_batch_size,
-                     batch_timeout=batch_timeout_ms / 1000.0)  # fmt: skip
-    guard = (JSONGuard, {"max_body_bytes": max_body_bytes})
-    server = ls.LitServer(api, accelerator="cpu", devices=1, timeout=30, middlewares=[guard],
-                          fast_queue=fast_queue)  # fmt: skip
-    meta = metadata(load_explainer(model_path))
-    server.app.add_api_route("/metadata", lambda: meta, methods=["GET"],
-                             dependencies=[Depends(api.authorize)])  # fmt: skip
-    return server
+    handler = ExplainHandler(load_explainer(model_path), max_rows, attributions)
+    app = FastAPI(title="simshap", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(JSONGuard, max_body_bytes=max_body_bytes)
+    guarded = [Depends(authorize)]
+
+    @app.get("/health", response_class=PlainTextResponse)
+    def health() -> str:
+        return "ok"
+
+    @app.get("/metadata", dependencies=guarded)
+    def meta() -> dict[str, Any]:
+        return handler.meta
+
+    @app.post("/explain", dependencies=guarded)
+    async def explain(request: Request) -> Response:
+        # the guard has checked the content type and size, and parsed the body
+        body = request.scope.get(_PARSED)
+        try:
+            x, target = handler.decode(body)
+        except UserError as err:
+            return JSONResponse({"detail": str(err)}, status_code=422)
+        answer = handler.encode(handler.explain(x), target)
+        return Response(json.dumps(answer), media_type="application/json")
+
+    return app
+
+
+def _app_from_env() -> FastAPI:
+    """Uvicorn factory for ``--workers > 1``: each worker builds the app from the env."""
+    return build_app(**json.loads(os.environ[CONFIG_ENV]))
+
+
+def run_server(
+    model_path: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    max_rows: int = 1024,
+    max_body_bytes: int = 1 << 20,
+) -> None:
+    """Serve ``model_path`` with uvicorn until interrupted (one thread of torch per worker).
+
+    Args:
+        model_path: the explainer file.
+        host: the address to bind (loopback by default).
+        port: the port.
+        workers: uvicorn worker processes (each loads the model).
+        max_rows: rows per request at most.
+        max_body_bytes: the largest request body.
+    """
+    import uvicorn
+
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    torch.set_num_threads(1)
+    options = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    config = {"model_path": str(model_path), "max_rows": max_rows,
+              "max_body_bytes": max_body_bytes}  # fmt: skip
+    if workers == 1:
+        uvicorn.run(build_app(**config), **options)
+        return
+    os.environ[CONFIG_ENV] = json.dumps(config)
+    uvicorn.run("simshap.serve:_app_from_env", factory=True, workers=workers, **options)

@@ -68,7 +68,8 @@ def explain_file(
         raise UserError(f"{model} holds no preprocessing: only tabular explainers explain files")
     names = explainer.preprocessor.feature_names
     classes = explainer.hparams.class_names or [
-        str(i) for i in range(explainer.net.spec["num_classes"])]
+        str(i) for i in range(explainer.net.spec["num_classes"])
+    ]
     if target is not None and not 0 <= target < len(classes):
         raise UserError(f"--target must lie in 0..{len(classes) - 1}")
     columns = names if target is not None else [f"{f}__{c}" for f in names for c in classes]
@@ -103,12 +104,33 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from simshap.serve import build_server
-
     if not Path(args.model).is_file():
         raise MissingFileError(f"no explainer file at {args.model}")
-    server = build_server(args.model, args.max_batch_size, args.batch_timeout, args.max_rows,
-                          args.max_body_bytes, fast_queue=args.fast_queue)  # fmt: skip
+    litserve_only = {
+        "--max-batch-size": args.max_batch_size,
+        "--batch-timeout": args.batch_timeout,
+        "--fast-queue": args.fast_queue,
+    }
+    if args.backend == "fastapi":
+        given = [k for k, v in litserve_only.items() if v not in (None, False)]
+        if given:
+            raise UserError(
+                f"{', '.join(given)} only apply to --backend litserve (the default "
+                "fastapi backend answers each request in-process, without a queue)"
+            )
+        from simshap.serve import run_server
+
+        run_server(args.model, args.host, args.port, args.workers, args.max_rows,
+                   args.max_body_bytes)  # fmt: skip
+        return 0
+    if args.workers != 1:
+        raise UserError("--workers applies to --backend fastapi; LitServe runs one worker")
+    from simshap.serve_litserve import build_server
+
+    batch = args.max_batch_size or 16
+    timeout = 2.0 if args.batch_timeout is None else args.batch_timeout
+    server = build_server(args.model, batch, timeout, args.max_rows, args.max_body_bytes,
+                          fast_queue=args.fast_queue)  # fmt: skip
     server.run(host=args.host, port=args.port, generate_client_file=False, log_level="warning")
     return 0
 
@@ -128,18 +150,42 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=_cmd_export)
-    p = subparsers.add_parser("serve", help="serve an explainer over HTTP (LitServe, batching)")
+    p = subparsers.add_parser("serve", help="serve an explainer over HTTP (FastAPI + uvicorn)")
     p.add_argument("model", help="explainer file")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-batch-size", type=int, default=16,
-                   help="concurrent requests merged into one forward pass")
-    p.add_argument("--batch-timeout", type=float, default=2.0,
-                   help="milliseconds to wait while filling a batch")
+    p.add_argument(
+        "--backend",
+        choices=["fastapi", "litserve"],
+        default="fastapi",
+        help="fastapi: in-process, fastest for small networks on a CPU (default); "
+        "litserve: merges concurrent requests into batches (large networks, GPU)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes, each with the model (fastapi backend)",
+    )
     p.add_argument("--max-rows", type=int, default=1024, help="rows per request at most")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body limit")
-    p.add_argument("--fast-queue", action="store_true",
-                   help="LitServe's ZeroMQ queue between the HTTP server and the worker")
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=None,
+        help="litserve: concurrent requests merged into one forward pass (16)",
+    )
+    p.add_argument(
+        "--batch-timeout",
+        type=float,
+        default=None,
+        help="litserve: milliseconds to wait while filling a batch (2)",
+    )
+    p.add_argument(
+        "--fast-queue",
+        action="store_true",
+        help="litserve: ZeroMQ queue between the HTTP server and the worker",
+    )
     p.set_defaults(func=_cmd_serve)
     p = subparsers.add_parser("explain", help="explain a CSV / Parquet file into Parquet")
     p.add_argument("model", help="explainer file")

@@ -138,31 +138,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(trained) -> dict:
+def _launch(trained: dict, *extra: str) -> tuple[subprocess.Popen, str, object]:
+    """Start ``simshap serve`` (with the token set) and wait until /health answers."""
     port = _free_port()
     env = {**os.environ, "SIMSHAP_API_TOKEN": TOKEN, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "simshap.cli", "serve", str(trained["SimSHAP"]), "--port",
-           str(port), "--max-rows", "50", "--max-body-bytes", "20000", "--max-batch-size", "8"]
-    log = open(trained["folder"] / "server.log", "w")  # noqa: SIM115
-    # its own process group: LitServe forks an API server and a worker, which must go too
+           str(port), "--max-rows", "50", "--max-body-bytes", "20000", *extra]
+    log_path = trained["folder"] / f"server-{port}.log"
+    log = open(log_path, "w")  # noqa: SIM115
+    # its own process group: uvicorn workers or LitServe's forked processes must go too
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         try:
-            auth = {"Authorization": f"Bearer {TOKEN}"}
+            auth = {"Authorization": f"Bearer {TOKEN}"}  # LitServe guards /health too
             if httpx.get(base + "/health", timeout=2, headers=auth).text == "ok":
-                break
+                return proc, base, log
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
             break
-        time.sleep(1)
-    else:
-        _stop(proc)
-        pytest.fail("the server did not come up: " + (trained["folder"] / "server.log").read_text())
+        time.sleep(0.5)
+    _stop(proc)
+    log.close()
+    pytest.fail("the server did not come up: " + log_path.read_text())
+
+
+@pytest.fixture(scope="module")
+def server(trained) -> dict:
+    """The default server: FastAPI + uvicorn, inference in-process."""
+    proc, base, log = _launch(trained)
     client = httpx.Client(base_url=base, timeout=30,
                           headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
     yield {"client": client, "proc": proc, "x": trained["x"], "base": base}
@@ -262,16 +269,44 @@ def test_fuzz_junk_never_gets_a_5xx(server, body):
     assert r.status_code < 500, (body, r.status_code, r.text)
 
 
-def test_fast_queue_option_reaches_litserve(trained):
-    """`simshap serve --fast-queue` builds LitServe with its ZeroMQ queue (pyzmq)."""
-    from simshap.serve import build_server
-    from simshap.serve_cli import register
+def _check_happy_and_bad(base: str, trained: dict) -> None:
+    x = trained["x"]
+    want = load_explainer(trained["SimSHAP"]).explain(x.iloc[:3]).numpy()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=base, timeout=30, headers=auth) as client:
+        r = client.post("/explain", json={"instances": _rows(x), "target": 1})
+        assert r.status_code == 200, r.text
+        np.testing.assert_allclose(np.array(r.json()["values"]), want[..., 1], atol=1e-5)
+        assert client.get("/metadata").json()["feature_names"] == list(x.columns)
+        r = client.post("/explain", json={"instances": [_rows(x, 1)[0][:3]]})
+        assert r.status_code == 422 and "list of 5 values" in r.json()["detail"], r.text
+        r = client.post("/explain", content=b"{", headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, r.text
+    assert httpx.post(base + "/explain", json={"instances": _rows(x, 1)}).status_code == 401
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("extra", [("--workers", "2"), ("--backend", "litserve")],
+                         ids=["fastapi-2-workers", "litserve"])
+def test_other_server_setups_answer_the_same(trained, extra):
+    """Two uvicorn workers, and the LitServe backend, give the same answers and errors."""
+    proc, base, log = _launch(trained, *extra)
+    try:
+        _check_happy_and_bad(base, trained)
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def test_serve_options_are_checked(trained, capsys):
+    """LitServe-only options with the default backend are an error, not silently ignored."""
+    from simshap.cli import main
+    from simshap.serve_litserve import build_server
 
     assert build_server(str(trained["SimSHAP"]), fast_queue=True).use_zmq is True
     assert build_server(str(trained["SimSHAP"])).use_zmq is False
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    args = parser.parse_args(["serve", "model.pt", "--fast-queue"])
-    assert args.fast_queue is True
+    for args in (["--fast-queue"], ["--max-batch-size", "8"], ["--backend", "litserve",
+                                                               "--workers", "2"]):
+        assert main(["serve", str(trained["SimSHAP"]), *args]) == 2, args
+        assert "to --backend" in capsys.readouterr().err, args

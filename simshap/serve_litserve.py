@@ -1,0 +1,92 @@
+"""The same endpoint served by LitServe, which merges concurrent requests into one batch.
+
+Worth it where one forward pass is expensive (large networks, a GPU). For the small tabular
+networks on a CPU the in-process server of :mod:`simshap.serve` is faster: see its docstring.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import litserve as ls
+import torch
+from fastapi import Depends, HTTPException
+
+from simshap.errors import UserError
+from simshap.io import load_explainer
+from simshap.serve import ExplainHandler, JSONGuard, authorize
+
+__all__ = ["ExplainAPI", "build_server"]
+
+
+class ExplainAPI(ls.LitAPI):
+    """LitServe API around a saved tabular explainer.
+
+    Args:
+        model_path: the explainer file.
+        max_rows: the most rows one request may carry.
+        max_batch_size: requests LitServe merges into one forward pass.
+        batch_timeout: seconds LitServe waits to fill a batch.
+    """
+
+    def __init__(self, model_path: str, max_rows: int = 1024, max_batch_size: int = 16,
+                 batch_timeout: float = 0.002) -> None:  # fmt: skip
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
+                         api_path="/explain")  # fmt: skip
+        self.model_path = str(model_path)
+        self.max_rows = int(max_rows)
+
+    def setup(self, device: str) -> None:  # noqa: D102
+        torch.set_num_threads(1)
+        self.handler = ExplainHandler(load_explainer(self.model_path), self.max_rows)
+
+    def authorize(self, auth: Any = Depends(authorize)) -> None:  # noqa: B008, D102
+        return None
+
+    def decode_request(self, request: dict) -> tuple[torch.Tensor, int | None]:  # noqa: D102
+        try:
+            return self.handler.decode(request)
+        except UserError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from None
+
+    def batch(self, inputs: list) -> tuple[torch.Tensor, list[int], list]:  # noqa: D102
+        rows = torch.cat([x for x, _ in inputs])
+        return rows, [len(x) for x, _ in inputs], [t for _, t in inputs]
+
+    def unbatch(self, output: tuple) -> list:  # noqa: D102
+        values, sizes, targets = output
+        return list(zip(torch.split(values, sizes), targets, strict=True))
+
+    def predict(self, x: Any) -> Any:  # noqa: D102
+        if isinstance(x, tuple) and len(x) == 3:  # a batch of requests
+            rows, sizes, targets = x
+            return self.handler.explain(rows), sizes, targets
+        rows, target = x
+        return self.handler.explain(rows), target
+
+    def encode_response(self, output: tuple) -> dict[str, Any]:  # noqa: D102
+        return self.handler.encode(*output)
+
+
+def build_server(
+    model_path: str,
+    max_batch_size: int = 16,
+    batch_timeout_ms: float = 2.0,
+    max_rows: int = 1024,
+    max_body_bytes: int = 1 << 20,
+    fast_queue: bool = False,
+) -> ls.LitServer:
+    """A LitServer for a saved explainer, with the JSON guard and ``GET /metadata``.
+
+    ``fast_queue=True`` uses LitServe's ZeroMQ queue between the HTTP server and the inference
+    worker instead of a multiprocessing queue.
+    """
+    api = ExplainAPI(model_path, max_rows=max_rows, max_batch_size=max_batch_size,
+                     batch_timeout=batch_timeout_ms / 1000.0)  # fmt: skip
+    guard = (JSONGuard, {"max_body_bytes": max_body_bytes})
+    server = ls.LitServer(api, accelerator="cpu", devices=1, timeout=30, middlewares=[guard],
+                          fast_queue=fast_queue)  # fmt: skip
+    meta = ExplainHandler(load_explainer(model_path)).meta
+    server.app.add_api_route("/metadata", lambda: meta, methods=["GET"],
+                             dependencies=[Depends(authorize)])  # fmt: skip
+    return server
