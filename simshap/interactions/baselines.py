@@ -87,7 +87,5 @@ def nid_scores(net: nn.Module) -> np.ndarray:
             z = z @ layer.weight.abs().double()
         z = z.sum(dim=0)  # (H1,) aggregated influence of each first-layer unit
         p = w1.shape[1]
-        scores = [
-            float((z * torch.minimum(w1[:, i], w1[:, j])).sum()) for i, j in all_pairs(p)
-        ]
+        scores = [float((z * torch.minimum(w1[:, i], w1[:, j])).sum()) for i, j in all_pairs(p)]
     return np.asarray(scores)

@@ -164,7 +164,7 @@ def detect_interactions(
     m: int = 100,
     seed: int = 0,
     n_init: int = 3,
-    sigma: float | str = "range",
+    sigma: float | str = "init_range",
     delta: float | None = None,
     standardize: bool = True,
     output: int | None = None,
@@ -180,8 +180,9 @@ def detect_interactions(
         m: maximal pulls per pair.
         seed: seed of the row draws.
         n_init: initial pulls per pair (paper: 3).
-        sigma: σ of the confidence width: ``"range"`` (per arm, the default), ``"arm"``,
-            ``"max"`` (Eq. 2's single σ) or a number (see :mod:`simshap.interactions.ucb`).
+        sigma: σ of the confidence width: ``"init_range"`` (per arm, from the initial pulls,
+            the default), ``"range"`` (per arm, updated with every pull), ``"arm"``, ``"max"``
+            (Eq. 2's single σ) or a number (see :mod:`simshap.interactions.ucb`).
         delta: δ (default 2 / (n³ m)).
         standardize: steps ``h · std_i`` (True) or raw ``h`` (False).
         output: output column of multi-output models.

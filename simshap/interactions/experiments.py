@@ -71,7 +71,7 @@ class ParaACEConfig:
     h: float = 0.8
     m: int = 100
     n_init: int = 3
-    sigma: str | float = "range"
+    sigma: str | float = "init_range"
     fixup: bool = True
     naive: bool = True
     exact_index: str = "STII"
@@ -83,6 +83,8 @@ class ParaACEConfig:
     code_width_ablation: bool = False
     # ablation: also run UCB with the single σ = max_r σ̂_r of the initial pulls (Eq. 2's σ)
     sigma_max_ablation: bool = False
+    # ablation: also run UCB with σ_r re-estimated after every pull (half the running range)
+    sigma_range_ablation: bool = False
 
 
 def validate_config(raw: dict[str, Any]) -> ParaACEConfig:
@@ -167,6 +169,10 @@ def run_detection(cfg: ParaACEConfig, name: str, seed: int) -> dict[str, Any]:
         single = detect_interactions(model, X, k, cfg.h, cfg.m, seed, cfg.n_init, "max")
         rec["ucb_sigma_max"] = single.to_dict()
         scores["ucb_sigma_max"] = single.scores
+    if cfg.sigma_range_ablation:
+        running = detect_interactions(model, X, k, cfg.h, cfg.m, seed, cfg.n_init, "range")
+        rec["ucb_sigma_range"] = running.to_dict()
+        scores["ucb_sigma_range"] = running.scores
     if cfg.naive:
         naive = naive_interactions(model, X, k, cfg.h, cfg.m, seed)
         rec["naive"] = naive.to_dict()

@@ -103,7 +103,7 @@ def detect_higher_order(
     m: int = 100,
     seed: int = 0,
     n_init: int = 3,
-    sigma: float | str = "range",
+    sigma: float | str = "init_range",
     standardize: bool = True,
     output: int | None = None,
 ) -> list[HigherOrderDetection]:

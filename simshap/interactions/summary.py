@@ -20,10 +20,14 @@ __all__ = [
     "triples_text",
 ]
 
-METHODS = ("ucb", "ucb_code_width", "ucb_sigma_max", "naive", "exact", "nid")
+METHODS = ("ucb", "ucb_code_width", "ucb_sigma_range", "ucb_sigma_max", "naive", "exact", "nid")
 _LABELS = {"ucb": "UCB (ours)", "ucb_code_width": "UCB δ=2/√n",
-           "ucb_sigma_max": "UCB σ=max", "naive": "naive m·n",
-           "exact": "exact STII", "nid": "NID"}  # fmt: skip
+           "ucb_sigma_range": "UCB σ running", "ucb_sigma_max": "UCB σ=max",
+           "naive": "naive m·n", "exact": "exact STII", "nid": "NID"}  # fmt: skip
+# the UCB ablations: their record key, the summary key of their pulls and its column label
+_ABLATIONS = (("ucb_code_width", "pulls_code_width", "pulls δ=2/√n"),
+              ("ucb_sigma_range", "pulls_sigma_range", "pulls σ running"),
+              ("ucb_sigma_max", "pulls_sigma_max", "pulls σ=max"))  # fmt: skip
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
@@ -44,10 +48,9 @@ def summarize_detection(records: list[dict[str, Any]]) -> dict[str, Any]:
             "ucb_seconds": _mean_std([r["ucb"]["seconds"] for r in recs]),
             "teacher_seconds": _mean_std([r["teacher_seconds"] for r in recs]),
         }
-        if "ucb_code_width" in recs[0]:
-            row["pulls_code_width"] = _mean_std([r["ucb_code_width"]["pulls"] for r in recs])
-        if "ucb_sigma_max" in recs[0]:
-            row["pulls_sigma_max"] = _mean_std([r["ucb_sigma_max"]["pulls"] for r in recs])
+        for method, key, _ in _ABLATIONS:
+            if method in recs[0]:
+                row[key] = _mean_std([r[method]["pulls"] for r in recs])
         if "exact" in recs[0]:
             row["exact_seconds"] = _mean_std([r["exact"]["seconds"] for r in recs])
         if "auc" in recs[0]:
@@ -72,7 +75,7 @@ def summarize_detection(records: list[dict[str, Any]]) -> dict[str, Any]:
     overall["naive_pulls"] = float(np.mean([per[n]["naive_pulls"] for n in per]))
     overall["pull_fraction"] = overall["pulls"] / overall["naive_pulls"]
     overall["ucb_seconds"] = float(np.mean([per[n]["ucb_seconds"]["mean"] for n in per]))
-    for key in ("pulls_code_width", "pulls_sigma_max"):
+    for _, key, _ in _ABLATIONS:
         if all(key in per[n] for n in per):
             overall[key] = float(np.mean([per[n][key]["mean"] for n in per]))
     return {"per_dataset": per, "overall": overall}
@@ -83,31 +86,29 @@ def detection_table(summary: dict[str, Any]) -> str:
     per = summary["per_dataset"]
     methods = [m for m in METHODS if any(m in row.get("auc", {}) for row in per.values())]
     head = "| data | " + " | ".join(f"AUC {_LABELS[m]}" for m in methods)
-    wide = "ucb_code_width" in methods
-    single = "ucb_sigma_max" in methods
-    lines = [head + " | pulls (UCB / naive) |" + (" pulls δ=2/√n |" if wide else "")
-             + (" pulls σ=max |" if single else "") + " UCB s |",
-             "| --- " * (len(methods) + 3 + wide + single) + "|"]  # fmt: skip
+    extra = [(key, label) for method, key, label in _ABLATIONS if method in methods]
+    lines = [head + " | pulls (UCB / naive) |" + "".join(f" {lab} |" for _, lab in extra)
+             + " UCB s |", "| --- " * (len(methods) + 3 + len(extra)) + "|"]  # fmt: skip
     for name, row in per.items():
         cells = [
             f"{row['auc'][m]['mean']:.3f} ± {row['auc'][m]['std']:.3f}" if "auc" in row else "–"
             for m in methods
         ]
         lines.append(
-            f"| {name} | " + " | ".join(cells)
+            f"| {name} | "
+            + " | ".join(cells)
             + f" | {row['pulls']['mean']:.0f} / {row['naive_pulls']} "
-            + (f"| {row['pulls_code_width']['mean']:.0f} " if wide else "")
-            + (f"| {row['pulls_sigma_max']['mean']:.0f} " if single else "")
+            + "".join(f"| {row[key]['mean']:.0f} " for key, _ in extra)
             + f"| {row['ucb_seconds']['mean']:.2f} |"
         )
     ov = summary["overall"]
     if "auc" in ov:
         cells = [f"**{ov['auc'][m]:.3f}**" for m in methods]
         lines.append(
-            "| **mean** | " + " | ".join(cells)
+            "| **mean** | "
+            + " | ".join(cells)
             + f" | {ov['pulls']:.0f} / {ov['naive_pulls']:.0f} ({100 * ov['pull_fraction']:.0f}%)"
-            + (f" | {ov['pulls_code_width']:.0f}" if wide else "")
-            + (f" | {ov['pulls_sigma_max']:.0f}" if single else "")
+            + "".join(f" | {ov[key]:.0f}" for key, _ in extra)
             + f" | {ov['ucb_seconds']:.2f} |"
         )
     return "\n".join(lines)
@@ -125,15 +126,19 @@ def summarize_compression(records: list[dict[str, Any]]) -> dict[str, Any]:
             "folds": len(folds),
             "teacher_params": folds[0]["teacher_params"],
             "paraace_params": folds[0]["paraace_params"],
-            "seconds": float(np.mean([f["teacher_seconds"] + f["paraace_seconds"]
-                                      + f["random_seconds"] for f in folds])),  # fmt: skip
+            "seconds": float(
+                np.mean(
+                    [
+                        f["teacher_seconds"] + f["paraace_seconds"] + f["random_seconds"]
+                        for f in folds
+                    ]
+                )
+            ),  # fmt: skip
         }
         for name, folds in by_name.items()
     }
     synthetic = [n for n in per if n != "diabetes"]
-    overall = (
-        {k: float(np.mean([per[n][k] for n in synthetic])) for k in keys} if synthetic else {}
-    )
+    overall = {k: float(np.mean([per[n][k] for n in synthetic])) for k in keys} if synthetic else {}
     return {"per_dataset": per, "overall_synthetic": overall}
 
 
@@ -160,19 +165,36 @@ def compression_table(summary: dict[str, Any]) -> str:
 
 
 def comparison_table(
-    a: dict[str, Any], b: dict[str, Any], label_a: str, label_b: str,
+    a: dict[str, Any],
+    b: dict[str, Any],
+    label_a: str,
+    label_b: str,
     methods: tuple[str, ...] = ("ucb", "naive", "exact"),
+    a_methods: tuple[str, ...] | None = None,
 ) -> str:
-    """Markdown table of mean AUCs per function of two detection summaries, side by side."""
-    head = " | ".join(f"{_LABELS[m]} {lab}" for m in methods for lab in (label_a, label_b))
+    """Markdown table of mean AUCs per function of two detection summaries, side by side.
+
+    Args:
+        a: the first summary (:func:`summarize_detection`).
+        b: the second summary.
+        label_a: column suffix of ``a``.
+        label_b: column suffix of ``b``.
+        methods: the methods of ``b`` to show.
+        a_methods: the method of ``a`` beside each of ``methods`` (default: the same ones),
+            e.g. an ablation of ``a`` that matches the settings of ``b``'s main method. Each
+            pair of columns is labelled by ``a``'s method.
+    """
+    a_methods = methods if a_methods is None else a_methods
+    pairs = list(zip(a_methods, methods, strict=True))
+    head = " | ".join(f"{_LABELS[ma]} {lab}" for ma, _ in pairs for lab in (label_a, label_b))
     rows = [f"| data | {head} |", "| --- " * (2 * len(methods) + 1) + "|"]
     for name, row in b["per_dataset"].items():
         x, y = a["per_dataset"][name]["auc"], row["auc"]
-        rows.append(f"| {name} | " + " | ".join(f"{x[m]['mean']:.3f} | {y[m]['mean']:.3f}"
-                                                for m in methods) + " |")  # fmt: skip
+        cells = " | ".join(f"{x[ma]['mean']:.3f} | {y[mb]['mean']:.3f}" for ma, mb in pairs)
+        rows.append(f"| {name} | {cells} |")
     x, y = a["overall"]["auc"], b["overall"]["auc"]
-    rows.append("| **mean** | " + " | ".join(f"**{x[m]:.3f}** | **{y[m]:.3f}**"
-                                             for m in methods) + " |")  # fmt: skip
+    cells = " | ".join(f"**{x[ma]:.3f}** | **{y[mb]:.3f}**" for ma, mb in pairs)
+    rows.append(f"| **mean** | {cells} |")
     return "\n".join(rows)
 
 
