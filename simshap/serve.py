@@ -29,6 +29,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -58,11 +59,22 @@ def metadata(explainer: Any) -> dict[str, Any]:
     }
 
 
-def authorize(auth: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:  # noqa: B008
-    """FastAPI dependency: 401 unless the bearer token matches ``$SIMSHAP_API_TOKEN`` (if set)."""
+async def authorize(auth: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:  # noqa: B008
+    """FastAPI dependency: 401 unless the bearer token matches ``$SIMSHAP_API_TOKEN`` (if set).
+
+    (``async``: FastAPI would run a plain function in a worker thread, per request.)
+    """
     token = os.environ.get(TOKEN_ENV)
     if token and (auth is None or auth.credentials != token):
         raise HTTPException(status_code=401, detail="missing or wrong bearer token")
+
+
+def _unauthorized(request: Request, token: str | None) -> JSONResponse | None:
+    """The 401 answer when a token is required and the request lacks it (else ``None``)."""
+    if not token or request.headers.get("authorization", "") == f"Bearer {token}":
+        return None
+    return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401,
+                        headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
 
 class JSONGuard:
@@ -167,10 +179,15 @@ class ExplainHandler:
         self.explainer = explainer.eval()
         self.max_rows = int(max_rows)
         self.meta = metadata(explainer)
+        self._codes = {name: {str(v): i for i, v in enumerate(values)}
+                       for name, values in self.meta["categories"].items()}  # fmt: skip
         self._attributions = attributions or (lambda e, x: e.attributions(x))
 
-    def rows(self, instances: Any) -> list[list]:
-        """Check the ``instances`` list and return it as rows in feature order."""
+    def rows(self, instances: Any) -> list[list[float]]:
+        """Check the ``instances`` list; rows in feature order, categories as their codes.
+
+        The same encoding as the explainer's preprocessing, done while checking each value.
+        """
         names, cats = self.meta["feature_names"], self.meta["categories"]
         if not isinstance(instances, list) or not instances:
             raise UserError('"instances" must be a non-empty list of rows or records')
@@ -192,10 +209,14 @@ class ExplainHandler:
             row = []
             for name, value in zip(names, inst, strict=True):
                 if name in cats:
-                    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                        raise UserError(f"instance {i}, feature {name!r}: expected one of "
+                    code = -1
+                    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                        code = self._codes[name].get(str(value), -1)
+                    if code < 0:
+                        raise UserError(f"instance {i}, feature {name!r}: {json.dumps(value)[:40]} "
+                                        f"was never seen in training; expected one of "
                                         f"{cats[name][:5]}")  # fmt: skip
-                    row.append(str(value))
+                    row.append(float(code))
                 else:
                     row.append(_finite_number(value, f"instance {i}, feature {name!r}"))
             rows.append(row)
@@ -223,7 +244,8 @@ class ExplainHandler:
         if "instances" not in request:
             raise UserError('the body needs "instances": a list of rows or records')
         target = self.target(request.get("target"))
-        return self.explainer.preprocessor.transform(self.rows(request["instances"])), target
+        encoded = np.asarray(self.rows(request["instances"]), dtype=np.float64)
+        return torch.from_numpy(self.explainer.preprocessor.standardize(encoded)), target
 
     def explain(self, x: torch.Tensor) -> torch.Tensor:
         """Values ``(B, d, C)`` of standardized rows."""
@@ -255,29 +277,32 @@ def build_app(
         attributions: see :class:`ExplainHandler`.
     """
     handler = ExplainHandler(load_explainer(model_path), max_rows, attributions)
+    token = os.environ.get(TOKEN_ENV)
     app = FastAPI(title="simshap", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(JSONGuard, max_body_bytes=max_body_bytes)
-    guarded = [Depends(authorize)]
 
-    @app.get("/health", response_class=PlainTextResponse)
-    def health() -> str:
-        return "ok"
+    # plain Starlette routes: FastAPI's per-request dependency solving cost more than the model
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
 
-    @app.get("/metadata", dependencies=guarded)
-    def meta() -> dict[str, Any]:
-        return handler.meta
+    async def meta(request: Request) -> Response:
+        return _unauthorized(request, token) or JSONResponse(handler.meta)
 
-    @app.post("/explain", dependencies=guarded)
     async def explain(request: Request) -> Response:
+        denied = _unauthorized(request, token)
+        if denied is not None:
+            return denied
         # the guard has checked the content type and size, and parsed the body
-        body = request.scope.get(_PARSED)
         try:
-            x, target = handler.decode(body)
+            x, target = handler.decode(request.scope.get(_PARSED))
         except UserError as err:
             return JSONResponse({"detail": str(err)}, status_code=422)
         answer = handler.encode(handler.explain(x), target)
         return Response(json.dumps(answer), media_type="application/json")
 
+    app.add_route("/health", health, methods=["GET"])
+    app.add_route("/metadata", meta, methods=["GET"])
+    app.add_route("/explain", explain, methods=["POST"])
     return app
 
 
