@@ -79,19 +79,22 @@ TABULAR_DEFAULTS: dict[str, Any] = {
 
 
 # Image runs (issue 4, ``simshap.image_pipeline.ImageRun``): GPU-sized defaults, same strict-key
-# rules. ``data``: where the images come from (``source`` only for CIFAR-10: auto / torchvision /
-# subset; ``train_size``: keep only the first n training images, for quick runs); ``model``: the
-# original ResNet-18 classifier; ``surrogate``: the 4-channel ResNet-18 s(x, m) trained with KL to
-# the classifier on augmented batches (``compile``: torch.compile its network); ``explainer``: the
-# U-Net shared by SimSHAP (``n_masks`` paired, ``centered``) and FastSHAP (``normalize``,
-# ``efficiency_lambda``); ``evaluation``: insertion / deletion on the first ``n_images`` test
-# images for SimSHAP, FastSHAP and each of ``baselines`` (options per method); ``trainer``:
-# Lightning settings (``precision: auto`` = bf16-mixed on a bf16-capable GPU, else 32-true;
-# ``devices: N`` with ``strategy: ddp`` trains on N GPUs; ``max_time`` caps every training stage).
+# rules. ``superpixel_size``: the players are k x k superpixels (2: 256 players on 32 x 32 images).
+# ``data``: where the images come from (``source`` only for CIFAR-10: auto / torchvision / subset;
+# ``train_size``: keep only the first n training images, for quick runs); ``model``: the original
+# ResNet-18 classifier; ``surrogate``: the 4-channel ResNet-18 s(x, m) trained with KL to the
+# classifier on augmented batches (``compile``: torch.compile its network; ``init``: random, or
+# ``classifier`` to start from the classifier's weights, the mask channel's at zero); ``explainer``:
+# the U-Net shared by SimSHAP (``n_masks`` paired, ``centered``) and FastSHAP (``normalize``,
+# ``efficiency_lambda``); ``evaluation``: insertion / deletion on the first ``n_images`` test images
+# for SimSHAP, FastSHAP and each of ``baselines`` (options per method); ``trainer``: Lightning
+# settings (``precision: auto`` = bf16-mixed on a bf16-capable GPU, else 32-true; ``devices: N``
+# with ``strategy: ddp`` trains on N GPUs; ``max_time`` caps every training stage).
 IMAGE_DEFAULTS: dict[str, Any] = {
     "dataset": None,
     "data_dir": None,
     "seed": 0,
+    "superpixel_size": 2,
     "data": {
         "source": "auto",
         "val_size": 0.1,
@@ -119,6 +122,7 @@ IMAGE_DEFAULTS: dict[str, Any] = {
         "max_epochs": 40,
         "patience": 8,
         "compile": False,
+        "init": "random",
     },
     "explainer": {
         "methods": ["simshap", "simshap_paper", "fastshap"],

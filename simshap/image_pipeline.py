@@ -47,6 +47,7 @@ from simshap.evaluation.report import environment, image_results_table
 from simshap.evaluation.timing import seconds_per_instance, timed
 from simshap.fingerprint import fingerprint
 from simshap.io import load_explainer
+from simshap.models.resnet import warm_start_from_classifier
 from simshap.models.speedups import apply_speedups
 from simshap.run import EXPLAINERS as _ALL_EXPLAINERS
 from simshap.run import Run
@@ -69,7 +70,8 @@ class ImageRun(Run):
     """One run folder of the image job (CIFAR-10, the CIFAR-10 subset or Fashion-MNIST).
 
     The image hooks of :class:`~simshap.run.Run`: the ResNet-18 classifier, the 4-channel
-    surrogate on 2x2 superpixels, U-Net explainers and the insertion / deletion protocol.
+    surrogate on k x k superpixels (``superpixel_size``, 2 by default), U-Net explainers and
+    the insertion / deletion protocol.
 
     Args:
         out: the run folder.
@@ -85,7 +87,11 @@ class ImageRun(Run):
             raise UserError(
                 f"ImageRun handles {IMAGE_DATASETS}, got dataset {self.config['dataset']!r}"
             )
-        self.superpixel_size = 2
+        k = self.config["superpixel_size"]
+        if isinstance(k, bool) or not isinstance(k, int) or k not in (1, 2, 4, 8):
+            raise UserError(f"superpixel_size must be 1, 2, 4 or 8 (a power of two dividing 32 "
+                            f"and at most 2**explainer.depth), got {k!r}")  # fmt: skip
+        self.superpixel_size = k
         self._dm: ImageDataModule | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -208,8 +214,24 @@ class ImageRun(Run):
         return module
 
     def training_surrogate(self) -> Surrogate:
-        """A fresh surrogate that distils the stored classifier on augmented batches."""
-        return self.build_surrogate(original=self.classifier())
+        """A fresh surrogate that distils the stored classifier on augmented batches.
+
+        With ``surrogate.init: classifier`` it starts from the classifier's weights: the image
+        channels of the first convolution are copied and the mask channel's weights start at
+        zero, so before training the surrogate equals the classifier on the mean-imputed image
+        ``x * m`` (features are standardized, so a masked pixel is the training mean).
+        """
+        classifier = self.classifier()
+        surrogate = self.build_surrogate(original=classifier)
+        init = self.config["surrogate"]["init"]
+        if init == "classifier":
+            try:
+                warm_start_from_classifier(surrogate.net.net, classifier.model)
+            except ValueError as err:
+                raise UserError(str(err)) from None
+        elif init != "random":
+            raise UserError(f"surrogate.init must be 'random' or 'classifier', got {init!r}")
+        return surrogate
 
     def surrogate_loaders(self) -> tuple[DataLoader, DataLoader]:
         """``(x, y)`` batches (augmented); the surrogate gets p from the classifier."""
@@ -222,7 +244,7 @@ class ImageRun(Run):
 
     # ------------------------------------------------------------------ explainers
     def explainer_net_spec(self) -> dict[str, Any]:
-        """A U-Net from images to ``(C, 16, 16)`` superpixel attributions."""
+        """A U-Net from images to ``(C, 32 / k, 32 / k)`` superpixel attributions."""
         e = self.config["explainer"]
         return {"kind": "unet", "in_channels": self.in_channels,
                 "num_classes": self.data_num_classes, "base_width": e["base_width"],

@@ -162,3 +162,27 @@ def test_resnet_blocks_let_shap_deepexplainer_run_with_additivity():
     assert values.shape == (2, 3, 32, 32, 10)
     sv = explain_baseline("deepshap", net, x, None, background=background, superpixel_size=2)
     assert sv.method == "shap.DeepExplainer" and not sv.extras.get("fallback_reason")
+
+
+def test_surrogate_warm_start_equals_the_classifier_on_the_masked_image():
+    """`surrogate.init: classifier`: before training, s(x, m) = f(x * m) for every mask."""
+    from simshap.models.mlp import MaskedInput
+    from simshap.models.resnet import warm_start_from_classifier
+
+    torch.manual_seed(0)
+    classifier = cifar_resnet18(num_classes=10, width=8)
+    for module in classifier.modules():  # non-trivial batch-norm statistics
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    surrogate = MaskedInput(cifar_resnet18(num_classes=10, in_channels=4, width=8))
+    warm_start_from_classifier(surrogate.net, classifier)
+    classifier.eval()
+    surrogate.eval()
+    x = torch.randn(3, 3, 32, 32)
+    mask = torch.rand(3, 1, 32, 32) < 0.5
+    with torch.no_grad():
+        torch.testing.assert_close(surrogate(x, torch.ones_like(mask)), classifier(x))
+        torch.testing.assert_close(surrogate(x, mask), classifier(x * mask))
+    with pytest.raises(ValueError, match="width"):
+        warm_start_from_classifier(cifar_resnet18(in_channels=4, width=16), classifier)

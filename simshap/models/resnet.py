@@ -7,7 +7,7 @@ from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock
 
-__all__ = ["DeepLiftBasicBlock", "cifar_resnet18"]
+__all__ = ["DeepLiftBasicBlock", "cifar_resnet18", "warm_start_from_classifier"]
 
 
 class DeepLiftBasicBlock(BasicBlock):
@@ -82,3 +82,27 @@ def _torchvision_init(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.constant_(m.weight, 1)
             nn.init.constant_(m.bias, 0)
+
+
+def warm_start_from_classifier(surrogate_net: nn.Module, classifier_net: nn.Module) -> None:
+    """Copy a ResNet classifier into the surrogate's ``(C + 1)``-channel ResNet (in place).
+
+    Every tensor is copied; the first convolution gets the classifier's weights on its image
+    channels and zeros on the mask channel.
+
+    Raises:
+        ValueError: if the two networks differ in anything but the mask channel (e.g. width).
+    """
+    source, target = classifier_net.state_dict(), surrogate_net.state_dict()
+    if set(source) != set(target):
+        raise ValueError("surrogate.init: classifier needs the classifier's architecture")
+    new = {}
+    for key, value in source.items():
+        want = target[key]
+        if key == "conv1.weight" and value.shape[1] + 1 == want.shape[1]:
+            value = torch.cat([value, torch.zeros_like(value[:, :1])], dim=1)
+        if value.shape != want.shape:
+            raise ValueError(f"surrogate.init: classifier needs surrogate.width = model.width "
+                            f"({key}: {tuple(value.shape)} vs {tuple(want.shape)})")  # fmt: skip
+        new[key] = value.to(want.dtype)
+    surrogate_net.load_state_dict(new)
