@@ -4,8 +4,9 @@
 
 1. Trains a SimSHAP and a FastSHAP explainer on census (the census config's network sizes, a
    short schedule: accuracy does not change latency) and saves them.
-2. Serves each with ``simshap serve`` (FastAPI + uvicorn, in-process inference) on loopback,
-   the SimSHAP one also with ``--backend litserve`` (dynamic batching), plus, as the anchor, the
+2. Serves each with ``simshap serve`` (FastAPI + uvicorn, in-process ONNX Runtime) on
+   loopback, the SimSHAP one also with ``--runtime torch`` and with ``--backend litserve``
+   (dynamic batching), plus, as the anchor, the
    same endpoint running paired KernelSHAP on the same surrogate per request (what users do
    without an amortized explainer). A bounded aiohttp load generator drives each at
    concurrency 1, 16 and 64 for ``--seconds`` each: single-row requests, p50 / p95 / p99
@@ -87,7 +88,7 @@ def _port() -> int:
 
 
 def start(model: Path, mode: str = "fastapi", threads: int = 1) -> tuple[subprocess.Popen, str]:
-    """Start a server (``fastapi``, ``litserve`` or ``kernel``) on a free loopback port."""
+    """Start a server (``fastapi``, ``torch``, ``litserve`` or ``kernel``) on a loopback port."""
     port = _port()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     env.pop("SIMSHAP_API_TOKEN", None)
@@ -98,6 +99,8 @@ def start(model: Path, mode: str = "fastapi", threads: int = 1) -> tuple[subproc
         cmd = [sys.executable, "-m", "simshap.cli", "serve", str(model), "--port", str(port)]
         if mode == "litserve":
             cmd += ["--backend", "litserve", "--max-batch-size", "64", "--batch-timeout", "2"]
+        if mode == "torch":
+            cmd += ["--runtime", "torch"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # a group: LitServe forks its workers
     base = f"http://127.0.0.1:{port}"
@@ -299,6 +302,7 @@ def main() -> None:
     kernel = f"kernelshap@{KERNEL_BUDGET}"
     for name, path, mode in (("simshap", paths["simshap"], "fastapi"),
                              ("fastshap", paths["fastshap"], "fastapi"),
+                             ("simshap-torch", paths["simshap"], "torch"),
                              ("simshap-litserve", paths["simshap"], "litserve"),
                              (kernel, paths["simshap"], "kernel")):  # fmt: skip
         threads = 1
@@ -341,9 +345,11 @@ def section(r: dict) -> str:
              f"{m['device']}. Command: `{r['command']}`. Census (12 features), single-row "
              "requests on loopback from a bounded aiohttp load generator (uvloop) on the same "
              "cores. "
-             "Servers: `simshap serve` (FastAPI + uvicorn, inference in the server process, "
-             "one worker, one torch thread); `simshap-litserve` is the same model behind "
-             "`--backend litserve` (max batch 64, 2 ms batch timeout); the KernelSHAP anchor "
+             "Servers: `simshap serve` (FastAPI + uvicorn, inference in the server process "
+             "with ONNX Runtime on the exported graph, one worker, one thread); "
+             "`simshap-torch` is the same with `--runtime torch` (eager PyTorch); "
+             "`simshap-litserve` is the same model behind `--backend litserve` (max batch 64, "
+             "2 ms batch timeout, ONNX Runtime); the KernelSHAP anchor "
              f"is the same FastAPI endpoint running paired KernelSHAP@{KERNEL_BUDGET} on the "
              f"same surrogate per request, with {r['anchor']['threads']} torch thread(s), the "
              "faster in an in-process check: "

@@ -50,17 +50,26 @@ class ExportGraph(nn.Module):
         self.net = explainer.net
         self.normalize = isinstance(explainer, FastSHAP) and bool(explainer.hparams.normalize)
         self.surrogate = explainer.surrogate.net if self.normalize else None
+        if self.surrogate is not None:
+            # v(∅) does not depend on x: the surrogate sees x * 0 = 0 and the mask 0
+            zeros = torch.zeros(1, len(prep.mean), device=_device(explainer))
+            with torch.no_grad():
+                v_empty = torch.softmax(self.surrogate(zeros, zeros).float(), dim=-1)
+            self.register_buffer("v_empty", v_empty.cpu())
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows (B, d)`` raw -> ``(B, d, C)``."""
         x = (rows - self.mean) / self.std
         phi = self.net(x)
         if self.surrogate is not None:
-            full = torch.ones_like(x)
-            v_full = torch.softmax(self.surrogate(x, full), dim=-1)
-            v_empty = torch.softmax(self.surrogate(x, torch.zeros_like(x)), dim=-1)
-            phi = additive_efficient_normalization(phi, v_full - v_empty)
+            v_full = torch.softmax(self.surrogate(x, torch.ones_like(x)), dim=-1)
+            phi = additive_efficient_normalization(phi, v_full - self.v_empty)
         return phi
+
+
+def _device(explainer: AmortizedExplainer) -> torch.device:
+    """The device of the explainer's parameters."""
+    return next(explainer.net.parameters()).device
 
 
 def export_metadata(explainer: AmortizedExplainer) -> dict[str, Any]:

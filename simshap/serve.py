@@ -27,6 +27,7 @@ import json
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,8 +164,12 @@ class ExplainHandler:
     Args:
         explainer: a loaded tabular explainer (it must hold its preprocessing).
         max_rows: the most rows one request may carry.
-        attributions: ``(explainer, x) -> (B, d, C)`` values; default the explainer's one
-            forward pass (the serving benchmark swaps in KernelSHAP as its anchor).
+        attributions: ``(explainer, x) -> (B, d, C)`` values of standardized rows ``x``;
+            default the explainer's one forward pass (the serving benchmark swaps in
+            KernelSHAP as its anchor). Implies ``runtime="torch"``.
+        runtime: ``"onnx"`` runs the explainer's exported graph (:mod:`simshap.export`,
+            equal to PyTorch to 1e-5) in ONNX Runtime with one thread, about 3x faster per
+            row than eager PyTorch; ``"torch"`` runs the PyTorch module.
     """
 
     def __init__(
@@ -172,7 +177,10 @@ class ExplainHandler:
         explainer: Any,
         max_rows: int = 1024,
         attributions: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
+        runtime: str = "onnx",
     ) -> None:
+        if runtime not in ("onnx", "torch"):
+            raise UserError(f"runtime must be 'onnx' or 'torch', got {runtime!r}")
         if explainer.preprocessor is None:
             raise UserError("this explainer holds no preprocessing: serve a tabular explainer "
                             "trained by `simshap run` or SimSHAP.fit")  # fmt: skip
@@ -182,6 +190,24 @@ class ExplainHandler:
         self._codes = {name: {str(v): i for i, v in enumerate(values)}
                        for name, values in self.meta["categories"].items()}  # fmt: skip
         self._attributions = attributions or (lambda e, x: e.attributions(x))
+        self.runtime = "torch" if attributions is not None else runtime
+        self._session = self._onnx_session(explainer) if self.runtime == "onnx" else None
+
+    @staticmethod
+    def _onnx_session(explainer: Any) -> Any:
+        """An ONNX Runtime session (one thread) on the explainer's exported graph."""
+        import tempfile
+
+        import onnxruntime as ort
+
+        from simshap.export import export_explainer
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_explainer(explainer, Path(tmp) / "explainer.onnx")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            return ort.InferenceSession(path.read_bytes(), options,
+                                        providers=["CPUExecutionProvider"])  # fmt: skip
 
     def rows(self, instances: Any) -> list[list[float]]:
         """Check the ``instances`` list; rows in feature order, categories as their codes.
@@ -234,8 +260,11 @@ class ExplainHandler:
         raise UserError(f'"target" must be a class index 0..{len(classes) - 1} or one of '
                         f"{classes}")  # fmt: skip
 
-    def decode(self, request: Any) -> tuple[torch.Tensor, int | None]:
-        """A parsed JSON body -> (standardized rows ``(B, d)``, target); UserError if bad."""
+    def decode(self, request: Any) -> tuple[np.ndarray, int | None]:
+        """A parsed JSON body -> (encoded raw rows ``float64 (B, d)``, target); UserError if bad.
+
+        Encoded: categories as their codes, numbers as sent (the preprocessing's ``encode``).
+        """
         if not isinstance(request, dict):
             raise UserError('the body must be a JSON object {"instances": [...]}')
         unknown = set(request) - {"instances", "target"}
@@ -244,11 +273,14 @@ class ExplainHandler:
         if "instances" not in request:
             raise UserError('the body needs "instances": a list of rows or records')
         target = self.target(request.get("target"))
-        encoded = np.asarray(self.rows(request["instances"]), dtype=np.float64)
-        return torch.from_numpy(self.explainer.preprocessor.standardize(encoded)), target
+        return np.asarray(self.rows(request["instances"]), dtype=np.float64), target
 
-    def explain(self, x: torch.Tensor) -> torch.Tensor:
-        """Values ``(B, d, C)`` of standardized rows."""
+    def explain(self, encoded: np.ndarray) -> torch.Tensor:
+        """Values ``(B, d, C)`` of encoded raw rows (see :meth:`decode`)."""
+        if self._session is not None:
+            rows = encoded.astype(np.float32)
+            return torch.from_numpy(self._session.run(None, {"rows": rows})[0])
+        x = torch.from_numpy(self.explainer.preprocessor.standardize(encoded))
         with torch.inference_mode():
             return self._attributions(self.explainer, x)
 
@@ -267,6 +299,7 @@ def build_app(
     max_rows: int = 1024,
     max_body_bytes: int = 1 << 20,
     attributions: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
+    runtime: str = "onnx",
 ) -> FastAPI:
     """The FastAPI app for a saved explainer: JSON guard, bearer token, three endpoints.
 
@@ -275,8 +308,9 @@ def build_app(
         max_rows: rows per request at most.
         max_body_bytes: the largest request body (413 above it).
         attributions: see :class:`ExplainHandler`.
+        runtime: ``"onnx"`` (ONNX Runtime on the exported graph) or ``"torch"``.
     """
-    handler = ExplainHandler(load_explainer(model_path), max_rows, attributions)
+    handler = ExplainHandler(load_explainer(model_path), max_rows, attributions, runtime)
     token = os.environ.get(TOKEN_ENV)
     app = FastAPI(title="simshap", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(JSONGuard, max_body_bytes=max_body_bytes)
@@ -318,6 +352,7 @@ def run_server(
     workers: int = 1,
     max_rows: int = 1024,
     max_body_bytes: int = 1 << 20,
+    runtime: str = "onnx",
 ) -> None:
     """Serve ``model_path`` with uvicorn until interrupted (one thread of torch per worker).
 
@@ -328,6 +363,7 @@ def run_server(
         workers: uvicorn worker processes (each loads the model).
         max_rows: rows per request at most.
         max_body_bytes: the largest request body.
+        runtime: ``"onnx"`` (ONNX Runtime on the exported graph) or ``"torch"``.
     """
     import uvicorn
 
@@ -336,7 +372,7 @@ def run_server(
     torch.set_num_threads(1)
     options = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     config = {"model_path": str(model_path), "max_rows": max_rows,
-              "max_body_bytes": max_body_bytes}  # fmt: skip
+              "max_body_bytes": max_body_bytes, "runtime": runtime}  # fmt: skip
     if workers == 1:
         uvicorn.run(build_app(**config), **options)
         return

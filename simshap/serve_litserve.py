@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import litserve as ls
+import numpy as np
 import torch
 from fastapi import Depends, HTTPException
 
@@ -27,30 +28,33 @@ class ExplainAPI(ls.LitAPI):
         max_rows: the most rows one request may carry.
         max_batch_size: requests LitServe merges into one forward pass.
         batch_timeout: seconds LitServe waits to fill a batch.
+        runtime: ``"onnx"`` (ONNX Runtime on the exported graph) or ``"torch"``.
     """
 
     def __init__(self, model_path: str, max_rows: int = 1024, max_batch_size: int = 16,
-                 batch_timeout: float = 0.002) -> None:  # fmt: skip
+                 batch_timeout: float = 0.002, runtime: str = "onnx") -> None:  # fmt: skip
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
                          api_path="/explain")  # fmt: skip
         self.model_path = str(model_path)
         self.max_rows = int(max_rows)
+        self.runtime = runtime
 
     def setup(self, device: str) -> None:  # noqa: D102
         torch.set_num_threads(1)
-        self.handler = ExplainHandler(load_explainer(self.model_path), self.max_rows)
+        self.handler = ExplainHandler(load_explainer(self.model_path), self.max_rows,
+                                      runtime=self.runtime)  # fmt: skip
 
     def authorize(self, auth: Any = Depends(authorize)) -> None:  # noqa: B008, D102
         return None
 
-    def decode_request(self, request: dict) -> tuple[torch.Tensor, int | None]:  # noqa: D102
+    def decode_request(self, request: dict) -> tuple[np.ndarray, int | None]:  # noqa: D102
         try:
             return self.handler.decode(request)
         except UserError as err:
             raise HTTPException(status_code=422, detail=str(err)) from None
 
-    def batch(self, inputs: list) -> tuple[torch.Tensor, list[int], list]:  # noqa: D102
-        rows = torch.cat([x for x, _ in inputs])
+    def batch(self, inputs: list) -> tuple[np.ndarray, list[int], list]:  # noqa: D102
+        rows = np.concatenate([x for x, _ in inputs])
         return rows, [len(x) for x, _ in inputs], [t for _, t in inputs]
 
     def unbatch(self, output: tuple) -> list:  # noqa: D102
@@ -75,18 +79,21 @@ def build_server(
     max_rows: int = 1024,
     max_body_bytes: int = 1 << 20,
     fast_queue: bool = False,
+    runtime: str = "onnx",
 ) -> ls.LitServer:
     """A LitServer for a saved explainer, with the JSON guard and ``GET /metadata``.
 
     ``fast_queue=True`` uses LitServe's ZeroMQ queue between the HTTP server and the inference
-    worker instead of a multiprocessing queue.
+    worker instead of a multiprocessing queue. ``runtime``: see :class:`ExplainHandler`.
     """
+    if runtime not in ("onnx", "torch"):
+        raise UserError(f"runtime must be 'onnx' or 'torch', got {runtime!r}")
     api = ExplainAPI(model_path, max_rows=max_rows, max_batch_size=max_batch_size,
-                     batch_timeout=batch_timeout_ms / 1000.0)  # fmt: skip
+                     batch_timeout=batch_timeout_ms / 1000.0, runtime=runtime)  # fmt: skip
     guard = (JSONGuard, {"max_body_bytes": max_body_bytes})
     server = ls.LitServer(api, accelerator="cpu", devices=1, timeout=30, middlewares=[guard],
                           fast_queue=fast_queue)  # fmt: skip
-    meta = ExplainHandler(load_explainer(model_path)).meta
+    meta = ExplainHandler(load_explainer(model_path), runtime="torch").meta
     server.app.add_api_route("/metadata", lambda: meta, methods=["GET"],
                              dependencies=[Depends(authorize)])  # fmt: skip
     return server

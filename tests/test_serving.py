@@ -287,10 +287,12 @@ def _check_happy_and_bad(base: str, trained: dict) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("extra", [("--workers", "2"), ("--backend", "litserve")],
-                         ids=["fastapi-2-workers", "litserve"])
+@pytest.mark.parametrize("extra", [("--workers", "2"), ("--backend", "litserve"),
+                                   ("--runtime", "torch")],
+                         ids=["fastapi-2-workers", "litserve", "torch-runtime"])
 def test_other_server_setups_answer_the_same(trained, extra):
-    """Two uvicorn workers, and the LitServe backend, give the same answers and errors."""
+    """Two uvicorn workers, the LitServe backend and the PyTorch runtime (the default is
+    ONNX Runtime) give the same answers and errors."""
     proc, base, log = _launch(trained, *extra)
     try:
         _check_happy_and_bad(base, trained)
