@@ -4,7 +4,7 @@
 
 1. Trains a SimSHAP and a FastSHAP explainer on census (the census config's network sizes, a
    short schedule: accuracy does not change latency) and saves them.
-2. Serves each with ``simshap serve`` (FastAPI + uvicorn, in-process ONNX Runtime) on
+2. Serves each with ``simshap serve`` (uvicorn + Starlette, in-process ONNX Runtime) on
    loopback, the SimSHAP one also with ``--runtime torch`` and with ``--backend litserve``
    (dynamic batching), plus, as the anchor, the
    same endpoint running paired KernelSHAP on the same surrogate per request (what users do
@@ -87,8 +87,8 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def start(model: Path, mode: str = "fastapi", threads: int = 1) -> tuple[subprocess.Popen, str]:
-    """Start a server (``fastapi``, ``torch``, ``litserve`` or ``kernel``) on a loopback port."""
+def start(model: Path, mode: str = "uvicorn", threads: int = 1) -> tuple[subprocess.Popen, str]:
+    """Start a server (``uvicorn``, ``torch``, ``litserve`` or ``kernel``) on a loopback port."""
     port = _port()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     env.pop("SIMSHAP_API_TOKEN", None)
@@ -300,8 +300,8 @@ def main() -> None:
                      "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:]),
                      "endpoints": {}}  # fmt: skip
     kernel = f"kernelshap@{KERNEL_BUDGET}"
-    for name, path, mode in (("simshap", paths["simshap"], "fastapi"),
-                             ("fastshap", paths["fastshap"], "fastapi"),
+    for name, path, mode in (("simshap", paths["simshap"], "uvicorn"),
+                             ("fastshap", paths["fastshap"], "uvicorn"),
                              ("simshap-torch", paths["simshap"], "torch"),
                              ("simshap-litserve", paths["simshap"], "litserve"),
                              (kernel, paths["simshap"], "kernel")):  # fmt: skip
@@ -345,12 +345,12 @@ def section(r: dict) -> str:
              f"{m['device']}. Command: `{r['command']}`. Census (12 features), single-row "
              "requests on loopback from a bounded aiohttp load generator (uvloop) on the same "
              "cores. "
-             "Servers: `simshap serve` (FastAPI + uvicorn, inference in the server process "
+             "Servers: `simshap serve` (uvicorn + Starlette, inference in the server process "
              "with ONNX Runtime on the exported graph, one worker, one thread); "
              "`simshap-torch` is the same with `--runtime torch` (eager PyTorch); "
              "`simshap-litserve` is the same model behind `--backend litserve` (max batch 64, "
              "2 ms batch timeout, ONNX Runtime); the KernelSHAP anchor "
-             f"is the same FastAPI endpoint running paired KernelSHAP@{KERNEL_BUDGET} on the "
+             f"is the same endpoint running paired KernelSHAP@{KERNEL_BUDGET} on the "
              f"same surrogate per request, with {r['anchor']['threads']} torch thread(s), the "
              "faster in an in-process check: "
              + ", ".join(f"{k} thread(s) {v * 1000:.0f} ms"

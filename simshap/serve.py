@@ -1,4 +1,4 @@
-"""Serve a tabular explainer over HTTP: FastAPI + uvicorn, inference in the server process.
+"""Serve a tabular explainer over HTTP: Starlette + uvicorn, inference in the server process.
 
 Endpoints: ``GET /health``, ``GET /metadata``, ``POST /explain`` with
 ``{"instances": [[...], ...]}`` (rows in feature order) or ``{"instances": [{name: value}, ...]}``
@@ -13,10 +13,11 @@ strings where numbers belong, an unknown target (422). When ``SIMSHAP_API_TOKEN`
 ``/metadata`` and ``/explain`` answer 401 to a request without ``Authorization: Bearer <token>``
 (``/health`` stays open for probes).
 
-Why no batching queue here: one census row costs about 0.07 ms of inference, while handing a
-request to another process and back (LitServe's design) costs several milliseconds; on 2 cores
-the in-process server answers about 3x the requests of the LitServe one at a third of its p99
-(``benchmarks/serving.py`` measures both in one run). For large networks on a GPU, where
+Why no batching queue here: one census row costs tens of microseconds of inference (ONNX
+Runtime on the exported graph), while handing a request to another process and back
+(LitServe's design) costs milliseconds; on 2 cores the in-process server answered about 6x
+the requests of the LitServe one at c = 16, at a quarter of its p99 (``benchmarks/serving.py``
+measures both in one run). For large networks on a GPU, where
 merging requests pays, :mod:`simshap.serve_litserve` serves the same API with LitServe's
 dynamic batching (``simshap serve --backend litserve``).
 """
@@ -32,9 +33,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
 
 from simshap.errors import UserError
 from simshap.io import load_explainer
@@ -300,8 +305,8 @@ def build_app(
     max_body_bytes: int = 1 << 20,
     attributions: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
     runtime: str = "onnx",
-) -> FastAPI:
-    """The FastAPI app for a saved explainer: JSON guard, bearer token, three endpoints.
+) -> Starlette:
+    """The ASGI app (Starlette) for a saved explainer: JSON guard, bearer token, three endpoints.
 
     Args:
         model_path: the explainer file (``simshap.io.save_explainer``).
@@ -312,10 +317,9 @@ def build_app(
     """
     handler = ExplainHandler(load_explainer(model_path), max_rows, attributions, runtime)
     token = os.environ.get(TOKEN_ENV)
-    app = FastAPI(title="simshap", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(JSONGuard, max_body_bytes=max_body_bytes)
 
-    # plain Starlette routes: FastAPI's per-request dependency solving cost more than the model
+    # Starlette (FastAPI's core) without FastAPI's request-handling layers: its dependency
+    # solving and middleware cost more per request than the model (about 8% of throughput)
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -334,13 +338,14 @@ def build_app(
         answer = handler.encode(handler.explain(x), target)
         return Response(json.dumps(answer), media_type="application/json")
 
-    app.add_route("/health", health, methods=["GET"])
-    app.add_route("/metadata", meta, methods=["GET"])
-    app.add_route("/explain", explain, methods=["POST"])
-    return app
+    routes = [Route("/health", health, methods=["GET"]),
+              Route("/metadata", meta, methods=["GET"]),
+              Route("/explain", explain, methods=["POST"])]  # fmt: skip
+    guard = Middleware(JSONGuard, max_body_bytes=max_body_bytes)
+    return Starlette(routes=routes, middleware=[guard])
 
 
-def _app_from_env() -> FastAPI:
+def _app_from_env() -> Starlette:
     """Uvicorn factory for ``--workers > 1``: each worker builds the app from the env."""
     return build_app(**json.loads(os.environ[CONFIG_ENV]))
 

@@ -111,12 +111,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "--batch-timeout": args.batch_timeout,
         "--fast-queue": args.fast_queue,
     }
-    if args.backend == "fastapi":
+    if args.backend == "uvicorn":
         given = [k for k, v in litserve_only.items() if v not in (None, False)]
         if given:
             raise UserError(
                 f"{', '.join(given)} only apply to --backend litserve (the default "
-                "fastapi backend answers each request in-process, without a queue)"
+                "uvicorn backend answers each request in-process, without a queue)"
             )
         from simshap.serve import run_server
 
@@ -124,7 +124,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                    args.max_body_bytes, args.runtime)  # fmt: skip
         return 0
     if args.workers != 1:
-        raise UserError("--workers applies to --backend fastapi; LitServe runs one worker")
+        raise UserError("--workers applies to --backend uvicorn; LitServe runs one worker")
     from simshap.serve_litserve import build_server
 
     batch = args.max_batch_size or 16
@@ -150,22 +150,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=_cmd_export)
-    p = subparsers.add_parser("serve", help="serve an explainer over HTTP (FastAPI + uvicorn)")
+    p = subparsers.add_parser("serve", help="serve an explainer over HTTP")
     p.add_argument("model", help="explainer file")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
         "--backend",
-        choices=["fastapi", "litserve"],
-        default="fastapi",
-        help="fastapi: in-process, fastest for small networks on a CPU (default); "
+        choices=["uvicorn", "litserve"],
+        default="uvicorn",
+        help="uvicorn: in-process, fastest for small networks on a CPU (default); "
         "litserve: merges concurrent requests into batches (large networks, GPU)",
     )
     p.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="uvicorn worker processes, each with the model (fastapi backend)",
+        help="uvicorn worker processes, each with the model (uvicorn backend)",
     )
     p.add_argument(
         "--runtime",
