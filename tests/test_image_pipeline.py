@@ -273,6 +273,32 @@ def test_image_config_keys_are_strict_and_validated(subset_dir, tmp_path):
         run.build_explainer("lime", run.build_surrogate())
 
 
+def test_superpixel_size_and_surrogate_init_are_checked(subset_dir, tmp_path):
+    """superpixel_size sets the players of the surrogate and the explainer's output grid;
+    bad values of it and of surrogate.init are refused with the allowed ones named."""
+    cfg = load_config(write_config(tmp_path / "ok.yaml", subset_dir))
+    cfg["superpixel_size"] = 4
+    run = ImageRun(tmp_path / "run4", cfg)
+    assert run.build_surrogate().groups.num_players == 64
+    assert run.explainer_net_spec()["superpixel_size"] == 4
+    for bad in (3, 16, "2", True):
+        with pytest.raises(ValueError, match="superpixel_size must be 1, 2, 4 or 8"):
+            ImageRun(tmp_path / "bad", {**cfg, "superpixel_size": bad})
+    cfg = load_config(write_config(tmp_path / "ok2.yaml", subset_dir))
+    cfg["surrogate"]["init"] = "pretrained"
+    run = ImageRun(tmp_path / "run-init", cfg)
+    run.start()
+    run.fit_model()
+    with pytest.raises(ValueError, match="'random' or 'classifier'"):
+        run.training_surrogate()
+    run.config["surrogate"]["init"] = "classifier"
+    surrogate, classifier = run.training_surrogate(), run.classifier()
+    x = run.data.test_tensors(2)[0]
+    full = torch.ones(2, 1, 32, 32, dtype=torch.bool)
+    with torch.no_grad():
+        torch.testing.assert_close(surrogate.eval().net(x, full), classifier(x))
+
+
 @pytest.mark.parametrize("name", ["cifar10", "cifar10-subset", "fashion_mnist"])
 def test_shipped_image_configs_load(name):
     root = Path(__file__).resolve().parents[1]
