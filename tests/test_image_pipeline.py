@@ -308,6 +308,16 @@ def test_shipped_image_configs_load(name):
     assert cfg["trainer"]["precision"] == "auto" and cfg["trainer"]["channels_last"]
 
 
+def test_cpu_proof_config_loads_and_builds(tmp_path):
+    """configs/cifar10-cpu.yaml: 64 players of 4x4 pixels, a warm-started surrogate."""
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "configs" / "cifar10-cpu.yaml")
+    assert cfg["superpixel_size"] == 4 and cfg["surrogate"]["init"] == "classifier"
+    assert cfg["model"]["width"] == cfg["surrogate"]["width"]  # the warm start needs it
+    run = ImageRun(tmp_path / "run", cfg)
+    assert run.build_surrogate().groups.num_players == 64
+
+
 def test_results_table_from_a_results_dict():
     row = {"label": "SimSHAP", "used": "simshap.SimSHAP", "fallback_reason": None,
            "inference_s": 0.5, "train_minutes": 3.0}
