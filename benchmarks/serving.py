@@ -144,57 +144,53 @@ def _summary(latencies: list[float], errors: int, concurrency: int, wall: float)
             "p99_ms": float(np.percentile(lat, 99)), "throughput_rps": len(lat) / wall}  # fmt: skip
 
 
-async def load(base: str, rows: np.ndarray, concurrency: int, seconds: float) -> dict:
-    """``concurrency`` aiohttp clients posting one row each, back to back, for ``seconds``."""
-    import aiohttp
-
+async def _drive(post, rows: np.ndarray, concurrency: int, seconds: float) -> dict:
+    """``concurrency`` clients calling ``post(body) -> status`` with one row each, back to
+    back, for ``seconds``."""
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
+
+    async def worker(k: int) -> None:
+        nonlocal errors
+        i = k
+        while time.perf_counter() < stop:
+            body = {"instances": [rows[i % len(rows)].tolist()]}
+            t0 = time.perf_counter()
+            status = await post(body)
+            latencies.append(time.perf_counter() - t0)
+            errors += status != 200
+            i += concurrency
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return _summary(latencies, errors, concurrency, time.perf_counter() - t0)
+
+
+async def load(base: str, rows: np.ndarray, concurrency: int, seconds: float) -> dict:
+    """Single-row requests from an aiohttp client with ``concurrency`` connections."""
+    import aiohttp
+
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(base, connector=connector) as session:
 
-        async def worker(k: int) -> None:
-            nonlocal errors
-            i = k
-            while time.perf_counter() < stop:
-                body = {"instances": [rows[i % len(rows)].tolist()]}
-                t0 = time.perf_counter()
-                async with session.post("/explain", json=body) as r:
-                    await r.read()
-                    errors += r.status != 200
-                latencies.append(time.perf_counter() - t0)
-                i += concurrency
+        async def post(body: dict) -> int:
+            async with session.post("/explain", json=body) as r:
+                await r.read()
+                return r.status
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(k) for k in range(concurrency)))
-        wall = time.perf_counter() - t0
-    return _summary(latencies, errors, concurrency, wall)
+        return await _drive(post, rows, concurrency, seconds)
 
 
 async def load_httpx(base: str, rows: np.ndarray, concurrency: int, seconds: float) -> dict:
     """The same load from httpx's async client (whose pool costs more CPU per request)."""
-    latencies: list[float] = []
-    errors = 0
-    stop = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
 
-        async def worker(k: int) -> None:
-            nonlocal errors
-            i = k
-            while time.perf_counter() < stop:
-                body = {"instances": [rows[i % len(rows)].tolist()]}
-                t0 = time.perf_counter()
-                r = await client.post("/explain", json=body)
-                latencies.append(time.perf_counter() - t0)
-                errors += r.status_code != 200
-                i += concurrency
+        async def post(body: dict) -> int:
+            return (await client.post("/explain", json=body)).status_code
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(k) for k in range(concurrency)))
-        wall = time.perf_counter() - t0
-    return _summary(latencies, errors, concurrency, wall)
+        return await _drive(post, rows, concurrency, seconds)
 
 
 def onnx_vs_eager(model: Path, rows: np.ndarray, folder: Path, n: int = 2000) -> dict:
