@@ -64,6 +64,7 @@ TABULAR_DEFAULTS: dict[str, Any] = {
         "val_instances": 128,
         "val_budget": 2048,
         "efficiency_lambda": 0.0,
+        "input_noise": 0.0,  # std of Gaussian noise on the standardized training inputs
     },
     "evaluation": {
         "n_instances": 100,

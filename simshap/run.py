@@ -179,6 +179,7 @@ class Run(RunFolder):
             val_budget=e["val_budget"], max_epochs_hint=self.explainer_epochs(name) if e["cosine"]
             else 0,
             surrogate_batch_size=e["surrogate_batch_size"], seed=self.seed,
+            **({"input_noise": e["input_noise"]} if "input_noise" in e else {}),
             **self.explainer_extras(),
         )  # fmt: skip
         if e["target"] not in SIMSHAP_TARGETS:

@@ -52,6 +52,12 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
         max_epochs_hint: epochs of the cosine learning-rate schedule (0: constant).
         surrogate_batch_size: rows per surrogate call (``None``: all of a step in one call).
         seed: seed of the mask generators.
+        input_noise: standard deviation of Gaussian noise added to the standardized training
+            inputs at every step, drawn from the step generator; the targets are computed at
+            the noisy inputs, so they stay unbiased for them. It trains g on a smoothed input
+            distribution (training with noise acts as a smoothness penalty), which helps when
+            training rows are few. 0 turns it off. The labels regression, which trains on
+            fixed labelled rows, ignores it.
         feature_names: optional names of the players (tabular).
         preprocessor: the fitted raw-row preprocessing (``Preprocessor.to_dict()``); with it,
             every call takes raw rows (arrays in feature order, or DataFrames matched by column
@@ -74,10 +80,14 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
         feature_names: list[str] | None = None,
         preprocessor: dict[str, Any] | None = None,
         class_names: list[str] | None = None,
+        input_noise: float = 0.0,
     ) -> None:
         super().__init__()
         if n_masks < 1:
             raise ValueError(f"n_masks must be >= 1, got {n_masks}")
+        if isinstance(input_noise, bool) or not isinstance(input_noise, (int, float)) \
+                or not 0.0 <= input_noise < float("inf"):
+            raise ValueError(f"input_noise must be a finite number >= 0, got {input_noise!r}")
         self.save_hyperparameters(ignore=["surrogate"])
         self.net = build_explainer_net(net_spec)
         self.preprocessor = Preprocessor.from_dict(preprocessor) if preprocessor else None
@@ -160,6 +170,10 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: D102
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        sigma = float(self.hparams.get("input_noise", 0.0))  # older checkpoints lack it
+        if sigma > 0:
+            noise = torch.randn(x.shape, generator=self._generator, device=x.device)
+            x = x + sigma * noise.to(x.dtype)
         masks, values, v0, v1 = self.sample_values(x)
         self.base_value.copy_(v0.mean(0))
         loss = self.loss(x, masks, values, v0, v1)

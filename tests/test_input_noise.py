@@ -1,0 +1,64 @@
+"""explainer.input_noise: Gaussian noise on the training inputs, drawn from the step generator."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from simshap.config import TABULAR_DEFAULTS
+from simshap.explainers import FastSHAP, SimSHAP
+from simshap.surrogate import Surrogate
+
+D, C = 6, 2
+
+
+def _surrogate() -> Surrogate:
+    torch.manual_seed(0)
+    return Surrogate({"kind": "mlp", "in_features": D, "num_classes": C, "hidden": 16,
+                      "layers": 2}, {"kind": "identity", "num_features": D}).eval()
+
+
+def _spec() -> dict:
+    return {"kind": "mlp", "in_features": D, "num_players": D, "num_classes": C,
+            "hidden": 16, "layers": 2}
+
+
+class _Seen(Exception):
+    pass
+
+
+def _step_input(module, x: torch.Tensor) -> torch.Tensor:
+    """The inputs one training step hands to the game (the step stops right there)."""
+    seen = {}
+
+    def capture(inputs):
+        seen["x"] = inputs.clone()
+        raise _Seen
+
+    module.sample_values = capture
+    with pytest.raises(_Seen):
+        module.training_step((x,), 0)
+    return seen["x"]
+
+
+@pytest.mark.parametrize("cls", [SimSHAP, FastSHAP])
+def test_training_inputs_get_the_configured_noise_reproducibly(cls):
+    x = torch.randn(512, D)
+    clean = cls(_spec(), _surrogate(), n_masks=4, seed=3)
+    clean.init_mask_generator()
+    assert torch.equal(_step_input(clean, x), x)  # off by default: the rows as they are
+    noisy = [cls(_spec(), _surrogate(), n_masks=4, seed=3, input_noise=0.3) for _ in range(2)]
+    for m in noisy:
+        m.init_mask_generator()
+    a, b = (_step_input(m, x) for m in noisy)
+    assert torch.equal(a, b)  # same seed, same noise
+    eps = a - x
+    assert abs(eps.mean().item()) < 0.02 and abs(eps.std().item() - 0.3) < 0.02
+    assert not torch.equal(_step_input(noisy[0], x), a)  # a fresh draw at every step
+
+
+def test_bad_input_noise_is_refused():
+    for bad in (-0.1, float("nan"), float("inf"), True, "0.3"):
+        with pytest.raises(ValueError, match="input_noise"):
+            SimSHAP(_spec(), _surrogate(), input_noise=bad)
+    assert TABULAR_DEFAULTS["explainer"]["input_noise"] == 0.0
