@@ -278,7 +278,11 @@ class ExplainHandler:
         if "instances" not in request:
             raise UserError('the body needs "instances": a list of rows or records')
         target = self.target(request.get("target"))
-        return np.asarray(self.rows(request["instances"]), dtype=np.float64), target
+        encoded = np.asarray(self.rows(request["instances"]), dtype=np.float64)
+        if not np.isfinite(self.explainer.preprocessor.standardize(encoded)).all():
+            raise UserError("a value is too large for the model's float32 inputs; send values "
+                            "of the size seen in training")  # fmt: skip
+        return encoded, target
 
     def explain(self, encoded: np.ndarray) -> torch.Tensor:
         """Values ``(B, d, C)`` of encoded raw rows (see :meth:`decode`)."""

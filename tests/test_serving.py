@@ -215,6 +215,7 @@ def test_server_rejects_every_bad_input_with_4xx(server):
         "too many rows": ({"instances": [good] * 51}, 422, "limit of 50"),
         "no instances": ({"rows": [good]}, 422, "unknown keys"),
         "bad target": ({"instances": [good], "target": 5}, 422, "target"),
+        "too large for float32": ({"instances": [[1e300, *good[1:]]]}, 422, "too large"),
     }
     for name, (body, status, words) in cases.items():
         r = client.post("/explain", json=body)
