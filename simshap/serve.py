@@ -266,9 +266,11 @@ class ExplainHandler:
                         f"{classes}")  # fmt: skip
 
     def decode(self, request: Any) -> tuple[np.ndarray, int | None]:
-        """A parsed JSON body -> (encoded raw rows ``float64 (B, d)``, target); UserError if bad.
+        """A parsed JSON body -> (float32 rows ``(B, d)`` for :meth:`explain`, target).
 
-        Encoded: categories as their codes, numbers as sent (the preprocessing's ``encode``).
+        The rows are what the runtime takes: the encoded raw rows (categories as their codes,
+        numbers as sent) for the ONNX graph, which standardizes inside; the standardized rows
+        for PyTorch. Raises :class:`UserError` for bad input.
         """
         if not isinstance(request, dict):
             raise UserError('the body must be a JSON object {"instances": [...]}')
@@ -279,19 +281,18 @@ class ExplainHandler:
             raise UserError('the body needs "instances": a list of rows or records')
         target = self.target(request.get("target"))
         encoded = np.asarray(self.rows(request["instances"]), dtype=np.float64)
-        if not np.isfinite(self.explainer.preprocessor.standardize(encoded)).all():
+        standardized = self.explainer.preprocessor.standardize(encoded)
+        if not np.isfinite(standardized).all():
             raise UserError("a value is too large for the model's float32 inputs; send values "
                             "of the size seen in training")  # fmt: skip
-        return encoded, target
+        return (encoded.astype(np.float32) if self._session is not None else standardized), target
 
-    def explain(self, encoded: np.ndarray) -> torch.Tensor:
-        """Values ``(B, d, C)`` of encoded raw rows (see :meth:`decode`)."""
+    def explain(self, rows: np.ndarray) -> torch.Tensor:
+        """Values ``(B, d, C)`` of rows from :meth:`decode`."""
         if self._session is not None:
-            rows = encoded.astype(np.float32)
             return torch.from_numpy(self._session.run(None, {"rows": rows})[0])
-        x = torch.from_numpy(self.explainer.preprocessor.standardize(encoded))
         with torch.inference_mode():
-            return self._attributions(self.explainer, x)
+            return self._attributions(self.explainer, torch.from_numpy(rows))
 
     def encode(self, values: torch.Tensor, target: int | None) -> dict[str, Any]:
         """The answer's JSON object."""
