@@ -42,7 +42,7 @@ from simshap.data.image_modules import CIFAR10DataModule, FashionMNISTDataModule
 from simshap.errors import UserError
 from simshap.evaluation.baselines import BASELINES, explain_baseline
 from simshap.evaluation.figures import attribution_grid, mean_curves
-from simshap.evaluation.image_scores import METHOD_LABELS, score_attributions
+from simshap.evaluation.image_scores import METHOD_LABELS, paired_differences, score_attributions
 from simshap.evaluation.report import environment, image_results_table
 from simshap.evaluation.timing import seconds_per_instance, timed
 from simshap.fingerprint import fingerprint
@@ -336,6 +336,7 @@ class ImageRun(Run):
             "classifier": {"test_accuracy_evaluated": float((tgt.cpu() == labels).float().mean())},
             "methods": methods,
             "training_minutes": {k.removesuffix("_train_s"): v / 60.0 for k, v in timings.items()},
+            "paired": paired_differences(curves, list(EXPLAINERS), ["random", "ig"]),
             "environment": environment(),
         }
         torch.save(curves, self.path("curves.pt"))

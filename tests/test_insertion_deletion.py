@@ -262,3 +262,34 @@ def test_paper_denominators_are_counted_and_unstable_images_set_apart():
     mask = stable_mask(res, eps=0.05)
     assert mask.tolist() == [True, True, True, False]
     assert torch.isfinite(res.insertion_auc[mask]).all()
+
+
+@pytest.mark.timeout(60)
+def test_paired_differences_cancel_the_image_spread_and_skip_nan_images():
+    from simshap.evaluation.image_scores import paired_differences
+    from simshap.evaluation.report import image_results_table
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(50, generator=g, dtype=torch.float64)  # a wide spread between images
+    shift = 0.01 * torch.randn(50, generator=g, dtype=torch.float64)
+    per_image = {
+        "random": {"insertion_auc_prob": base, "deletion_auc_prob": base},
+        "simshap": {"insertion_auc_prob": base + 0.05 + shift, "deletion_auc_prob": base - 0.02},
+    }
+    per_image["simshap"]["deletion_auc_prob"][7] = float("nan")  # a curve that failed
+    out = paired_differences(per_image, ["simshap", "fastshap"], ["random", "ig"])
+    assert list(out) == ["simshap"] and list(out["simshap"]) == ["random"]  # absent ones skipped
+    e = out["simshap"]["random"]
+    d = np.delete((0.05 + shift).numpy(), 7)  # the NaN image is left out of both differences
+    assert e["insertion_diff"] == pytest.approx(d.mean(), abs=1e-12)
+    assert e["insertion_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(49), rel=1e-9)
+    # the per-image spread (std ~0.29) cancels: the standard error is that of the shift alone
+    assert e["insertion_se"] < 0.01 < base.std() / np.sqrt(50)
+    assert e["deletion_diff"] == pytest.approx(-0.02) and e["deletion_se"] == pytest.approx(0.0)
+    assert e["n"] == 49
+    row = {"label": "x", "used": "u", "inference_s": 0.0}
+    for k in ("insertion_auc", "deletion_auc", "insertion_auc_prob", "deletion_auc_prob"):
+        row |= {f"{k}_mean": 0.5, f"{k}_std": 0.1}
+    table = image_results_table({"dataset": "d", "device": "cpu", "n_images": 50,
+                                 "methods": {"simshap": row, "random": row}, "paired": out})
+    assert f"| x | x | {d.mean():+.3f} ± {e['insertion_se']:.3f} | -0.020 ± 0.000 | 49 |" in table

@@ -136,6 +136,25 @@ def image_results_table(results: dict[str, Any]) -> str:
         + " | " + " | ".join(f"{methods[k].get('train_minutes', float('nan')):.2f}"
                              for k in trained) + " |",
     ]
+    paired = results.get("paired") or {}
+    if paired:
+        lines += [
+            "",
+            "Paired per-image differences of the probability AUCs (method minus reference, "
+            "mean ± standard error over the same images; insertion: > 0 is better, deletion: "
+            "< 0 is better):",
+            "",
+            "| method | reference | insertion diff | deletion diff | images |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        for name, refs in paired.items():
+            for ref, e in refs.items():
+                lines.append(
+                    f"| {methods[name]['label'] if name in methods else name} | "
+                    f"{methods[ref]['label'] if ref in methods else ref} | "
+                    f"{e['insertion_diff']:+.3f} ± {e['insertion_se']:.3f} | "
+                    f"{e['deletion_diff']:+.3f} ± {e['deletion_se']:.3f} | {e['n']} |"
+                )
     return "\n".join(lines) + "\n"
 
 
