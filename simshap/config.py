@@ -53,7 +53,7 @@ TABULAR_DEFAULTS: dict[str, Any] = {
         "lr": 1e-3,
         "weight_decay": 0.0,
         "cosine": True,
-        "label_budget": None,  # 'labels' explainer: None = exact when d <= 16, else 2048
+        "label_budget": None,  # 'labels' explainer: evaluations per row (None: 2048)
         "label_rows": None,  # 'labels' explainer: training rows to label (None: all)
         "label_epochs": None,  # 'labels' explainer: epochs (None: max_epochs; epochs are cheap)
         "batch_size": 32,

@@ -213,11 +213,12 @@ class TabularRun(Run):
         methods.update(
             estimators_at_budgets(game, truth.values, classes, list(ev["budgets"]), self.seed)
         )
-        if "simshap" in self.explainer_names:  # amortized + budget: g(x) refined by k calls
-            methods.update(amortized_at_budgets(
-                load_explainer(self.path("simshap.pt")), raw, truth.values, classes,
-                list(ev["budgets"]), self.seed,
-            ))  # fmt: skip
+        for name in ("simshap", "labels"):  # amortized + budget: g(x) refined by k calls
+            if name in self.explainer_names:
+                methods.update(amortized_at_budgets(
+                    load_explainer(self.path(f"{name}.pt")), raw, truth.values, classes,
+                    list(ev["budgets"]), self.seed, name=name,
+                ))  # fmt: skip
         results = {
             "dataset": data.name,
             "n_features": data.n_features,

@@ -43,6 +43,10 @@ def test_exact_labels_are_the_exact_shapley_values() -> None:
 def test_label_method_and_budget_checks() -> None:
     assert LabelRegression(_spec(), _surrogate()).label_method(D) == ("exact", 64)
     assert LabelRegression(_spec(), _surrogate()).label_method(30) == ("kernel_shap", 2048)
+    # the default budget buys exact labels only while 2^d fits in it (census, d = 12: KernelSHAP)
+    assert LabelRegression(_spec()).label_method(11) == ("exact", 2048)
+    assert LabelRegression(_spec()).label_method(12) == ("kernel_shap", 2048)
+    assert LabelRegression(_spec(), label_budget=4096).label_method(12) == ("exact", 4096)
     assert LabelRegression(_spec(), label_budget=32).label_method(D) == ("kernel_shap", 32)
     assert LabelRegression(_spec(), label_budget=100).label_method(D) == ("exact", 64)
     for bad in (1, 2.5, True, "64"):
@@ -99,7 +103,8 @@ def test_labels_explainer_in_a_run_cache_and_round_trip(tmp_path: Path) -> None:
     rows = run.data.raw_test[:5]
     torch.testing.assert_close(explainer(rows).values, explainer.explain(rows))
     results = run.evaluate()  # a run without SimSHAP or FastSHAP evaluates and plots too
-    assert set(results["methods"]) >= {"labels", "kernelshap_paired@64"}
+    assert set(results["methods"]) >= {"labels", "kernelshap_paired@64", "labels+kernelshap@64"}
+    assert results["methods"]["labels+kernelshap@64"]["n_evals"] <= 64  # amortized + budget
     assert run.path("labels_bar.png").is_file() and run.path("error_vs_budget.png").is_file()
 
 
