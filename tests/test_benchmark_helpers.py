@@ -35,3 +35,28 @@ def test_cifar10_set_overrides_are_validated_like_yaml_keys() -> None:
         merge_config(cfg, cifar10.parse_override("explainer.max_epoch=3"))
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         cifar10.parse_override("explainer.max_epochs")
+
+
+@pytest.mark.timeout(60)
+def test_minutes_to_fastshap_val_l2_reads_the_csv_logs(tmp_path: Path) -> None:
+    from tabular import minutes_to_reach
+
+    def log(name: str, vals: list[float]) -> None:
+        folder = tmp_path / f"{name}_logs" / "logs" / "version_0"
+        folder.mkdir(parents=True)
+        rows = ["epoch,step,train_loss,val_l2"]
+        for e, v in enumerate(vals):  # Lightning writes train and val metrics on separate rows
+            rows += [f"{e},{10 * e},,{v}", f"{e},{10 * e},0.1,"]
+        (folder / "metrics.csv").write_text("\n".join(rows) + "\n")
+
+    log("fastshap", [0.5, 0.3, 0.2, 0.25])  # best 0.2
+    log("simshap", [0.4, 0.19, 0.1, 0.1])  # reaches it at epoch 1 of 4
+    log("labels", [0.3, 0.25, 0.21, 0.21])  # never
+    stages = {"model": {}, "surrogate": {},
+              "fastshap": {"train_s": 120.0, "epochs": 4},
+              "simshap": {"train_s": 240.0, "epochs": 4},
+              "labels": {"train_s": 180.0, "label_s": 60.0, "epochs": 4}}  # fmt: skip
+    out = minutes_to_reach(tmp_path, stages)
+    assert out["fastshap"] == pytest.approx(3 / 4 * 120 / 60)  # its best, at epoch 2
+    assert out["simshap"] == pytest.approx(2 / 4 * 240 / 60)
+    assert out["labels"] is None
