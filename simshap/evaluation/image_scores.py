@@ -90,8 +90,8 @@ def paired_differences(
 
     Returns:
         ``{method: {reference: {"insertion_diff", "insertion_se", "deletion_diff",
-        "deletion_se", "n"}}}``: mean difference and its standard error over the images
-        where both AUCs are finite.
+        "deletion_se", "n"}}}``: mean difference and its standard error over the ``n``
+        images where all four AUCs are finite.
     """
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name in methods:
