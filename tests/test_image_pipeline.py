@@ -149,6 +149,14 @@ def test_evaluate_overwrite_recomputes_and_matches_explainer_output(finished_run
     cached = torch.load(run.path("attributions/simshap.pt"), weights_only=True)["values"]
     torch.testing.assert_close(cached.view(3, -1), phi, rtol=1e-4, atol=1e-6)
     assert results["n_images"] == 3
+    # paired differences: every trained explainer against random (and IG where it ran)
+    for name in EXPLAINERS:
+        e = results["paired"][name]["random"]
+        assert e["n"] <= 3 and set(e) >= {"insertion_diff", "insertion_se", "deletion_diff"}
+        ins = results["methods"][name]["insertion_auc_prob_mean"]
+        ref = results["methods"]["random"]["insertion_auc_prob_mean"]
+        if e["n"] == 3:  # no NaN image: the mean difference is the difference of the means
+            assert e["insertion_diff"] == pytest.approx(ins - ref, abs=1e-6)
 
 
 @pytest.mark.slow
