@@ -336,7 +336,7 @@ class ImageRun(Run):
             "classifier": {"test_accuracy_evaluated": float((tgt.cpu() == labels).float().mean())},
             "methods": methods,
             "training_minutes": {k.removesuffix("_train_s"): v / 60.0 for k, v in timings.items()},
-            "paired": paired_differences(curves, list(EXPLAINERS), ["random", "ig"]),
+            "paired": paired_differences(curves, list(EXPLAINERS), ["random", "ig", "fastshap"]),
             "environment": environment(),
         }
         torch.save(curves, self.path("curves.pt"))

@@ -149,7 +149,10 @@ def test_evaluate_overwrite_recomputes_and_matches_explainer_output(finished_run
     cached = torch.load(run.path("attributions/simshap.pt"), weights_only=True)["values"]
     torch.testing.assert_close(cached.view(3, -1), phi, rtol=1e-4, atol=1e-6)
     assert results["n_images"] == 3
-    # paired differences: every trained explainer against random (and IG where it ran)
+    # paired differences: every trained explainer against random (and IG where it ran), and
+    # each SimSHAP against FastSHAP (never an explainer against itself)
+    assert "fastshap" in results["paired"]["simshap"]
+    assert "fastshap" not in results["paired"]["fastshap"]
     for name in EXPLAINERS:
         e = results["paired"][name]["random"]
         assert e["n"] <= 3 and set(e) >= {"insertion_diff", "insertion_se", "deletion_diff"}
