@@ -86,9 +86,12 @@ TABULAR_DEFAULTS: dict[str, Any] = {
 # ResNet-18 classifier; ``surrogate``: the 4-channel ResNet-18 s(x, m) trained with KL to the
 # classifier on augmented batches (``compile``: torch.compile its network; ``init``: random, or
 # ``classifier`` to start from the classifier's weights, the mask channel's at zero); ``explainer``:
-# the U-Net shared by SimSHAP (``n_masks`` paired, ``centered``) and FastSHAP (``normalize``,
-# ``efficiency_lambda``); ``evaluation``: insertion / deletion on the first ``n_images`` test images
-# for SimSHAP, FastSHAP and each of ``baselines`` (options per method); ``trainer``: Lightning
+# the network shared by SimSHAP (``n_masks`` paired, ``centered``) and FastSHAP (``normalize``,
+# ``efficiency_lambda``): ``backbone: unet`` (``base_width``, ``depth``) or ``resnet18`` (the
+# classifier's ResNet-18 trunk at ``model.width`` cut at the superpixel grid, a 1x1 head), with
+# ``init: classifier`` to start that trunk from the classifier's weights; ``evaluation``:
+# insertion / deletion on the first ``n_images`` test images for SimSHAP, FastSHAP and each of
+# ``baselines`` (options per method); ``trainer``: Lightning
 # settings (``precision: auto`` = bf16-mixed on a bf16-capable GPU, else 32-true; ``devices: N``
 # with ``strategy: ddp`` trains on N GPUs; ``max_time`` caps every training stage).
 IMAGE_DEFAULTS: dict[str, Any] = {
@@ -127,6 +130,8 @@ IMAGE_DEFAULTS: dict[str, Any] = {
     },
     "explainer": {
         "methods": ["simshap", "simshap_paper", "fastshap"],
+        "backbone": "unet",
+        "init": "random",
         "base_width": 64,
         "depth": 3,
         "n_masks": 8,

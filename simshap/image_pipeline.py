@@ -45,6 +45,7 @@ from simshap.evaluation.figures import attribution_grid, mean_curves
 from simshap.evaluation.image_scores import METHOD_LABELS, paired_differences, score_attributions
 from simshap.evaluation.report import environment, image_results_table
 from simshap.evaluation.timing import seconds_per_instance, timed
+from simshap.explainers.base import AmortizedExplainer
 from simshap.fingerprint import fingerprint
 from simshap.io import load_explainer
 from simshap.models.resnet import warm_start_from_classifier
@@ -244,11 +245,44 @@ class ImageRun(Run):
 
     # ------------------------------------------------------------------ explainers
     def explainer_net_spec(self) -> dict[str, Any]:
-        """A U-Net from images to ``(C, 32 / k, 32 / k)`` superpixel attributions."""
+        """The network from images to ``(C, 32 / k, 32 / k)`` superpixel attributions.
+
+        ``explainer.backbone: unet`` is a U-Net (``base_width``, ``depth``); ``resnet18`` is the
+        classifier's ResNet-18 trunk (at ``model.width``) cut at the superpixel grid, with a 1x1
+        head (:class:`~simshap.models.ResNetExplainerNet`).
+        """
         e = self.config["explainer"]
+        if e["backbone"] == "resnet18":
+            return {"kind": "resnet18", "in_channels": self.in_channels,
+                    "num_classes": self.data_num_classes, "width": self.config["model"]["width"],
+                    "superpixel_size": self.superpixel_size}  # fmt: skip
+        if e["backbone"] != "unet":
+            raise UserError(f"explainer.backbone must be 'unet' or 'resnet18', got "
+                            f"{e['backbone']!r}")  # fmt: skip
         return {"kind": "unet", "in_channels": self.in_channels,
                 "num_classes": self.data_num_classes, "base_width": e["base_width"],
                 "depth": e["depth"], "superpixel_size": self.superpixel_size}  # fmt: skip
+
+    def build_explainer(self, name: str, surrogate: Surrogate) -> AmortizedExplainer:
+        """A fresh explainer; with ``explainer.init: classifier`` its trunk is the classifier's.
+
+        The classifier sees the same unmasked images as the explainer, so its features (where
+        the object is) are a warm start, as FastSHAP's pretrained image backbone is.
+        """
+        init = self.config["explainer"]["init"]
+        if init not in ("random", "classifier"):
+            raise UserError(f"explainer.init must be 'random' or 'classifier', got {init!r}")
+        self.explainer_net_spec()  # checks explainer.backbone
+        if init == "classifier" and self.config["explainer"]["backbone"] != "resnet18":
+            raise UserError("explainer.init: classifier needs explainer.backbone: resnet18 (the "
+                            "U-Net has no classifier to start from)")  # fmt: skip
+        module = super().build_explainer(name, surrogate)
+        if init == "classifier":
+            try:
+                module.net.load_trunk(self.classifier().model)
+            except ValueError as err:
+                raise UserError(str(err)) from None
+        return module
 
     def explainer_loaders(self) -> tuple[DataLoader, DataLoader]:
         """Training images (augmented per config) and the first validation images."""

@@ -186,3 +186,52 @@ def test_surrogate_warm_start_equals_the_classifier_on_the_masked_image():
         torch.testing.assert_close(surrogate(x, mask), classifier(x * mask))
     with pytest.raises(ValueError, match="width"):
         warm_start_from_classifier(cifar_resnet18(in_channels=4, width=16), classifier)
+
+
+@pytest.mark.parametrize("superpixel_size,grid", [(1, 32), (2, 16), (4, 8), (8, 4)])
+def test_resnet_explainer_output_on_superpixel_grid(superpixel_size, grid):
+    """The ResNet-18 trunk is cut where its resolution is the superpixel grid; the zero head
+    makes an untrained explainer output zeros; the spec rebuilds the same network."""
+    from simshap.models import ResNetExplainerNet, build_explainer_net
+
+    torch.manual_seed(0)
+    net = ResNetExplainerNet(3, 10, width=4, superpixel_size=superpixel_size).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = net(x)
+        assert out.shape == (2, grid * grid, 10) and not out.any()
+        nn.init.normal_(net.head.weight)
+        rebuilt = build_explainer_net(net.spec).eval()
+        rebuilt.load_state_dict(net.state_dict())
+        torch.testing.assert_close(rebuilt(x), net(x))
+        assert net(x).abs().sum() > 0
+    with pytest.raises(ValueError, match="superpixel_size in"):
+        ResNetExplainerNet(superpixel_size=3)
+    with pytest.raises(ValueError, match="expects images"):
+        net(torch.randn(2, 3 * 32 * 32))
+
+
+def test_resnet_explainer_trunk_starts_as_the_classifier():
+    """`load_trunk` copies the classifier's stem and stages: the trunk's features are the
+    classifier's own (with non-trivial batch-norm statistics); a wrong width is refused."""
+    from simshap.models import ResNetExplainerNet
+
+    torch.manual_seed(0)
+    classifier = cifar_resnet18(num_classes=10, width=8)
+    for module in classifier.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    classifier.eval()
+    net = ResNetExplainerNet(3, 10, width=8, superpixel_size=4)
+    net.load_trunk(classifier)
+    net.eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        c = classifier
+        want = c.layer3(c.layer2(c.layer1(c.relu(c.bn1(c.conv1(x))))))
+        torch.testing.assert_close(net.trunk(x), want)
+    with pytest.raises(ValueError, match="width"):
+        ResNetExplainerNet(3, 10, width=16, superpixel_size=4).load_trunk(classifier)
+    with pytest.raises(ValueError, match="ResNet-18 classifier"):
+        net.load_trunk(UNet(3, 10, base_width=4, depth=2))

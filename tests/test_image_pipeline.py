@@ -310,6 +310,42 @@ def test_superpixel_size_and_surrogate_init_are_checked(subset_dir, tmp_path):
         torch.testing.assert_close(surrogate.eval().net(x, full), classifier(x))
 
 
+def test_resnet_explainer_backbone_starts_from_the_classifier(subset_dir, tmp_path):
+    """explainer.backbone: resnet18 with init: classifier trains, saves and reloads exactly;
+    its trunk starts as the classifier's; bad values and the U-Net warm start are refused."""
+    from simshap.io import load_explainer
+
+    cfg = load_config(write_config(tmp_path / "ok.yaml", subset_dir))
+    cfg["superpixel_size"] = 4
+    cfg["explainer"].update(backbone="resnet18", init="classifier", val_budget=128)
+    run = ImageRun(tmp_path / "run", cfg)
+    run.start()
+    run.fit_model()
+    run.fit_surrogate()
+    module = run.build_explainer("simshap", run.surrogate())
+    assert module.net.spec["kind"] == "resnet18" and module.net.spec["width"] == 4
+    trunk = module.net.trunk.state_dict()
+    classifier = run.classifier().model.state_dict()
+    for key, value in trunk.items():
+        torch.testing.assert_close(value, classifier[key])
+    assert torch.isfinite(torch.tensor(run.fit_explainer("simshap")["val_l2"]))
+    x = run.data.test_tensors(3)[0]
+    loaded = load_explainer(run.path("simshap.pt"))
+    assert loaded.net.spec == module.net.spec
+    assert loaded.explain(x).shape == (3, 64, 10)
+    module.load_state_dict(loaded.state_dict())  # the saved weights give the saved outputs
+    torch.testing.assert_close(loaded.explain(x), module.eval().explain(x))
+    for key, bad, match in (("backbone", "vit", "'unet' or 'resnet18'"),
+                            ("init", "imagenet", "'random' or 'classifier'")):
+        run.config["explainer"][key] = bad
+        with pytest.raises(ValueError, match=match):
+            run.build_explainer("simshap", run.surrogate())
+        run.config["explainer"].update(backbone="resnet18", init="classifier")
+    run.config["explainer"]["backbone"] = "unet"
+    with pytest.raises(ValueError, match="needs explainer.backbone: resnet18"):
+        run.build_explainer("simshap", run.surrogate())
+
+
 @pytest.mark.parametrize("name", ["cifar10", "cifar10-subset", "fashion_mnist"])
 def test_shipped_image_configs_load(name):
     root = Path(__file__).resolve().parents[1]
@@ -320,13 +356,17 @@ def test_shipped_image_configs_load(name):
 
 
 def test_cpu_proof_config_loads_and_builds(tmp_path):
-    """configs/cifar10-cpu.yaml: 64 players of 4x4 pixels, a warm-started surrogate."""
+    """configs/cifar10-cpu.yaml: 64 players of 4x4 pixels, a warm-started surrogate and a
+    ResNet-18 explainer trunk started from the classifier."""
     root = Path(__file__).resolve().parents[1]
     cfg = load_config(root / "configs" / "cifar10-cpu.yaml")
     assert cfg["superpixel_size"] == 4 and cfg["surrogate"]["init"] == "classifier"
     assert cfg["model"]["width"] == cfg["surrogate"]["width"]  # the warm start needs it
+    assert cfg["explainer"]["backbone"] == "resnet18" and cfg["explainer"]["init"] == "classifier"
     run = ImageRun(tmp_path / "run", cfg)
     assert run.build_surrogate().groups.num_players == 64
+    assert run.explainer_net_spec() == {"kind": "resnet18", "in_channels": 3, "num_classes": 10,
+                                        "width": 16, "superpixel_size": 4}  # fmt: skip
 
 
 def test_results_table_from_a_results_dict():

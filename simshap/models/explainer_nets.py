@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import torch
 from torch import nn
 
 from simshap.models.mlp import MLP
+from simshap.models.resnet import cifar_resnet18
 from simshap.models.unet import UNet
 
-__all__ = ["MLPExplainerNet", "UNetExplainerNet", "build_explainer_net"]
+__all__ = ["MLPExplainerNet", "ResNetExplainerNet", "UNetExplainerNet", "build_explainer_net"]
+
+# superpixel side -> ResNet-18 stages kept: a 32x32 image leaves layer j at 32 / 2^(j-1) pixels
+_RESNET_STAGES = {1: 1, 2: 2, 4: 3, 8: 4}
 
 
 class MLPExplainerNet(nn.Module):
@@ -71,6 +76,72 @@ class UNetExplainerNet(nn.Module):
         return maps.flatten(2).transpose(1, 2)
 
 
+class ResNetExplainerNet(nn.Module):
+    """Image explainer: the CIFAR ResNet-18 trunk cut at the superpixel grid, then a 1x1 head.
+
+    The trunk (stem and the first stages of :func:`~simshap.models.resnet.cifar_resnet18`) stops
+    at the stage whose resolution is the superpixel grid: ``layer3`` (8x8) for 4x4 superpixels
+    on 32x32 images, ``layer2`` (16x16) for 2x2 ones. A 1x1 convolution then gives one value per
+    superpixel and class. As in FastSHAP's image explainer (a pretrained ResNet backbone), the
+    trunk can start from the classifier's weights (:meth:`load_trunk`): its keys are the
+    classifier's own. The head starts at zero, so an untrained explainer outputs zeros.
+
+    Args:
+        in_channels: image channels.
+        num_classes: C.
+        width: channels of the first stage (the classifier's ``model.width`` to warm-start).
+        superpixel_size: superpixel side: 1, 2, 4 or 8 (32x32 images: 32x32 to 4x4 grids).
+    """
+
+    def __init__(
+        self, in_channels: int = 3, num_classes: int = 10, width: int = 64,
+        superpixel_size: int = 2,
+    ) -> None:
+        super().__init__()
+        if superpixel_size not in _RESNET_STAGES:
+            raise ValueError(f"the resnet18 explainer needs superpixel_size in "
+                             f"{sorted(_RESNET_STAGES)}, got {superpixel_size}")  # fmt: skip
+        self.spec = {
+            "kind": "resnet18", "in_channels": in_channels, "num_classes": num_classes,
+            "width": width, "superpixel_size": superpixel_size,
+        }
+        full = cifar_resnet18(num_classes, in_channels, width)
+        stages = _RESNET_STAGES[superpixel_size]
+        names = ["conv1", "bn1", "relu", *(f"layer{j}" for j in range(1, stages + 1))]
+        self.trunk = nn.Sequential(OrderedDict((n, getattr(full, n)) for n in names))
+        self.head = nn.Conv2d(width * 2 ** (stages - 1), num_classes, kernel_size=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def load_trunk(self, classifier: nn.Module) -> None:
+        """Copy the classifier's stem and stages into the trunk (in place; the head is kept).
+
+        Raises:
+            ValueError: if the classifier is not a ResNet-18 of the same width and channels.
+        """
+        source = classifier.state_dict()
+        target = self.trunk.state_dict()
+        missing = [k for k in target if k not in source]
+        if missing:
+            raise ValueError(f"explainer.init: classifier needs a ResNet-18 classifier; it has "
+                             f"no {missing[0]!r}")  # fmt: skip
+        for key, want in target.items():
+            if source[key].shape != want.shape:
+                raise ValueError(
+                    f"explainer.init: classifier needs the classifier's width and channels "
+                    f"({key}: {tuple(source[key].shape)} vs {tuple(want.shape)}); set the "
+                    "explainer's width to model.width"
+                )
+        self.trunk.load_state_dict({k: source[k].to(v.dtype) for k, v in target.items()})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, H, W) -> (B, d, C)``."""
+        if x.ndim != 4:
+            raise ValueError(f"the resnet18 explainer expects images (N, C, H, W), got shape "
+                             f"{tuple(x.shape)}")  # fmt: skip
+        return self.head(self.trunk(x)).flatten(2).transpose(1, 2)
+
+
 def build_explainer_net(spec: dict[str, Any]) -> nn.Module:
     """Rebuild an explainer network from its ``spec`` dict."""
     spec = dict(spec)
@@ -79,4 +150,7 @@ def build_explainer_net(spec: dict[str, Any]) -> nn.Module:
         return MLPExplainerNet(**spec)
     if kind == "unet":
         return UNetExplainerNet(**spec)
-    raise ValueError(f"unknown explainer network kind {kind!r}; expected 'mlp' or 'unet'")
+    if kind == "resnet18":
+        return ResNetExplainerNet(**spec)
+    raise ValueError(f"unknown explainer network kind {kind!r}; expected 'mlp', 'unet' or "
+                     "'resnet18'")
