@@ -60,3 +60,22 @@ def test_minutes_to_fastshap_val_l2_reads_the_csv_logs(tmp_path: Path) -> None:
     assert out["fastshap"] == pytest.approx(3 / 4 * 120 / 60)  # its best, at epoch 2
     assert out["simshap"] == pytest.approx(2 / 4 * 240 / 60)
     assert out["labels"] is None
+
+
+def test_schedule_variants_spend_equal_evaluations_and_ratios_pair_schedules() -> None:
+    """benchmarks/tabular_schedule.py: every variant spends about the same surrogate
+    evaluations per row; each row's ratio is to FastSHAP at the same masks per step."""
+    import tabular_schedule
+
+    evals = [epochs * (masks + 2) for _, masks, epochs in tabular_schedule.VARIANTS]
+    assert max(evals) - min(evals) <= 0.01 * max(evals)
+    rows = [{"explainer": e, "n_masks": m, "epochs": k, "evals_per_row": k * (m + 2),
+             "l2": l2, "val_l2": l2, "train_s": 1.0}
+            for (e, m, k), l2 in zip(tabular_schedule.VARIANTS, (0.01, 0.008, 0.006, 0.0075),
+                                     strict=True)]
+    machine = {"cpu": "x", "cpus": 2, "platform": "p", "python": "3", "torch": "t",
+               "torch_threads": 1}
+    text = tabular_schedule.section({"date": "d", "machine": machine, "command": "c",
+                                     "instances": 50, "rows": rows, "wall_s": 1.0})
+    assert "| simshap | 64 | 30 | 1,980 | 0.0100 | 1.25 |" in text
+    assert "| simshap | 16 | 110 | 1,980 | 0.0060 | 0.80 |" in text
