@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from simshap.models.mlp import MLP
-from simshap.models.resnet import cifar_resnet18
+from simshap.models.resnet import cifar_resnet18, warm_start_from_classifier
 from simshap.models.unet import UNet
 
 __all__ = ["MLPExplainerNet", "ResNetExplainerNet", "UNetExplainerNet", "build_explainer_net"]
@@ -119,20 +119,8 @@ class ResNetExplainerNet(nn.Module):
         Raises:
             ValueError: if the classifier is not a ResNet-18 of the same width and channels.
         """
-        source = classifier.state_dict()
-        target = self.trunk.state_dict()
-        missing = [k for k in target if k not in source]
-        if missing:
-            raise ValueError(f"explainer.init: classifier needs a ResNet-18 classifier; it has "
-                             f"no {missing[0]!r}")  # fmt: skip
-        for key, want in target.items():
-            if source[key].shape != want.shape:
-                raise ValueError(
-                    f"explainer.init: classifier needs the classifier's width and channels "
-                    f"({key}: {tuple(source[key].shape)} vs {tuple(want.shape)}); set the "
-                    "explainer's width to model.width"
-                )
-        self.trunk.load_state_dict({k: source[k].to(v.dtype) for k, v in target.items()})
+        warm_start_from_classifier(self.trunk, classifier, "explainer.init",
+                                   "the explainer's width")  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, H, W) -> (B, d, C)``."""

@@ -84,25 +84,40 @@ def _torchvision_init(module: nn.Module) -> None:
             nn.init.constant_(m.bias, 0)
 
 
-def warm_start_from_classifier(surrogate_net: nn.Module, classifier_net: nn.Module) -> None:
-    """Copy a ResNet classifier into the surrogate's ``(C + 1)``-channel ResNet (in place).
+def warm_start_from_classifier(
+    target: nn.Module, classifier_net: nn.Module, option: str = "surrogate.init",
+    width_key: str = "surrogate.width",
+) -> None:
+    """Copy a ResNet classifier's weights into ``target`` (in place), key by key.
 
-    Every tensor is copied; the first convolution gets the classifier's weights on its image
-    channels and zeros on the mask channel.
+    ``target`` is the surrogate's ``(C + 1)``-channel ResNet or an explainer's trunk: every one of
+    its tensors is copied from the classifier's tensor of the same key (the classifier may hold
+    more, e.g. ``fc``). A first convolution with one input channel more than the classifier's
+    (the surrogate's mask channel) gets the classifier's weights on its image channels and zeros
+    on the mask channel.
+
+    Args:
+        target: the network to fill.
+        classifier_net: the trained classifier.
+        option: the config option named in errors.
+        width_key: the config key whose width must equal ``model.width``, named in errors.
 
     Raises:
-        ValueError: if the two networks differ in anything but the mask channel (e.g. width).
+        ValueError: if ``target`` has a tensor the classifier lacks (another architecture) or
+            one of another shape (another width).
     """
-    source, target = classifier_net.state_dict(), surrogate_net.state_dict()
-    if set(source) != set(target):
-        raise ValueError("surrogate.init: classifier needs the classifier's architecture")
+    source, wanted = classifier_net.state_dict(), target.state_dict()
+    missing = [key for key in wanted if key not in source]
+    if missing:
+        raise ValueError(f"{option}: classifier needs a ResNet-18 classifier of the same "
+                         f"architecture; the classifier has no {missing[0]!r}")  # fmt: skip
     new = {}
-    for key, value in source.items():
-        want = target[key]
+    for key, want in wanted.items():
+        value = source[key]
         if key == "conv1.weight" and value.shape[1] + 1 == want.shape[1]:
             value = torch.cat([value, torch.zeros_like(value[:, :1])], dim=1)
         if value.shape != want.shape:
-            raise ValueError(f"surrogate.init: classifier needs surrogate.width = model.width "
-                            f"({key}: {tuple(value.shape)} vs {tuple(want.shape)})")  # fmt: skip
+            raise ValueError(f"{option}: classifier needs {width_key} = model.width "
+                             f"({key}: {tuple(value.shape)} vs {tuple(want.shape)})")  # fmt: skip
         new[key] = value.to(want.dtype)
-    surrogate_net.load_state_dict(new)
+    target.load_state_dict(new)
