@@ -143,6 +143,7 @@ def save_explainer(
         "state_dict": _cpu(explainer.net.state_dict()),
         "base_value": explainer.base_value.detach().cpu(),
         "prior_var": explainer.prior_var.detach().cpu(),
+        "prior_var_quantiles": explainer.prior_var_quantiles.detach().cpu(),
         "surrogate": None,
     }
     if include_surrogate and explainer.surrogate is not None:
@@ -176,4 +177,6 @@ def load_explainer(
     model.base_value.copy_(blob["base_value"])
     if "prior_var" in blob:  # files of earlier releases lack it: explainer(x, budget=) refuses
         model.prior_var.copy_(blob["prior_var"])
+    if "prior_var_quantiles" in blob:  # absent before: the mean error alone weighs the prior
+        model.prior_var_quantiles.copy_(blob["prior_var_quantiles"])
     return model.to(map_location).eval()

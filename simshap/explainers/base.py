@@ -16,7 +16,7 @@ import torch
 
 from simshap.data.preprocessing import Preprocessor
 from simshap.errors import UserError
-from simshap.explainers.validation import FixedTargetValidation
+from simshap.explainers.validation import PRIOR_QUANTILES, FixedTargetValidation
 from simshap.games.prior import kernel_shap_with_prior
 from simshap.games.sampling import ShapleyKernelSampler
 from simshap.games.values import MaskedModelGame
@@ -99,9 +99,13 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
         # the explainer's validation mean squared error per player and class (at its best
         # epoch): the prior variance of ``explainer(x, budget=k)``; NaN until validated
         self.register_buffer("prior_var", torch.full((num_classes,), float("nan")))
+        # quantiles of the per-instance validation errors at that epoch: the prior's spread
+        self.register_buffer("prior_var_quantiles",
+                             torch.full((PRIOR_QUANTILES, num_classes), float("nan")))  # fmt: skip
         self.register_buffer("_best_val", torch.tensor(float("inf")))
         self._val_targets: dict[int, torch.Tensor] = {}
         self._val_sq: list[torch.Tensor] = []
+        self._val_inst: list[torch.Tensor] = []
 
     # ------------------------------------------------------------------ subclass hooks
     def loss(
@@ -241,7 +245,8 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
         estimate g(x) is the prior of :func:`~simshap.games.prior.kernel_shap_with_prior`,
         which spends k game evaluations per instance (∅ and N included) on the surrogate's game:
         ``k = 2`` makes g(x) efficient, and ``k = 2^d`` gives the exact Shapley values of the
-        surrogate's game. The prior's weight is the explainer's validation error.
+        surrogate's game. The prior's weight comes from the explainer's validation errors
+        (:meth:`prior_variances`).
 
         Args:
             x: raw rows ``(B, F)`` (arrays in feature order, or a DataFrame matched by column
@@ -267,8 +272,8 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
                 )
             game = self.game(self._check_inputs(x))
             with torch.no_grad():
-                refined = kernel_shap_with_prior(game, values, self.prior_var.clamp_min(1e-12),
-                                                 budget, generator=generator)  # fmt: skip
+                refined = kernel_shap_with_prior(game, values, self.prior_variances(), budget,
+                                                 generator=generator)  # fmt: skip
             values, n_evals = refined.values.float(), refined.n_evals
             method = f"{method}+kernel_shap@{budget}"
         b, d, c = values.shape

@@ -2,8 +2,10 @@
 
 Each validation batch gets KernelSHAP targets at ``val_budget`` evaluations, computed once with
 a seed of their own and cached, so every epoch is scored against the same values. The logged
-``val_l2`` is the mean l2 distance to them; the per-player mean squared error at the best epoch
-is kept as ``prior_var``, the prior variance of ``explainer(x, budget=k)``.
+``val_l2`` is the mean l2 distance to them. At the best epoch the per-player mean squared error
+is kept as ``prior_var``, and ``PRIOR_QUANTILES`` quantiles of the per-instance errors as
+``prior_var_quantiles``: the prior of ``explainer(x, budget=k)``, whose error varies from row to
+row. Both include the targets' own noise (small at the default ``val_budget``).
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ import torch
 
 from simshap.games.estimators import kernel_shap
 
-__all__ = ["FixedTargetValidation"]
+__all__ = ["PRIOR_QUANTILES", "FixedTargetValidation"]
 
 _VAL_SEED_STRIDE = 1_000_003
+PRIOR_QUANTILES = 32  # per-instance validation errors kept for explainer(x, budget=k)
 
 
 class FixedTargetValidation:
     """Mixin of :class:`~simshap.explainers.base.AmortizedExplainer`: its validation hooks.
 
     Expects the host to provide ``hparams`` (``seed``, ``val_budget``), ``game(x)``,
-    ``attributions(x)``, the buffers ``prior_var`` and ``_best_val``, and the lists
-    ``_val_targets`` / ``_val_sq`` (all set up by the explainer's constructor).
+    ``attributions(x)``, the buffers ``prior_var``, ``prior_var_quantiles`` and ``_best_val``,
+    and the containers ``_val_targets`` / ``_val_sq`` / ``_val_inst`` (all set up by the
+    explainer's constructor).
     """
 
     def validation_targets(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
@@ -41,6 +45,16 @@ class FixedTargetValidation:
             self._val_targets[batch_idx] = est.values.float()
         return self._val_targets[batch_idx]
 
+    def prior_variances(self) -> torch.Tensor:
+        """The prior of ``explainer(x, budget=k)``: per-player validation errors, ``(K, C)``.
+
+        The quantiles of the per-instance errors when recorded, otherwise the mean error alone
+        (files saved before the quantiles were kept). Floored at 1e-12.
+        """
+        q = self.prior_var_quantiles
+        chosen = q if bool(torch.isfinite(q).all()) else self.prior_var.unsqueeze(0)
+        return chosen.clamp_min(1e-12)
+
     def validation_error(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """g(x) minus the fixed KernelSHAP targets of a validation batch, ``(B, d, C)``."""
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -55,6 +69,7 @@ class FixedTargetValidation:
         d = err.shape[1]
         self._val_sq.append(torch.cat([err.pow(2).sum((0, 1)) / d,
                                        err.new_tensor([err.shape[0]])]))  # fmt: skip
+        self._val_inst.append(err.detach().pow(2).mean(1))  # (B, C) per instance
         # sync_dist: under DDP every rank sees a shard; the logged value is the all-reduced mean
         self.log("val_l2", err.norm(dim=1).mean(), prog_bar=True, sync_dist=True)
 
@@ -62,10 +77,15 @@ class FixedTargetValidation:
         if not self._val_sq:
             return
         sums = torch.stack(self._val_sq).sum(0)
+        inst = torch.cat(self._val_inst)
         self._val_sq.clear()
+        self._val_inst.clear()
         if self.trainer.world_size > 1:
             sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+            inst = self.all_gather(inst).reshape(-1, inst.shape[-1])
         mse = sums[:-1] / sums[-1]  # per class, per player
         if float(mse.mean()) < float(self._best_val):  # the best epoch is the one kept
             self._best_val.fill_(float(mse.mean()))
             self.prior_var.copy_(mse)
+            q = (torch.arange(PRIOR_QUANTILES, device=inst.device) + 0.5) / PRIOR_QUANTILES
+            self.prior_var_quantiles.copy_(torch.quantile(inst.float(), q, dim=0))

@@ -4,13 +4,23 @@ The amortized explainer gives a prior guess g for the Shapley values; ``budget``
 the game refine it. With g̃ = g made efficient (shifted so that Σ_i g̃_i = v(N) - v(∅)), the
 correction δ is KernelSHAP's efficient weighted least squares on the *residual* game
 r(S) = v(S) - v(∅) - 1_Sᵀg̃. On its own that is plain KernelSHAP (adding an additive game
-changes nothing); the prior enters through shrinkage. δ ~ N(0, τ² I) a priori, τ² the
-explainer's mean squared error per player (from its validation error), and the sampled δ̂ has
-noise variance σ̂² per player, estimated from two halves of the sampled coalitions
-(:func:`split_half_variance`). The posterior mean is g̃ + δ̂ · τ² / (τ² + σ̂²): the prior counts
-for much at small budgets and fades as the budget grows. Below 4d sampled coalitions σ̂² cannot
-be estimated and the result is g̃ (the prior made efficient); when the budget covers every
-coalition size nothing is sampled and the result is the exact Shapley value.
+changes nothing); the prior enters through shrinkage.
+
+* **The correction's noise** σ̂² per player is the cluster-robust (sandwich) variance of the
+  regression, with complementary pairs as clusters and the CR2 leverage correction
+  (:func:`sandwich_variance`). It uses every sampled row, so it is far steadier than comparing
+  two halves of the sample.
+* **The prior's error** differs from instance to instance: an explainer is nearly exact on
+  some rows and off on others. A priori δ ~ N(0, τ² I) with τ² drawn from the explainer's
+  per-instance validation errors (``prior_var`` with K rows: an empirical scale mixture). The
+  size of the sampled δ̂ tells the mixture which τ² fits this instance, so the posterior mean
+  g̃ + δ̂ · E[τ² / (τ² + σ̂²) | δ̂] keeps the prior where it was already right and follows the
+  data where it was not. With one τ² (a float or a ``(C,)`` tensor) the weight is
+  τ² / (τ² + σ̂²).
+
+Below 4d sampled coalitions σ̂² cannot be estimated and the result is g̃ (the prior made
+efficient); when the budget covers every coalition size nothing is sampled and the result is
+the exact Shapley value.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from simshap.games.kernel import kernel_designs
 from simshap.games.regression import constrained_least_squares, gram, moment
 from simshap.shapley_values import ShapleyValues
 
-__all__ = ["kernel_shap_with_prior", "split_half_variance"]
+__all__ = ["kernel_shap_with_prior", "mixture_weight", "sandwich_variance"]
 
 
 def kernel_shap_with_prior(
@@ -44,7 +54,9 @@ def kernel_shap_with_prior(
     Args:
         game: any object honoring the game contract.
         prior: the amortized estimate g(x), ``(B, d, C)``.
-        prior_var: τ², the prior's mean squared error per player: a float or ``(C,)``.
+        prior_var: τ², the prior's mean squared error per player: a float, ``(C,)``, or
+            ``(K, C)``: K per-instance values (e.g. quantiles of the validation errors), the
+            scale mixture the posterior weighs.
         budget: game evaluations per instance, v(∅) and v(N) included (at least 2). With 2 the
             answer is the prior made efficient; with ``2^d`` it is exact.
         paired: sample complementary pairs (KernelSHAP's sampling, with the sizes the budget
@@ -68,7 +80,11 @@ def kernel_shap_with_prior(
     if prior.shape != (bsz, d, c):
         raise UserError(f"prior must have shape (B, d, C) = {(bsz, d, c)}, got "
                         f"{tuple(prior.shape)}")  # fmt: skip
-    tau2 = torch.as_tensor(prior_var, **f64).expand(c)
+    tau2 = torch.as_tensor(prior_var, **f64)
+    if tau2.ndim > 2 or (tau2.ndim >= 1 and tau2.shape[-1] not in (1, c)):
+        raise UserError(f"prior_var must be a float, (C,) or (K, C) with C = {c}, got shape "
+                        f"{tuple(tau2.shape)}")  # fmt: skip
+    tau2 = tau2.reshape(-1, tau2.shape[-1] if tau2.ndim else 1).expand(-1, c)  # (K, C)
     if not (torch.isfinite(tau2).all() and (tau2 > 0).all()):
         raise UserError(f"prior_var must be positive and finite, got {tau2.tolist()}")
     total = (v1 - v0).to(torch.float64)
@@ -97,54 +113,85 @@ def kernel_shap_with_prior(
     z, w, r = sampled
     n = z.shape[1]
     delta = constrained_least_squares(a, b, zero)  # KernelSHAP of the residual game
-    if n >= 4 * d:  # two halves (pairs kept together), 2d+ rows each: the estimate's variance
-        a_fixed, b_fixed = a - gram(z, w).to(**f64), b - moment(z, w, r).to(**f64)
-        first = (torch.arange(n, device=z.device) // 2) % 2 == 0
-        halves = [
-            constrained_least_squares(a_fixed + gram(z[:, h], 2 * w[:, h]).to(**f64),
-                                      b_fixed + moment(z[:, h], 2 * w[:, h], r[:, h]).to(**f64),
-                                      zero)
-            for h in (first, ~first)
-        ]  # fmt: skip
-        n_fixed = n_evals - 2 - n  # enumerated coalitions, shared by both halves
-        var = split_half_variance(halves[0], halves[1], n, d, n_fixed)
-    else:  # too few samples to tell the estimate's noise from signal: keep the prior
-        var = torch.full((bsz, c), float("inf"), **f64)
-    shrink = tau2 / (tau2 + var)  # the posterior weight of the sampled correction
+    if n >= 4 * d:  # enough rows to tell the estimate's noise from signal
+        var = sandwich_variance(a, z, w, r - z @ delta, paired)
+        shrink = mixture_weight(delta, var, tau2)
+    else:  # too few samples: keep the prior
+        shrink = torch.zeros(bsz, c, **f64)
     return _result(game, g + delta * shrink.unsqueeze(1), v0, dtype, n_evals)
 
 
-def split_half_variance(
-    half_a: torch.Tensor, half_b: torch.Tensor, n: int, d: int, n_fixed: int = 0
+def sandwich_variance(
+    a: torch.Tensor, z: torch.Tensor, w: torch.Tensor, resid: torch.Tensor, paired: bool
 ) -> torch.Tensor:
-    """Per-player variance of a least-squares estimate on ``n`` sampled rows, from two halves.
+    """Per-player variance of an efficient weighted least-squares fit, from its sampled rows.
 
-    Each half solves the same regression with ``n / 2`` of the sampled rows (and the same
-    ``n_fixed`` enumerated rows), so E[(a - b)²] = 2 Var_half. A regression's variance is not
-    simply inversely proportional to its rows: with ``p`` coefficients left to the sampled rows
-    it scales as 1 / (n - p) (the mean of an inverse Wishart matrix), so Var_half / Var_full =
-    ρ = (n - p) / (n / 2 - p). Efficiency fixes one of the d coefficients, and enumerated rows,
-    shared by both halves, pin down up to ``n_fixed`` more: p = max(0, d - 1 - n_fixed). ρ is 2
-    for n ≫ p and 3 at n = 4p.
+    The fit is δ̂ = M b + const, with M the d x d block of the pseudo-inverse of the KKT matrix
+    ``[[A, 1], [1ᵀ, 0]]`` and b = Σ w_m z_m y_m. Only the sampled rows are random; grouped into
+    clusters (complementary pairs when ``paired``, else single rows) they are i.i.d., so
+    Var(δ̂) ≈ M Cov(Σ_p t_p) M with t_p = Σ_{m in p} w_m e_m z_m, e the fit's residuals. The
+    cluster covariance is the centered empirical one times P / (P - 1), each t_p divided by
+    sqrt(1 - h_p), h_p the cluster's leverage (CR2, Bell & McCaffrey), which undoes the
+    shrinkage of in-sample residuals. Enumerated rows enter A but add no noise.
 
-    Measured over 100 seeds on synthetic games (estimate / actual variance): with enumerated
-    rows 1.02–1.28 for d = 16 and 58; without them, near n = 4d, the estimate is still high
-    (1.5 at d = 16, 2.9 at d = 58, against 1.9 and 3.9 with ρ = 2). A grouped jackknife
-    (K = 10) was tried and was worse in 5 of 8 settings.
+    Measured on census (d = 12, 40 seeds): mean estimate / actual variance 0.96 at 64
+    evaluations, 0.94 at 128 and 0.97 at 256, with a spread of 0.44, 0.22 and 0.14 in log; two
+    halves of the sample gave 1.9, 1.06 and 1.04 with a spread of 0.73, 0.49 and 0.50.
 
     Args:
-        half_a: the first half's estimate ``(B, d, C)``.
-        half_b: the second half's estimate ``(B, d, C)``.
-        n: sampled rows of the whole estimate (at least ``2d``).
-        d: players.
-        n_fixed: enumerated rows in both halves (∅ and N not counted).
+        a: ``(B, d, d)`` the whole weighted Gram matrix (enumerated and sampled rows).
+        z: ``(B, n, d)`` the sampled coalitions (pairs adjacent when ``paired``).
+        w: ``(B, n)`` their weights.
+        resid: ``(B, n, C)`` the fit's residuals on them.
+        paired: whether rows 2k and 2k+1 are a complementary pair.
 
     Returns:
-        ``(B, C)``: the variance per player of the whole estimate, averaged over players.
+        ``(B, C)``: the variance per player of the fit, averaged over players.
     """
-    p = max(0, d - 1 - n_fixed)
-    rho = max(2.0, (n - p) / max(n / 2 - p, 1.0))
-    return (half_a - half_b).pow(2).mean(1) / (2 * rho)
+    if paired and z.shape[1] % 2:  # an odd sample ends with one unpaired row: pad a null row
+        z, w, resid = (torch.cat([t, t.new_zeros(t[:, :1].shape)], 1) for t in (z, w, resid))
+    bsz, n, d = z.shape
+    kkt = torch.zeros(bsz, d + 1, d + 1, dtype=a.dtype, device=a.device)
+    kkt[:, :d, :d] = a
+    kkt[:, :d, d] = 1.0
+    kkt[:, d, :d] = 1.0
+    m = torch.linalg.pinv(kkt, hermitian=True)[:, :d, :d]
+    zm = z @ m  # (B, n, d): row k is (M z_k)ᵀ (M is symmetric)
+    lev = (zm * z).sum(-1) * w  # leverage of each row
+    size = 2 if paired else 1
+    n_clusters = n // size
+    h = lev.reshape(bsz, n_clusters, size).sum(-1).clamp(max=0.99)
+    alpha = (w.unsqueeze(-1) * resid) / (1.0 - h).sqrt().repeat_interleave(size, 1).unsqueeze(-1)
+    # Σ_p ||M t_p||² from the within-cluster inner products of the rows M z_k
+    zc = zm.reshape(bsz, n_clusters, size, d)
+    ac = alpha.reshape(bsz, n_clusters, size, -1)
+    inner = zc @ zc.transpose(-1, -2)  # (B, P, size, size)
+    sq = torch.einsum("bpic,bpij,bpjc->bc", ac, inner, ac)
+    mean_t = torch.einsum("bnd,bnc->bdc", zm, alpha) / n_clusters  # M t̄
+    centred = sq - n_clusters * mean_t.pow(2).sum(1)
+    return centred.clamp_min(0.0) * n_clusters / max(n_clusters - 1, 1) / d
+
+
+def mixture_weight(delta: torch.Tensor, var: torch.Tensor, tau2: torch.Tensor) -> torch.Tensor:
+    """E[τ² / (τ² + σ²) | δ̂]: the posterior weight of the sampled correction, per instance.
+
+    δ ~ N(0, τ² I) with τ² uniform over the K rows of ``tau2``, and δ̂ = δ + noise of variance
+    σ² per player, both on the d - 1 dimensions that efficiency leaves free. The likelihood of
+    ||δ̂||² under each τ² weighs the K shrink factors.
+
+    Args:
+        delta: ``(B, d, C)`` the sampled correction δ̂.
+        var: ``(B, C)`` its noise variance per player.
+        tau2: ``(K, C)`` the prior variances per player.
+
+    Returns:
+        ``(B, C)`` weights in [0, 1].
+    """
+    dof = max(delta.shape[1] - 1, 1)
+    total = (tau2.unsqueeze(1) + var.unsqueeze(0)).clamp_min(1e-300)  # (K, B, C)
+    loglik = -0.5 * dof * total.log() - 0.5 * delta.pow(2).sum(1).unsqueeze(0) / total
+    post = torch.softmax(loglik, dim=0)
+    return (post * tau2.unsqueeze(1) / total).sum(0)
 
 
 def _result(game: Any, phi: torch.Tensor, v0: torch.Tensor, dtype: torch.dtype,
