@@ -34,7 +34,7 @@ from simshap.games.budget import make_result
 from simshap.games.contract import empty_and_full, game_device
 from simshap.games.estimators import check_game, evaluate_in_chunks, float_dtype
 from simshap.games.kernel import kernel_designs
-from simshap.games.regression import constrained_least_squares, gram, moment
+from simshap.games.regression import constrained_least_squares, gram, kkt_matrix, moment
 from simshap.shapley_values import ShapleyValues
 
 __all__ = ["kernel_shap_with_prior", "mixture_weight", "sandwich_variance"]
@@ -151,11 +151,7 @@ def sandwich_variance(
     if paired and z.shape[1] % 2:  # an odd sample ends with one unpaired row: pad a null row
         z, w, resid = (torch.cat([t, t.new_zeros(t[:, :1].shape)], 1) for t in (z, w, resid))
     bsz, n, d = z.shape
-    kkt = torch.zeros(bsz, d + 1, d + 1, dtype=a.dtype, device=a.device)
-    kkt[:, :d, :d] = a
-    kkt[:, :d, d] = 1.0
-    kkt[:, d, :d] = 1.0
-    m = torch.linalg.pinv(kkt, hermitian=True)[:, :d, :d]
+    m = torch.linalg.pinv(kkt_matrix(a.expand(bsz, d, d)), hermitian=True)[:, :d, :d]
     zm = z @ m  # (B, n, d): row k is (M z_k)ᵀ (M is symmetric)
     lev = (zm * z).sum(-1) * w  # leverage of each row
     size = 2 if paired else 1

@@ -55,15 +55,21 @@ def constrained_least_squares(
     bad = (info != 0) | (eig[:, 0] <= tol[:, 0]) | ~torch.isfinite(phi).flatten(1).all(1)
     if bad.any():
         ab = a[bad]
-        k = ab.shape[0]
-        kkt = torch.zeros(k, d + 1, d + 1, dtype=a.dtype, device=a.device)
-        kkt[:, :d, :d] = ab
-        kkt[:, :d, d] = 1.0
-        kkt[:, d, :d] = 1.0
+        kkt = kkt_matrix(ab)
         right = torch.cat([b[bad], total[bad].unsqueeze(1).to(b.dtype)], dim=1)  # (k, d+1, C)
         phi = phi.clone()
         phi[bad] = (torch.linalg.pinv(kkt, hermitian=True) @ right)[:, :d]
     return phi
+
+
+def kkt_matrix(a: torch.Tensor) -> torch.Tensor:
+    """``[[A, 1], [1ᵀ, 0]]``: the KKT matrix of efficiency-constrained least squares, batched."""
+    bsz, d = a.shape[0], a.shape[-1]
+    kkt = torch.zeros(bsz, d + 1, d + 1, dtype=a.dtype, device=a.device)
+    kkt[:, :d, :d] = a
+    kkt[:, :d, d] = 1.0
+    kkt[:, d, :d] = 1.0
+    return kkt
 
 
 def gram(masks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
