@@ -49,6 +49,9 @@ TABULAR_DEFAULTS: dict[str, Any] = {
         "paired": True,
         "centered": True,
         "target": "default",
+        # SimSHAP (default target): regress on each row's mean target over the epochs so far;
+        # null: on unless input_noise > 0 (a row's noisy copies are different inputs)
+        "average_targets": None,
         "normalize": True,
         "lr": 1e-3,
         "weight_decay": 0.0,

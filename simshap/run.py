@@ -187,7 +187,17 @@ class Run(RunFolder):
                             f"{e['target']!r}")
         target = "paper" if name == "simshap_paper" else e["target"]
         if self.explainer_choices[name] is SimSHAP:
-            extra: dict[str, Any] = {"centered": e["centered"], "target": target}
+            average = e.get("average_targets", False)  # image configs have no such key
+            if average not in (None, True, False):
+                raise UserError("explainer.average_targets must be true, false or null (on "
+                                f"unless input_noise > 0), got {average!r}")  # fmt: skip
+            if average and e["target"] == "paper":
+                raise UserError("explainer.average_targets: true needs explainer.target: "
+                                "default (the paper target is Algorithm 1, a fresh target "
+                                "every step)")  # fmt: skip
+            extra: dict[str, Any] = {"centered": e["centered"], "target": target,
+                                     "average_targets": False if target == "paper"
+                                     else average}  # fmt: skip
         elif self.explainer_choices[name] is LabelRegression:
             extra = {"label_budget": e["label_budget"]}
         else:
@@ -212,6 +222,8 @@ class Run(RunFolder):
         labelled: dict[str, Any] = {}
         if isinstance(module, LabelRegression):
             train, labelled = self._labelled_loader(module, train)
+        else:
+            train = self._module_loader(module, train)
         label_s = labelled.get("label_s", 0.0)
         fit = fit_module(
             module, train, val, monitor="val_l2", max_epochs=self.explainer_epochs(name),
@@ -237,6 +249,19 @@ class Run(RunFolder):
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise UserError(f"explainer epochs must be a positive integer, got {epochs!r}")
         return epochs
+
+    @staticmethod
+    def _module_loader(module: AmortizedExplainer, train: DataLoader) -> DataLoader:
+        """The training loader rebuilt from ``module.training_dataset`` for a table of rows.
+
+        SimSHAP adds row indices for its target means. Other loaders (augmented images) are
+        kept as they are.
+        """
+        tensors = getattr(train.dataset, "tensors", None)
+        if tensors is None or len(tensors) != 1:
+            return train
+        return DataLoader(module.training_dataset(tensors[0]), batch_size=train.batch_size,
+                          sampler=train.sampler)  # fmt: skip
 
     def _labelled_loader(
         self, module: LabelRegression, train: DataLoader

@@ -112,7 +112,7 @@ def test_validation_records_the_prior_variance_and_it_is_saved(tmp_path: Path) -
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False)
-    trainer.fit(explainer, DataLoader(TensorDataset(x[:48]), batch_size=16),
+    trainer.fit(explainer, DataLoader(explainer.training_dataset(x[:48]), batch_size=16),
                 DataLoader(TensorDataset(x[48:]), batch_size=16))
     assert torch.isfinite(explainer.prior_var).all() and (explainer.prior_var > 0).all()
     # the recorded value is the per-player mean squared error to the validation targets

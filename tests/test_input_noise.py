@@ -36,8 +36,8 @@ def _step_input(module, x: torch.Tensor) -> torch.Tensor:
         raise _Seen
 
     module.sample_values = capture
-    with pytest.raises(_Seen):
-        module.training_step((x,), 0)
+    with pytest.raises(_Seen):  # the batch as the module's own dataset gives it
+        module.training_step(module.training_dataset(x).tensors, 0)
     return seen["x"]
 
 

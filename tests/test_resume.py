@@ -154,6 +154,10 @@ def test_two_process_ddp_draws_per_rank_masks_and_all_reduces(tmp_path):
         assert r0["logged"] == pytest.approx(r1["logged"], abs=1e-7)  # one all-reduced value
         assert r0["logged"] == pytest.approx((r0["local"] + r1["local"]) / 2, rel=1e-5)
         assert r0["local"] != pytest.approx(r1["local"], rel=1e-3)
+    # the target means: identical on both ranks, every row counted once per epoch (2 epochs)
+    m0, m1 = (torch.load(tmp_path / f"rank{r}_memory.bin", weights_only=True) for r in (0, 1))
+    assert torch.equal(m0["sums"], m1["sums"]) and torch.equal(m0["counts"], m1["counts"])
+    assert torch.equal(m0["counts"], torch.full((64,), 2.0))
     # rank 0 alone writes: one file per stage, and one checkpoint folder
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["simshap.pt", "surrogate.pt"]
     assert sorted(p.name for p in (tmp_path / "surrogate_logs" / "checkpoints").iterdir()) == [

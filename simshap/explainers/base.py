@@ -125,7 +125,7 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
 
     def training_dataset(self, x: torch.Tensor) -> torch.utils.data.Dataset:
         """What :meth:`fit` trains on, from the preprocessed training rows (default: the rows)."""
-        return torch.utils.data.TensorDataset(x)
+        return torch.utils.data.TensorDataset(torch.as_tensor(x, dtype=torch.float32))
 
     # ------------------------------------------------------------------ the game
     def _require_surrogate(self) -> Surrogate:

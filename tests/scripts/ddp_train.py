@@ -11,6 +11,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, TensorDataset
 
 from simshap.explainers import SimSHAP
@@ -67,10 +68,13 @@ def main(out: Path) -> None:
     explainer = SimSHAP({"kind": "mlp", "in_features": d, "num_players": d, "num_classes": 2,
                          "hidden": 16, "layers": 2}, surrogate.eval(), n_masks=4,
                         val_budget=64, seed=5)
-    xtrain = DataLoader(TensorDataset(x), batch_size=16, sampler=EpochSampler(n, 0))
+    # (x, row index) batches: the default target regresses on each row's mean target
+    xtrain = DataLoader(explainer.training_dataset(x), batch_size=16, sampler=EpochSampler(n, 0))
     xval = DataLoader(TensorDataset(x[:32]), batch_size=16)
     fit_module(explainer, xtrain, xval, monitor="val_l2", out_dir=out / "simshap_logs",
                **trainer, callbacks=[Record(out, "simshap", "val_l2")])
+    memory = explainer.target_memory  # every rank keeps the means of all rows
+    torch.save(memory.state_dict(), out / f"rank{dist.get_rank()}_memory.bin")
     if is_rank_zero():
         save_explainer(explainer, out / "simshap.pt")
 
