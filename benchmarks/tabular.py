@@ -15,8 +15,9 @@ Reported per data set:
 - Ratios against anchors of the same run: SimSHAP l2 / FastSHAP l2, SimSHAP l2 / paired
   KernelSHAP l2 at 2048 evaluations (goals: both <= 1) and ground-truth time / SimSHAP time.
 
-``--quick`` shrinks the networks, epochs and explained instances so that both data sets finish on
-two CPU cores in well under half an hour; without it the paper-sized ``configs/<name>.yaml`` are
+``--quick`` shrinks the networks, the coalitions per step (16 masks x 110 epochs) and the
+explained instances for two CPU cores: census in about half an hour, news in about 17 minutes
+(run side by side, one thread each); without it the paper-sized ``configs/<name>.yaml`` are
 used as they are (meant for a GPU).
 
 Writes ``benchmarks/results/tabular.json`` and this benchmark's section of
@@ -226,7 +227,7 @@ def _minutes(res: dict[str, Any], name: str) -> str:
 def section(report: dict[str, Any]) -> str:
     """This benchmark's markdown section of RESULTS.md."""
     env = report["environment"]
-    settings = ("--quick (smaller networks, fewer epochs and instances than configs/)"
+    settings = ("--quick (smaller networks, 16 masks per step, fewer instances than configs/)"
                 if report["quick"] else "configs/<name>.yaml as is")
     lines = [
         SECTION,
