@@ -151,9 +151,10 @@ class SimSHAP(AmortizedExplainer):
 
     def training_dataset(self, x: torch.Tensor) -> torch.utils.data.Dataset:
         """The rows, with their indices when averaging targets (a fresh, empty memory)."""
-        x = torch.as_tensor(x, dtype=torch.float32)
+        rows = super().training_dataset(x)
         if not self.averages_targets:
-            return torch.utils.data.TensorDataset(x)
+            return rows
+        (x,) = rows.tensors
         self.target_memory = TargetMemory(len(x))
         return torch.utils.data.TensorDataset(x, torch.arange(len(x)))
 
