@@ -17,7 +17,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from simshap.errors import UserError
 from simshap.explainers import FastSHAP, SimSHAP
 from simshap.games.estimators import exact_shapley, kernel_shap
-from simshap.games.prior import kernel_shap_with_prior, mixture_weight, sandwich_variance
+from simshap.games.prior import (
+    chi2_quantiles,
+    kernel_shap_with_prior,
+    mixture_weight,
+    sandwich_variance,
+)
 from simshap.games.values import FunctionGame, TableGame, all_coalitions
 from simshap.io import load_explainer, save_explainer
 from simshap.surrogate import Surrogate
@@ -224,6 +229,58 @@ def test_mixture_weight() -> None:
     tau2 = torch.tensor([[1e-4], [10.0]], dtype=torch.float64)
     mixed = mixture_weight(delta, var, tau2)
     assert float(mixed[0]) < 0.01 and float(mixed[1]) > 0.9
+
+
+def test_chi2_quantiles() -> None:
+    """The quantile grid of χ²_ν: increasing, and its mean is close to ν (the mean of χ²_ν)."""
+    for dof in (3.0, 20.0, 200.0):
+        q = chi2_quantiles(dof, 16)
+        assert q.shape == (16,) and bool((q.diff() > 0).all())
+        assert abs(float(q.mean()) / dof - 1.0) < 0.02
+
+
+def _shrunk_errors(nu: int, seed: int) -> dict[str, float]:
+    """Simulated from the model the weight assumes, in the regime of a good amortized prior and
+    few sampled pairs: δ ~ N(0, τ² I), τ² in {0.01, 0.03, 0.1, 0.3}, δ̂ = δ + N(0, I) (both on
+    the efficient, sum-zero subspace) and σ̂² = χ²_ν / ν. Mean squared error of g + w δ̂ for each
+    way of setting w, and of the prior alone."""
+    gen = torch.Generator().manual_seed(seed)
+    n, d, f64 = 4000, 12, {"dtype": torch.float64}
+    tau2 = torch.tensor([0.01, 0.03, 0.1, 0.3], **f64).view(-1, 1)
+    pick = torch.randint(len(tau2), (n,), generator=gen)
+    delta = torch.randn(n, d, 1, generator=gen, **f64) * tau2[pick].sqrt().view(n, 1, 1)
+    delta -= delta.mean(1, keepdim=True)
+    noise = torch.randn(n, d, 1, generator=gen, **f64)
+    est = delta + noise - noise.mean(1, keepdim=True)
+    var_hat = torch.randn(n, nu, generator=gen, **f64).pow(2).sum(1, keepdim=True) / nu
+    weights = {"plug_in": mixture_weight(est, var_hat, tau2),
+               "uncertain": mixture_weight(est, var_hat, tau2, var_dof=nu),
+               "true_sigma": mixture_weight(est, torch.ones_like(var_hat), tau2),
+               "prior_only": torch.zeros_like(var_hat)}  # fmt: skip
+    return {k: float((est * w.unsqueeze(1) - delta).pow(2).sum((1, 2)).mean())
+            for k, w in weights.items()}  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_an_uncertain_noise_estimate_is_trusted_less(seed: int) -> None:
+    """With 6 degrees of freedom, taking σ̂² as exact lets noise pass for signal and loses to the
+    prior alone; averaging over σ² given σ̂² (``var_dof``) beats both. With 60 the two weights
+    agree to 1%, and with very many they coincide."""
+    few = _shrunk_errors(6, seed)
+    assert few["plug_in"] > few["prior_only"], few
+    assert few["uncertain"] < 0.97 * few["prior_only"], few
+    assert few["uncertain"] < 0.85 * few["plug_in"], few
+    assert few["true_sigma"] <= few["uncertain"], few
+    many = _shrunk_errors(60, seed)
+    assert abs(many["uncertain"] / many["plug_in"] - 1) < 0.01, many
+    gen = torch.Generator().manual_seed(seed)
+    delta = torch.randn(5, 12, 2, generator=gen, dtype=torch.float64)
+    var = torch.full((5, 2), 0.5, dtype=torch.float64)
+    tau2 = torch.tensor([[0.1, 0.1], [1.0, 2.0]], dtype=torch.float64)
+    torch.testing.assert_close(mixture_weight(delta, var, tau2, var_dof=1e8),
+                               mixture_weight(delta, var, tau2), rtol=1e-3, atol=1e-6)  # fmt: skip
+    with pytest.raises(UserError, match="var_dof"):
+        mixture_weight(delta, var, tau2, var_dof=0)
 
 
 def test_a_mixture_prior_helps_where_the_prior_is_right_on_some_rows_only() -> None:

@@ -17,6 +17,12 @@ changes nothing); the prior enters through shrinkage.
   g̃ + δ̂ · E[τ² / (τ² + σ̂²) | δ̂] keeps the prior where it was already right and follows the
   data where it was not. With one τ² (a float or a ``(C,)`` tensor) the weight is
   τ² / (τ² + σ̂²).
+* **σ̂² is itself an estimate.** With few sampled pairs it is often too small, and a too-small
+  σ̂² lets noise pass for signal. The weight therefore also averages over σ², whose posterior
+  given σ̂² (Jeffreys prior) is ν σ̂² / χ²_ν, with ν = sampled clusters - (d - 1) free
+  coefficients. On census (d = 12, 64 evaluations, 31 pairs, ν = 20) this brought the l2 from
+  0.0062 to 0.0056 for SimSHAP's prior and from 0.0045 to 0.0042 for the labels prior; from
+  256 evaluations on the change is below 0.1%.
 
 Below 4d sampled coalitions σ̂² cannot be estimated and the result is g̃ (the prior made
 efficient); when the budget covers every coalition size nothing is sampled and the result is
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from simshap.errors import UserError
@@ -37,7 +44,7 @@ from simshap.games.kernel import kernel_designs
 from simshap.games.regression import constrained_least_squares, gram, kkt_matrix, moment
 from simshap.shapley_values import ShapleyValues
 
-__all__ = ["kernel_shap_with_prior", "mixture_weight", "sandwich_variance"]
+__all__ = ["kernel_shap_with_prior", "mixture_weight", "sandwich_variance", "chi2_quantiles"]
 
 
 def kernel_shap_with_prior(
@@ -115,7 +122,8 @@ def kernel_shap_with_prior(
     delta = constrained_least_squares(a, b, zero)  # KernelSHAP of the residual game
     if n >= 4 * d:  # enough rows to tell the estimate's noise from signal
         var = sandwich_variance(a, z, w, r - z @ delta, paired)
-        shrink = mixture_weight(delta, var, tau2)
+        clusters = n // 2 if paired else n
+        shrink = mixture_weight(delta, var, tau2, var_dof=clusters - (d - 1))
     else:  # too few samples: keep the prior
         shrink = torch.zeros(bsz, c, **f64)
     return _result(game, g + delta * shrink.unsqueeze(1), v0, dtype, n_evals)
@@ -168,26 +176,49 @@ def sandwich_variance(
     return centred.clamp_min(0.0) * n_clusters / max(n_clusters - 1, 1) / d
 
 
-def mixture_weight(delta: torch.Tensor, var: torch.Tensor, tau2: torch.Tensor) -> torch.Tensor:
-    """E[τ² / (τ² + σ²) | δ̂]: the posterior weight of the sampled correction, per instance.
+def mixture_weight(
+    delta: torch.Tensor, var: torch.Tensor, tau2: torch.Tensor, var_dof: float | None = None
+) -> torch.Tensor:
+    """E[τ² / (τ² + σ²) | δ̂, σ̂²]: the posterior weight of the sampled correction, per instance.
 
     δ ~ N(0, τ² I) with τ² uniform over the K rows of ``tau2``, and δ̂ = δ + noise of variance
     σ² per player, both on the d - 1 dimensions that efficiency leaves free. The likelihood of
-    ||δ̂||² under each τ² weighs the K shrink factors.
+    ||δ̂||² under each (τ², σ²) weighs the shrink factors. With ``var_dof`` = ν, σ̂² = ``var`` is
+    taken as an estimate with ν degrees of freedom: σ² runs over ``VAR_GRID`` quantiles of its
+    posterior ν σ̂² / χ²_ν (Jeffreys prior); without it σ² = σ̂² exactly.
 
     Args:
         delta: ``(B, d, C)`` the sampled correction δ̂.
-        var: ``(B, C)`` its noise variance per player.
+        var: ``(B, C)`` its estimated noise variance per player, σ̂².
         tau2: ``(K, C)`` the prior variances per player.
+        var_dof: degrees of freedom of σ̂² (positive), or None to trust it as exact.
 
     Returns:
         ``(B, C)`` weights in [0, 1].
     """
     dof = max(delta.shape[1] - 1, 1)
-    total = (tau2.unsqueeze(1) + var.unsqueeze(0)).clamp_min(1e-300)  # (K, B, C)
-    loglik = -0.5 * dof * total.log() - 0.5 * delta.pow(2).sum(1).unsqueeze(0) / total
-    post = torch.softmax(loglik, dim=0)
-    return (post * tau2.unsqueeze(1) / total).sum(0)
+    if var_dof is None:
+        sigma2 = var.unsqueeze(0)  # (1, B, C)
+    else:
+        if not var_dof > 0:
+            raise UserError(f"var_dof must be positive, got {var_dof!r}")
+        scale = float(var_dof) / chi2_quantiles(float(var_dof), VAR_GRID).to(var)
+        sigma2 = var.unsqueeze(0) * scale.view(-1, 1, 1)  # (G, B, C)
+    total = (tau2[:, None, None, :] + sigma2.unsqueeze(0)).clamp_min(1e-300)  # (K, G, B, C)
+    loglik = -0.5 * dof * total.log() - 0.5 * delta.pow(2).sum(1) / total
+    post = torch.softmax(loglik.flatten(0, 1), dim=0).view_as(total)
+    return (post * tau2[:, None, None, :] / total).sum((0, 1))
+
+
+VAR_GRID = 16  # σ² quantiles the weight averages over when σ̂² has finite degrees of freedom
+
+
+def chi2_quantiles(dof: float, n: int) -> torch.Tensor:
+    """``n`` evenly spaced quantiles ((i + 0.5) / n) of χ²_dof, float64."""
+    from scipy.stats import chi2
+
+    p = (np.arange(n) + 0.5) / n
+    return torch.from_numpy(chi2.ppf(p, dof)).to(torch.float64)
 
 
 def _result(game: Any, phi: torch.Tensor, v0: torch.Tensor, dtype: torch.dtype,
