@@ -72,16 +72,18 @@ def test_budget_2_to_the_d_is_exact_and_2_is_the_efficient_prior(cls: type) -> N
         torch.testing.assert_close(mid.values.sum(1), total, atol=1e-5, rtol=0)
 
 
-def test_prior_weight_moves_between_prior_and_kernel_shap() -> None:
+@pytest.mark.parametrize("sampling", ["leverage", "kernel"])
+def test_prior_weight_moves_between_prior_and_kernel_shap(sampling: str) -> None:
     game, exact = _game()
     prior = exact + 0.2 * torch.randn(exact.shape, generator=torch.Generator().manual_seed(1),
                                       dtype=exact.dtype)
     budget = 400
     runs = {}
     for tau2 in (1e-12, 1e6):
-        runs[tau2] = kernel_shap_with_prior(game, prior, tau2, budget,
+        runs[tau2] = kernel_shap_with_prior(game, prior, tau2, budget, sampling=sampling,
                                             generator=torch.Generator().manual_seed(2)).values
-    plain = kernel_shap(game, budget=budget, generator=torch.Generator().manual_seed(2)).values
+    plain = kernel_shap(game, budget=budget, sampling=sampling,
+                        generator=torch.Generator().manual_seed(2)).values
     efficient_prior = prior + ((exact.sum(1) - prior.sum(1)) / prior.shape[1])[:, None]
     # a prior known to be perfect is kept; a worthless prior leaves KernelSHAP's answer
     torch.testing.assert_close(runs[1e-12], efficient_prior, atol=1e-6, rtol=0)
@@ -175,32 +177,34 @@ def _synthetic_game(d: int) -> FunctionGame:
     return FunctionGame(fn, d)
 
 
+@pytest.mark.parametrize("sampling", ["kernel", "leverage"])
 @pytest.mark.parametrize("budget", [160, 640])
 def test_sandwich_variance_matches_the_variance_over_seeds(
-    budget: int, monkeypatch: pytest.MonkeyPatch
+    budget: int, sampling: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The noise estimate that weighs the prior is calibrated (d = 16, enumerated sizes 1, 15)."""
+    """The noise estimate that weighs the prior is calibrated (d = 16; kernel sampling
+    enumerates sizes 1 and 15; leverage sampling is stratified by size, without replacement)."""
     import simshap.games.prior as prior_mod
 
     estimates: list[torch.Tensor] = []
     real = prior_mod.sandwich_variance
 
-    def spy(*args: object) -> torch.Tensor:
-        out = real(*args)
-        estimates.append(out)
+    def spy(*args: object, **kwargs: object) -> object:
+        out = real(*args, **kwargs)
+        estimates.append(out[0] if isinstance(out, tuple) else out)
         return out
 
     monkeypatch.setattr(prior_mod, "sandwich_variance", spy)
     game, prior = _synthetic_game(16), torch.zeros(1, 16, 1, dtype=torch.float64)
     runs = [  # τ² huge: no shrinkage, the result is the prior plus the sampled correction
-        kernel_shap_with_prior(game, prior, 1e12, budget,
+        kernel_shap_with_prior(game, prior, 1e12, budget, sampling=sampling,
                                generator=torch.Generator().manual_seed(s)).values
         for s in range(80)
     ]  # fmt: skip
     actual = torch.stack(runs).var(0).mean()
     estimated = torch.stack(estimates)
     ratio = float(estimated.mean() / actual)
-    assert 0.8 < ratio < 1.25, ratio  # measured 1.02 (budget 160) and 1.06 (640), 80 seeds
+    assert 0.8 < ratio < 1.25, ratio  # 80 seeds: kernel 1.02 (160), 1.06 (640); leverage 1.08, 0.94
     # steady from seed to seed: a log spread of 0.17 and 0.06 here (two halves of the sample,
     # the estimate used before, spread about 0.5 on census)
     assert float(estimated.log().std()) < 0.35
@@ -216,6 +220,40 @@ def test_sandwich_variance_of_an_exact_fit_is_zero_and_odd_samples_work() -> Non
     noisy = sandwich_variance(a, z, w, torch.randn(3, 41, 2, generator=gen,
                                                      dtype=torch.float64), True)  # fmt: skip
     assert torch.isfinite(noisy).all() and (noisy > 0).all()
+
+
+def test_stratified_sandwich_variance() -> None:
+    """Centred within strata, the variance is the sum of each stratum's own variance (strata
+    are sampled independently); a finite-population factor of 0 (a stratum drawn whole) drops
+    a stratum's noise; a stratum of a single pair falls back to centring on the overall mean."""
+    gen = torch.Generator().manual_seed(3)
+    f64 = {"dtype": torch.float64}
+    z = (torch.rand(2, 40, 6, generator=gen) < 0.5).to(**f64)
+    z[:, 1::2] = 1.0 - z[:, 0::2]  # complementary pairs
+    w = torch.full((2, 40), 1 / 40, **f64)
+    a = torch.einsum("bn,bni,bnj->bij", w, z, z)
+    resid = torch.randn(2, 40, 1, generator=gen, **f64)
+    resid[:, 20:] += 3.0  # the strata differ in level
+    strata = torch.arange(40) // 20  # two strata of 10 pairs
+    parts = [sandwich_variance(a, z[:, k], w[:, k], resid[:, k], True)
+             for k in (slice(0, 20), slice(20, 40))]  # fmt: skip
+    base = sandwich_variance(a, z, w, resid, True, strata)
+    torch.testing.assert_close(base, parts[0] + parts[1])
+    one = sandwich_variance(a, z, w, resid, True, strata, torch.tensor([0.0, 1.0], **f64))
+    torch.testing.assert_close(one, parts[1])
+    lone = torch.cat([torch.zeros(38, dtype=torch.long), torch.ones(2, dtype=torch.long)])
+    var, dof = sandwich_variance(a, z, w, resid, True, lone, return_dof=True)
+    torch.testing.assert_close(var, sandwich_variance(a, z, w, resid, True))
+    assert dof == 20
+    assert sandwich_variance(a, z, w, resid, True, strata, return_dof=True)[1] == 19
+
+
+def test_prior_sampling_is_checked() -> None:
+    game, exact = _game()
+    with pytest.raises(UserError, match="sampling"):
+        kernel_shap_with_prior(game, exact, 0.1, 64, sampling="sobol")
+    with pytest.raises(UserError, match="paired=True"):
+        kernel_shap_with_prior(game, exact, 0.1, 64, paired=False)
 
 
 def test_mixture_weight() -> None:

@@ -6,23 +6,29 @@ correction δ is KernelSHAP's efficient weighted least squares on the *residual*
 r(S) = v(S) - v(∅) - 1_Sᵀg̃. On its own that is plain KernelSHAP (adding an additive game
 changes nothing); the prior enters through shrinkage.
 
+* **The coalitions** are drawn by Leverage SHAP's size law (paired, without replacement,
+  stratified by size; ``sampling="leverage"``, the default) or by the Shapley kernel with
+  shap's enumeration of whole sizes (``"kernel"``). On census and news leverage gave the lower
+  error at every budget (e.g. census @2048: 0.0012 vs 0.0016; news @256: 0.0112 vs 0.0125).
 * **The correction's noise** σ̂² per player is the cluster-robust (sandwich) variance of the
-  regression, with complementary pairs as clusters and the CR2 leverage correction
-  (:func:`sandwich_variance`). It uses every sampled row, so it is far steadier than comparing
-  two halves of the sample.
+  regression, with complementary pairs as clusters, centred within each size stratum, with
+  the finite-population factor of sampling without replacement and the CR2 leverage
+  correction (:func:`sandwich_variance`). It uses every sampled row, so it is far steadier
+  than comparing two halves of the sample.
 * **The prior's error** differs from instance to instance: an explainer is nearly exact on
   some rows and off on others. A priori δ ~ N(0, τ² I) with τ² drawn from the explainer's
   per-instance validation errors (``prior_var`` with K rows: an empirical scale mixture). The
   size of the sampled δ̂ tells the mixture which τ² fits this instance, so the posterior mean
-  g̃ + δ̂ · E[τ² / (τ² + σ̂²) | δ̂] keeps the prior where it was already right and follows the
+  g̃ + δ̂ · E[τ² / (τ² + σ²) | δ̂] keeps the prior where it was already right and follows the
   data where it was not. With one τ² (a float or a ``(C,)`` tensor) the weight is
-  τ² / (τ² + σ̂²).
+  τ² / (τ² + σ²).
 * **σ̂² is itself an estimate.** With few sampled pairs it is often too small, and a too-small
   σ̂² lets noise pass for signal. The weight therefore also averages over σ², whose posterior
-  given σ̂² (Jeffreys prior) is ν σ̂² / χ²_ν, with ν = sampled clusters - (d - 1) free
-  coefficients. On census (d = 12, 64 evaluations, 31 pairs, ν = 20) this brought the l2 from
-  0.0062 to 0.0056 for SimSHAP's prior and from 0.0045 to 0.0042 for the labels prior; from
-  256 evaluations on the change is below 0.1%.
+  given σ̂² (Jeffreys prior) is ν σ̂² / χ²_ν: ν = sampled pairs - (d - 1) free coefficients,
+  less one per size stratum beyond the first. On census (d = 12, 64 evaluations, kernel
+  sampling: 31 pairs, ν = 20) this brought the l2 from 0.0062 to 0.0056 for SimSHAP's prior
+  and from 0.0045 to 0.0042 for the labels prior; from 256 evaluations on the change was
+  below 0.1%.
 
 Below 4d sampled coalitions σ̂² cannot be estimated and the result is g̃ (the prior made
 efficient); when the budget covers every coalition size nothing is sampled and the result is
@@ -41,6 +47,7 @@ from simshap.games.budget import make_result
 from simshap.games.contract import empty_and_full, game_device
 from simshap.games.estimators import check_game, evaluate_in_chunks, float_dtype
 from simshap.games.kernel import kernel_designs
+from simshap.games.leverage import leverage_allocation, leverage_designs
 from simshap.games.regression import constrained_least_squares, gram, kkt_matrix, moment
 from simshap.shapley_values import ShapleyValues
 
@@ -55,6 +62,7 @@ def kernel_shap_with_prior(
     paired: bool = True,
     batch_size: int = 512,
     generator: torch.Generator | None = None,
+    sampling: str = "leverage",
 ) -> ShapleyValues:
     """Shapley values from a prior ``(B, d, C)`` and ``budget`` game evaluations.
 
@@ -66,10 +74,15 @@ def kernel_shap_with_prior(
             scale mixture the posterior weighs.
         budget: game evaluations per instance, v(∅) and v(N) included (at least 2). With 2 the
             answer is the prior made efficient; with ``2^d`` it is exact.
-        paired: sample complementary pairs (KernelSHAP's sampling, with the sizes the budget
-            covers enumerated).
+        paired: sample complementary pairs.
         batch_size: coalitions per instance per game call.
         generator: optional ``torch.Generator``.
+        sampling: the coalitions, as in :func:`~simshap.games.kernel.kernel_shap`:
+            ``"leverage"`` (default: Leverage SHAP's uniform size law, paired, without
+            replacement; σ̂² is then a stratified variance, centred within each size) or
+            ``"kernel"`` (the sizes the budget covers enumerated, the rest drawn from the
+            Shapley kernel). Leverage gave the lower error at every budget measured on census
+            and news (benchmarks/RESULTS.md).
 
     Returns:
         :class:`~simshap.ShapleyValues` with ``method="kernel_shap_with_prior"`` and
@@ -99,12 +112,21 @@ def kernel_shap_with_prior(
     n_left = budget - 2
     if d <= 60:
         n_left = min(n_left, 2**d - 2)
-    designs = kernel_designs(d, n_left, paired, True, bsz, generator, game_device(game))
+    if sampling == "leverage":
+        if not paired:
+            raise UserError("sampling='leverage' draws complementary pairs; use paired=True")
+        designs = leverage_designs(d, n_left, bsz, generator, game_device(game))
+        caps = [(k, cap) for _, k, cap, _ in leverage_allocation(d, n_left // 2) if k < cap]
+    elif sampling == "kernel":
+        designs = kernel_designs(d, n_left, paired, True, bsz, generator, game_device(game))
+        caps = []
+    else:
+        raise UserError(f"sampling must be 'kernel' or 'leverage', got {sampling!r}")
     if not designs:
         return _result(game, g, v0, dtype, 2)
     a = torch.zeros(bsz, d, d, **f64)
     b = torch.zeros(bsz, d, c, **f64)
-    n_evals, sampled = 2, None
+    n_evals, sampled = 2, []
     for masks, w in designs:
         v = evaluate_in_chunks(game, masks, batch_size).to(**f64) - v0.to(**f64).unsqueeze(1)
         z = masks.to(**f64)
@@ -112,39 +134,55 @@ def kernel_shap_with_prior(
         a = a + gram(masks, w).to(**f64)
         b = b + moment(masks, w, r).to(**f64)
         n_evals += masks.shape[-2]
-        if masks.ndim == 3:  # the sampled (random) block; enumerated blocks are shared (2-D)
-            sampled = (z, w, r)
+        if masks.ndim == 3:  # sampled (random) blocks; enumerated blocks are shared (2-D)
+            sampled.append((z, w.to(**f64), r))
     zero = torch.zeros(bsz, c, **f64)
-    if sampled is None:  # every size enumerated: exact, no prior needed
+    if not sampled:  # every size enumerated: exact, no prior needed
         return _result(game, g + constrained_least_squares(a, b, zero), v0, dtype, n_evals)
-    z, w, r = sampled
+    z, w, r = (torch.cat(parts, 1) for parts in zip(*sampled, strict=True))
     n = z.shape[1]
     delta = constrained_least_squares(a, b, zero)  # KernelSHAP of the residual game
     if n >= 4 * d:  # enough rows to tell the estimate's noise from signal
-        var = sandwich_variance(a, z, w, r - z @ delta, paired)
-        clusters = n // 2 if paired else n
-        shrink = mixture_weight(delta, var, tau2, var_dof=clusters - (d - 1))
+        strata = fpc = None
+        if caps:  # leverage: one block per size stratum, drawn without replacement
+            sizes = [part[0].shape[1] for part in sampled]
+            strata = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+            fpc = torch.tensor([1.0 - k / cap for k, cap in caps], dtype=torch.float64)
+        var, dof = sandwich_variance(a, z, w, r - z @ delta, paired, strata, fpc,
+                                     return_dof=True)  # fmt: skip
+        shrink = mixture_weight(delta, var, tau2, var_dof=max(dof - (d - 1), 1))
     else:  # too few samples: keep the prior
         shrink = torch.zeros(bsz, c, **f64)
     return _result(game, g + delta * shrink.unsqueeze(1), v0, dtype, n_evals)
 
 
 def sandwich_variance(
-    a: torch.Tensor, z: torch.Tensor, w: torch.Tensor, resid: torch.Tensor, paired: bool
-) -> torch.Tensor:
+    a: torch.Tensor,
+    z: torch.Tensor,
+    w: torch.Tensor,
+    resid: torch.Tensor,
+    paired: bool,
+    strata: torch.Tensor | None = None,
+    fpc: torch.Tensor | None = None,
+    return_dof: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, int]:
     """Per-player variance of an efficient weighted least-squares fit, from its sampled rows.
 
     The fit is δ̂ = M b + const, with M the d x d block of the pseudo-inverse of the KKT matrix
     ``[[A, 1], [1ᵀ, 0]]`` and b = Σ w_m z_m y_m. Only the sampled rows are random; grouped into
-    clusters (complementary pairs when ``paired``, else single rows) they are i.i.d., so
-    Var(δ̂) ≈ M Cov(Σ_p t_p) M with t_p = Σ_{m in p} w_m e_m z_m, e the fit's residuals. The
-    cluster covariance is the centered empirical one times P / (P - 1), each t_p divided by
+    clusters (complementary pairs when ``paired``, else single rows) they are i.i.d. (within
+    each stratum, when ``strata`` is given), so Var(δ̂) ≈ M Cov(Σ_p t_p) M with
+    t_p = Σ_{m in p} w_m e_m z_m, e the fit's residuals. Each stratum contributes its centred
+    empirical covariance times P_s / (P_s - 1) and its finite-population factor ``fpc``
+    (1 - drawn / available, for sampling without replacement); each t_p is divided by
     sqrt(1 - h_p), h_p the cluster's leverage (CR2, Bell & McCaffrey), which undoes the
-    shrinkage of in-sample residuals. Enumerated rows enter A but add no noise.
+    shrinkage of in-sample residuals. Enumerated rows enter A but add no noise. A stratum
+    with a single cluster cannot be centred on its own: then every cluster is centred on the
+    overall mean (one stratum, no finite-population factor), which overstates the variance.
 
-    Measured on census (d = 12, 40 seeds): mean estimate / actual variance 0.96 at 64
-    evaluations, 0.94 at 128 and 0.97 at 256, with a spread of 0.44, 0.22 and 0.14 in log; two
-    halves of the sample gave 1.9, 1.06 and 1.04 with a spread of 0.73, 0.49 and 0.50.
+    Measured on census (d = 12, 40 seeds, one stratum): mean estimate / actual variance 0.96 at
+    64 evaluations, 0.94 at 128 and 0.97 at 256, with a spread of 0.44, 0.22 and 0.14 in log;
+    two halves of the sample gave 1.9, 1.06 and 1.04 with a spread of 0.73, 0.49 and 0.50.
 
     Args:
         a: ``(B, d, d)`` the whole weighted Gram matrix (enumerated and sampled rows).
@@ -152,12 +190,19 @@ def sandwich_variance(
         w: ``(B, n)`` their weights.
         resid: ``(B, n, C)`` the fit's residuals on them.
         paired: whether rows 2k and 2k+1 are a complementary pair.
+        strata: optional ``(n,)`` stratum index (0..S-1) of each row, the same for a pair's rows.
+        fpc: optional ``(S,)`` finite-population factors of the strata (default 1).
+        return_dof: also return the clusters less one for each stratum mean beyond the first
+            (the ν of :func:`mixture_weight` adds the d - 1 free coefficients to that).
 
     Returns:
-        ``(B, C)``: the variance per player of the fit, averaged over players.
+        ``(B, C)``: the variance per player of the fit, averaged over players (and the degrees
+        of freedom with ``return_dof``).
     """
     if paired and z.shape[1] % 2:  # an odd sample ends with one unpaired row: pad a null row
         z, w, resid = (torch.cat([t, t.new_zeros(t[:, :1].shape)], 1) for t in (z, w, resid))
+        if strata is not None:
+            strata = torch.cat([strata, strata[-1:]])
     bsz, n, d = z.shape
     m = torch.linalg.pinv(kkt_matrix(a.expand(bsz, d, d)), hermitian=True)[:, :d, :d]
     zm = z @ m  # (B, n, d): row k is (M z_k)ᵀ (M is symmetric)
@@ -166,14 +211,29 @@ def sandwich_variance(
     n_clusters = n // size
     h = lev.reshape(bsz, n_clusters, size).sum(-1).clamp(max=0.99)
     alpha = (w.unsqueeze(-1) * resid) / (1.0 - h).sqrt().repeat_interleave(size, 1).unsqueeze(-1)
-    # Σ_p ||M t_p||² from the within-cluster inner products of the rows M z_k
+    # ||M t_p||² of each cluster from the within-cluster inner products of the rows M z_k
     zc = zm.reshape(bsz, n_clusters, size, d)
     ac = alpha.reshape(bsz, n_clusters, size, -1)
-    inner = zc @ zc.transpose(-1, -2)  # (B, P, size, size)
-    sq = torch.einsum("bpic,bpij,bpjc->bc", ac, inner, ac)
-    mean_t = torch.einsum("bnd,bnc->bdc", zm, alpha) / n_clusters  # M t̄
-    centred = sq - n_clusters * mean_t.pow(2).sum(1)
-    return centred.clamp_min(0.0) * n_clusters / max(n_clusters - 1, 1) / d
+    sq = torch.einsum("bpic,bpij,bpjc->bpc", ac, zc @ zc.transpose(-1, -2), ac)
+    cluster_stratum = torch.zeros(n_clusters, dtype=torch.long, device=z.device)
+    factor = torch.ones(1, dtype=torch.float64, device=z.device)
+    if strata is not None:
+        counts = torch.bincount(strata[::size].to(z.device))
+        if bool((counts >= 2).all()):
+            cluster_stratum = strata[::size].to(z.device)
+            if fpc is not None:
+                factor = fpc.to(device=z.device, dtype=torch.float64)
+    onehot = torch.nn.functional.one_hot(cluster_stratum).to(z.dtype)  # (P, S)
+    per = onehot.sum(0)  # clusters per stratum
+    sq_s = torch.einsum("bpc,ps->bsc", sq, onehot)
+    rows = onehot.repeat_interleave(size, 0)  # (n, S)
+    mean_t = torch.einsum("bnd,bnc,ns->bsdc", zm, alpha, rows) / per.view(1, -1, 1, 1)
+    centred = (sq_s - per.view(1, -1, 1) * mean_t.pow(2).sum(2)).clamp_min(0.0)
+    scale = per / (per - 1).clamp_min(1) * factor.to(z.dtype)
+    var = torch.einsum("bsc,s->bc", centred, scale) / d
+    if return_dof:
+        return var, int(n_clusters - onehot.shape[1] + 1)
+    return var
 
 
 def mixture_weight(
