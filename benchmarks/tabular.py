@@ -16,15 +16,15 @@ Reported per data set:
   KernelSHAP l2 at 2048 evaluations (goals: both <= 1) and ground-truth time / SimSHAP time.
 
 ``--quick`` shrinks the networks, the coalitions per step (16 masks x 110 epochs) and the
-explained instances for two CPU cores: census in about half an hour, news in about 17 minutes
-(run side by side, one thread each); without it the paper-sized ``configs/<name>.yaml`` are
-used as they are (meant for a GPU).
+explained instances for two CPU cores: one data set at a time with ``OMP_NUM_THREADS=2``,
+census takes about 22 minutes and news 11 (with one thread each, side by side: 33 and 17);
+without it the paper-sized ``configs/<name>.yaml`` are used as they are (meant for a GPU).
 
 Writes ``benchmarks/results/tabular.json`` and this benchmark's section of
 ``benchmarks/RESULTS.md``; the run folders go to ``--runs`` (default ``runs/benchmark_tabular``,
 ignored by git).
 
-    OMP_NUM_THREADS=1 python benchmarks/tabular.py --data-dir ../shared/data --quick
+    OMP_NUM_THREADS=2 python benchmarks/tabular.py --data-dir ../shared/data --quick
 """
 
 from __future__ import annotations
