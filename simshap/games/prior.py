@@ -117,9 +117,10 @@ def kernel_shap_with_prior(
             raise UserError("sampling='leverage' draws complementary pairs; use paired=True")
         designs = leverage_designs(d, n_left, bsz, generator, game_device(game))
         caps = [(k, cap) for _, k, cap, _ in leverage_allocation(d, n_left // 2) if k < cap]
+        designs, stratum_sizes = _one_call_per_kind(designs)
     elif sampling == "kernel":
         designs = kernel_designs(d, n_left, paired, True, bsz, generator, game_device(game))
-        caps = []
+        caps, stratum_sizes = [], []
     else:
         raise UserError(f"sampling must be 'kernel' or 'leverage', got {sampling!r}")
     if not designs:
@@ -144,9 +145,9 @@ def kernel_shap_with_prior(
     delta = constrained_least_squares(a, b, zero)  # KernelSHAP of the residual game
     if n >= 4 * d:  # enough rows to tell the estimate's noise from signal
         strata = fpc = None
-        if caps:  # leverage: one block per size stratum, drawn without replacement
-            sizes = [part[0].shape[1] for part in sampled]
-            strata = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        if caps:  # leverage: size strata, drawn without replacement
+            strata = torch.repeat_interleave(torch.arange(len(stratum_sizes)),
+                                             torch.tensor(stratum_sizes))  # fmt: skip
             fpc = torch.tensor([1.0 - k / cap for k, cap in caps], dtype=torch.float64)
         var, dof = sandwich_variance(a, z, w, r - z @ delta, paired, strata, fpc,
                                      return_dof=True)  # fmt: skip
@@ -154,6 +155,24 @@ def kernel_shap_with_prior(
     else:  # too few samples: keep the prior
         shrink = torch.zeros(bsz, c, **f64)
     return _result(game, g + delta * shrink.unsqueeze(1), v0, dtype, n_evals)
+
+
+def _one_call_per_kind(
+    designs: list[tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[int]]:
+    """Leverage SHAP's blocks merged: one enumerated (2-D, shared) and one sampled (3-D) block.
+
+    The game is then called once for each kind, not once per size stratum. Also returns the
+    rows of each sampled stratum, in order.
+    """
+    shared = [(m, w) for m, w in designs if m.ndim == 2]
+    drawn = [(m, w) for m, w in designs if m.ndim == 3]
+    merged = []
+    if shared:
+        merged.append((torch.cat([m for m, _ in shared]), torch.cat([w for _, w in shared])))
+    if drawn:
+        merged.append((torch.cat([m for m, _ in drawn], 1), torch.cat([w for _, w in drawn], 1)))
+    return merged, [m.shape[1] for m, _ in drawn]
 
 
 def sandwich_variance(
