@@ -131,23 +131,37 @@ def run_dataset(name: str, cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
     return results
 
 
-def val_curve(folder: Path, name: str) -> list[tuple[int, float]]:
-    """``(epoch, val_l2)`` of one explainer, from its Lightning CSV log in the run folder."""
+def _metrics(folder: Path, name: str) -> list[dict[str, str]]:
+    """The rows of one explainer's Lightning CSV log in the run folder ([] when absent)."""
     import csv
 
     logs = sorted((folder / f"{name}_logs" / "logs").glob("version_*/metrics.csv"))
     if not logs:
         return []
     with logs[-1].open() as f:
-        return [(int(r["epoch"]), float(r["val_l2"])) for r in csv.DictReader(f) if r.get("val_l2")]
+        return list(csv.DictReader(f))
+
+
+def val_curve(folder: Path, name: str) -> list[tuple[int, float]]:
+    """``(epoch, val_l2)`` of one explainer, from its Lightning CSV log in the run folder."""
+    return [(int(r["epoch"]), float(r["val_l2"])) for r in _metrics(folder, name)
+            if r.get("val_l2")]
+
+
+def epoch_seconds(folder: Path, name: str) -> dict[int, float]:
+    """``{epoch: wall seconds}`` of one explainer (``epoch_s``, logged by ``fit_module``)."""
+    return {int(r["epoch"]): float(r["epoch_s"]) for r in _metrics(folder, name)
+            if r.get("epoch_s")}
 
 
 def minutes_to_reach(folder: Path, stages: dict[str, Any], reference: str = "fastshap"
                      ) -> dict[str, float | None]:
     """Training minutes until each explainer's validation l2 first reaches ``reference``'s best.
 
-    The time of epoch e is the label time (``labels``) plus (e + 1) / epochs of the fit time:
-    every epoch of a fixed schedule costs about the same. ``None``: never reached.
+    The time of epoch e is the label time (``labels``) plus the fit time times the share of
+    the logged epoch seconds up to e: SimSHAP's memory epochs call no surrogate and cost
+    less than its sampling epochs. Logs without ``epoch_s`` count every epoch the same.
+    ``None``: never reached.
     """
     curves = {name: val_curve(folder, name) for name in stages if name not in ("model",
                                                                                "surrogate")}
@@ -160,7 +174,15 @@ def minutes_to_reach(folder: Path, stages: dict[str, Any], reference: str = "fas
         label_s = float(st.get("label_s", 0.0))
         fit_s, epochs = float(st["train_s"]) - label_s, max(int(st["epochs"]), 1)
         hit = next((e for e, v in curve if v <= target), None)
-        out[name] = None if hit is None else (label_s + (hit + 1) / epochs * fit_s) / 60.0
+        if hit is None:
+            out[name] = None
+            continue
+        secs = epoch_seconds(folder, name)
+        if secs and all(e in secs for e in range(hit + 1)):
+            share = sum(secs[e] for e in range(hit + 1)) / sum(secs.values())
+        else:
+            share = (hit + 1) / epochs
+        out[name] = (label_s + share * fit_s) / 60.0
     return out
 
 

@@ -52,6 +52,9 @@ TABULAR_DEFAULTS: dict[str, Any] = {
         # SimSHAP (default target): regress on each row's mean target over the epochs so far;
         # null: on unless input_noise > 0 (a row's noisy copies are different inputs)
         "average_targets": None,
+        # SimSHAP (averaging targets): epochs after the max_epochs sampling epochs that fit g
+        # to the mean targets with no surrogate call (0: none)
+        "memory_epochs": 0,
         "normalize": True,
         "lr": 1e-3,
         "weight_decay": 0.0,

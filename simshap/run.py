@@ -198,6 +198,12 @@ class Run(RunFolder):
             extra: dict[str, Any] = {"centered": e["centered"], "target": target,
                                      "average_targets": False if target == "paper"
                                      else average}  # fmt: skip
+            if name == "simshap" and self._memory_epochs() > 0:
+                if average is False or (average is None and e.get("input_noise", 0.0)):
+                    raise UserError("explainer.memory_epochs fits SimSHAP to its mean targets, "
+                                    "so it needs averaged targets (average_targets: true or "
+                                    "null without input_noise); set memory_epochs: 0")  # fmt: skip
+                extra["sampling_epochs"] = e["max_epochs"]
         elif self.explainer_choices[name] is LabelRegression:
             extra = {"label_budget": e["label_budget"]}
         else:
@@ -242,13 +248,22 @@ class Run(RunFolder):
         """Epochs of an explainer: ``explainer.label_epochs`` for ``labels`` when set.
 
         A labels epoch calls no surrogate (the labels are stored), so many epochs are cheap.
+        ``simshap`` trains ``max_epochs`` sampling epochs plus ``explainer.memory_epochs``
+        epochs on its mean targets, which call no surrogate either.
         """
         e = self.config["explainer"]
         label_epochs = e.get("label_epochs")
         epochs = label_epochs if name == "labels" and label_epochs else e["max_epochs"]
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise UserError(f"explainer epochs must be a positive integer, got {epochs!r}")
-        return epochs
+        return epochs + (self._memory_epochs() if name == "simshap" else 0)
+
+    def _memory_epochs(self) -> int:
+        """``explainer.memory_epochs`` (0 when absent: image configs), checked."""
+        n = self.config["explainer"].get("memory_epochs", 0)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise UserError(f"explainer.memory_epochs must be an integer >= 0, got {n!r}")
+        return n
 
     @staticmethod
     def _module_loader(module: AmortizedExplainer, train: DataLoader) -> DataLoader:

@@ -123,6 +123,23 @@ def adamw_cosine(
     return opt
 
 
+class EpochTimer(pl.Callback):
+    """Logs ``epoch_s``, the wall seconds of each epoch (its training and validation).
+
+    Epochs of one run need not cost the same (SimSHAP's memory epochs call no surrogate), so
+    time-to-accuracy figures add these up instead of dividing the total by the epochs.
+    """
+
+    def __init__(self) -> None:
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # noqa: D102
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # noqa: D102
+        pl_module.log("epoch_s", time.perf_counter() - self._start, on_step=False, on_epoch=True)
+
+
 @dataclass
 class FitResult:
     """What :func:`fit_module` reports.
@@ -214,7 +231,7 @@ def fit_module(
         num_nodes=num_nodes,
         precision=precision,
         callbacks=[EarlyStopping(monitor=monitor, mode="min", patience=patience), ckpt,
-                   *keep_last, *(callbacks or [])],
+                   *keep_last, EpochTimer(), *(callbacks or [])],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
         logger=pl.loggers.CSVLogger(str(root), name="logs") if logged else False,

@@ -61,6 +61,14 @@ def test_minutes_to_fastshap_val_l2_reads_the_csv_logs(tmp_path: Path) -> None:
     assert out["simshap"] == pytest.approx(2 / 4 * 240 / 60)
     assert out["labels"] is None
 
+    # with logged epoch seconds, uneven epochs (memory epochs that call no surrogate) count
+    # by their share of the logged time: 3 + 1 of 3 + 1 + 1 + 1 seconds
+    timed = tmp_path / "simshap_logs" / "logs" / "version_0" / "metrics.csv"
+    timed.write_text(timed.read_text() + "".join(f"{e},{10 * e},,,{s}\n" for e, s in
+                                                 enumerate([3.0, 1.0, 1.0, 1.0])))
+    timed.write_text(timed.read_text().replace("train_loss,val_l2", "train_loss,val_l2,epoch_s"))
+    assert minutes_to_reach(tmp_path, stages)["simshap"] == pytest.approx(4 / 6 * 240 / 60)
+
 
 def test_schedule_variants_spend_equal_evaluations_and_ratios_pair_schedules() -> None:
     """benchmarks/tabular_schedule.py: every variant spends about the same surrogate

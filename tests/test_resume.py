@@ -30,8 +30,10 @@ RESUME_CONFIG = {
     "model": {"max_rounds": 50},
     "surrogate": {"hidden": 32, "layers": 2, "batch_size": 8, "masks_per_row": 2,
                   "max_epochs": 30, "patience": 1000, "cosine": True},
-    "explainer": {"hidden": 32, "layers": 2, "n_masks": 8, "batch_size": 8, "max_epochs": 24,
-                  "patience": 1000, "val_instances": 8, "val_budget": 512},
+    # SimSHAP: 8 sampling epochs, then 16 on its mean targets (the kill lands in either
+    # phase, and a resume from the sampling epochs crosses into the memory epochs)
+    "explainer": {"hidden": 32, "layers": 2, "n_masks": 8, "batch_size": 8, "max_epochs": 8,
+                  "memory_epochs": 16, "patience": 1000, "val_instances": 8, "val_budget": 512},
     "evaluation": {"n_instances": 4, "threshold": 0.2, "budgets": [64]},
     "trainer": {"accelerator": "cpu", "progress_bar": False},
 }
@@ -113,7 +115,7 @@ def test_stale_ground_truth_is_never_reused(tmp_path, monkeypatch):
 
     cfg = tmp_path / "c.yaml"
     small = {**RESUME_CONFIG, "surrogate": {**RESUME_CONFIG["surrogate"], "max_epochs": 2},
-             "explainer": {**RESUME_CONFIG["explainer"], "max_epochs": 1}}
+             "explainer": {**RESUME_CONFIG["explainer"], "max_epochs": 1, "memory_epochs": 0}}
     cfg.write_text(yaml.safe_dump(small))
     out = tmp_path / "run"
     assert main(["run", str(cfg), "--out", str(out)]) == 0
@@ -154,10 +156,14 @@ def test_two_process_ddp_draws_per_rank_masks_and_all_reduces(tmp_path):
         assert r0["logged"] == pytest.approx(r1["logged"], abs=1e-7)  # one all-reduced value
         assert r0["logged"] == pytest.approx((r0["local"] + r1["local"]) / 2, rel=1e-5)
         assert r0["local"] != pytest.approx(r1["local"], rel=1e-3)
-    # the target means: identical on both ranks, every row counted once per epoch (2 epochs)
+    # the target means: identical on both ranks, every row counted once per sampling epoch
+    # (2 epochs; the third fits the means and adds nothing)
     m0, m1 = (torch.load(tmp_path / f"rank{r}_memory.bin", weights_only=True) for r in (0, 1))
     assert torch.equal(m0["sums"], m1["sums"]) and torch.equal(m0["counts"], m1["counts"])
     assert torch.equal(m0["counts"], torch.full((64,), 2.0))
+    w0, w1 = (torch.load(tmp_path / f"rank{r}_simshap_net.bin", weights_only=True)
+              for r in (0, 1))
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)  # the memory epoch kept DDP in step
     # rank 0 alone writes: one file per stage, and one checkpoint folder
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["simshap.pt", "surrogate.pt"]
     assert sorted(p.name for p in (tmp_path / "surrogate_logs" / "checkpoints").iterdir()) == [

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import lightning.pytorch as pl
 import pytest
 import torch
 from test_input_noise import C, D, _spec, _surrogate  # the same tiny surrogate and network
@@ -125,3 +128,102 @@ def test_run_config_resolves_average_targets(tmp_path):
         run = TabularRun(tmp_path / "run", cfg)
         assert run.build_explainer("simshap", _surrogate()).averages_targets is expected
         assert not run.build_explainer("simshap_paper", _surrogate()).averages_targets
+
+
+@pytest.mark.timeout(300)
+def test_memory_epochs_fit_the_means_without_calling_the_surrogate():
+    """After ``sampling_epochs`` the steps draw nothing and call no surrogate; the memory
+    stays as the sampling epochs left it; and the loss is L2 to those means."""
+    surrogate = _surrogate()
+    torch.manual_seed(1)
+    x = torch.randn(24, D)
+    explainer = SimSHAP(_spec(), surrogate, n_masks=4, val_budget=32, seed=2, sampling_epochs=3,
+                        max_epochs_hint=7)
+    train = DataLoader(explainer.training_dataset(x), batch_size=8, sampler=EpochSampler(24, 0))
+    val = DataLoader(TensorDataset(x[:8]), batch_size=8)
+    calls: list[int] = []
+    real_sample = explainer.sample_values
+
+    def counting(xb):
+        calls.append(explainer.current_epoch)
+        return real_sample(xb)
+
+    explainer.sample_values = counting
+    seen: dict[str, Any] = {}
+
+    class Snapshot(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if module.current_epoch == 3:  # the memory and weights the fitting starts from
+                seen["sums"] = module.target_memory.sums.clone()
+                seen["net"] = {k: v.clone() for k, v in module.net.state_dict().items()}
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if module.current_epoch >= 3:
+                seen["memory_steps"] = seen.get("memory_steps", 0) + 1
+
+    fit_module(explainer, train, val, monitor="val_l2", max_epochs=7, patience=1000,
+               accelerator="cpu", progress_bar=False, callbacks=[Snapshot()])
+    assert sorted(set(calls)) == [0, 1, 2] and len(calls) == 3 * 3  # 3 batches per epoch
+    memory = explainer.target_memory
+    assert torch.equal(memory.counts, torch.full((24,), 3.0))
+    assert torch.equal(memory.sums, seen["sums"])
+    assert seen["memory_steps"] == 4 * 3
+    after = explainer.net.state_dict()
+    assert any(not torch.equal(after[k], v) for k, v in seen["net"].items())  # it still trains
+    # one memory step is exactly an L2 step to the rows' means
+    explainer.trainer.fit_loop.epoch_progress.current.completed = 5  # any memory epoch
+    explainer.log = lambda *args, **kwargs: None  # outside the fit loop
+    rows = torch.arange(8)
+    loss = explainer.training_step((x[:8], rows), 0)
+    means = memory.mean(rows)
+    assert torch.allclose(loss, torch.nn.functional.mse_loss(explainer.net(x[:8]), means))
+
+
+def test_sampling_epochs_is_checked():
+    surrogate = _surrogate()
+    for bad in (0, -1, 2.5, True, "3"):
+        with pytest.raises(UserError, match="sampling_epochs must be a positive integer"):
+            SimSHAP(_spec(), surrogate, sampling_epochs=bad)
+    for kwargs in ({"average_targets": False}, {"input_noise": 0.3}):
+        with pytest.raises(UserError, match="needs average_targets=True"):
+            SimSHAP(_spec(), surrogate, sampling_epochs=3, **kwargs)
+    explainer = SimSHAP(_spec(), surrogate, n_masks=4, val_budget=32, sampling_epochs=3)
+    x = torch.randn(8, D)
+    train = DataLoader(explainer.training_dataset(x), batch_size=8)
+    with pytest.raises(UserError, match="leaves no epoch to fit"):
+        fit_module(explainer, train, DataLoader(TensorDataset(x), batch_size=8),
+                   monitor="val_l2", max_epochs=3, accelerator="cpu", progress_bar=False)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"memory_epochs": -1}, "memory_epochs must be an integer >= 0"),
+    ({"memory_epochs": 1.5}, "memory_epochs must be an integer >= 0"),
+    ({"memory_epochs": 5, "average_targets": False}, "needs averaged targets"),
+    ({"memory_epochs": 5, "input_noise": 0.3}, "needs averaged targets"),
+])
+def test_run_config_checks_memory_epochs(tmp_path, change, message):
+    from simshap.config import TABULAR_DEFAULTS, merge_config
+    from simshap.pipeline import TabularRun
+
+    cfg = merge_config(TABULAR_DEFAULTS, {"dataset": "breast_cancer", "explainer": change})
+    run = TabularRun(tmp_path / "run", cfg)
+    with pytest.raises(UserError, match=message):
+        run.build_explainer("simshap", _surrogate())
+
+
+def test_run_config_memory_epochs_follow_the_sampling_epochs(tmp_path):
+    from simshap.config import TABULAR_DEFAULTS, merge_config
+    from simshap.pipeline import TabularRun
+
+    cfg = merge_config(TABULAR_DEFAULTS, {"dataset": "breast_cancer",
+                                          "explainer": {"max_epochs": 30, "memory_epochs": 20}})
+    run = TabularRun(tmp_path / "run", cfg)
+    sim = run.build_explainer("simshap", _surrogate())
+    assert run.explainer_epochs("simshap") == 50
+    assert sim.hparams.sampling_epochs == 30 and sim.hparams.max_epochs_hint == 50
+    # the other explainers keep max_epochs (the paper target and FastSHAP draw every epoch)
+    for name in ("simshap_paper", "fastshap"):
+        assert run.explainer_epochs(name) == 30
+        assert run.build_explainer(name, _surrogate()).hparams.max_epochs_hint == 30
+    assert run.build_explainer("simshap_paper", _surrogate()).hparams.get(
+        "sampling_epochs") is None

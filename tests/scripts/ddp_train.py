@@ -67,14 +67,16 @@ def main(out: Path) -> None:
         save_surrogate(surrogate, out / "surrogate.pt")
     explainer = SimSHAP({"kind": "mlp", "in_features": d, "num_players": d, "num_classes": 2,
                          "hidden": 16, "layers": 2}, surrogate.eval(), n_masks=4,
-                        val_budget=64, seed=5)
+                        val_budget=64, seed=5, sampling_epochs=2)
     # (x, row index) batches: the default target regresses on each row's mean target
     xtrain = DataLoader(explainer.training_dataset(x), batch_size=16, sampler=EpochSampler(n, 0))
     xval = DataLoader(TensorDataset(x[:32]), batch_size=16)
+    # two sampling epochs, then one on the mean targets
     fit_module(explainer, xtrain, xval, monitor="val_l2", out_dir=out / "simshap_logs",
-               **trainer, callbacks=[Record(out, "simshap", "val_l2")])
+               **{**trainer, "max_epochs": 3}, callbacks=[Record(out, "simshap", "val_l2")])
     memory = explainer.target_memory  # every rank keeps the means of all rows
     torch.save(memory.state_dict(), out / f"rank{dist.get_rank()}_memory.bin")
+    torch.save(explainer.net.state_dict(), out / f"rank{dist.get_rank()}_simshap_net.bin")
     if is_rank_zero():
         save_explainer(explainer, out / "simshap.pt")
 
