@@ -385,8 +385,8 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
             seed: seed of the masks, the shuffling and the initialization.
             out_dir: folder for Lightning checkpoints (resumable); default a temporary one.
             trainer: more :func:`~simshap.training.fit_module` options (``accelerator``...).
-            **options: options of the explainer class (SimSHAP's ``target``, FastSHAP's
-                ``normalize``...).
+            **options: options of the explainer class (SimSHAP's ``target`` or
+                ``sampling_epochs``, below ``max_epochs``; FastSHAP's ``normalize``...).
 
         Returns:
             The trained explainer, in eval mode; ``explainer(rows)`` explains raw rows.
