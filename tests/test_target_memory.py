@@ -106,8 +106,12 @@ def test_average_targets_needs_the_default_target_and_indexed_batches():
 @pytest.mark.parametrize(("change", "message"), [
     ({"average_targets": "yes"}, "true, false or null"),
     ({"average_targets": True, "target": "paper"}, "needs explainer.target: default"),
+    ({"memory_epochs": -1}, "memory_epochs must be an integer >= 0"),
+    ({"memory_epochs": 1.5}, "memory_epochs must be an integer >= 0"),
+    ({"memory_epochs": 5, "average_targets": False}, "needs averaged targets"),
+    ({"memory_epochs": 5, "input_noise": 0.3}, "needs averaged targets"),
 ])
-def test_run_config_checks_average_targets(tmp_path, change, message):
+def test_run_config_checks_averaging_options(tmp_path, change, message):
     from simshap.config import TABULAR_DEFAULTS, merge_config
     from simshap.pipeline import TabularRun
 
@@ -193,22 +197,6 @@ def test_sampling_epochs_is_checked():
     with pytest.raises(UserError, match="leaves no epoch to fit"):
         fit_module(explainer, train, DataLoader(TensorDataset(x), batch_size=8),
                    monitor="val_l2", max_epochs=3, accelerator="cpu", progress_bar=False)
-
-
-@pytest.mark.parametrize(("change", "message"), [
-    ({"memory_epochs": -1}, "memory_epochs must be an integer >= 0"),
-    ({"memory_epochs": 1.5}, "memory_epochs must be an integer >= 0"),
-    ({"memory_epochs": 5, "average_targets": False}, "needs averaged targets"),
-    ({"memory_epochs": 5, "input_noise": 0.3}, "needs averaged targets"),
-])
-def test_run_config_checks_memory_epochs(tmp_path, change, message):
-    from simshap.config import TABULAR_DEFAULTS, merge_config
-    from simshap.pipeline import TabularRun
-
-    cfg = merge_config(TABULAR_DEFAULTS, {"dataset": "breast_cancer", "explainer": change})
-    run = TabularRun(tmp_path / "run", cfg)
-    with pytest.raises(UserError, match=message):
-        run.build_explainer("simshap", _surrogate())
 
 
 def test_run_config_memory_epochs_follow_the_sampling_epochs(tmp_path):
