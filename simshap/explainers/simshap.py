@@ -177,8 +177,9 @@ class SimSHAP(AmortizedExplainer):
 
     def on_fit_start(self) -> None:  # noqa: D102
         super().on_fit_start()
-        n, total = self.hparams.get("sampling_epochs"), self.trainer.max_epochs
-        if n is not None and total is not None and 0 <= total <= n:
+        n, trainer = self.hparams.get("sampling_epochs"), self._trainer  # None: called alone
+        total = trainer.max_epochs if n is not None and trainer is not None else None
+        if total is not None and 0 <= total <= n:
             raise UserError(f"sampling_epochs={n} leaves no epoch to fit the mean targets "
                             f"within the trainer's max_epochs={total}: set max_epochs to "
                             "sampling_epochs plus the fitting epochs")  # fmt: skip
