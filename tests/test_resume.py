@@ -161,9 +161,6 @@ def test_two_process_ddp_draws_per_rank_masks_and_all_reduces(tmp_path):
     m0, m1 = (torch.load(tmp_path / f"rank{r}_memory.bin", weights_only=True) for r in (0, 1))
     assert torch.equal(m0["sums"], m1["sums"]) and torch.equal(m0["counts"], m1["counts"])
     assert torch.equal(m0["counts"], torch.full((64,), 2.0))
-    w0, w1 = (torch.load(tmp_path / f"rank{r}_simshap_net.bin", weights_only=True)
-              for r in (0, 1))
-    assert all(torch.equal(w0[k], w1[k]) for k in w0)  # the memory epoch kept DDP in step
     # rank 0 alone writes: one file per stage, and one checkpoint folder
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["simshap.pt", "surrogate.pt"]
     assert sorted(p.name for p in (tmp_path / "surrogate_logs" / "checkpoints").iterdir()) == [

@@ -76,7 +76,6 @@ def main(out: Path) -> None:
                **{**trainer, "max_epochs": 3}, callbacks=[Record(out, "simshap", "val_l2")])
     memory = explainer.target_memory  # every rank keeps the means of all rows
     torch.save(memory.state_dict(), out / f"rank{dist.get_rank()}_memory.bin")
-    torch.save(explainer.net.state_dict(), out / f"rank{dist.get_rank()}_simshap_net.bin")
     if is_rank_zero():
         save_explainer(explainer, out / "simshap.pt")
 
