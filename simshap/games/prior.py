@@ -353,10 +353,10 @@ def _mean_distance(m: torch.Tensor, sd: torch.Tensor, k: int) -> torch.Tensor:
     float64 (k above about 100) h_k(λ) ≈ sqrt(λ² + k - 1/2) throughout, within 6.3e-4 of it
     for k >= 99 and closer as k grows.
     """
-    far = (m.pow(2) + (k - 1) * sd.pow(2)).sqrt()
     tabled = _distance_table(k)
     if tabled is None:
         return (m.pow(2) + (k - 0.5) * sd.pow(2)).sqrt()
+    far = (m.pow(2) + (k - 1) * sd.pow(2)).sqrt()
     table, lam_max = tabled[0].to(m), tabled[1]
     step = lam_max / (_LAMBDA_POINTS - 1)
     lam = m / sd.clamp_min(1e-300)
