@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from simshap.errors import UserError
+from simshap.explainers import SimSHAP
 from simshap.games.prior import (
     VAR_GRID,
     _mean_distance,
@@ -20,6 +21,7 @@ from simshap.games.prior import (
     mixture_weight,
 )
 from simshap.games.values import FunctionGame
+from simshap.surrogate import Surrogate
 
 F64 = torch.float64
 
@@ -100,3 +102,36 @@ def test_the_loss_is_checked() -> None:
                         num_instances=1)  # fmt: skip
     with pytest.raises(UserError, match="loss must be one of"):
         kernel_shap_with_prior(game, torch.zeros(1, 4, 1), 0.1, 8, loss="median")
+
+
+@pytest.mark.timeout(120)
+def test_the_explainer_passes_its_loss_to_the_refinement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``explainer(x, budget=k, loss=...)`` refines with that loss (``"l2"`` by default)."""
+    import simshap.explainers.base as base_mod
+
+    d, c = 12, 2
+    torch.manual_seed(0)
+    surrogate = Surrogate({"kind": "mlp", "in_features": d, "num_classes": c, "hidden": 32,
+                           "layers": 2}, {"kind": "identity", "num_features": d}).eval()
+    spec = {"kind": "mlp", "in_features": d, "num_players": d, "num_classes": c, "hidden": 32,
+            "layers": 2}  # fmt: skip
+    explainer = SimSHAP(spec, surrogate)
+    explainer.prior_var.fill_(1e-3)
+    x = torch.randn(8, d)
+    seen = []
+    real = base_mod.kernel_shap_with_prior
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("loss"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(base_mod, "kernel_shap_with_prior", spy)
+    for loss in (None, "l2", "squared"):
+        extra = {} if loss is None else {"loss": loss}
+        got = explainer(x, budget=64, generator=torch.Generator().manual_seed(0), **extra)
+        ref = real(explainer.game(x), explainer(x).values, explainer.prior_variances(), 64,
+                   generator=torch.Generator().manual_seed(0), loss=loss or "l2")  # fmt: skip
+        torch.testing.assert_close(got.values, ref.values.float())
+    assert seen == ["l2", "l2", "squared"]
+    with pytest.raises(UserError, match="loss must be one of"):
+        explainer(x, budget=64, loss="l1")

@@ -238,6 +238,7 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
         batch_size: int = 4096,
         budget: int | None = None,
         generator: torch.Generator | None = None,
+        loss: str = "l2",
     ) -> ShapleyValues:
         """Explain raw inputs: ``explainer(x)``, or ``explainer(x, budget=k)`` to refine.
 
@@ -255,6 +256,8 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
             batch_size: inputs per forward pass.
             budget: game evaluations per instance for the refinement (needs the surrogate).
             generator: ``torch.Generator`` for the refinement's coalitions.
+            loss: what the refinement minimizes under its posterior: ``"l2"`` (the expected l2
+                distance to the Shapley values) or ``"squared"`` (the squared one).
 
         Returns:
             :class:`~simshap.ShapleyValues` with values ``(B, d, C)``, ``base_values`` v(∅),
@@ -273,7 +276,7 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
             game = self.game(self._check_inputs(x))
             with torch.no_grad():
                 refined = kernel_shap_with_prior(game, values, self.prior_variances(), budget,
-                                                 generator=generator)  # fmt: skip
+                                                 generator=generator, loss=loss)  # fmt: skip
             values, n_evals = refined.values.float(), refined.n_evals
             method = f"{method}+kernel_shap@{budget}"
         b, d, c = values.shape
