@@ -103,8 +103,7 @@ def kernel_shap_with_prior(
     """
     check_game(game)
     d, bsz = game.num_players, game.num_instances
-    if loss not in LOSSES:
-        raise UserError(f"loss must be one of {LOSSES}, got {loss!r}")
+    _check_loss(loss)  # before any game evaluation: below 4d samples no weight is computed
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2:
         raise UserError(f"budget must be an integer >= 2 evaluations (∅ and N), got {budget!r}")
     v0, v1 = empty_and_full(game)
@@ -301,8 +300,7 @@ def mixture_weight(
     Returns:
         ``(B, C)`` weights in [0, 1].
     """
-    if loss not in LOSSES:
-        raise UserError(f"loss must be one of {LOSSES}, got {loss!r}")
+    _check_loss(loss)
     dof = max(delta.shape[1] - 1, 1)
     if var_dof is None:
         sigma2 = var.unsqueeze(0)  # (1, B, C)
@@ -319,9 +317,11 @@ def mixture_weight(
         return (post * w).sum((0, 1))
     sd = (w * sigma2.unsqueeze(0)).clamp_min(0.0).sqrt()  # sqrt(v), (K, G, B, C)
     norm = delta.pow(2).sum(1).sqrt()  # ||δ̂||, (B, C)
+    tabled = _distance_table(dof)
+    table = None if tabled is None else (tabled[0].to(norm), tabled[1])  # once, on the device
 
     def expected_distance(a: torch.Tensor) -> torch.Tensor:
-        return (post * _mean_distance((a - w).abs() * norm, sd, dof)).sum((0, 1))
+        return (post * _mean_distance((a - w).abs() * norm, sd, dof, table)).sum((0, 1))
 
     # golden-section search, one new evaluation per step: the interval shrinks by 0.618
     lo, hi = torch.zeros_like(norm), torch.ones_like(norm)
@@ -338,14 +338,27 @@ def mixture_weight(
 
 
 LOSSES = ("l2", "squared")
+
+
+def _check_loss(loss: str) -> None:
+    if loss not in LOSSES:
+        raise UserError(f"loss must be one of {LOSSES}, got {loss!r}")
+
 VAR_GRID = 16  # σ² quantiles the weight averages over when σ̂² has finite degrees of freedom
 GOLDEN_STEPS = 32  # golden-section steps for loss="l2": the weight to within 0.618^32 ≈ 2e-7
 _INV_PHI = (5**0.5 - 1) / 2
 _LAMBDA_MIN_MAX, _LAMBDA_POINTS = 20.0, 4001  # table of h_k; beyond it, its asymptote
 
 
-def _mean_distance(m: torch.Tensor, sd: torch.Tensor, k: int) -> torch.Tensor:
+def _mean_distance(
+    m: torch.Tensor,
+    sd: torch.Tensor,
+    k: int,
+    table: tuple[torch.Tensor, float] | None = None,
+) -> torch.Tensor:
     """E||μ + sd · Z|| for ||μ|| = ``m`` and Z ~ N(0, I_k): sd · h_k(m / sd), elementwise.
+
+    ``table`` is :func:`_distance_table` (k) already on ``m``'s device; by default it is looked up.
 
     h_k is read from a table on λ in [0, λ_max], λ_max = max(20, 2 sqrt(k)) (linear
     interpolation; exact at the nodes); beyond it, and where sd = 0, h_k is its asymptote
@@ -353,11 +366,13 @@ def _mean_distance(m: torch.Tensor, sd: torch.Tensor, k: int) -> torch.Tensor:
     float64 (k above about 100) h_k(λ) ≈ sqrt(λ² + k - 1/2) throughout, within 6.3e-4 of it
     for k >= 99 and closer as k grows.
     """
-    tabled = _distance_table(k)
-    if tabled is None:
+    if table is None:
+        tabled = _distance_table(k)
+        table = None if tabled is None else (tabled[0].to(m), tabled[1])
+    if table is None:
         return (m.pow(2) + (k - 0.5) * sd.pow(2)).sqrt()
     far = (m.pow(2) + (k - 1) * sd.pow(2)).sqrt()
-    table, lam_max = tabled[0].to(m), tabled[1]
+    table, lam_max = table
     step = lam_max / (_LAMBDA_POINTS - 1)
     lam = m / sd.clamp_min(1e-300)
     pos = (lam / step).clamp(max=_LAMBDA_POINTS - 1.000001)
