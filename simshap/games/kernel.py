@@ -143,10 +143,12 @@ def kernel_shap(
         min_rounds: fewest rounds before convergence is tested.
         max_evals: safety cap on evaluations per instance in convergence mode (a warning says
             when it stops the run early).
-        adjust: ``"tree"``: regression adjustment (:mod:`simshap.games.adjusted`): a LightGBM
-            model of the sampled values contributes its exact Shapley values and KernelSHAP
-            estimates only the residual (cross-fitted; budget mode; needs ``lightgbm``, and
-            ``shap`` above 14 players). It spends no extra game evaluations.
+        adjust: ``"tree"``: regression adjustment (:mod:`simshap.games.adjusted`): a model of
+            the sampled values (the linear fit plus LightGBM trees) contributes its exact Shapley
+            values and KernelSHAP estimates only the residual (5-fold cross-fitted; budget mode,
+            at least 6; needs ``lightgbm``, and ``shap`` above 14 players). It spends no extra
+            game evaluations but fits 5 tree models per instance and output, so it pays off
+            where the game is expensive. Best with ``sampling="leverage"``.
         tree_options: LightGBM options for ``adjust="tree"``.
         n_samples: deprecated: coalitions besides ∅ and N (``budget = n_samples + 2``).
 
