@@ -13,13 +13,8 @@ import torch
 
 from simshap.errors import UserError
 from simshap.explainers import SimSHAP
-from simshap.games.prior import (
-    VAR_GRID,
-    _mean_distance,
-    chi2_quantiles,
-    kernel_shap_with_prior,
-    mixture_weight,
-)
+from simshap.games.posterior import VAR_GRID, _mean_distance, chi2_quantiles, mixture_weight
+from simshap.games.prior import kernel_shap_with_prior
 from simshap.games.values import FunctionGame
 from simshap.surrogate import Surrogate
 
