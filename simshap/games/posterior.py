@@ -16,15 +16,16 @@ import torch
 
 from simshap.errors import UserError
 
-__all__ = ["mixture_weight", "chi2_quantiles", "LOSSES", "VAR_GRID", "GOLDEN_STEPS"]
+__all__ = ["mixture_weight", "chi2_quantiles", "check_loss", "LOSSES", "VAR_GRID", "GOLDEN_STEPS"]
 
 LOSSES = ("l2", "squared")
 
 
-def _check_loss(loss: str) -> None:
+def check_loss(loss: str) -> None:
     """Refuse a loss other than those in :data:`LOSSES`."""
     if loss not in LOSSES:
         raise UserError(f"loss must be one of {LOSSES}, got {loss!r}")
+
 
 VAR_GRID = 16  # σ² quantiles the weight averages over when σ̂² has finite degrees of freedom
 GOLDEN_STEPS = 32  # golden-section steps for loss="l2": the weight to within 0.618^32 ≈ 2e-7
@@ -63,7 +64,7 @@ def mixture_weight(
     Returns:
         ``(B, C)`` weights in [0, 1].
     """
-    _check_loss(loss)
+    check_loss(loss)
     dof = max(delta.shape[1] - 1, 1)
     if var_dof is None:
         sigma2 = var.unsqueeze(0)  # (1, B, C)

@@ -55,7 +55,7 @@ from simshap.games.contract import empty_and_full, game_device
 from simshap.games.estimators import check_game, evaluate_in_chunks, float_dtype
 from simshap.games.kernel import kernel_designs
 from simshap.games.leverage import leverage_allocation, leverage_designs
-from simshap.games.posterior import _check_loss, chi2_quantiles, mixture_weight
+from simshap.games.posterior import check_loss, chi2_quantiles, mixture_weight
 from simshap.games.regression import constrained_least_squares, gram, kkt_matrix, moment
 from simshap.shapley_values import ShapleyValues
 
@@ -103,7 +103,7 @@ def kernel_shap_with_prior(
     """
     check_game(game)
     d, bsz = game.num_players, game.num_instances
-    _check_loss(loss)  # before any game evaluation: below 4d samples no weight is computed
+    check_loss(loss)  # before any game evaluation: below 4d samples no weight is computed
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2:
         raise UserError(f"budget must be an integer >= 2 evaluations (∅ and N), got {budget!r}")
     v0, v1 = empty_and_full(game)
