@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
+
+from simshap.errors import UserError
+from simshap.files import fault_point
 
 __all__ = [
     "EpochSampler",
@@ -123,6 +130,41 @@ def adamw_cosine(
     return opt
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """A ``ModelCheckpoint`` whose restored paths always lie in its own folder.
+
+    Lightning keeps absolute paths (``best_model_path``...) in a checkpoint's callback state and
+    restores them on resume. Read back from a file, those paths are untrusted: a crafted
+    ``last.ckpt`` could point at any file, and a moved run folder points at the old folder.
+    Here every restored path is replaced by the file of the same name in this callback's own
+    ``dirpath``, and only the names this project writes (``best.ckpt``, ``last.ckpt``) are
+    accepted.
+    """
+
+    ALLOWED = ("best.ckpt", "last.ckpt")
+
+    def _inside(self, path: str) -> str:
+        if not path:
+            return path
+        name = Path(str(path)).name
+        if name not in self.ALLOWED:
+            raise UserError(
+                f"the checkpoint names the file {path!r}, which this project never writes; the "
+                "run folder was altered: rerun with --overwrite to train this stage afresh"
+            )
+        return str(Path(str(self.dirpath)) / name)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
+        state = dict(state_dict)
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if key in state:
+                state[key] = self._inside(state[key])
+        if "best_k_models" in state:
+            state["best_k_models"] = {self._inside(k): v for k, v in state["best_k_models"].items()}
+        state["dirpath"] = self.dirpath  # the folder may have moved: it is this one
+        super().load_state_dict(state)
+
+
 class EpochTimer(pl.Callback):
     """Logs ``epoch_s``, the wall seconds of each epoch (its training and validation).
 
@@ -138,6 +180,54 @@ class EpochTimer(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # noqa: D102
         pl_module.log("epoch_s", time.perf_counter() - self._start, on_step=False, on_epoch=True)
+
+
+class _FaultPoints(pl.Callback):
+    """Fault-injection points after each epoch's checkpoint (see :func:`simshap.files.fault_point`)."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # noqa: D102
+        fault_point("train.epoch")
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    """Whether a checkpoint loads weights-only (a truncated or crafted one does not)."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # truncated, bit-flipped, or holding code
+        return False
+    return isinstance(blob, dict) and "state_dict" in blob
+
+
+#: Lightning's messages that say nothing a user can act on (hardware summary, tips, log cadence)
+_LIGHTNING_NOISE = (
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*smaller than the logging interval.*",
+    r".*module\(s\) in eval mode at the start of training.*",
+    r".*does not have many workers which may be a bottleneck.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
+)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning without its banner, tips and the warnings a user cannot act on.
+
+    Errors and the warnings that matter (a diverging loss, a bad checkpoint) still show.
+    """
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch.utilities.rank_zero",
+                                              "lightning.fabric.utilities.rank_zero",
+                                              "lightning.pytorch.accelerators.cuda")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for pattern in _LIGHTNING_NOISE:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 @dataclass
@@ -208,10 +298,14 @@ def fit_module(
     last = root / "checkpoints" / "last.ckpt"
     if not resume and (root / "checkpoints").exists():
         shutil.rmtree(root / "checkpoints")
+    if logged and resume and last.is_file() and not _readable_checkpoint(last):
+        print(f"[simshap] {last} is unreadable (truncated or altered); training this stage "
+              "afresh", flush=True)  # fmt: skip
+        shutil.rmtree(root / "checkpoints")
     ckpt_path = str(last) if logged and resume and last.is_file() else None
     if ckpt_path is not None:
         print(f"[simshap] resuming from {last}", flush=True)
-    ckpt = ModelCheckpoint(
+    ckpt = RunCheckpoint(
         dirpath=root / "checkpoints",
         monitor=monitor,
         mode="min",
@@ -221,32 +315,39 @@ def fit_module(
     )
     # last.ckpt after every epoch (ModelCheckpoint(save_last=True) writes it only in epochs
     # that improve the monitored metric); listed after `ckpt` so it holds ckpt's latest state
-    keep_last = [ModelCheckpoint(dirpath=root / "checkpoints", filename="last", monitor=None,
-                                 save_top_k=1, enable_version_counter=False)] if logged else []
-    trainer = pl.Trainer(
-        max_epochs=max_epochs,
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        num_nodes=num_nodes,
-        precision=precision,
-        callbacks=[EarlyStopping(monitor=monitor, mode="min", patience=patience), ckpt,
-                   *keep_last, EpochTimer(), *(callbacks or [])],
-        enable_progress_bar=progress_bar,
-        enable_model_summary=False,
-        logger=pl.loggers.CSVLogger(str(root), name="logs") if logged else False,
-        default_root_dir=str(root),
-        num_sanity_val_steps=0,
-        max_time=max_time,
-        deterministic=False,
-    )
+    keep_last = [RunCheckpoint(dirpath=root / "checkpoints", filename="last", monitor=None,
+                               save_top_k=1, enable_version_counter=False)] if logged else []
+    with quiet_lightning():
+        trainer = pl.Trainer(
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            num_nodes=num_nodes,
+            precision=precision,
+            callbacks=[EarlyStopping(monitor=monitor, mode="min", patience=patience), ckpt,
+                       *keep_last, EpochTimer(), _FaultPoints(), *(callbacks or [])],
+            enable_progress_bar=progress_bar,
+            enable_model_summary=False,
+            logger=pl.loggers.CSVLogger(str(root), name="logs") if logged else False,
+            default_root_dir=str(root),
+            num_sanity_val_steps=0,
+            max_time=max_time,
+            deterministic=False,
+        )
     start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    with quiet_lightning():
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
     seconds = time.perf_counter() - start
     best = ckpt.best_model_path
     if best:
-        # our own checkpoint, written a moment ago by this process
-        state = torch.load(best, map_location=module.device, weights_only=False)["state_dict"]
+        # the file of that name in this run's own folder, never a path read from a file
+        best = str(root / "checkpoints" / Path(best).name)
+        try:
+            state = torch.load(best, map_location=module.device, weights_only=True)["state_dict"]
+        except Exception as err:  # truncated, or holding code: nothing is unpickled
+            raise UserError(f"{best} is unreadable ({type(err).__name__}); the run folder was "
+                            "altered: rerun with --overwrite to train this stage afresh") from None
         module.load_state_dict(state)
     score = ckpt.best_model_score
     return FitResult(
