@@ -30,7 +30,7 @@ SECTION = "## Do explanations follow predictions? Causal study on a CNN zoo (iss
 GRADIENT = ("gradient", "smoothgrad", "integrated_gradients", "gradcam")
 LABEL = {"identity": "Identity", "gradient": "Grad", "smoothgrad": "SG",
          "integrated_gradients": "IG", "gradcam": "Grad-CAM", "shapley": "Shapley"}
-CONFIGS = {"digits": "configs/causal_digits.yaml", "fashion_mnist": "configs/causal_fmnist.yaml"}
+CONFIGS = {"digits": "simshap/configs/causal_digits.yaml", "fashion_mnist": "simshap/configs/causal_fmnist.yaml"}
 
 
 def _ci(point: float, draws: list[float], level: float) -> list[float]:

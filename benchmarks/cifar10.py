@@ -107,7 +107,7 @@ def datasets(data_dir: str | None) -> list[str]:
 
 
 def make_run(name: str, args: argparse.Namespace, smoke: bool) -> ImageRun:
-    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+    cfg = load_config(ROOT / "simshap" / "configs" / f"{name}.yaml")
     cfg["data_dir"] = str(resolve_data_dir(args.data_dir))
     minutes = int(args.stage_minutes)
     cfg["trainer"]["max_time"] = f"00:{minutes // 60:02d}:{minutes % 60:02d}:00"

@@ -34,7 +34,7 @@ from simshap.config import load_config  # noqa: E402
 from simshap.data.tabular import resolve_data_dir  # noqa: E402
 from simshap.image_pipeline import ImageRun  # noqa: E402
 
-CONFIG = ROOT / "configs" / "cifar10-cpu.yaml"
+CONFIG = ROOT / "simshap" / "configs" / "cifar10-cpu.yaml"
 RESULTS = ROOT / "benchmarks" / "results"
 SECTION = "## CIFAR-10 on a CPU: the 30-minute proof (issue 13)"
 

@@ -105,7 +105,7 @@ def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def config_for(name: str, data_dir: str | None, quick: bool) -> dict[str, Any]:
     """The merged config of ``configs/<name>.yaml`` (with the quick overrides)."""
-    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+    cfg = load_config(ROOT / "simshap" / "configs" / f"{name}.yaml")
     if data_dir is not None:
         cfg["data_dir"] = data_dir
     if quick:

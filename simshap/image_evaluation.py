@@ -25,7 +25,9 @@ from simshap.evaluation.timing import seconds_per_instance, timed
 from simshap.fingerprint import fingerprint
 from simshap.io import load_explainer
 from simshap.models.speedups import apply_speedups
+from simshap.files import torch_save_atomic
 from simshap.run import EXPLAINERS as _ALL_EXPLAINERS
+from simshap.run import read_cache
 
 __all__ = ["EXPLAINERS", "ImageEvaluation"]
 
@@ -49,7 +51,10 @@ class ImageEvaluation:
         and their timings are cached in ``attributions/`` so an interrupted evaluation resumes;
         ``overwrite=True`` recomputes everything.
         """
-        self._write_output("results.json", overwrite)
+        self._require("surrogate.pt", "surrogate", "fit-surrogate")
+        for name in self.explainer_names:
+            self._require(f"{name}.pt", name, "fit-explainer")
+        self.begin("evaluate", overwrite)
         cache = self.path("attributions")
         if overwrite and cache.exists():
             shutil.rmtree(cache)
@@ -99,18 +104,20 @@ class ImageEvaluation:
             "paired": paired_differences(curves, list(EXPLAINERS), ["random", "ig", "fastshap"]),
             "environment": environment(),
         }
-        torch.save(curves, self.path("curves.pt"))
-        self.path("results.json").write_text(json.dumps(results, indent=2))
-        self.path("results.md").write_text(image_results_table(results))
+        torch_save_atomic(curves, self.path("curves.pt"))
+        self.write("results.json", json.dumps(results, indent=2))
+        self.write("results.md", image_results_table(results))
         images = self.data.denormalize(x).cpu()
         labels = [METHOD_LABELS.get(m, m) for m in attrs]
         class_names = getattr(self.data, "classes", None)
         k = int(self.config["evaluation"]["figure_images"])
-        attribution_grid(images[:k], tgt[:k], {lab: a["values"] for lab, a in
-                         zip(labels, attrs.values(), strict=True)}, class_names,
-                         self.path("figure3.png"))  # fmt: skip
-        mean_curves({METHOD_LABELS.get(m, m): c for m, c in curves.items()},
-                    self.path("curves.png"))  # fmt: skip
+        self.write("figure3.png", lambda p: attribution_grid(
+            images[:k], tgt[:k], {lab: a["values"] for lab, a in
+                                  zip(labels, attrs.values(), strict=True)}, class_names, p))
+        self.write("curves.png", lambda p: mean_curves(
+            {METHOD_LABELS.get(m, m): c for m, c in curves.items()}, p))
+        self.commit("evaluate", ["results.json", "results.md", "curves.pt", "figure3.png",
+                                 "curves.png"], after=["model", "surrogate", *self.explainer_names])
         return results
 
     def _cached_attribution(
@@ -129,14 +136,13 @@ class ImageEvaluation:
             {"method": name, "options": self.config["evaluation"].get(name, {}),
              "seed": self.seed}, x, tgt,
         )
-        if path.exists():
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            if blob.get("key") == key:
-                return blob
+        blob = read_cache(path)
+        if blob.get("key") == key:
+            return blob
         values, seconds, used, reason = self._attribute(name, x, tgt, classifier)
         blob = {"values": values.detach().float().cpu(), "seconds": float(seconds), "used": used,
                 "fallback_reason": reason, "target": tgt.cpu(), "key": key}  # fmt: skip
-        torch.save(blob, path)
+        torch_save_atomic(blob, path)
         return blob
 
     def _attribute(
@@ -146,7 +152,8 @@ class ImageEvaluation:
         rows = torch.arange(n, device=x.device)
         grid = (x.shape[-2] // self.superpixel_size, x.shape[-1] // self.superpixel_size)
         if name in EXPLAINERS:
-            explainer = load_explainer(self._require(f"{name}.pt", "fit-explainer"), self.device)
+            explainer = load_explainer(self._require(f"{name}.pt", name, "fit-explainer"),
+                                       self.device)
             apply_speedups(explainer.net, self.device, self.channels_last)
             if explainer.surrogate is not None:
                 apply_speedups(explainer.surrogate.net, self.device, self.channels_last)

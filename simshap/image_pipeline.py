@@ -38,6 +38,7 @@ from simshap.classifier import ImageClassifier
 from simshap.config import IMAGE_DATASETS
 from simshap.data.image_modules import CIFAR10DataModule, FashionMNISTDataModule, ImageDataModule
 from simshap.errors import UserError
+from simshap.files import torch_save_atomic
 from simshap.evaluation.image_scores import METHOD_LABELS
 from simshap.evaluation.report import image_results_table
 from simshap.explainers.base import AmortizedExplainer
@@ -70,9 +71,10 @@ class ImageRun(ImageEvaluation, Run):
 
     model_file = "classifier.pt"
     explainer_choices = EXPLAINERS
+    modality = "image"
 
     def __init__(self, out: str | Path, config: dict[str, Any] | None = None) -> None:
-        super().__init__(out, config, example_config="configs/cifar10-subset.yaml")
+        super().__init__(out, config, example_config="cifar10-subset")
         if self.config["dataset"] not in IMAGE_DATASETS:
             raise UserError(
                 f"ImageRun handles {IMAGE_DATASETS}, got dataset {self.config['dataset']!r}"
@@ -153,31 +155,32 @@ class ImageRun(ImageEvaluation, Run):
 
     def fit_model(self, overwrite: bool = False) -> dict[str, float]:
         """Train the original ResNet-18 (augmented batches); returns its accuracy and time."""
-        target = self._write_output("classifier.pt", overwrite)
+        self.begin("model", overwrite)
         m = self.config["model"]
         torch.manual_seed(self.seed)
         module = self.build_classifier()
         train, val = self._loaders(m["batch_size"], self.config["data"]["augment"])
         fit = fit_module(
             module, train, val, monitor="val_loss", max_epochs=m["max_epochs"],
-            patience=m["patience"], out_dir=self.path("classifier_logs"), resume=not overwrite,
-            **self.trainer_kwargs(),
+            patience=m["patience"], out_dir=self.logs("classifier", [], overwrite),
+            resume=not overwrite, **self.trainer_kwargs(),
         )  # fmt: skip
         if not is_rank_zero():
             return {}
-        torch.save(
+        torch_save_atomic(
             {"hparams": dict(module.hparams),
              "state_dict": {k: v.cpu() for k, v in module.state_dict().items()}},
-            target,
+            self.path("classifier.pt"),
         )  # fmt: skip
         self._record_time("model_train_s", fit.train_seconds)
+        self.commit("model", ["classifier.pt"])
         return {"test_accuracy": self.classifier_accuracy(self.classifier()),
                 "val_loss": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs}
 
     def classifier(self) -> ImageClassifier:
         """The stored classifier, in eval mode on :attr:`device`."""
-        blob = torch.load(self._require("classifier.pt", "fit-model"), map_location="cpu",
-                          weights_only=True)  # fmt: skip
+        blob = torch.load(self._require("classifier.pt", "model", "fit-model"),
+                          map_location="cpu", weights_only=True)  # fmt: skip
         model = ImageClassifier(**blob["hparams"])
         model.load_state_dict(blob["state_dict"])
         return model.to(self.device).eval()
@@ -296,7 +299,7 @@ class ImageRun(ImageEvaluation, Run):
         x, y = self.data.test_tensors(n)
         x, y = x.to(self.device), y.to(self.device)
         full = torch.ones(x.shape[0], 1, *x.shape[-2:], dtype=torch.bool, device=self.device)
-        pred = torch.cat([surrogate.masked_probs(x[i:i + 512], full[i:i + 512]).argmax(1)
+        pred = torch.cat([surrogate.value(x[i:i + 512], full[i:i + 512]).argmax(1)
                           for i in range(0, len(x), 512)])  # fmt: skip
         orig = classifier.predict_logits(x).argmax(1)
         return {"surrogate_full_mask_accuracy": float((pred == y).float().mean()),

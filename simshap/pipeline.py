@@ -1,4 +1,4 @@
-"""The tabular end-to-end job: original model, surrogate, SimSHAP / FastSHAP, evaluation.
+"""The tabular end-to-end job: original model, surrogate, explainers, evaluation.
 
 Every stage reads its inputs from and writes its outputs to one run folder, so stages can be run
 separately (``simshap fit-model`` ... ``simshap evaluate``) and resume where the last stopped.
@@ -6,9 +6,10 @@ separately (``simshap fit-model`` ... ``simshap evaluate``) and resume where the
 Run folder::
 
     config.yaml          the merged configuration
-    model.txt            the LightGBM original model
-    surrogate.pt         the surrogate (weights-only file)
-    simshap.pt           SimSHAP explainer        fastshap.pt    FastSHAP explainer
+    manifest.json        each finished stage's files, sizes and hashes; the inputs' hashes
+    model.txt            the LightGBM original model (or a note naming the user's model file)
+    surrogate.pt         the surrogate (weights-only file; only for game: surrogate)
+    simshap.pt ...       the explainers
     ground_truth.pt      cached ground truth (exact for d <= 16, else converged KernelSHAP)
     timings.json         training seconds per stage
     results.json, results.md, error_vs_budget.png, <first explainer>_bar.png and _beeswarm.png
@@ -16,42 +17,36 @@ Run folder::
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from simshap.adapter import ModelAdapter
 from simshap.data.tabular import TabularData, load_tabular
-from simshap.evaluation.metrics import attribution_errors, truth_noise
-from simshap.evaluation.report import environment, results_table
-from simshap.evaluation.tabular import amortized_at_budgets, estimators_at_budgets
-from simshap.evaluation.timing import seconds_per_instance, timed
-from simshap.evaluation.truth import ground_truth
+from simshap.data.tabular_sources import data_file
+from simshap.errors import UserError
+from simshap.explainers.base import AmortizedExplainer
+from simshap.explainers.sources import RowsSource
+from simshap.files import sha256_file
 from simshap.fingerprint import fingerprint
-from simshap.games.values import MaskedModelGame
-from simshap.io import load_explainer
 from simshap.original import (
     fit_original_model,
     load_original_model,
     load_user_model,
-    predict_probabilities,
     save_original_model,
 )
 from simshap.run import EXPLAINERS, Run
-from simshap.shapley_values import ShapleyValues
-from simshap.surrogate import Surrogate
+from simshap.tabular_evaluation import TabularEvaluation
+from simshap.surrogate import Surrogate, dummy_columns, players_spec, surrogate_spec
 from simshap.training import EpochSampler
 
 __all__ = ["EXPLAINERS", "TabularRun"]
 
 
-
-class TabularRun(Run):
+class TabularRun(TabularEvaluation, Run):
     """One run folder of the tabular job.
 
     Args:
@@ -60,22 +55,26 @@ class TabularRun(Run):
     """
 
     def __init__(self, out: str | Path, config: dict[str, Any] | None = None) -> None:
-        super().__init__(out, config, example_config="configs/breast_cancer.yaml")
+        super().__init__(out, config, example_config="breast_cancer")
         self._data: TabularData | None = None
+        self._adapter: ModelAdapter | None = None
+        self._given = False
 
-    # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def table(results: dict[str, Any]) -> str:
-        """Markdown table of a results dict."""
-        return results_table(results)
+    def use(self, data: TabularData, adapter: ModelAdapter) -> None:
+        """Run on rows and a model given in memory (``simshap.fit``) instead of files."""
+        self._data, self._adapter, self._given = data, adapter, True
 
+    # ------------------------------------------------------------------ data and model
     @property
     def data(self) -> TabularData:
-        """The split, standardized data set."""
+        """The split data set, with its fitted preprocessing."""
         if self._data is None:
+            c = self.config
             self._data = load_tabular(
-                self.config["dataset"], data_dir=self.config["data_dir"], seed=self.seed
-            )
+                c["dataset"], data_dir=c["data_dir"], seed=self.seed, task=c["task"],
+                allow_missing=c["data"]["allow_missing"],
+                unseen_categories=c["data"]["unseen_categories"],
+            )  # fmt: skip
         return self._data
 
     @property
@@ -83,217 +82,239 @@ class TabularRun(Run):
         """Tabular evaluation runs on the CPU (small networks; training may use a GPU)."""
         return torch.device("cpu")
 
-    # ------------------------------------------------------------------ stages
+    def input_hashes(self) -> dict[str, Any]:
+        """Content hashes of the data file (or the embedded table) and the user's model file."""
+        c = self.config
+        dataset = c["dataset"]
+        path = Path(dataset["path"]) if isinstance(dataset, dict) else None if self._given \
+            else data_file(dataset, c["data_dir"])  # fmt: skip
+        if path is not None and path.is_file():
+            data = {"path": str(path.resolve()), "sha256": sha256_file(path)}
+        else:  # an embedded table: its content
+            frame = self.data
+            data = {"path": str(dataset), "sha256": fingerprint(
+                frame.raw_train.to_numpy(dtype=str), frame.raw_val.to_numpy(dtype=str),
+                frame.raw_test.to_numpy(dtype=str), frame.y_train, frame.y_val, frame.y_test)}
+        out = {"data": data}
+        if self._given:  # a model in memory: its outputs on the training rows are its identity
+            rows = self.data.raw_train[:256]
+            out["model"] = {"path": type(self.adapter().model).__name__,
+                            "sha256": fingerprint(self.adapter()(rows))}  # fmt: skip
+            return out
+        model = c["model"]["path"]
+        if model is not None:
+            p = Path(model)
+            out["model"] = {"path": str(p.resolve()),
+                            "sha256": sha256_file(p) if p.is_file() else None}  # fmt: skip
+        return out
+
     def original_model(self) -> Any:
-        """The original model: the user's (``model.path``) or the stored LightGBM."""
+        """The original model of raw rows: the user's (``model.path``) or the stored LightGBM."""
         path = self.config["model"]["path"]
         if path is not None:
             return load_user_model(path)
-        return load_original_model(self._require("model.txt", "fit-model"))
+        return load_original_model(self._require("model.txt", "model", "fit-model"),
+                                   self.data.preprocessor)  # fmt: skip
 
-    def original_probs(self, split: str, n: int | None = None) -> np.ndarray:
-        """The original model's probabilities on (the first ``n`` rows of) a split.
+    def adapter(self) -> ModelAdapter:
+        """The original model as the model contract: what is explained, on raw rows."""
+        if self._adapter is None:
+            data, m = self.data, self.config["model"]
+            model = self.original_model()
+            ours = m["path"] is None
+            self._adapter = ModelAdapter(
+                model, data.raw_train[:256], task=data.task, output=m["output"], link=m["link"],
+                y=data.y_train, class_names=data.class_names if ours or
+                getattr(model, "classes_", None) is None else None,
+            )  # fmt: skip
+        return self._adapter
 
-        A user model (``model.path``) sees the raw rows as a DataFrame with the table's
-        column names; the LightGBM trained here sees the standardized features it was fitted on.
-        """
-        data = self.data
-        if self.config["model"]["path"] is not None:
-            raw = getattr(data, f"raw_{split}")[:n]
-            rows = pd.DataFrame(raw, columns=data.feature_names).infer_objects()
-            return predict_probabilities(self.original_model(), rows)
-        return predict_probabilities(self.original_model(), getattr(data, f"x_{split}")[:n])
+    def targets(self, split: str, n: int | None = None) -> np.ndarray:
+        """The explained quantity ``(n, C)`` of the original model on a split's raw rows."""
+        return self.adapter()(getattr(self.data, f"raw_{split}")[:n])
 
+    def explained_classes(self, split: str, n: int | None = None) -> torch.Tensor:
+        """The output explained per row: the model's predicted class (0 for a regression)."""
+        t = self.targets(split, n)
+        return torch.as_tensor(t.argmax(1) if self.data.task == "classification"
+                               else np.zeros(len(t), dtype=np.int64))  # fmt: skip
+
+    # ------------------------------------------------------------------ stages
     def fit_model(self, overwrite: bool = False) -> dict[str, float]:
-        """Train and store the LightGBM original model (or check the user's); test accuracy."""
-        target = self._write_output("model.txt", overwrite)
-        m = self.config["model"]
+        """Train and store the LightGBM original model (or check the user's); test score."""
+        self.begin("model", overwrite)
+        m, data = self.config["model"], self.data
+        if self._given:
+            self.write("model.txt", f"model given in memory: {type(self.adapter().model)}\n")
+            self.commit("model", ["model.txt"])
+            return {"train_s": 0.0}
         if m["path"] is not None:  # the user's own model: nothing to train
-            acc = float((self.original_probs("test").argmax(1) == self.data.y_test).mean())
-            target.write_text(f"user model: {Path(m['path']).resolve()}\n")
-            return {"test_accuracy": acc, "train_s": 0.0}
+            self.write("model.txt", f"user model: {Path(m['path']).resolve()}\n")
+            score = self._test_score()
+            self.commit("model", ["model.txt"])
+            return {**score, "train_s": 0.0}
+        from simshap.evaluation.timing import timed
+
         model, seconds = timed(
             lambda: fit_original_model(
-                self.data, seed=self.seed, max_rounds=m["max_rounds"],
+                data, seed=self.seed, max_rounds=m["max_rounds"],
                 early_stopping_rounds=m["early_stopping_rounds"],
             )
         )
-        save_original_model(model, target)
+        save_original_model(model, self.path("model.txt"))
         self._record_time("model_train_s", seconds)
-        acc = float((model.predict(self.data.x_test) == self.data.y_test).mean())
-        return {"test_accuracy": acc, "train_s": seconds}
+        self.commit("model", ["model.txt"])
+        self._adapter = None
+        return {**self._test_score(), "train_s": seconds}
 
-    def build_surrogate(self) -> Surrogate:
-        """A fresh MLP surrogate on ``[x * m, m]``, with the fitted preprocessing."""
+    def _test_score(self) -> dict[str, float]:
+        """The original model's test accuracy (classification) or R² (regression)."""
+        adapter, data = self.adapter(), self.data
+        if adapter.task != data.task:
+            raise UserError(f"the model is a {adapter.task} model but the target reads as a "
+                            f"{data.task} target; set task: {adapter.task} in the config")
+        t = self.targets("test")
+        if data.task == "regression":
+            y = data.y_test
+            return {"test_r2": float(1 - ((t[:, 0] - y) ** 2).sum() / ((y - y.mean()) ** 2).sum())}
+        return {"test_accuracy": float((t.argmax(1) == data.y_test).mean())}
+
+    def build_surrogate(self, untrained: bool = False) -> Surrogate:
+        """A fresh MLP surrogate on ``[x * m, m]``, with the fitted preprocessing.
+
+        ``untrained=True`` builds one of the same size without asking the model anything (to
+        time the game before the model exists).
+        """
         s, data = self.config["surrogate"], self.data
-        d = data.n_features
+        prep = data.preprocessor
+        scaling: dict[str, Any] = {}
+        if data.task == "regression" and not untrained:
+            t = torch.as_tensor(self.targets("train"))
+            scaling = {"target_mean": t.mean(0).tolist(),
+                       "target_std": t.std(0).clamp_min(1e-12).tolist()}  # fmt: skip
+        outputs = self.adapter().num_outputs if not untrained else max(1, data.n_classes)
         return Surrogate(
-            {"kind": "mlp", "in_features": d, "num_classes": data.n_classes,
-             "hidden": s["hidden"], "layers": s["layers"]},
-            {"kind": "identity", "num_features": d},
-            lr=s["lr"], weight_decay=s["weight_decay"], masks_per_row=s["masks_per_row"],
-            max_epochs_hint=s["max_epochs"] if s["cosine"] else 0, seed=self.seed,
-            preprocessor=data.preprocessor.to_dict(),
+            surrogate_spec(prep, outputs, s["hidden"], s["layers"]),
+            players_spec(prep), lr=s["lr"], weight_decay=s["weight_decay"],
+            masks_per_row=s["masks_per_row"], max_epochs_hint=s["max_epochs"] if s["cosine"]
+            else 0, seed=self.seed, preprocessor=prep.to_dict(), task=data.task,
+            link=self.config["model"]["link"], always_present=dummy_columns(prep), **scaling,
         )  # fmt: skip
 
+    def _surrogate_targets(self, split: str) -> torch.Tensor:
+        """What the surrogate learns: a classifier's probabilities, a regressor's prediction."""
+        adapter = self.adapter()
+        link, adapter.link = adapter.link, "identity"
+        try:
+            return torch.as_tensor(self.targets(split), dtype=torch.float32)
+        finally:
+            adapter.link = link
+
     def surrogate_loaders(self) -> tuple[DataLoader, DataLoader]:
-        """``(x, p, y)`` batches: the original model's probabilities p, precomputed."""
+        """``(x, t, y)`` batches: the original model's outputs t, precomputed."""
         s, data = self.config["surrogate"], self.data
 
         def loader(split: str, shuffle: bool) -> DataLoader:
-            x = getattr(data, f"x_{split}")
-            probs = torch.as_tensor(self.original_probs(split), dtype=torch.float32)
-            ds = TensorDataset(torch.as_tensor(x), probs,
-                               torch.as_tensor(getattr(data, f"y_{split}")))
+            x = torch.as_tensor(getattr(data, f"x_{split}"))
+            y = getattr(data, f"y_{split}")
+            y = torch.as_tensor(y if data.task == "classification" else np.zeros(len(y), int))
+            ds = TensorDataset(x, self._surrogate_targets(split), y)
             sampler = EpochSampler(len(ds), self.seed) if shuffle else None
             return DataLoader(ds, batch_size=s["batch_size"], sampler=sampler)
 
         return loader("train", True), loader("val", False)
 
-    def surrogate_accuracy(self, surrogate: Surrogate) -> dict[str, float]:
-        """Test accuracy of the surrogate with all features present and of the original model."""
-        x = torch.as_tensor(self.data.x_test)
-        full = torch.ones_like(x, dtype=torch.bool)
-        pred = surrogate.masked_probs(x.to(surrogate.device), full.to(surrogate.device))
-        y = self.data.y_test
-        orig = self.original_probs("test").argmax(1)
-        return {
-            "surrogate_full_mask_accuracy": float((pred.argmax(-1).cpu().numpy() == y).mean()),
-            "original_accuracy": float((orig == y).mean()),
-        }
+    def surrogate_report(self, surrogate: Surrogate) -> dict[str, Any]:
+        """Fidelity to the original model on the validation rows, and test accuracies."""
+        from simshap.fidelity import fidelity, warn_fidelity
 
-    surrogate_report = surrogate_accuracy
+        data = self.data
+        fid = fidelity(surrogate, data.x_val, self.targets("val"), data.task)
+        warn_fidelity(fid)
+        surrogate.hparams.fidelity = fid
+        out: dict[str, Any] = {"fidelity": fid}
+        if data.task == "classification" and len(data.raw_test):
+            x = torch.as_tensor(data.x_test).to(surrogate.device)
+            full = torch.ones(len(x), surrogate.num_players, dtype=torch.bool, device=x.device)
+            pred = surrogate.value(x, surrogate.groups.feature_mask(full)).argmax(-1).cpu()
+            out["surrogate_full_mask_accuracy"] = float((pred.numpy() == data.y_test).mean())
+            out["original_accuracy"] = float((self.targets("test").argmax(1)
+                                              == data.y_test).mean())  # fmt: skip
+        return out
 
     def explainer_net_spec(self) -> dict[str, Any]:
-        """An MLP from the d standardized features to ``(d, C)`` attributions."""
+        """An MLP from the network inputs to ``(d, C)`` attributions."""
         e, data = self.config["explainer"], self.data
-        d = data.n_features
-        return {"kind": "mlp", "in_features": d, "num_players": d, "num_classes": data.n_classes,
+        return {"kind": "mlp", "in_features": data.preprocessor.num_inputs,
+                "num_players": data.n_features, "num_classes": self.adapter().num_outputs,
                 "hidden": e["hidden"], "layers": e["layers"]}  # fmt: skip
 
-    def explainer_extras(self) -> dict[str, Any]:
-        """Names and the fitted preprocessing: the explainer takes raw rows."""
+    def background(self) -> np.ndarray:
+        """The background rows of the game (raw): K training rows, or the baseline row."""
         data = self.data
-        return {"feature_names": data.feature_names, "class_names": data.class_names,
-                "preprocessor": data.preprocessor.to_dict()}  # fmt: skip
+        prep = data.preprocessor
+        raw = prep.raw_array(data.raw_train)
+        if self.game_name == "baseline":
+            return baseline_row(data.raw_train, prep.feature_names)
+        k = min(self.config["background_size"], len(raw))
+        pick = np.random.default_rng(self.seed).choice(len(raw), size=k, replace=False)
+        return raw[np.sort(pick)]
+
+    def model_info(self) -> dict[str, Any]:
+        """What is explained (the model contract) and, for the surrogate game, its fidelity."""
+        info = self.adapter().describe()
+        info["game"] = self.game_name
+        if self._given:
+            info["model"] = type(self.adapter().model).__name__
+        elif self.config["model"]["path"] is None:
+            info["model"] = "LightGBM trained by simshap (model.txt)"
+        else:
+            info["model"] = str(Path(self.config["model"]["path"]).name)
+        frame = self.data.raw_train
+        info["frame_dtypes"] = {str(c): str(t) for c, t in frame.dtypes.items()}
+        if self.game_name == "surrogate" and self.done("surrogate"):
+            info["fidelity"] = self.surrogate().hparams.get("fidelity")
+        return info
+
+    def explainer_extras(self) -> dict[str, Any]:
+        """Names, preprocessing, game, model contract and background rows (kept in the file)."""
+        data = self.data
+        return {"feature_names": data.feature_names, "class_names": self.adapter().class_names,
+                "preprocessor": data.preprocessor.to_dict(), "game": self.game_name,
+                "model_info": self.model_info(),
+                "background": self.background().tolist()}  # fmt: skip
+
+    def explainer_game(self, module: AmortizedExplainer) -> None:
+        """Attach the model and the raw row tables a model's game reads (or the model alone)."""
+        module.attach_model(self.adapter())
+        if isinstance(module.source, RowsSource):
+            prep, e = self.data.preprocessor, self.config["explainer"]
+            module.source.tables = {
+                "train": prep.raw_array(self.data.raw_train),
+                "val": prep.raw_array(self.data.raw_val[: e["val_instances"]]),
+            }
 
     def explainer_loaders(self) -> tuple[DataLoader, DataLoader]:
-        """Standardized training rows (epoch-seeded order) and the first validation rows."""
+        """Training rows (epoch-seeded order) and the first validation rows, with row indices."""
         e, data = self.config["explainer"], self.data
-        train = DataLoader(TensorDataset(torch.as_tensor(data.x_train)),
-                           batch_size=e["batch_size"],
-                           sampler=EpochSampler(len(data.x_train), self.seed))  # fmt: skip
-        val = DataLoader(TensorDataset(torch.as_tensor(data.x_val[: e["val_instances"]])),
-                         batch_size=256)  # fmt: skip
+        x = torch.as_tensor(data.x_train)
+        train = DataLoader(TensorDataset(x, torch.arange(len(x))), batch_size=e["batch_size"],
+                           sampler=EpochSampler(len(x), self.seed))  # fmt: skip
+        xv = torch.as_tensor(data.x_val[: e["val_instances"]])
+        val = DataLoader(TensorDataset(xv, torch.arange(len(xv))), batch_size=256)
         return train, val
 
-    def evaluate(self, overwrite: bool = False) -> dict[str, Any]:
-        """Ground truth, l1/l2 of every method at matched budgets, timings, table and plots."""
-        self._write_output("results.json", overwrite)
-        ev, data = self.config["evaluation"], self.data
-        surrogate = self.surrogate()
-        n = min(ev["n_instances"], len(data.x_test))
-        x = torch.as_tensor(data.x_test[:n])
-        raw = data.raw_test[:n]  # what users pass: the explainers hold their preprocessing
-        classes = torch.as_tensor(self.original_probs("test", n).argmax(1))  # explained class
-        game = MaskedModelGame(surrogate.masked_probs, x, groups=surrogate.groups)
-        truth, truth_s = self._ground_truth(game, surrogate, ev["ground_truth"], ev["threshold"])
-        methods: dict[str, dict[str, float]] = {}
-        timings = self._timings()
-        for name in self.explainer_names:
-            explainer = load_explainer(self._require(f"{name}.pt", "fit-explainer"))
-            pred = explainer.explain(raw)
-            methods[name] = {
-                **attribution_errors(pred, truth.values, classes),
-                "inference_s_per_instance": seconds_per_instance(
-                    lambda e=explainer: e.explain(raw), n
-                ),
-                "train_s": timings.get(f"{name}_train_s", float("nan")),
-            }
-        methods.update(
-            estimators_at_budgets(game, truth.values, classes, list(ev["budgets"]), self.seed)
-        )
-        for name in ("simshap", "labels"):  # amortized + budget: g(x) refined by k calls
-            if name in self.explainer_names:
-                methods.update(amortized_at_budgets(
-                    load_explainer(self.path(f"{name}.pt")), raw, truth.values, classes,
-                    list(ev["budgets"]), self.seed, name=name,
-                ))  # fmt: skip
-        results = {
-            "dataset": data.name,
-            "n_features": data.n_features,
-            "ground_truth": {
-                "method": truth.method,
-                "threshold": ev["threshold"] if truth.method == "kernel_shap" else None,
-                "n_instances": n,
-                "seconds_per_instance": truth_s,
-                "max_n_evals": truth.n_evals,
-                **truth_noise(truth, classes),
-            },
-            "methods": methods,
-            "surrogate": self.surrogate_accuracy(surrogate),
-            "training_s": timings,
-            "environment": environment(),
-        }
-        self.path("results.json").write_text(json.dumps(results, indent=2))
-        self.path("results.md").write_text(results_table(results))
-        self._plots(results, raw, classes)
-        return results
 
-    def _ground_truth(
-        self, game: MaskedModelGame, surrogate: Surrogate, method: str, threshold: float
-    ) -> tuple[ShapleyValues, float]:
-        """Ground truth (exact when d <= 16 under ``auto``), cached under a key of its inputs.
+def baseline_row(frame: Any, names: list[str]) -> np.ndarray:
+    """One baseline row: each numeric column's median, each other column's most frequent value."""
+    row = []
+    for name in names:
+        col = frame[name]
+        if np.issubdtype(np.asarray(col.dropna()).dtype, np.number) and not col.dtype == bool:
+            row.append(float(col.median()) if col.notna().any() else float("nan"))
+        else:
+            mode = col.mode(dropna=True)
+            row.append(mode.iloc[0] if len(mode) else None)
+    dtype = object if any(isinstance(v, str) or v is None for v in row) else np.float64
+    return np.array([row], dtype=dtype)
 
-        The key hashes the surrogate's weights, the estimator settings and the explained
-        instances: a new surrogate (``fit-surrogate --overwrite``), another method or threshold
-        or other instances never reuse a stale cache.
-        """
-        cache = self.path("ground_truth.pt")
-        key = fingerprint(surrogate.net, {"method": method, "paired": True,
-                                          "threshold": threshold, "seed": self.seed}, game.x)
-        if cache.exists():
-            blob = torch.load(cache, weights_only=True)
-            if blob.get("key") == key:
-                truth = ShapleyValues(values=blob["values"], base_values=blob["base_values"],
-                                      std=blob["std"], n_evals=int(blob["n_evals"]),
-                                      method=blob["method"])  # fmt: skip
-                return truth, float(blob["seconds_per_instance"])
-        start = time.perf_counter()
-        truth = ground_truth(game, method=method, threshold=threshold, seed=self.seed)
-        seconds = (time.perf_counter() - start) / game.num_instances
-        torch.save({"values": truth.values, "base_values": truth.base_values, "std": truth.std,
-                    "n_evals": truth.n_evals, "method": truth.method, "key": key,
-                    "seconds_per_instance": seconds}, cache)  # fmt: skip
-        return truth, seconds
-
-    def _plots(self, results: dict[str, Any], x: Any, classes: torch.Tensor) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import shap
-
-        methods = results["methods"]
-        fig, ax = plt.subplots(figsize=(6, 4))
-        families = sorted({k.split("@")[0] for k in methods if "@" in k})
-        for fam in families:
-            pts = sorted((int(k.split("@")[1]), v["l2"]) for k, v in methods.items()
-                         if k.split("@")[0] == fam)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=fam)
-        for name, style in zip(self.explainer_names, ("-", "--", ":", "-."), strict=False):
-            ax.axhline(methods[name]["l2"], linestyle=style, color="k", label=name)
-        ax.set(xscale="log", yscale="log", xlabel="surrogate evaluations per instance",
-               ylabel="mean l2 to ground truth", title=results["dataset"])
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(self.path("error_vs_budget.png"), dpi=120)
-        plt.close(fig)
-        first = self.explainer_names[0]  # the bar and beeswarm plots show one explainer
-        explainer = load_explainer(self.path(f"{first}.pt"))
-        cls = int(torch.mode(classes).values)
-        exp = explainer.to_shap_explanation(x, output=cls)
-        for kind, plot in (("bar", shap.plots.bar), ("beeswarm", shap.plots.beeswarm)):
-            plot(exp, show=False)
-            plt.gcf().savefig(self.path(f"{first}_{kind}.png"), dpi=120, bbox_inches="tight")
-            plt.close("all")

@@ -10,14 +10,19 @@ the data, the original model, the network specs, the loaders and the evaluation 
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
+from simshap.config import validate_config
 from simshap.errors import UserError
+from simshap.files import torch_save_atomic
 from simshap.explainers import FastSHAP, SimSHAP
 from simshap.explainers.base import AmortizedExplainer
 from simshap.explainers.labels import LabelRegression
@@ -27,7 +32,7 @@ from simshap.run_folder import RunFolder
 from simshap.surrogate import Surrogate
 from simshap.training import fit_module, is_rank_zero
 
-__all__ = ["EXPLAINERS", "Run", "resolve_precision"]
+__all__ = ["EXPLAINERS", "Run", "read_cache", "resolve_precision"]
 
 #: the explainers a run can train (``explainer.methods``): SimSHAP with the default
 #: (variance-reduced) target, SimSHAP with the paper's target (Algorithm 1), FastSHAP, and a
@@ -48,12 +53,61 @@ def resolve_precision(precision: str | int) -> str | int:
 
 
 class Run(RunFolder):
-    """The stages every modality shares; subclasses fill in the modality hooks."""
+    """The stages every modality shares; subclasses fill in the modality hooks.
+
+    Stages (each done when its manifest entry is written, see :class:`RunFolder`): ``model``
+    (:attr:`model_file`), ``surrogate`` (``surrogate.pt``; only for the surrogate game), one
+    per explainer (``<name>.pt``) and ``evaluate`` (results, table and plots).
+    """
 
     #: file the original-model stage writes
     model_file = "model.txt"
     #: the explainers this modality can train (``explainer.methods`` picks among them)
     explainer_choices: dict[str, type[AmortizedExplainer]] = EXPLAINERS
+    #: ``"tabular"`` or ``"image"``
+    modality = "tabular"
+
+    def __init__(self, out: str | Path, config: dict[str, Any] | None = None,
+                 example_config: str = "breast_cancer") -> None:  # fmt: skip
+        super().__init__(out, None if config is None else validate_config(config),
+                         example_config)  # fmt: skip
+
+    @property
+    def game_name(self) -> str:
+        """What the explainers explain: ``surrogate`` (images always), ``marginal``, ``baseline``."""
+        return self.config.get("game", "surrogate")
+
+    def stages(self) -> list[tuple[str, str, Any]]:
+        """``(stage, label, compute)`` in order; ``simshap run`` skips the done ones."""
+        out: list[tuple[str, str, Any]] = [("model", "original model", self.fit_model)]
+        if self.game_name == "surrogate":
+            out.append(("surrogate", "surrogate", self.fit_surrogate))
+        for name in self.explainer_names:
+            out.append((name, name, lambda n=name: self.fit_explainer(n)))
+        return out
+
+    def explainer_inputs(self) -> list[str]:
+        """The stages an explainer is trained from."""
+        return ["surrogate"] if self.game_name == "surrogate" else ["model"]
+
+    def logs(self, stage: str, after: list[str], overwrite: bool) -> Path:
+        """A training stage's Lightning folder, emptied when the stages it is trained from changed.
+
+        A checkpoint is resumed only when it was written with the same inputs: the folder keeps
+        their digests, and a recomputed surrogate (say) makes the explainers start afresh.
+        """
+        folder = self.path(f"{stage}_logs")
+        marker = folder / "inputs.json"
+        want = {dep: self.stage_digest(dep) for dep in after}
+        try:
+            have = json.loads(marker.read_text()) if marker.is_file() else None
+        except ValueError:
+            have = None
+        if folder.exists() and (overwrite or have != want):
+            shutil.rmtree(folder)
+        if not marker.is_file():
+            self.write(f"{stage}_logs/inputs.json", json.dumps(want, sort_keys=True))
+        return folder
 
     # ------------------------------------------------------------------ modality hooks
     @abstractmethod
@@ -135,44 +189,51 @@ class Run(RunFolder):
             "progress_bar": t["progress_bar"], "max_time": t["max_time"],
         }  # fmt: skip
 
-    _trainer_kwargs = trainer_kwargs  # older name
-
     # ------------------------------------------------------------------ surrogate
     def fit_surrogate(self, overwrite: bool = False) -> dict[str, Any]:
-        """Train the surrogate s(x, m) with KL to the original model under uniform masks."""
-        target = self._write_output("surrogate.pt", overwrite)
+        """Train the surrogate s(x, m) on the original model's outputs under uniform masks."""
+        if self.game_name != "surrogate":
+            raise UserError(f"this run explains the {self.game_name} game of the model itself: "
+                            "it has no surrogate (set game: surrogate for one)")  # fmt: skip
+        self._require(self.model_file, "model", "fit-model")
+        self.begin("surrogate", overwrite)
         s = self.config["surrogate"]
         train, val = self.surrogate_loaders()
         torch.manual_seed(self.seed)
         module = self.training_surrogate()
         fit = fit_module(
-            module, train, val, monitor="val_kl", max_epochs=s["max_epochs"],
-            patience=s["patience"], out_dir=self.path("surrogate_logs"), resume=not overwrite,
-            **self.trainer_kwargs(),
+            module, train, val, monitor="val_loss", max_epochs=s["max_epochs"],
+            patience=s["patience"], out_dir=self.logs("surrogate", ["model"], overwrite),
+            resume=not overwrite, **self.trainer_kwargs(),
         )  # fmt: skip
         if not is_rank_zero():
             return {}
-        save_surrogate(module, target)
+        report = self.surrogate_report(module.eval())
+        save_surrogate(module, self.path("surrogate.pt"))
         self._record_time("surrogate_train_s", fit.train_seconds)
-        return {"val_kl": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs,
-                **self.surrogate_report(self.surrogate())}  # fmt: skip
+        self.commit("surrogate", ["surrogate.pt"], after=["model"])
+        return {"val_loss": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs,
+                **report}  # fmt: skip
 
     def surrogate(self) -> Surrogate:
         """The stored surrogate, in eval mode on :attr:`device`."""
-        return load_surrogate(self._require("surrogate.pt", "fit-surrogate")).to(self.device)
+        return load_surrogate(self._require("surrogate.pt", "surrogate", "fit-surrogate")).to(
+            self.device)
 
     # ------------------------------------------------------------------ explainers
-    def build_explainer(self, name: str, surrogate: Surrogate) -> AmortizedExplainer:
+    def build_explainer(self, name: str, surrogate: Surrogate | None) -> AmortizedExplainer:
         """A fresh SimSHAP or FastSHAP explainer; every option applies to every modality."""
         if name not in self.explainer_choices:
             raise UserError(f"unknown explainer {name!r}; choose from "
                             f"{sorted(self.explainer_choices)}")
         e = self.config["explainer"]
-        if e["val_budget"] < surrogate.num_players:
+        d = self.explainer_net_spec()["num_players"] if surrogate is None \
+            else surrogate.num_players  # fmt: skip
+        if e["val_budget"] < d:
             raise UserError(
-                f"explainer.val_budget={e['val_budget']} is below the {surrogate.num_players} "
-                "players: the KernelSHAP validation targets would be undetermined; use at least "
-                f"{surrogate.num_players} (1024-2048 for 256 superpixels)"
+                f"explainer.val_budget={e['val_budget']} is below the {d} players: the "
+                "KernelSHAP validation targets would be undetermined; use at least "
+                f"{d} (1024-2048 for 256 superpixels)"
             )
         common: dict[str, Any] = dict(
             n_masks=e["n_masks"], paired=e["paired"], lr=e["lr"], weight_decay=e["weight_decay"],
@@ -213,18 +274,28 @@ class Run(RunFolder):
         self.speed_up(module.net, compile_net=e["compile"])
         return module
 
+    def explainer_game(self, module: AmortizedExplainer) -> None:
+        """Attach what a model's game needs (the model, the raw row tables); tabular hook."""
+
     def fit_explainer(self, name: str, overwrite: bool = False) -> dict[str, Any]:
-        """Train SimSHAP or FastSHAP against the stored (frozen) surrogate."""
+        """Train an explainer on the game: the stored (frozen) surrogate's, or the model's."""
         if name not in self.explainer_choices:
             raise UserError(f"unknown explainer {name!r}; choose from "
                             f"{sorted(self.explainer_choices)}")
-        target = self._write_output(f"{name}.pt", overwrite)
+        after = self.explainer_inputs()
+        for dep in after:
+            self._require(self.model_file if dep == "model" else f"{dep}.pt", dep,
+                          "fit-model" if dep == "model" else f"fit-{dep}")  # fmt: skip
+        self.begin(name, overwrite)
         e = self.config["explainer"]
-        surrogate = self.surrogate()
-        self.speed_up(surrogate.net, compile_net=self.config["surrogate"]["compile"])
+        surrogate = None
+        if self.game_name == "surrogate":
+            surrogate = self.surrogate()
+            self.speed_up(surrogate.net, compile_net=self.config["surrogate"]["compile"])
         train, val = self.explainer_loaders()
         torch.manual_seed(self.seed)
         module = self.build_explainer(name, surrogate)
+        self.explainer_game(module)
         labelled: dict[str, Any] = {}
         if isinstance(module, LabelRegression):
             train, labelled = self._labelled_loader(module, train)
@@ -233,13 +304,14 @@ class Run(RunFolder):
         label_s = labelled.get("label_s", 0.0)
         fit = fit_module(
             module, train, val, monitor="val_l2", max_epochs=self.explainer_epochs(name),
-            patience=e["patience"], out_dir=self.path(f"{name}_logs"), resume=not overwrite,
-            **self.trainer_kwargs(),
+            patience=e["patience"], out_dir=self.logs(name, after, overwrite),
+            resume=not overwrite, **self.trainer_kwargs(),
         )  # fmt: skip
         if not is_rank_zero():
             return {}
-        save_explainer(module, target, overwrite=True)
+        save_explainer(module, self.path(f"{name}.pt"), overwrite=True)
         self._record_time(f"{name}_train_s", fit.train_seconds + label_s)  # labels included
+        self.commit(name, [f"{name}.pt"], after=after)
         out = {"val_l2": fit.best_score, "train_s": fit.train_seconds + label_s,
                "epochs": fit.epochs}  # fmt: skip
         return {**out, **labelled}
@@ -273,7 +345,7 @@ class Run(RunFolder):
         kept as they are.
         """
         tensors = getattr(train.dataset, "tensors", None)
-        if tensors is None or len(tensors) != 1:
+        if tensors is None or len(tensors) not in (1, 2):
             return train
         return DataLoader(module.training_dataset(tensors[0]), batch_size=train.batch_size,
                           sampler=train.sampler)  # fmt: skip
@@ -291,7 +363,7 @@ class Run(RunFolder):
         from simshap.training import EpochSampler
 
         tensors = getattr(train.dataset, "tensors", None)
-        if tensors is None or len(tensors) != 1:
+        if tensors is None or len(tensors) not in (1, 2) or self.modality != "tabular":
             raise UserError("the 'labels' explainer needs a fixed table of training rows "
                             "(tabular runs); image runs augment their inputs")  # fmt: skip
         e = self.config["explainer"]
@@ -301,10 +373,11 @@ class Run(RunFolder):
             raise UserError(f"explainer.label_rows must be >= 1 or null, got {e['label_rows']!r}")
         x = x[:rows]
         cache = self.path("label_cache.pt")
-        key = fingerprint(module.surrogate.net, {"budget": e["label_budget"], "seed": self.seed},
-                          x)  # fmt: skip
+        what = module.surrogate.net if module.surrogate is not None else self.stage_digest("model")
+        key = fingerprint(what, {"budget": e["label_budget"], "seed": self.seed,
+                                 "game": self.game_name}, x)  # fmt: skip
         start = time.perf_counter()
-        blob = torch.load(cache, weights_only=True) if cache.exists() else {}
+        blob = read_cache(cache)
         if blob.get("key") == key:
             labels, evals = blob["labels"], int(blob["evals"])
             module.base_value.copy_(blob["base_value"])
@@ -314,8 +387,21 @@ class Run(RunFolder):
             labels, evals = module.compute_labels(x, generator=gen)
             seconds = time.perf_counter() - start
             if is_rank_zero():
-                torch.save({"labels": labels, "evals": evals, "key": key, "seconds": seconds,
-                            "base_value": module.base_value.cpu()}, cache)  # fmt: skip
-        loader = DataLoader(TensorDataset(x, labels), batch_size=e["batch_size"],
-                            sampler=EpochSampler(rows, self.seed))  # fmt: skip
+                torch_save_atomic({"labels": labels, "evals": evals, "key": key,
+                                   "seconds": seconds, "base_value": module.base_value.cpu()},
+                                  cache)  # fmt: skip
+        loader = DataLoader(TensorDataset(x, labels, torch.arange(rows)),
+                            batch_size=e["batch_size"], sampler=EpochSampler(rows, self.seed))
         return loader, {"label_s": seconds, "label_evals_per_row": evals, "label_rows": rows}
+
+
+def read_cache(path: Path) -> dict[str, Any]:
+    """A cache file's blob, or ``{}`` when it is absent or unreadable (then it is recomputed)."""
+    if not path.is_file():
+        return {}
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # truncated, altered or holding code: never trusted, recomputed
+        print(f"[simshap] {path} is unreadable; recomputing it", flush=True)
+        return {}
+    return blob if isinstance(blob, dict) else {}

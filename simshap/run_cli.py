@@ -4,7 +4,7 @@ Also ``evaluate``.
 
 ``make_run`` picks the run folder type of a config (tabular or image); rerunning ``run`` with the
 same config and ``--out`` resumes it (finished stages kept, an interrupted training stage
-continues from its last checkpoint).
+continues from its last checkpoint). Every command holds the run folder's lock while it works.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from simshap.config import IMAGE_DATASETS, load_config
 from simshap.errors import ExistingOutputError
 from simshap.pipeline import EXPLAINERS, TabularRun
+from simshap.run_folder import lock_folder
 from simshap.training import is_rank_zero
 
 __all__ = ["make_run", "register"]
@@ -46,60 +47,66 @@ def _run_for(args: argparse.Namespace, new: bool) -> Any:
                 f"{run.out} was started with another config; pass --overwrite with `run` to "
                 "start over, or omit the config to resume it"
             )
+        run.check_inputs()
         return run
-    return make_run(args.out)
-
-
-# (stage, its output file) in order; `run` skips stages whose output exists (resume)
-def _stages(run: Any) -> list[tuple[str, str, Any]]:
-    model_file = run.model_file
-    stages: list[tuple[str, str, Any]] = [
-        ("original model", model_file, run.fit_model),
-        ("surrogate", "surrogate.pt", run.fit_surrogate),
-    ]
-    for name in run.explainer_names:
-        stages.append((name, f"{name}.pt", lambda n=name: run.fit_explainer(n)))
-    return stages
+    run = make_run(args.out)
+    run.check_inputs()
+    return run
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    run = _run_for(args, new=True)
-    for label, output, fit in _stages(run):
-        if run.done(output):
-            print(f"[simshap] {label}: {run.path(output)} exists, kept", flush=True)
-        else:
+    load_config(args.config)  # every value checked before anything is touched
+    with lock_folder(args.out):
+        run = _run_for(args, new=True)
+        if is_rank_zero() and not run.done("evaluate") and hasattr(run, "preflight"):
+            est = run.preflight()
+            if est:
+                print(f"[simshap] ground truth: {est['method']}, about {est['minutes']:.1f} "
+                      "minutes", flush=True)
+        for stage, label, fit in run.stages():
+            if run.done(stage):
+                print(f"[simshap] {label}: done, kept", flush=True)
+                continue
+            problem = run.problem(stage)
+            if problem != "not run yet":
+                print(f"[simshap] {label}: {problem}; recomputing", flush=True)
             print(f"[simshap] {label}: {fit()}", flush=True)
-    if not is_rank_zero():
-        return 0
-    if run.done("results.json"):  # a finished run: show its results again
-        results = json.loads(run.path("results.json").read_text())
-    else:
-        results = run.evaluate()
-    print(run.table(results))
-    print(f"[simshap] results in {run.out}/results.json")
+        if not is_rank_zero():
+            return 0
+        if run.done("evaluate"):  # a finished run: show its results again
+            results = json.loads(run.path("results.json").read_text())
+        else:
+            results = run.evaluate()
+        print(run.table(results))
+        print(f"[simshap] results in {run.out}/results.json")
     return 0
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    run = _run_for(args, new=False)
-    if args.command == "fit-model":
-        print(run.fit_model(overwrite=args.overwrite))
-    elif args.command == "fit-surrogate":
-        print(run.fit_surrogate(overwrite=args.overwrite))
-    elif args.command == "fit-explainer":
-        for name in args.explainer or run.explainer_names:
-            print(name, run.fit_explainer(name, overwrite=args.overwrite))
-    else:
-        print(run.table(run.evaluate(overwrite=args.overwrite)))
+    with lock_folder(args.out):
+        run = _run_for(args, new=False)
+        if args.command == "fit-model":
+            print(run.fit_model(overwrite=args.overwrite))
+        elif args.command == "fit-surrogate":
+            print(run.fit_surrogate(overwrite=args.overwrite))
+        elif args.command == "fit-explainer":
+            for name in args.explainer or run.explainer_names:
+                print(name, run.fit_explainer(name, overwrite=args.overwrite))
+        else:
+            print(run.table(run.evaluate(overwrite=args.overwrite)))
     return 0
 
 
 def register(subparsers: Any) -> None:
     """Add ``run``, ``fit-model``, ``fit-surrogate``, ``fit-explainer``, ``evaluate``."""
     p = subparsers.add_parser(
-        "run", help="train model, surrogate, SimSHAP and FastSHAP, then evaluate"
+        "run", help="train model, surrogate, SimSHAP and FastSHAP, then evaluate",
+        epilog="model.path: a joblib / pickle model file runs code when it is loaded (as "
+        "joblib.load does anywhere); give only model files you trust. Every file simshap "
+        "writes itself is read back weights-only.",
     )
-    p.add_argument("config", help="YAML config, e.g. configs/breast_cancer.yaml")
+    p.add_argument("config", help="YAML config file, or the name of an example shipped with "
+                   "simshap (breast_cancer, census, news, ...)")
     p.add_argument("--out", required=True, help="run folder (must not exist, or --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.set_defaults(func=_cmd_run)

@@ -48,7 +48,14 @@ class ShapleyValues:
         class_names: optional names of the C outputs.
         grid: ``(h, w)`` when the players are superpixels on an ``h x w`` grid (row-major).
         target: ``(B,)`` classes when ``C == 1`` holds one explained class per instance.
-        extras: method-specific diagnostics (e.g. IG's convergence delta, a fallback reason).
+        extras: what is explained (``game``, ``explained``...) and method-specific diagnostics
+            (e.g. IG's convergence delta, a fallback reason, the model's own output).
+        prediction: ``(B, C)`` the value the attributions add up to, base + Σφ (v(N)), where
+            the method is efficient; ``None`` otherwise.
+        data: the explained rows (raw, as given), which shap's plots colour by.
+
+    Indexing works like ``shap.Explanation``'s, by position or by name, and keeps the three
+    axes: ``sv[0]`` (one instance), ``sv[:, "age"]``, ``sv[..., "benign"]``, ``sv[:10, :, 1]``.
     """
 
     values: torch.Tensor
@@ -61,6 +68,8 @@ class ShapleyValues:
     grid: tuple[int, int] | None = None
     target: torch.Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    prediction: torch.Tensor | None = None
+    data: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.values, torch.Tensor) or self.values.ndim != 3:
@@ -79,6 +88,89 @@ class ShapleyValues:
             raise _user_error(f"std must have the shape of values {(b, d, c)}")
         if self.grid is not None and self.grid[0] * self.grid[1] != d:
             raise _user_error(f"grid {self.grid} does not hold d={d} players")
+        if self.prediction is not None and tuple(self.prediction.shape) != (b, c):
+            raise _user_error(f"prediction must have shape (B, C) = ({b}, {c}), got "
+                              f"{tuple(self.prediction.shape)}")  # fmt: skip
+
+    def __repr__(self) -> str:
+        b, d, c = self.values.shape
+        what = self.extras.get("explained")
+        parts = [f"{b} instances", f"{d} players", f"{c} outputs", f"method={self.method!r}"]
+        if "game" in self.extras:
+            parts.append(f"game={self.extras['game']!r}")
+        if what:
+            parts.append(f"explaining {what}")
+        parts.append(f"n_evals={self.n_evals}")
+        return f"ShapleyValues({', '.join(parts)})"
+
+    # ------------------------------------------------------------------ indexing
+    def _axis_index(self, key: Any, names: list[str] | None, size: int, axis: str) -> Any:
+        """A position, slice, name or list of them -> something torch indexes with (kept 1-D)."""
+        def one(k: Any) -> int:
+            if isinstance(k, str):
+                if names is None or k not in names:
+                    raise _user_error(f"no {axis} named {k!r}; {axis}s: {names}")
+                return names.index(k)
+            if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+                i = int(k)
+                if not -size <= i < size:
+                    raise _user_error(f"{axis} index {i} is out of range for {size} {axis}s")
+                return i % size
+            raise _user_error(f"index {axis}s by position, name, slice or list, got {k!r}")
+
+        if isinstance(key, slice):
+            return key
+        if isinstance(key, (list, tuple, np.ndarray, torch.Tensor)):
+            seq = key.tolist() if hasattr(key, "tolist") else list(key)
+            return [one(k) for k in seq]
+        return [one(key)]
+
+    def __getitem__(self, key: Any) -> ShapleyValues:
+        keys = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in keys):
+            i = keys.index(Ellipsis)
+            keys = keys[:i] + (slice(None),) * (3 - len(keys) + 1) + keys[i + 1:]
+        if len(keys) > 3:
+            raise _user_error("ShapleyValues has three axes: instances, players, outputs")
+        keys = keys + (slice(None),) * (3 - len(keys))
+        b, d, c = self.values.shape
+        ib = self._axis_index(keys[0], None, b, "instance")
+        ip = self._axis_index(keys[1], self.player_names, d, "player")
+        ic = self._axis_index(keys[2], self.class_names, c, "output")
+
+        def pick(t: torch.Tensor | None, axes: tuple[Any, ...]) -> torch.Tensor | None:
+            if t is None:
+                return None
+            for dim, idx in enumerate(axes):
+                t = t[(slice(None),) * dim + (idx,)]
+            return t
+
+        def names_of(names: list[str] | None, idx: Any) -> list[str] | None:
+            if names is None:
+                return None
+            return list(np.asarray(names, dtype=object)[idx]) if isinstance(idx, list) \
+                else list(names[idx])  # fmt: skip
+
+        data = self.data
+        if data is not None:
+            rows = np.arange(b)[ib] if not isinstance(ib, list) else np.asarray(ib)
+            data = data.iloc[rows] if hasattr(data, "iloc") else np.asarray(data)[rows]
+        keep_players = isinstance(ip, slice) and ip == slice(None)
+        extras = {k: (pick(v, (ib, ic)) if isinstance(v, torch.Tensor) and v.ndim == 2
+                      and v.shape == (b, c) else v) for k, v in self.extras.items()}  # fmt: skip
+        return replace(
+            self,
+            values=pick(self.values, (ib, ip, ic)),
+            base_values=pick(self.base_values, (ib, ic)),
+            std=pick(self.std, (ib, ip, ic)),
+            player_names=names_of(self.player_names, ip),
+            class_names=names_of(self.class_names, ic),
+            grid=self.grid if keep_players else None,
+            target=pick(self.target, (ib,)),
+            prediction=pick(self.prediction, (ib, ic)) if keep_players else None,
+            data=data if keep_players else None,
+            extras=extras,
+        )
 
     # ------------------------------------------------------------------ shape helpers
     @property
@@ -100,6 +192,10 @@ class ShapleyValues:
                     "or a (B,) tensor of classes"
                 )
             return torch.zeros(b, dtype=torch.long)
+        if isinstance(target, str):
+            if not self.class_names or target not in self.class_names:
+                raise _user_error(f"no output named {target!r}; outputs: {self.class_names}")
+            target = self.class_names.index(target)
         t = torch.as_tensor(target).long().cpu()
         if t.ndim == 0:
             t = t.expand(b)
@@ -144,11 +240,11 @@ class ShapleyValues:
             return None if t is None else t.to(device)
 
         return replace(self, values=mv(self.values), base_values=mv(self.base_values),
-                       std=mv(self.std))  # fmt: skip
+                       std=mv(self.std), prediction=mv(self.prediction))  # fmt: skip
 
     def to_shap(
         self,
-        target: int | torch.Tensor | Sequence[int] | None = None,
+        target: int | str | torch.Tensor | Sequence[int] | None = None,
         data: Any = None,
     ) -> Any:
         """A ``shap.Explanation`` for shap's plots.
@@ -160,11 +256,15 @@ class ShapleyValues:
         ``(B, h, w, channels)`` for ``shap.plots.image``.
 
         Args:
-            target: class per instance to keep (int or ``(B,)``).
-            data: feature values ``(B, d)`` (tabular) or images (superpixel values).
+            target: class per instance to keep (index, name, or ``(B,)``).
+            data: feature values ``(B, d)`` (tabular; default the explained rows, with string
+                columns as category codes so the plots have colours) or images (superpixel
+                values).
         """
         import shap
 
+        if data is None and self.grid is None:
+            data = _plot_data(self.data)
         one = target is not None or self.values.shape[2] == 1 or self.target is not None
         if one:
             vals = self.select(target).detach().cpu().double().numpy()
@@ -189,6 +289,22 @@ class ShapleyValues:
             feature_names=self.player_names,
             output_names=None if one else self.class_names,
         )
+
+
+def _plot_data(data: Any) -> np.ndarray | None:
+    """Rows as numbers for shap's colours: numeric columns as they are, strings as codes."""
+    if data is None:
+        return None
+    import pandas as pd
+
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(np.asarray(data, dtype=object))
+    cols = []
+    for name in frame.columns:
+        col = pd.to_numeric(frame[name], errors="coerce")
+        if col.isna().sum() > frame[name].isna().sum():  # strings: their sorted codes
+            col = pd.Series(pd.Categorical(frame[name].astype(str)).codes, dtype=float)
+        cols.append(col.to_numpy(dtype=np.float64))
+    return np.stack(cols, axis=1)
 
 
 class ShapleyEstimate(ShapleyValues):

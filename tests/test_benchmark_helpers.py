@@ -27,7 +27,7 @@ def test_write_section_replaces_in_place_and_appends_new(tmp_path: Path) -> None
 def test_cifar10_set_overrides_are_validated_like_yaml_keys() -> None:
     import cifar10
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "cifar10-subset.yaml")
+    cfg = load_config(Path(__file__).resolve().parents[1] / "simshap" / "configs" / "cifar10-subset.yaml")
     out = merge_config(cfg, cifar10.parse_override("explainer.methods=[simshap, fastshap]"))
     assert out["explainer"]["methods"] == ["simshap", "fastshap"]
     assert out["explainer"]["n_masks"] == cfg["explainer"]["n_masks"]

@@ -25,8 +25,9 @@ from simshap.cli import build_parser, main
 from simshap.config import TABULAR_DEFAULTS, load_config, merge_config
 from simshap.data.tabular import load_tabular
 from simshap.evaluation.metrics import attribution_errors
-from simshap.evaluation.tabular import estimators_at_budgets, ground_truth
-from simshap.explainers import FastSHAP, SimSHAP, additive_efficient_normalization
+from simshap.evaluation.tabular import estimators_at_budgets
+from simshap.evaluation.truth import ground_truth
+from simshap.explainers import FastSHAP, SimSHAP, efficient_normalization
 from simshap.explainers.simshap import optimal_cv_coef, residual_target
 from simshap.games.estimators import sim_semivalue_target
 from simshap.games.values import MaskedModelGame
@@ -94,9 +95,9 @@ def trained_simshap(bc_run: dict) -> dict:
     data, surrogate, run = bc_run["data"], bc_run["surrogate"], bc_run["run"]
     n = 12
     x = torch.as_tensor(data.x_test[:n])
-    classes = torch.as_tensor(run.original_model().predict(data.x_test[:n]))
-    game = MaskedModelGame(surrogate.masked_probs, x, groups=surrogate.groups)
-    truth, _ = ground_truth(game, threshold=0.01, seed=SEED)
+    classes = torch.as_tensor(run.original_model().predict(data.raw_test[:n]))
+    game = MaskedModelGame(surrogate.value, x, groups=surrogate.groups)
+    truth = ground_truth(game, method="kernel_shap", threshold=0.01, seed=SEED)
 
     torch.manual_seed(SEED)
     d, c = data.n_features, data.n_classes
@@ -130,11 +131,13 @@ def test_surrogate_learns_full_mask_accuracy(bc_run: dict) -> None:
     # and it agrees with the original's predictions, which is what it was trained on
     x = torch.as_tensor(run.data.x_test)
     full = torch.ones_like(x, dtype=torch.bool)
-    pred = bc_run["surrogate"].masked_probs(x, full).argmax(-1).numpy()
-    agreement = float((pred == run.original_model().predict(run.data.x_test)).mean())
+    pred = bc_run["surrogate"].value(x, full).argmax(-1).numpy()
+    agreement = float((pred == run.original_model().predict(run.data.raw_test)).mean())
     assert agreement >= 0.93
     # the KL under random masks is far below that of an untrained surrogate on the same masks
-    assert stats["val_kl"] < 0.3
+    assert stats["val_loss"] < 0.3
+    # the fidelity to the model on held-out rows is reported
+    assert stats["fidelity"]["agreement"] >= 0.9 and stats["fidelity"]["rows"] == 57
 
 
 # --------------------------------------------------------------------------- SimSHAP
@@ -156,12 +159,21 @@ def test_simshap_l2_falls_and_beats_kernelshap_512(trained_simshap: dict) -> Non
     assert final < 1.15 * baselines["kernelshap_paired@512"]["l2"]
 
 
-def test_simshap_outputs_are_nearly_efficient(trained_simshap: dict, bc_run: dict) -> None:
-    # every training target sums to v(N) - v(∅), so the trained net's sums approach it
+def test_simshap_outputs_are_efficient(trained_simshap: dict, bc_run: dict) -> None:
+    # every training target sums to v(N) - v(∅), so the trained net's raw sums approach it
     module, x = trained_simshap["module"], trained_simshap["x"]
     v0, v1 = module.game(x).empty_and_full()
-    gap = (module.explain(x).sum(1) - (v1 - v0)).abs()
+    gap = (module.explain(x, efficient=False).sum(1) - (v1 - v0)).abs()
     assert float(gap.mean()) < 0.1 * float((v1 - v0).abs().mean())
+    assert float(gap.max()) > 1e-4  # not exactly: the raw network output
+    # and the values users get add up exactly: base + Σφ = v(N) = prediction
+    sv = module(x)
+    torch.testing.assert_close(sv.base_values + sv.values.sum(1), v1, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sv.prediction, v1, atol=1e-6, rtol=0)
+    # the projection onto the efficient values never moves them away from the truth
+    truth, classes = trained_simshap["truth"], trained_simshap["classes"]
+    raw = attribution_errors(module.explain(x, efficient=False), truth, classes)["l2"]
+    assert attribution_errors(sv.values, truth, classes)["l2"] <= raw + 1e-6
 
 
 # --------------------------------------------------------------------------- FastSHAP
@@ -176,22 +188,28 @@ def test_fastshap_normalized_outputs_sum_to_total(bc_run: dict, batch: int) -> N
     phi = module.explain(x)
     assert phi.shape == (batch, data.n_features, data.n_classes)
     ones = torch.ones_like(x, dtype=torch.bool)
-    total = surrogate.masked_probs(x, ones) - surrogate.masked_probs(x, ~ones)
+    total = surrogate.value(x, ones) - surrogate.value(x, ~ones)
     torch.testing.assert_close(phi.sum(1), total, atol=1e-5, rtol=0)
     # the raw network output is not efficient: the normalization does the work
     assert float((module.net(x).sum(1) - total).abs().max()) > 1e-3
 
 
 @pytest.mark.parametrize("batch", [1, 7, 64])
-def test_additive_efficient_normalization_any_batch(batch: int) -> None:
+def test_efficient_normalization_any_batch(batch: int) -> None:
     gen = torch.Generator().manual_seed(batch)
     raw = torch.randn(batch, 5, 3, generator=gen)
     total = torch.randn(batch, 3, generator=gen)
-    out = additive_efficient_normalization(raw, total)
+    out = efficient_normalization(raw, total)
     torch.testing.assert_close(out.sum(1), total)
     # the same shift for every player of an instance and class
     shift = out - raw
     torch.testing.assert_close(shift, shift[:, :1].expand_as(shift))
+    # dummy players keep their value (0): the others share the gap
+    players = torch.tensor([True, False, True, True, False])
+    raw[:, ~players] = 0
+    out = efficient_normalization(raw, total, players)
+    torch.testing.assert_close(out.sum(1), total)
+    assert torch.equal(out[:, ~players], torch.zeros_like(out[:, ~players]))
 
 
 # --------------------------------------------------------------------------- persistence
@@ -230,7 +248,7 @@ def test_load_explainer_rejects_other_files(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- shap plots
 
 
-def test_to_shap_explanation_feeds_shap_bar(trained_simshap: dict, bc_run: dict) -> None:
+def test_to_shap_feeds_shap_bar(trained_simshap: dict, bc_run: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -238,7 +256,7 @@ def test_to_shap_explanation_feeds_shap_bar(trained_simshap: dict, bc_run: dict)
     import shap
 
     module, x = trained_simshap["module"], trained_simshap["x"]
-    exp = module.to_shap_explanation(x, output=1)
+    exp = module(x).to_shap(target=1)
     assert exp.values.shape == (x.shape[0], x.shape[1])
     np.testing.assert_allclose(exp.values, module.explain(x)[..., 1].numpy())
     assert list(exp.feature_names) == list(bc_run["data"].feature_names)
@@ -251,7 +269,7 @@ def test_to_shap_explanation_feeds_shap_bar(trained_simshap: dict, bc_run: dict)
     top = bc_run["data"].feature_names[int(np.abs(exp.values).mean(0).argmax())]
     assert top in labels  # the most important feature is labelled
     plt.close("all")
-    full = module.to_shap_explanation(x)
+    full = module(x).to_shap()
     assert full.values.shape == (x.shape[0], x.shape[1], 2)
 
 
@@ -268,8 +286,6 @@ def test_wrong_feature_count_and_nan_are_refused(trained_simshap: dict) -> None:
     bad[0, 3] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         module.explain(bad)
-    with pytest.raises(ValueError, match="NaN"):
-        module.to_shap_explanation(bad)
 
 
 def test_missing_data_file_names_file_and_folder(tmp_path: Path,
@@ -406,9 +422,6 @@ def test_simshap_targets_and_their_old_name() -> None:
     spec = _explainer_spec(5, 2)
     assert SimSHAP(spec).hparams.target == "default"
     assert SimSHAP(spec, target="paper").hparams.target == "paper"
-    with pytest.warns(DeprecationWarning, match="target="):
-        old = SimSHAP(spec, control_variate=False)  # what files saved before the rename hold
-    assert old.hparams.target == "paper" and old.hparams.control_variate is None
     with pytest.raises(ValueError, match="target must be one of"):
         SimSHAP(spec, target="cv")
 
@@ -452,17 +465,7 @@ def test_optimal_cv_coef_is_one_for_the_exact_additive_prior_and_zero_for_noise(
     assert float(optimal_cv_coef(masks, noise, v0, phi)) < 0.3
 
 
-def test_config_target_rename_and_methods_check(tmp_path: Path) -> None:
-    old = _write_config(tmp_path / "old.yaml",
-                        {**TINY_CONFIG, "explainer": {**TINY_CONFIG["explainer"],
-                                                      "control_variate": True}})
-    assert load_config(old)["explainer"]["target"] == "default"
-    both = _write_config(tmp_path / "both.yaml",
-                         {**TINY_CONFIG, "explainer": {**TINY_CONFIG["explainer"],
-                                                       "control_variate": True,
-                                                       "target": "paper"}})
-    with pytest.raises(ValueError, match="explainer.target only"):
-        load_config(both)
+def test_config_methods_check(tmp_path: Path) -> None:
     cfg = merge_config(TABULAR_DEFAULTS, TINY_CONFIG)
     assert TabularRun(tmp_path / "r", cfg).explainer_names == ["simshap", "simshap_paper",
                                                                "fastshap"]

@@ -57,7 +57,7 @@ def attribution_grid(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -79,5 +79,5 @@ def mean_curves(curves: dict[str, dict[str, torch.Tensor]], path: Path) -> None:
                title=f"mean {kind} curve")  # fmt: skip
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)

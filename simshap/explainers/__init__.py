@@ -2,15 +2,15 @@
 
 from typing import Any
 
-from simshap.explainers.base import AmortizedExplainer
-from simshap.explainers.fastshap import FastSHAP, additive_efficient_normalization
+from simshap.explainers.base import AmortizedExplainer, efficient_normalization
+from simshap.explainers.fastshap import FastSHAP
 from simshap.explainers.simshap import SimSHAP
 
 __all__ = [
     "AmortizedExplainer",
     "FastSHAP",
     "SimSHAP",
-    "additive_efficient_normalization",
+    "efficient_normalization",
     "load_explainer",
 ]
 

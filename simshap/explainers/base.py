@@ -1,13 +1,18 @@
-"""What SimSHAP and FastSHAP share.
+"""What SimSHAP, FastSHAP and the labels regression share.
 
-An explainer network g(x) -> (B, d, C) trained against a surrogate's masked game, validated on
-fixed KernelSHAP targets, with ``explain``, ``explainer(x)`` (a ``ShapleyValues``) and
-``to_shap_explanation``. Saving and loading live in :mod:`simshap.io`.
+An explainer network g(x) -> (B, d, C) trained on a game (the surrogate's, or the model's own
+marginal game; :mod:`~simshap.explainers.sources`), validated on fixed KernelSHAP targets, and
+called as ``explainer(x)`` -> :class:`~simshap.ShapleyValues`. Its output is **efficient** by
+default: base + Σφ equals the explained value v(N) (the surrogate's s(x, 1), or the model's f(x)
+for the marginal and baseline games) to float precision, by the additive efficient
+normalization φ ← g + (v(N) − v(∅) − Σg) / d over the players that are not dummies. The
+normalization is the orthogonal projection onto the efficient values, which contain the true
+Shapley values, so it never moves g away from them. Dummy players (features constant in the
+training rows) get exactly 0.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import lightning.pytorch as pl
@@ -16,53 +21,68 @@ import torch
 
 from simshap.data.preprocessing import Preprocessor
 from simshap.errors import UserError
+from simshap.explainers.sources import GAMES, RowsSource, SurrogateSource
 from simshap.explainers.validation import PRIOR_QUANTILES, FixedTargetValidation
 from simshap.games.prior import kernel_shap_with_prior
 from simshap.games.sampling import ShapleyKernelSampler
-from simshap.games.values import MaskedModelGame
 from simshap.models.explainer_nets import build_explainer_net
 from simshap.shapley_values import ShapleyValues
 from simshap.surrogate import Surrogate
 from simshap.training import MaskGeneratorState, adamw_cosine
 
-__all__ = ["AmortizedExplainer"]
+__all__ = ["AmortizedExplainer", "efficient_normalization"]
 
+
+def efficient_normalization(
+    phi: torch.Tensor, total: torch.Tensor, players: torch.Tensor | None = None
+) -> torch.Tensor:
+    """φ ← φ + (total − Σφ) / d' on the ``players`` (default all), per instance and output.
+
+    Args:
+        phi: ``(B, d, C)`` attributions.
+        total: ``(B, C)`` v(N) − v(∅).
+        players: bool ``(d,)``: the players that share the gap (the others keep their value).
+
+    Returns:
+        ``(B, d, C)`` attributions that sum to ``total`` over the players.
+    """
+    gap = total - phi.sum(1)
+    if players is None:
+        return phi + gap.unsqueeze(1) / phi.shape[1]
+    share = players.to(phi).view(1, -1, 1)
+    return phi + share * (gap.unsqueeze(1) / share.sum().clamp_min(1.0))
 
 
 class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.LightningModule):
     """Base LightningModule of the amortized explainers.
 
     Each training step draws ``n_masks`` Shapley-kernel coalitions per input (paired), evaluates
-    the frozen surrogate on all ``B * (n_masks + 2)`` masked inputs (with ∅ and N) in one no-grad
-    call of the game layer's ``MaskedModelGame``, and hands them to :meth:`loss`.
-
-    Validation: the held-out l2 distance ``||g(x) - phi(x)||_2`` over the d players (mean over
-    instances and classes) to fixed targets phi = paired ``kernel_shap`` on the surrogate game
-    with ``val_budget`` coalitions, computed once per validation batch and cached.
+    them in one no-grad call of the game (with v(∅) and v(N)), and hands them to :meth:`loss`.
+    Training batches are ``(x, row index)`` (tabular) or ``(x, label)`` (augmented images).
 
     Args:
         net_spec: spec of the explainer network (``build_explainer_net``).
-        surrogate: the trained surrogate (frozen); may be ``None`` for inference only.
+        surrogate: the trained surrogate (frozen; ``game="surrogate"``); ``None`` for the
+            marginal and baseline games, or for inference only.
         n_masks: coalitions per input and step (M).
         paired: draw complementary pairs.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
-        val_budget: KernelSHAP game evaluations per validation instance (∅ and N included)
-            for the fixed targets.
+        val_budget: KernelSHAP game evaluations per validation instance for the fixed targets.
         max_epochs_hint: epochs of the cosine learning-rate schedule (0: constant).
         surrogate_batch_size: rows per surrogate call (``None``: all of a step in one call).
         seed: seed of the mask generators.
-        input_noise: standard deviation of Gaussian noise added to the standardized training
-            inputs at every step, drawn from the step generator; the targets are computed at
-            the noisy inputs, so they stay unbiased for them. It trains g on a smoothed input
-            distribution (training with noise acts as a smoothness penalty), which helps when
-            training rows are few. 0 turns it off. The labels regression, which trains on
-            fixed labelled rows, ignores it.
         feature_names: optional names of the players (tabular).
         preprocessor: the fitted raw-row preprocessing (``Preprocessor.to_dict()``); with it,
-            every call takes raw rows (arrays in feature order, or DataFrames matched by column
-            name) and it is saved with the explainer.
+            every call takes raw rows and it is saved with the explainer.
         class_names: optional names of the outputs.
+        input_noise: standard deviation of Gaussian noise added to the standardized training
+            inputs at every step (0: off). With the surrogate game the targets are computed at
+            the noisy inputs; with a model's game the noise only smooths g.
+        game: ``"surrogate"``, ``"marginal"`` or ``"baseline"``.
+        model_info: what is explained (``ModelAdapter.describe()``) and the surrogate's
+            fidelity, kept in saved files, exports and ``/metadata``.
+        background: raw background rows (marginal: K rows; baseline: 1 row), kept in the file.
     """
 
     def __init__(
@@ -81,20 +101,40 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
         preprocessor: dict[str, Any] | None = None,
         class_names: list[str] | None = None,
         input_noise: float = 0.0,
+        game: str = "surrogate",
+        model_info: dict[str, Any] | None = None,
+        background: list[list[Any]] | None = None,
     ) -> None:
         super().__init__()
-        if n_masks < 1:
-            raise ValueError(f"n_masks must be >= 1, got {n_masks}")
+        if isinstance(n_masks, bool) or not isinstance(n_masks, int) or n_masks < 1:
+            raise UserError(f"n_masks must be an integer >= 1, got {n_masks!r}")
         if isinstance(input_noise, bool) or not isinstance(input_noise, (int, float)) \
                 or not 0.0 <= input_noise < float("inf"):
-            raise ValueError(f"input_noise must be a finite number >= 0, got {input_noise!r}")
+            raise UserError(f"input_noise must be a finite number >= 0, got {input_noise!r}")
+        if game not in GAMES:
+            raise UserError(f"game must be one of {GAMES}, got {game!r}")
+        if game != "surrogate" and (preprocessor is None or background is None):
+            raise UserError(f"game={game!r} explains a model of raw rows: it needs the fitted "
+                            "preprocessing and the background rows (use simshap.fit)")  # fmt: skip
         self.save_hyperparameters(ignore=["surrogate"])
         self.net = build_explainer_net(net_spec)
         self.preprocessor = Preprocessor.from_dict(preprocessor) if preprocessor else None
         self.surrogate = surrogate
         if surrogate is not None:
             surrogate.eval().requires_grad_(False)
+        self.model: Any = None  # the user's model (ModelAdapter), attached, never saved
+        self.source: SurrogateSource | RowsSource | None = None
+        if game == "surrogate":
+            self.source = SurrogateSource(surrogate, surrogate_batch_size) if surrogate else None
+        else:
+            rows = np.array(background, dtype=object if self.preprocessor.categories else None)
+            self.source = RowsSource(None, rows, name=game)
         num_classes = net_spec["num_classes"]
+        d = net_spec.get("num_players")
+        dummy = self.preprocessor.dummy_mask() if self.preprocessor else None
+        if d is None or dummy is None or dummy.numel() != d:
+            dummy = torch.zeros(d or 0, dtype=torch.bool)
+        self.register_buffer("dummy", dummy, persistent=False)
         self.register_buffer("base_value", torch.zeros(num_classes))
         # the explainer's validation mean squared error per player and class (at its best
         # epoch): the prior variance of ``explainer(x, budget=k)``; NaN until validated
@@ -103,9 +143,37 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
         self.register_buffer("prior_var_quantiles",
                              torch.full((PRIOR_QUANTILES, num_classes), float("nan")))  # fmt: skip
         self.register_buffer("_best_val", torch.tensor(float("inf")))
+        if isinstance(self.source, SurrogateSource):  # v(∅) = s(0, 0): known without data
+            self.base_value.copy_(self.source.v_empty(self._probe()).to(self.base_value))
         self._val_targets: dict[int, torch.Tensor] = {}
+        self._val_full: dict[int, torch.Tensor] = {}
         self._val_sq: list[torch.Tensor] = []
         self._val_inst: list[torch.Tensor] = []
+
+    def _probe(self) -> torch.Tensor:
+        """One all-zero input of the network's shape (for v(∅), which does not depend on x)."""
+        spec = self.net.spec
+        if spec["kind"] == "mlp":
+            return torch.zeros(1, spec["in_features"])
+        h, w = self.surrogate.groups.image_size
+        return torch.zeros(1, spec["in_channels"], h, w)
+
+    # ------------------------------------------------------------------ the model
+    @property
+    def game_name(self) -> str:
+        """``"surrogate"``, ``"marginal"`` or ``"baseline"``."""
+        return self.hparams.get("game", "surrogate")
+
+    def attach_model(self, model: Any) -> AmortizedExplainer:
+        """Attach the user's model (a :class:`~simshap.adapter.ModelAdapter`); returns self.
+
+        The marginal and baseline games need it for v(N) = f(x); with the surrogate game it adds
+        the model's own output to the answers.
+        """
+        self.model = model
+        if isinstance(self.source, RowsSource):
+            self.source.model = model
+        return self
 
     # ------------------------------------------------------------------ subclass hooks
     def loss(
@@ -119,44 +187,59 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
         """Training loss from coalitions ``(B, M, d)``, values ``(B, M, C)``, v(∅), v(N)."""
         raise NotImplementedError
 
-    def attributions(self, x: torch.Tensor) -> torch.Tensor:
-        """The explanation of a batch (subclasses add normalization): ``(B, d, C)``."""
-        return self.net(x).float()
+    def raw_attributions(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's output g(x) ``(B, d, C)``, dummy players set to 0."""
+        out = self.net(x).float()
+        if bool(self.dummy.any()):
+            out = out.masked_fill(self.dummy.to(out.device).view(1, -1, 1), 0.0)
+        return out
+
+    def efficient(self, phi: torch.Tensor, v_full: torch.Tensor) -> torch.Tensor:
+        """Additive efficient normalization: base + Σφ = v(N), dummies kept at 0."""
+        players = ~self.dummy.to(phi.device) if bool(self.dummy.any()) else None
+        return efficient_normalization(phi, v_full.to(phi) - self.base_value.to(phi), players)
 
     def training_dataset(self, x: torch.Tensor) -> torch.utils.data.Dataset:
-        """What :meth:`fit` trains on, from the preprocessed training rows (default: the rows)."""
-        return torch.utils.data.TensorDataset(torch.as_tensor(x, dtype=torch.float32))
+        """What training iterates over: the preprocessed rows and their row indices."""
+        x = torch.as_tensor(x, dtype=torch.float32)
+        return torch.utils.data.TensorDataset(x, torch.arange(len(x)))
 
     # ------------------------------------------------------------------ the game
-    def _require_surrogate(self) -> Surrogate:
-        if self.surrogate is None:
-            raise RuntimeError(
+    def _require_source(self) -> SurrogateSource | RowsSource:
+        if self.source is None:
+            raise UserError(
                 f"{type(self).__name__} has no surrogate: pass surrogate= to train it (a "
                 "loaded explainer keeps its surrogate only if it was saved with one)"
             )
+        return self.source
+
+    def _require_surrogate(self) -> Surrogate:
+        if self.surrogate is None:
+            self._require_source()
+            raise UserError(f"{type(self).__name__} explains the {self.game_name} game, which "
+                            "has no surrogate")  # fmt: skip
         return self.surrogate
 
-    def game(self, x: torch.Tensor, check_finite: bool = True) -> MaskedModelGame:
-        """The surrogate's game v_x(S) = s(x, m_S) (probabilities) on a batch ``x``."""
-        surrogate = self._require_surrogate()
-        return MaskedModelGame(
-            surrogate.masked_probs,
-            x,
-            groups=surrogate.groups,
-            batch_size=self.hparams.surrogate_batch_size or 1 << 62,
-            check_finite=check_finite,
-        )
+    def game(self, x: torch.Tensor, raw: Any = None, check_finite: bool = True) -> Any:
+        """The game of a batch: network inputs ``x`` and, for a model's game, its raw rows."""
+        return self._require_source().game(x, raw, check_finite)
+
+    def _raw_ref(self, batch: Any, table: str) -> Any:
+        """How a batch names its raw rows for a model's game (``(table, indices)``)."""
+        if isinstance(self.source, RowsSource):
+            return (table, batch[1])
+        return None
 
     def sample_values(
-        self, x: torch.Tensor
+        self, x: torch.Tensor, raw: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Coalitions and their surrogate values for one step, in one no-grad game call.
+        """Coalitions and their values for one step, in one no-grad game call.
 
         Returns:
             masks ``(B, M, d)``, values ``(B, M, C)``, v(∅) ``(B, C)``, v(N) ``(B, C)``.
         """
-        game = self.game(x, check_finite=False)
-        d, b = game.num_players, x.shape[0]
+        source = self._require_source()
+        d, b = self.net.spec.get("num_players") or self.surrogate.num_players, x.shape[0]
         sampler = ShapleyKernelSampler(d, paired=self.hparams.paired)
         masks = sampler.sample(
             self.hparams.n_masks, generator=self._generator, device=self.device, batch_shape=(b,)
@@ -164,22 +247,28 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
         ends = torch.zeros(b, 2, d, dtype=torch.bool, device=self.device)
         ends[:, 1] = True
         with torch.no_grad():
-            v = game(torch.cat([ends, masks], dim=1)).float()
-        return masks, v[:, 2:], v[:, 0], v[:, 1]
+            if isinstance(source, SurrogateSource):
+                v = source.draw(x, raw, torch.cat([ends, masks], dim=1), self._generator)
+                return masks, v[:, 2:], v[:, 0], v[:, 1]
+            values = source.draw(x, raw, masks, self._generator)
+            v0 = source.v_empty(x).expand(b, -1)
+            return masks, values, v0, source.v_full(x, raw)
 
     # ------------------------------------------------------------------ Lightning
     def on_fit_start(self) -> None:  # noqa: D102
-        self._require_surrogate()
+        source = self._require_source()
         self.init_mask_generator()
+        probe = self._probe().to(self.device) if isinstance(source, SurrogateSource) else None
+        self.base_value.copy_(source.v_empty(probe).to(self.base_value))
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: D102
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        raw = self._raw_ref(batch, "train")
         sigma = float(self.hparams.get("input_noise", 0.0))  # older checkpoints lack it
         if sigma > 0:
             noise = torch.randn(x.shape, generator=self._generator, device=x.device)
             x = x + sigma * noise.to(x.dtype)
-        masks, values, v0, v1 = self.sample_values(x)
-        self.base_value.copy_(v0.mean(0))
+        masks, values, v0, v1 = self.sample_values(x, raw)
         loss = self.loss(x, masks, values, v0, v1)
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
@@ -189,9 +278,12 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
         return adamw_cosine(self.net.parameters(), hp.lr, hp.weight_decay, hp.max_epochs_hint)
 
     # ------------------------------------------------------------------ public API
-    def _check_inputs(self, x: Any) -> torch.Tensor:
+    def _inputs(self, x: Any) -> tuple[torch.Tensor, Any]:
+        """Raw rows -> (network inputs, raw rows for a model's game); images pass through."""
         if self.preprocessor is not None:  # raw rows in, standardized features out
-            return self.preprocessor.transform(x).to(self.device)
+            raw = self.preprocessor.raw_array(x) if self.model is not None or \
+                isinstance(self.source, RowsSource) else None  # fmt: skip
+            return self.preprocessor.transform(x).to(self.device), raw
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
         x = x.to(device=self.device, dtype=torch.float32)
         spec = self.net.spec
@@ -210,27 +302,33 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
             )
         if not torch.isfinite(x).all():
             raise UserError("inputs contain NaN or infinite values; impute or drop them first")
-        return x
+        return x, None
 
     @torch.no_grad()
-    def explain(self, x: Any, batch_size: int = 4096) -> torch.Tensor:
-        """Shapley values of every input in one forward pass per chunk.
-
-        Args:
-            x: inputs ``(B, F)`` or images ``(B, C, H, W)`` (tensor or array).
-            batch_size: inputs per forward pass.
-
-        Returns:
-            ``(B, d, C)`` float tensor on the model's device.
-        """
-        x = self._check_inputs(x)
+    def _explain(
+        self, x: Any, batch_size: int, efficient: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, Any]:
+        """(values, v(N) or None, network inputs, raw rows) of raw inputs."""
+        x, raw = self._inputs(x)
         was_training = self.training
         self.eval()
         try:
-            out = [self.attributions(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+            out = [self.raw_attributions(x[i : i + batch_size])
+                   for i in range(0, len(x), batch_size)]  # fmt: skip
+            phi = torch.cat(out)
+            v_full = None
+            if efficient:
+                v_full = torch.cat([self._require_source().v_full(
+                    x[i : i + batch_size], None if raw is None else raw[i : i + batch_size])
+                    for i in range(0, len(x), batch_size)])  # fmt: skip
+                phi = self.efficient(phi, v_full)
         finally:
             self.train(was_training)
-        return torch.cat(out)
+        return phi, v_full, x, raw
+
+    def explain(self, x: Any, batch_size: int = 4096, efficient: bool = True) -> torch.Tensor:
+        """Shapley values ``(B, d, C)`` of raw inputs (see :meth:`forward` for the result type)."""
+        return self._explain(x, batch_size, efficient)[0]
 
     def forward(
         self,
@@ -239,33 +337,34 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
         budget: int | None = None,
         generator: torch.Generator | None = None,
         loss: str = "l2",
+        efficient: bool = True,
     ) -> ShapleyValues:
         """Explain raw inputs: ``explainer(x)``, or ``explainer(x, budget=k)`` to refine.
 
-        Without ``budget`` this is one forward pass per chunk. With ``budget=k`` the one-pass
-        estimate g(x) is the prior of :func:`~simshap.games.prior.kernel_shap_with_prior`,
-        which spends k game evaluations per instance (∅ and N included) on the surrogate's game:
-        ``k = 2`` makes g(x) efficient, and ``k = 2^d`` gives the exact Shapley values of the
-        surrogate's game. The prior's weight comes from the explainer's validation errors
-        (:meth:`prior_variances`).
+        Without ``budget`` this is one forward pass per chunk, made efficient with v(N) (one
+        game evaluation per instance: the surrogate's s(x, 1), or the model's f(x) for the
+        marginal and baseline games). With ``budget=k`` the one-pass estimate g(x) is the prior
+        of :func:`~simshap.games.prior.kernel_shap_with_prior`, which spends k game evaluations
+        per instance (∅ and N included): ``k = 2^d`` gives the exact Shapley values of the game.
 
         Args:
             x: raw rows ``(B, F)`` (arrays in feature order, or a DataFrame matched by column
                 name) when the explainer holds its preprocessing; model inputs otherwise (images
                 ``(B, C, H, W)``).
             batch_size: inputs per forward pass.
-            budget: game evaluations per instance for the refinement (needs the surrogate).
+            budget: game evaluations per instance for the refinement.
             generator: ``torch.Generator`` for the refinement's coalitions.
-            loss: what the refinement minimizes under its posterior: ``"l2"`` (the expected l2
-                distance to the Shapley values) or ``"squared"`` (the squared one).
+            loss: what the refinement minimizes under its posterior: ``"l2"`` or ``"squared"``.
+            efficient: make the values add up to v(N) (``False``: the raw network output).
 
         Returns:
-            :class:`~simshap.ShapleyValues` with values ``(B, d, C)``, ``base_values`` v(∅),
-            ``n_evals`` (0 for SimSHAP's one pass, 2 for FastSHAP's, whose normalization calls
-            the surrogate on ∅ and N; ``budget`` when refined) and the player and class names.
+            :class:`~simshap.ShapleyValues`: values ``(B, d, C)``, ``base_values`` v(∅),
+            ``prediction`` (what base + Σφ adds up to), ``n_evals``, names, the raw rows as
+            ``data`` (shap's plots colour by it), and ``extras`` saying which game and which
+            quantity are explained (and the model's own output when it is attached).
         """
-        values = self.explain(x, batch_size)
-        n_evals, method = self.inference_evals, type(self).__name__
+        values, v_full, x_net, raw = self._explain(x, batch_size, efficient)
+        n_evals, method = (1 if efficient else 0), type(self).__name__
         if budget is not None:
             if not bool(torch.isfinite(self.prior_var).all()):
                 raise UserError(
@@ -273,19 +372,30 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
                     "data, or saved by an older release), which explainer(x, budget=k) uses as "
                     "the prior's weight; retrain with validation data"
                 )
-            game = self.game(self._check_inputs(x))
+            game = self.game(x_net, raw)
             with torch.no_grad():
                 refined = kernel_shap_with_prior(game, values, self.prior_variances(), budget,
                                                  generator=generator, loss=loss)  # fmt: skip
             values, n_evals = refined.values.float(), refined.n_evals
+            v_full = values.sum(1) + self.base_value.to(values)
             method = f"{method}+kernel_shap@{budget}"
+        return self._result(values, v_full, n_evals, method, x, raw)
+
+    def _result(self, values: torch.Tensor, v_full: torch.Tensor | None, n_evals: int,
+                method: str, x: Any, raw: Any) -> ShapleyValues:  # fmt: skip
         b, d, c = values.shape
-        spec = self.net.spec
         grid = None
-        if spec["kind"] != "mlp":
+        if self.net.spec["kind"] != "mlp":
             side = int(round(d**0.5))
             grid = (side, d // side)
         names = self.preprocessor.feature_names if self.preprocessor else self.hparams.feature_names
+        info = dict(self.hparams.get("model_info") or {})
+        extras: dict[str, Any] = {"game": self.game_name, **info}
+        if self.model is not None and raw is not None and self.game_name == "surrogate":
+            extras["model_output"] = torch.from_numpy(self.model.on_array(raw)).float()
+        data = None
+        if self.preprocessor is not None:
+            data = x if raw is None else raw
         return ShapleyValues(
             values=values,
             base_values=self.base_value.to(values).expand(b, c).clone(),
@@ -294,48 +404,12 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
             player_names=list(names) if names else None,
             class_names=self.hparams.class_names,
             grid=grid,
+            prediction=v_full,
+            data=data,
+            extras=extras,
         )
 
-    #: game evaluations per instance at inference (FastSHAP's normalization needs v(N), v(∅))
-    inference_evals: int = 0
-
-    def to_shap_explanation(
-        self,
-        x: Any,
-        output: int | None = None,
-        feature_names: list[str] | None = None,
-        data: Any = None,
-    ) -> Any:
-        """A ``shap.Explanation`` of ``x`` (so ``shap.plots.bar`` / ``beeswarm`` work).
-
-        Args:
-            x: inputs ``(B, F)``.
-            output: class to keep (values ``(B, d)``); ``None`` keeps all (``(B, d, C)``).
-            feature_names: names of the players (default: those given at construction).
-            data: feature values to show in the plots (default: ``x``).
-
-        Returns:
-            ``shap.Explanation`` with ``base_values`` = v(∅) of the surrogate, so that
-            ``base_values + values.sum(players) = v(N)`` in expectation.
-        """
-        import shap
-
-        phi = self.explain(x).cpu().numpy()
-        base = np.broadcast_to(self.base_value.cpu().numpy(), (phi.shape[0], phi.shape[2]))
-        if output is not None:
-            phi, base = phi[..., output], base[:, output]
-        if data is None:
-            # raw units (category codes for string columns), so the plots' colours mean something
-            data = (self.preprocessor.encode(x) if self.preprocessor is not None
-                    else self._check_inputs(x).cpu().numpy())
-        names = feature_names or (self.preprocessor.feature_names if self.preprocessor
-                                  else self.hparams.feature_names)
-        return shap.Explanation(
-            values=phi, base_values=np.array(base), data=data, feature_names=names
-        )
-
-    def export(self, path: str | os.PathLike[str], format: str = "onnx",  # noqa: A002
-               overwrite: bool = False) -> Any:
+    def export(self, path: Any, format: str = "onnx", overwrite: bool = False) -> Any:  # noqa: A002
         """Export as one ONNX or TorchScript graph: raw rows in, values out (:mod:`simshap.export`).
 
         Args:
@@ -349,69 +423,3 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
         from simshap.export import export_explainer  # the layer above; imported when used
 
         return export_explainer(self, path, format, overwrite)
-
-    # ------------------------------------------------------------------ bring your own data
-    @classmethod
-    def fit(
-        cls,
-        surrogate: Surrogate,
-        x_train: Any,
-        x_val: Any,
-        hidden: int = 512,
-        layers: int = 3,
-        n_masks: int = 32,
-        batch_size: int = 32,
-        lr: float = 1e-3,
-        max_epochs: int = 100,
-        patience: int = 10,
-        val_budget: int = 2048,
-        seed: int = 0,
-        out_dir: str | os.PathLike[str] | None = None,
-        trainer: dict[str, Any] | None = None,
-        **options: Any,
-    ) -> AmortizedExplainer:
-        """Train this explainer on your own raw rows against a trained surrogate.
-
-        Args:
-            surrogate: from :meth:`Surrogate.fit` (its preprocessing is reused, so the explainer
-                takes the same raw rows).
-            x_train: raw training rows (DataFrame, array).
-            x_val: raw validation rows (fixed KernelSHAP targets; early stopping).
-            hidden: MLP width.
-            layers: MLP depth.
-            n_masks: coalitions per row and step (paired).
-            batch_size: rows per step.
-            lr: AdamW learning rate (cosine decay over ``max_epochs``).
-            max_epochs: epoch limit.
-            patience: early-stopping patience (validation l2).
-            val_budget: KernelSHAP evaluations per validation row for the fixed targets.
-            seed: seed of the masks, the shuffling and the initialization.
-            out_dir: folder for Lightning checkpoints (resumable); default a temporary one.
-            trainer: more :func:`~simshap.training.fit_module` options (``accelerator``...).
-            **options: options of the explainer class (SimSHAP's ``target`` or
-                ``sampling_epochs``, below ``max_epochs``; FastSHAP's ``normalize``...).
-
-        Returns:
-            The trained explainer, in eval mode; ``explainer(rows)`` explains raw rows.
-        """
-        from torch.utils.data import DataLoader, TensorDataset
-
-        from simshap.training import EpochSampler, fit_module
-
-        prep = surrogate.preprocessor
-        if prep is None:
-            raise UserError("the surrogate has no preprocessing: train it with Surrogate.fit")
-        x_tr, x_va = prep.transform(x_train), prep.transform(x_val)
-        d, c = prep.num_features, surrogate.hparams.net_spec["num_classes"]
-        torch.manual_seed(seed)
-        module = cls({"kind": "mlp", "in_features": d, "num_players": d, "num_classes": c,
-                      "hidden": hidden, "layers": layers}, surrogate.eval(), n_masks=n_masks,
-                     lr=lr, val_budget=val_budget, max_epochs_hint=max_epochs, seed=seed,
-                     preprocessor=prep.to_dict(), **options)  # fmt: skip
-        train = DataLoader(module.training_dataset(x_tr), batch_size=batch_size,
-                           sampler=EpochSampler(len(x_tr), seed))  # fmt: skip
-        val = DataLoader(TensorDataset(x_va), batch_size=256)
-        fit_module(module, train, val, monitor="val_l2", max_epochs=max_epochs,
-                   patience=patience, out_dir=out_dir,
-                   **{"progress_bar": False, **(trainer or {})})  # fmt: skip
-        return module.eval()

@@ -6,24 +6,10 @@ from typing import Any
 
 import torch
 
-from simshap.explainers.base import AmortizedExplainer
+from simshap.explainers.base import AmortizedExplainer, efficient_normalization
 from simshap.surrogate import Surrogate
 
-__all__ = ["FastSHAP", "additive_efficient_normalization"]
-
-
-def additive_efficient_normalization(phi: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
-    """G <- g + (v(N) - v(∅) - 1ᵀg) / d, per instance and class, for any batch size.
-
-    Args:
-        phi: ``(B, d, C)`` raw attributions.
-        total: ``(B, C)`` v(N) - v(∅).
-
-    Returns:
-        ``(B, d, C)`` attributions that sum to ``total`` over the players.
-    """
-    gap = total - phi.sum(1)
-    return phi + gap.unsqueeze(1) / phi.shape[1]
+__all__ = ["FastSHAP"]
 
 
 class FastSHAP(AmortizedExplainer):
@@ -54,21 +40,6 @@ class FastSHAP(AmortizedExplainer):
         # Lightning's save_hyperparameters (in the base) records normalize and efficiency_lambda
         super().__init__(net_spec, surrogate, **kwargs)
 
-    @property
-    def inference_evals(self) -> int:  # noqa: D102
-        return 2 if self.hparams.normalize else 0
-
-    def _grand_minus_null(self, x: torch.Tensor) -> torch.Tensor:
-        game = self.game(x, check_finite=False)
-        v0, v1 = game.empty_and_full()
-        return (v1 - v0).float()
-
-    def attributions(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        raw = self.net(x).float()
-        if not self.hparams.normalize:
-            return raw
-        return additive_efficient_normalization(raw, self._grand_minus_null(x))
-
     def loss(  # noqa: D102
         self,
         x: torch.Tensor,
@@ -77,9 +48,10 @@ class FastSHAP(AmortizedExplainer):
         v_empty: torch.Tensor,
         v_full: torch.Tensor,
     ) -> torch.Tensor:
-        raw = self.net(x).float()
+        raw = self.raw_attributions(x)
         total = v_full - v_empty
-        phi = additive_efficient_normalization(raw, total) if self.hparams.normalize else raw
+        players = ~self.dummy.to(raw.device) if bool(self.dummy.any()) else None
+        phi = efficient_normalization(raw, total, players) if self.hparams.normalize else raw
         pred = torch.einsum("bmd,bdc->bmc", masks.float(), phi)
         loss = (pred - (values - v_empty.unsqueeze(1))).pow(2).mean()
         if self.hparams.efficiency_lambda > 0:

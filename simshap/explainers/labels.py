@@ -93,11 +93,14 @@ class LabelRegression(AmortizedExplainer):
             ``(labels (N, d, C) float32 on the CPU, evaluations per row)``.
         """
         x = torch.as_tensor(x, dtype=torch.float32)
-        d = self._require_surrogate().num_players
+        d = self.net.spec["num_players"]
         method, evals = self.label_method(d)
+        source = self._require_source()
+        table = getattr(source, "tables", {}).get("train")  # a model's game: the raw rows
         out, base = [], []
         for i in range(0, len(x), batch_size):
-            game = self.game(x[i : i + batch_size].to(self.device))
+            raw = None if table is None else table[i : i + batch_size]
+            game = self.game(x[i : i + batch_size].to(self.device), raw)
             if method == "exact":
                 est = exact_shapley(game)
             else:
@@ -111,16 +114,17 @@ class LabelRegression(AmortizedExplainer):
         """The rows with their labels (computed here, once): what :meth:`fit` trains on."""
         gen = torch.Generator().manual_seed(self.hparams.seed)
         labels, _ = self.compute_labels(x, generator=gen)
-        return torch.utils.data.TensorDataset(torch.as_tensor(x, dtype=torch.float32), labels)
+        x = torch.as_tensor(x, dtype=torch.float32)
+        return torch.utils.data.TensorDataset(x, labels, torch.arange(len(x)))
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: D102
-        if not isinstance(batch, (list, tuple)) or len(batch) != 2:
+        if not isinstance(batch, (list, tuple)) or len(batch) not in (2, 3) or batch[1].ndim != 3:
             raise UserError(
                 "LabelRegression trains on (x, labels) batches: compute the labels with "
                 "compute_labels(x) and pass TensorDataset(x, labels)"
             )
-        x, labels = batch
-        loss = F.mse_loss(self.net(x).float(), labels.float())
+        x, labels = batch[0], batch[1]
+        loss = F.mse_loss(self.raw_attributions(x), labels.float())
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -110,8 +109,6 @@ class SimSHAP(AmortizedExplainer):
         surrogate: the trained surrogate.
         centered: use v(S) - v(∅) in the target (unbiased, lower variance).
         target: ``"default"`` (the control-variate target) or ``"paper"`` (Algorithm 1).
-        control_variate: deprecated: ``True`` is ``target="default"``, ``False`` is
-            ``target="paper"``.
         average_targets: regress on each row's mean target over the epochs (``None``: on for
             the default target without ``input_noise``; the paper target is Algorithm 1 and
             keeps it off).
@@ -127,16 +124,10 @@ class SimSHAP(AmortizedExplainer):
         surrogate: Surrogate | None = None,
         centered: bool = True,
         target: str = "default",
-        control_variate: bool | None = None,
         average_targets: bool | None = None,
         sampling_epochs: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if control_variate is not None:
-            warnings.warn("SimSHAP(control_variate=...) is deprecated; pass target='default' "
-                          "(control variate) or target='paper'", DeprecationWarning, stacklevel=2)
-            target = "default" if control_variate else "paper"
-            control_variate = None  # hparams record `target` only
         if target not in SIMSHAP_TARGETS:
             raise UserError(f"SimSHAP target must be one of {SIMSHAP_TARGETS}, got {target!r}")
         if average_targets is None:  # a row's noisy copies are different inputs
@@ -185,13 +176,11 @@ class SimSHAP(AmortizedExplainer):
                             "sampling_epochs plus the fitting epochs")  # fmt: skip
 
     def training_dataset(self, x: torch.Tensor) -> torch.utils.data.Dataset:
-        """The rows, with their indices when averaging targets (a fresh, empty memory)."""
+        """The rows and their indices (and a fresh, empty memory when averaging targets)."""
         rows = super().training_dataset(x)
-        if not self.averages_targets:
-            return rows
-        (x,) = rows.tensors
-        self.target_memory = TargetMemory(len(x))
-        return torch.utils.data.TensorDataset(x, torch.arange(len(x)))
+        if self.averages_targets:
+            self.target_memory = TargetMemory(len(rows.tensors[0]))
+        return rows
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: D102
         self._step_rows = None
@@ -212,7 +201,7 @@ class SimSHAP(AmortizedExplainer):
         """L2 to the rows' mean targets: no coalitions, no surrogate call, no input noise."""
         if self.target_memory is None or self.target_memory.sums is None:
             raise RuntimeError("the target memory is empty after the sampling epochs")
-        loss = F.mse_loss(self.net(x).float(), self.target_memory.mean(rows.long()))
+        loss = F.mse_loss(self.raw_attributions(x), self.target_memory.mean(rows.long()))
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
@@ -246,7 +235,7 @@ class SimSHAP(AmortizedExplainer):
         v_empty: torch.Tensor,
         v_full: torch.Tensor,
     ) -> torch.Tensor:
-        pred = self.net(x).float()
+        pred = self.raw_attributions(x)
         if self.hparams.get("target", "paper") == "default":
             g_hat = pred.detach()
             target = residual_target(masks, values, v_empty, v_full, self.cv_coef * g_hat,

@@ -25,24 +25,27 @@ PRIOR_QUANTILES = 32  # per-instance validation errors kept for explainer(x, bud
 class FixedTargetValidation:
     """Mixin of :class:`~simshap.explainers.base.AmortizedExplainer`: its validation hooks.
 
-    Expects the host to provide ``hparams`` (``seed``, ``val_budget``), ``game(x)``,
-    ``attributions(x)``, the buffers ``prior_var``, ``prior_var_quantiles`` and ``_best_val``,
-    and the containers ``_val_targets`` / ``_val_sq`` / ``_val_inst`` (all set up by the
-    explainer's constructor).
+    Expects the host to provide ``hparams`` (``seed``, ``val_budget``), ``game(x, raw)``,
+    ``raw_attributions(x)``, ``efficient(phi, v_full)``, ``_raw_ref(batch, table)``, the buffers
+    ``prior_var``, ``prior_var_quantiles`` and ``_best_val``, and the containers
+    ``_val_targets`` / ``_val_full`` / ``_val_sq`` / ``_val_inst`` (all set up by the
+    explainer's constructor). The score is that of the efficient output users get; KernelSHAP
+    is exactly efficient, so each target's v(N) comes with it.
     """
 
-    def validation_targets(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
+    def validation_targets(self, x: torch.Tensor, batch_idx: int, raw: Any = None) -> torch.Tensor:
         """Fixed KernelSHAP targets of validation batch ``batch_idx`` (computed once)."""
         if batch_idx not in self._val_targets:
             gen = torch.Generator().manual_seed(
                 self.hparams.seed + _VAL_SEED_STRIDE * (batch_idx + 1)
             )
             with torch.autocast(self.device.type, enabled=False):
-                est = kernel_shap(
-                    self.game(x.float()), budget=self.hparams.val_budget, paired=True,
-                    generator=gen,
-                )
-            self._val_targets[batch_idx] = est.values.float()
+                game = self.game(x.float(), raw)
+                est = kernel_shap(game, budget=self.hparams.val_budget, paired=True,
+                                  generator=gen)  # fmt: skip
+            self._val_targets[batch_idx] = est.values.float().to(x.device)
+            # v(N) of the same game: what the efficient output adds up to
+            self._val_full[batch_idx] = (est.values.sum(1) + est.base_values).float().to(x.device)
         return self._val_targets[batch_idx]
 
     def prior_variances(self) -> torch.Tensor:
@@ -56,12 +59,13 @@ class FixedTargetValidation:
         return chosen.clamp_min(1e-12)
 
     def validation_error(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        """g(x) minus the fixed KernelSHAP targets of a validation batch, ``(B, d, C)``."""
+        """The efficient output minus the fixed KernelSHAP targets of a batch, ``(B, d, C)``."""
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self.attributions(x) - self.validation_targets(x, batch_idx)
+        targets = self.validation_targets(x, batch_idx, self._raw_ref(batch, "val"))
+        return self.efficient(self.raw_attributions(x), self._val_full[batch_idx]) - targets
 
     def validation_l2(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        """Mean l2 distance of g(x) to the fixed KernelSHAP targets of a validation batch."""
+        """Mean l2 distance of the explainer to the fixed KernelSHAP targets of a batch."""
         return self.validation_error(batch, batch_idx).norm(dim=1).mean()
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102

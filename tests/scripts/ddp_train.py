@@ -36,7 +36,7 @@ class Record(pl.Callback):
 
     def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dl_idx=0):
         with torch.no_grad():
-            fn = module.validation_kl if self.stage == "surrogate" else module.validation_l2
+            fn = module.validation_loss if self.stage == "surrogate" else module.validation_l2
             self.local.append(float(fn(batch, batch_idx)))
 
     def on_validation_end(self, trainer, module) -> None:

@@ -1,0 +1,131 @@
+"""What a ground truth will cost, estimated before it runs; refused when it is out of reach.
+
+Exact enumeration costs 2^d game evaluations per instance. Converged KernelSHAP costs its
+evaluations (at least two rounds of max(512, 4d) coalitions; the runs measured here needed
+8,000 to 18,000 at threshold 0.01, so :data:`KERNEL_TYPICAL_EVALS` is taken as the typical
+count) plus one weighted least-squares fit per round, whose d x d normal equations dominate for
+wide tables: memory grows as d² per instance and time as round · d² per round. Both are measured
+on the actual game (a few coalitions of one instance) and scaled. Memory is kept bounded by
+computing the truth in chunks of instances (:func:`instances_per_chunk`); time above the run's
+``evaluation.max_minutes`` is refused with the options that bring it down.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+
+from simshap.errors import UserError
+from simshap.games.contract import call_game, game_device
+from simshap.games.regression import constrained_least_squares, gram, moment
+from simshap.games.sampling import ShapleyKernelSampler
+
+__all__ = [
+    "KERNEL_TYPICAL_EVALS",
+    "MEMORY_BUDGET_BYTES",
+    "check_ground_truth_cost",
+    "estimate_ground_truth",
+    "instances_per_chunk",
+    "kernel_round_size",
+]
+
+KERNEL_TYPICAL_EVALS = 8192
+MEMORY_BUDGET_BYTES = 1 << 30  # per chunk of instances
+EXACT_UP_TO = 16  # as simshap.evaluation.truth's "auto"
+
+
+def kernel_round_size(d: int) -> int:
+    """Coalitions per round of converged KernelSHAP (as in :func:`~simshap.games.kernel_shap`)."""
+    r = max(512, 4 * d)
+    return r + r % 2
+
+
+def kernel_bytes_per_instance(d: int, classes: int) -> int:
+    """Peak bytes one instance holds in converged KernelSHAP: the normal equations and a round."""
+    r = kernel_round_size(d)
+    return 8 * (3 * d * d + 2 * r * d + 6 * d * classes + r * classes) + r * d
+
+
+def instances_per_chunk(d: int, classes: int, budget: int = MEMORY_BUDGET_BYTES) -> int:
+    """How many instances one chunk of converged KernelSHAP may hold within ``budget`` bytes."""
+    return max(1, budget // kernel_bytes_per_instance(d, classes))
+
+
+def _seconds_per_evaluation(game: Any, coalitions: int = 256) -> float:
+    sampler = ShapleyKernelSampler(game.num_players, paired=True)
+    masks = sampler.sample(coalitions, generator=torch.Generator().manual_seed(0),
+                           device=game_device(game), batch_shape=(game.num_instances,))  # fmt: skip
+    with torch.no_grad():
+        call_game(game, masks)  # warm-up
+        start = time.perf_counter()
+        call_game(game, masks)
+    return (time.perf_counter() - start) / (coalitions * game.num_instances)
+
+
+def _seconds_per_fit(d: int, classes: int) -> float:
+    r = kernel_round_size(d)
+    masks = torch.rand(1, r, d, generator=torch.Generator().manual_seed(0)) < 0.5
+    ones = torch.ones(1, r, dtype=torch.float64)
+    v = torch.zeros(1, r, classes, dtype=torch.float64)
+    start = time.perf_counter()
+    a, b = gram(masks, ones), moment(masks, ones, v)
+    constrained_least_squares(a + torch.eye(d, dtype=torch.float64), b,
+                              torch.zeros(1, classes, dtype=torch.float64))  # fmt: skip
+    return time.perf_counter() - start
+
+
+def estimate_ground_truth(game: Any, n_instances: int, method: str, classes: int) -> dict[str, Any]:
+    """Estimated evaluations, minutes and memory of a ground truth of ``n_instances`` rows.
+
+    Args:
+        game: the game on (at least) one instance, to time.
+        n_instances: the instances the truth will explain.
+        method: ``"auto"``, ``"exact"`` or ``"kernel_shap"``.
+        classes: the game's outputs.
+
+    Returns:
+        ``{"method", "evaluations", "minutes", "bytes_per_instance", "chunk"}``.
+    """
+    d = game.num_players
+    if method == "auto":
+        method = "exact" if d <= EXACT_UP_TO else "kernel_shap"
+    t_eval = _seconds_per_evaluation(game)
+    if method == "exact":
+        evals = 2**d
+        seconds = n_instances * evals * t_eval
+        per = 8 * (8192 * (d + classes)) + 8192 * d
+    else:
+        r = kernel_round_size(d)
+        evals = max(KERNEL_TYPICAL_EVALS, 2 * r)
+        seconds = n_instances * (evals * t_eval + math.ceil(evals / r) * _seconds_per_fit(d, classes))
+        per = kernel_bytes_per_instance(d, classes)
+    return {"method": method, "evaluations": evals, "minutes": seconds / 60.0,
+            "bytes_per_instance": per, "chunk": instances_per_chunk(d, classes)}  # fmt: skip
+
+
+def check_ground_truth_cost(
+    game: Any, n_instances: int, method: str, max_minutes: float, classes: int
+) -> dict[str, Any]:
+    """Estimate the ground truth's cost and refuse it above ``max_minutes``.
+
+    Raises:
+        UserError: naming the estimate and the options that bring it down (feature groups,
+            ``evaluation.ground_truth: kernel_shap``, a smaller ``evaluation.n_instances``, a
+            larger ``evaluation.max_minutes``).
+    """
+    est = estimate_ground_truth(game, n_instances, method, classes)
+    if est["minutes"] > max_minutes:
+        d = game.num_players
+        exact_hint = (" use evaluation.ground_truth: kernel_shap (exact needs 2^d coalitions);"
+                      if est["method"] == "exact" else "")  # fmt: skip
+        raise UserError(
+            f"the {est['method']} ground truth of {n_instances} instances with {d} players would "
+            f"take about {est['minutes']:.0f} minutes ({est['evaluations']:,} game evaluations "
+            f"per instance), over evaluation.max_minutes={max_minutes:g}:{exact_hint} lower "
+            "evaluation.n_instances, group the features into fewer players, or raise "
+            "evaluation.max_minutes"
+        )
+    return est
