@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import h11
-from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
 from uvicorn.protocols.http import h11_impl
 
 from simshap.errors import UserError
@@ -118,7 +117,8 @@ class H11Protocol(h11_impl.H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         """Answer a request h11 refused: 431 for an oversized header block, else 400."""
-        limit = self.config.h11_max_incomplete_event_size or DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+        limit = self.config.h11_max_incomplete_event_size
+        limit = h11_impl.DEFAULT_MAX_INCOMPLETE_EVENT_SIZE if limit is None else limit
         if len(self.conn.trailing_data[0]) > limit:
             status, detail = 431, (f"the request line and headers are over {limit} bytes; send "
                                    "smaller headers")  # fmt: skip
@@ -158,8 +158,12 @@ class ServerLimits:
                 raise UserError(f"{flag} must be positive, got {getattr(self, name)}")
 
     def uvicorn_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``uvicorn.Config`` / ``uvicorn.run`` (h11 pinned)."""
-        return {"http": H11Protocol, "timeout_keep_alive": self.request_timeout,
+        """Keyword arguments for ``uvicorn.Config`` / ``uvicorn.run``.
+
+        h11 is pinned, and WebSockets are off (the API has none: an upgrade request is
+        answered as plain HTTP, by the same guard).
+        """
+        return {"http": H11Protocol, "ws": "none", "timeout_keep_alive": self.request_timeout,
                 "h11_max_incomplete_event_size": int(self.max_header_bytes),
                 "limit_concurrency": int(self.max_connections),
                 "timeout_graceful_shutdown": self.shutdown_timeout}  # fmt: skip

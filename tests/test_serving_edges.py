@@ -158,6 +158,9 @@ def test_malformed_http_gets_a_4xx(server, raw):
 @pytest.mark.parametrize("raw", [
     b"GET /health HTTP/1.1\r\nHost: x\r\n folded: header\r\n\r\n",  # h11 unfolds it
     b"GET /health HTTP/1.9\r\nHost: x\r\n\r\n",  # a later minor version reads as 1.1
+    # no WebSockets: an upgrade is answered as plain HTTP
+    b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
 ])  # fmt: skip
 def test_odd_but_legal_http_is_answered(server, raw):
     sock = server.connect()
