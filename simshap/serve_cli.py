@@ -132,6 +132,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     api_token()  # a set but empty token refuses to start, before the model loads
     limits = ServerLimits(args.request_timeout, args.shutdown_timeout, args.max_header_bytes,
                           args.max_connections)  # fmt: skip
+    for flag in ("max_rows", "max_body_bytes", "max_json_depth"):
+        if not getattr(args, flag) > 0:
+            raise UserError(f"--{flag.replace('_', '-')} must be positive, got "
+                            f"{getattr(args, flag)}")  # fmt: skip
     if args.backend == "uvicorn":
         given = [k for k, v in litserve_only.items() if v not in (None, False)]
         if given:

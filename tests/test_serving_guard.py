@@ -195,6 +195,17 @@ def test_an_unusable_token_refuses_to_start(model, monkeypatch, capsys, value):
     assert guard_module.api_token() is None  # unset: no authentication, as documented
 
 
+@pytest.mark.parametrize("flag", ["--request-timeout", "--shutdown-timeout", "--max-header-bytes",
+                                  "--max-connections", "--max-json-depth", "--max-rows",
+                                  "--max-body-bytes"])  # fmt: skip
+def test_limits_must_be_positive(model, monkeypatch, capsys, flag):
+    from simshap.cli import main
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    assert main(["serve", str(model["path"]), "--port", "1", flag, "0"]) == 2
+    assert f"{flag} must be positive" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- files
 
 
