@@ -19,8 +19,8 @@ size, connections, shutdown deadline) in :mod:`simshap.serve_http`.
 
 Why no batching queue here: one census row costs tens of microseconds of inference (ONNX
 Runtime on the exported graph), while handing a request to another process and back
-(LitServe's design) costs milliseconds; on 2 cores the in-process server answered about 6x
-the requests of the LitServe one at c = 16, at a quarter of its p99 (``benchmarks/serving.py``
+(LitServe's design) costs milliseconds; on 2 cores the in-process server answers more
+requests than the LitServe one at every concurrency, at a lower p99 (``benchmarks/serving.py``
 measures both in one run). For large networks on a GPU, where
 merging requests pays, :mod:`simshap.serve_litserve` serves the same API with LitServe's
 dynamic batching (``simshap serve --backend litserve``).
