@@ -20,6 +20,8 @@ from simshap.serve import build_app
 from simshap.serve_cli import explain_file
 from simshap.serve_guard import TOKEN_ENV, JSONGuard, json_depth
 
+pytestmark = pytest.mark.timeout(120)  # each test; the fuzz tests say their own
+
 TOKEN = "fuzz-T0ken_42"
 JSON = [(b"content-type", b"application/json")]
 AUTH = [(b"authorization", f"Bearer {TOKEN}".encode())]
