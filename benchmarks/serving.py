@@ -15,6 +15,11 @@
 3. Times single-row ONNX Runtime against the eager PyTorch graph in-process.
 4. Explains 1,000,000 census-shaped rows from a CSV file into Parquet (``simshap explain``'s
    code path) and reports rows per second.
+5. Hostile clients (issue 29, :mod:`_serving_edges`): a soak of 30,000 requests at c = 32
+   (errors, server RSS growth), p99 at c = 16 while 200 slow connections are held open against
+   the p99 without them, and the seconds from SIGTERM to exit with stalled clients connected.
+   ``simshap-httptools`` is the SimSHAP server as it was before issue 29 (uvicorn's default
+   httptools parser, no connection limits), to show what pinning h11 costs.
 
 Writes ``benchmarks/results/serving.json`` and the "Serving" section of RESULTS.md.
 """
@@ -22,24 +27,21 @@ Writes ``benchmarks/results/serving.json`` and the "Serving" section of RESULTS.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import _serving_edges as edges  # noqa: E402
+from _loopback import load, load_httpx, run, start, stop  # noqa: E402
 from _report import machine, write_section  # noqa: E402
 
 from simshap.data.tabular import load_raw  # noqa: E402
@@ -79,118 +81,6 @@ def train(folder: Path, data_dir: str | None) -> tuple[dict[str, Path], np.ndarr
         paths[cls.__name__.lower()] = folder / f"{cls.__name__.lower()}.pt"
         save_explainer(explainer, paths[cls.__name__.lower()], overwrite=True)
     return paths, rows
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(model: Path, mode: str = "uvicorn", threads: int = 1) -> tuple[subprocess.Popen, str]:
-    """Start a server (``uvicorn``, ``torch``, ``litserve`` or ``kernel``) on a loopback port."""
-    port = _port()
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    env.pop("SIMSHAP_API_TOKEN", None)
-    if mode == "kernel":
-        cmd = [sys.executable, __file__, "--kernel-server", str(model), "--port", str(port),
-               "--threads", str(threads)]  # fmt: skip
-    else:
-        cmd = [sys.executable, "-m", "simshap.cli", "serve", str(model), "--port", str(port)]
-        if mode == "litserve":
-            cmd += ["--backend", "litserve", "--max-batch-size", "64", "--batch-timeout", "2"]
-        if mode == "torch":
-            cmd += ["--runtime", "torch"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # a group: LitServe forks its workers
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/health", timeout=2).text == "ok":
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(1)
-    stop(proc)
-    raise RuntimeError(f"server for {model} did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a server's whole process group (LitServe's forked workers included)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            continue
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def run(coroutine):
-    """Run a load generator on uvloop when it is installed (less client CPU per request)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
-
-
-def _summary(latencies: list[float], errors: int, concurrency: int, wall: float) -> dict:
-    lat = np.array(latencies) * 1000.0
-    return {"concurrency": concurrency, "requests": len(lat), "errors": int(errors),
-            "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-            "p99_ms": float(np.percentile(lat, 99)), "throughput_rps": len(lat) / wall}  # fmt: skip
-
-
-async def _drive(post, rows: np.ndarray, concurrency: int, seconds: float) -> dict:
-    """``concurrency`` clients calling ``post(body) -> status`` with one row each, back to
-    back, for ``seconds``."""
-    latencies: list[float] = []
-    errors = 0
-    stop = time.perf_counter() + seconds
-
-    async def worker(k: int) -> None:
-        nonlocal errors
-        i = k
-        while time.perf_counter() < stop:
-            body = {"instances": [rows[i % len(rows)].tolist()]}
-            t0 = time.perf_counter()
-            status = await post(body)
-            latencies.append(time.perf_counter() - t0)
-            errors += status != 200
-            i += concurrency
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return _summary(latencies, errors, concurrency, time.perf_counter() - t0)
-
-
-async def load(base: str, rows: np.ndarray, concurrency: int, seconds: float) -> dict:
-    """Single-row requests from an aiohttp client with ``concurrency`` connections."""
-    import aiohttp
-
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(base, connector=connector) as session:
-
-        async def post(body: dict) -> int:
-            async with session.post("/explain", json=body) as r:
-                await r.read()
-                return r.status
-
-        return await _drive(post, rows, concurrency, seconds)
-
-
-async def load_httpx(base: str, rows: np.ndarray, concurrency: int, seconds: float) -> dict:
-    """The same load from httpx's async client (whose pool costs more CPU per request)."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-
-        async def post(body: dict) -> int:
-            return (await client.post("/explain", json=body)).status_code
-
-        return await _drive(post, rows, concurrency, seconds)
 
 
 def onnx_vs_eager(model: Path, rows: np.ndarray, folder: Path, n: int = 2000) -> dict:
@@ -278,20 +168,40 @@ def kernel_server(model: str, port: int, threads: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def httptools_server(model: str, port: int) -> None:
+    """The server before issue 29: uvicorn's default httptools parser, no connection limits."""
+    import uvicorn
+
+    torch.set_num_threads(1)
+    app = build_app(model)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                http="httptools")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--file-rows", type=int, default=1_000_000)
+    parser.add_argument("--only-hostile", action="store_true",
+                        help="run only the hostile-client rows (issue 29) and print them; writes "
+                        "nothing")
     parser.add_argument("--kernel-server", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--httptools-server", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.kernel_server:
         kernel_server(args.kernel_server, args.port, args.threads)
         return
+    if args.httptools_server:
+        httptools_server(args.httptools_server, args.port)
+        return
     folder = Path(tempfile.mkdtemp(prefix="simshap-serving-"))
     paths, rows = train(folder, args.data_dir)
+    if args.only_hostile:  # a quick look; the full run writes RESULTS.md
+        print(json.dumps(edges.hostile_clients(paths["simshap"], rows, args.seconds), indent=2))
+        return
     results: dict = {"date": datetime.date.today().isoformat(), "machine": machine(),
                      "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:]),
                      "endpoints": {}}  # fmt: skip
@@ -300,6 +210,7 @@ def main() -> None:
                              ("fastshap", paths["fastshap"], "uvicorn"),
                              ("simshap-torch", paths["simshap"], "torch"),
                              ("simshap-litserve", paths["simshap"], "litserve"),
+                             ("simshap-httptools", paths["simshap"], "httptools"),
                              (kernel, paths["simshap"], "kernel")):  # fmt: skip
         threads = 1
         if mode == "kernel":
@@ -314,6 +225,7 @@ def main() -> None:
         finally:
             stop(proc)
         print(name, json.dumps(results["endpoints"][name]), flush=True)
+    results["hostile_clients"] = edges.hostile_clients(paths["simshap"], rows, args.seconds)
     results["onnx_vs_eager"] = onnx_vs_eager(paths["simshap"], rows, folder)
     results["file"] = file_throughput(paths["simshap"], rows, folder, args.file_rows)
     anchor = max(r["throughput_rps"] for r in results["endpoints"][kernel])
@@ -326,6 +238,7 @@ def main() -> None:
         "p99_c16_le_20ms": {k: p99[k] <= 20.0 for k in ("simshap", "fastshap")},
         "throughput_ge_100x_kernelshap": {k: ratio[k] >= 100 for k in ("simshap", "fastshap")},
         "onnx_single_row_le_eager": results["onnx_vs_eager"]["ratio_onnx_over_eager"] <= 1.0,
+        "hostile_clients (issue 29)": results["hostile_clients"]["goals"],
     }
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(results, indent=2))
@@ -341,8 +254,11 @@ def section(r: dict) -> str:
              f"{m['device']}. Command: `{r['command']}`. Census (12 features), single-row "
              "requests on loopback from a bounded aiohttp load generator (uvloop) on the same "
              "cores. "
-             "Servers: `simshap serve` (uvicorn + Starlette, inference in the server process "
+             "Servers: `simshap serve` (uvicorn with its h11 protocol and the connection "
+             "limits of issue 29 at their defaults, Starlette, inference in the server process "
              "with ONNX Runtime on the exported graph, one worker, one thread); "
+             "`simshap-httptools` is the same app as served before issue 29 (uvicorn's "
+             "default httptools parser, no connection limits); "
              "`simshap-torch` is the same with `--runtime torch` (eager PyTorch); "
              "`simshap-litserve` is the same model behind `--backend litserve` (max batch 64, "
              "2 ms batch timeout, ONNX Runtime); the KernelSHAP anchor "
@@ -370,7 +286,12 @@ def section(r: dict) -> str:
         f"{o['eager_ms']:.3f} ms (ratio {o['ratio_onnx_over_eager']:.2f}).",
         f"`simshap explain` on {f['rows']:,} rows (CSV in, Parquet out): {f['seconds']:.1f} s, "
         f"{f['rows_per_s']:,.0f} rows/s.", "",
-        "Goals (issue 12): " + ", ".join(f"{k}: {v}" for k, v in r["goals"].items()) + "."]
+        "Hostile clients (issue 29), the default `simshap serve` (request timeout 10 s, 1,000 "
+        "connections) on loopback, the load generator and the slow clients on the same cores "
+        "(machine shared with other jobs):", "",
+        *edges.summary_lines(r["hostile_clients"]), "",
+        "Goals (issues 12 and 29): " + ", ".join(f"{k}: {v}" for k, v in r["goals"].items())
+        + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -6,17 +6,21 @@ Endpoints: ``GET /health``, ``GET /metadata``, ``POST /explain`` with
 ``{"values", "base_values", "feature_names", "class_names"}`` with values ``(B, d, C)``, or
 ``(B, d)`` for one target.
 
-Bad input always gets a 4xx with a JSON ``detail`` that names the problem: a wrong content
-type (415), a body over the size limit (413), malformed JSON (400), a missing or empty
+Bad input always gets a 4xx with a JSON ``detail`` that names the problem: a missing or wrong
+bearer token (401, checked before the body is read), a wrong content type (415), a body over
+the size limit (413), JSON nested too deep or malformed (400), a missing or empty
 ``instances`` list, too many rows, wrong feature counts or names, NaN or infinite values,
-strings where numbers belong, an unknown target (422). When ``SIMSHAP_API_TOKEN`` is set,
-``/metadata`` and ``/explain`` answer 401 to a request without ``Authorization: Bearer <token>``
-(``/health`` stays open for probes).
+strings where numbers belong, an unknown target (422), an unknown path or method (404, 405);
+at the HTTP level, headers over the limit (431) and malformed requests (400). When
+``SIMSHAP_API_TOKEN`` is set, every path but ``/health`` (open for probes) needs
+``Authorization: Bearer <token>``; set but empty, the server refuses to start. The checks in
+front of the app are in :mod:`simshap.serve_guard`, the connection limits (timeouts, header
+size, connections, shutdown deadline) in :mod:`simshap.serve_http`.
 
 Why no batching queue here: one census row costs tens of microseconds of inference (ONNX
 Runtime on the exported graph), while handing a request to another process and back
-(LitServe's design) costs milliseconds; on 2 cores the in-process server answered about 6x
-the requests of the LitServe one at c = 16, at a quarter of its p99 (``benchmarks/serving.py``
+(LitServe's design) costs milliseconds; on 2 cores the in-process server answers more
+requests than the LitServe one at every concurrency, at a lower p99 (``benchmarks/serving.py``
 measures both in one run). For large networks on a GPU, where
 merging requests pays, :mod:`simshap.serve_litserve` serves the same API with LitServe's
 dynamic batching (``simshap serve --backend litserve``).
@@ -33,23 +37,29 @@ from typing import Any
 
 import numpy as np
 import torch
-from fastapi import Depends, HTTPException
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from simshap.errors import UserError
 from simshap.io import load_explainer
+from simshap.serve_guard import PARSED, TOKEN_ENV, JSONGuard, api_token, authorize, check_finite
+from simshap.serve_http import ServerLimits
 
-__all__ = ["ExplainHandler", "JSONGuard", "authorize", "build_app", "metadata", "run_server"]
+__all__ = ["TOKEN_ENV", "ExplainHandler", "JSONGuard", "ServerLimits", "authorize", "build_app",
+           "metadata", "run_server"]  # fmt: skip
 
-TOKEN_ENV = "SIMSHAP_API_TOKEN"
 CONFIG_ENV = "SIMSHAP_SERVE_CONFIG"
-_PARSED = "simshap.json"  # where JSONGuard leaves the parsed body in the ASGI scope
-_bearer = HTTPBearer(auto_error=False)
+ENDPOINTS = "GET /health, GET /metadata, POST /explain"
+
+
+def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer; ASCII-escaped, so no client's text (a lone surrogate) can break it."""
+    return Response(json.dumps(content), status_code=status, headers=headers,
+                    media_type="application/json")  # fmt: skip
 
 
 def metadata(explainer: Any) -> dict[str, Any]:
@@ -63,92 +73,6 @@ def metadata(explainer: Any) -> dict[str, Any]:
         "class_names": explainer.hparams.class_names or [str(i) for i in range(c)],
         "base_values": [float(v) for v in explainer.base_value.cpu()],
     }
-
-
-async def authorize(auth: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:  # noqa: B008
-    """FastAPI dependency: 401 unless the bearer token matches ``$SIMSHAP_API_TOKEN`` (if set).
-
-    (``async``: FastAPI would run a plain function in a worker thread, per request.)
-    """
-    token = os.environ.get(TOKEN_ENV)
-    if token and (auth is None or auth.credentials != token):
-        raise HTTPException(status_code=401, detail="missing or wrong bearer token")
-
-
-def _unauthorized(request: Request, token: str | None) -> JSONResponse | None:
-    """The 401 answer when a token is required and the request lacks it (else ``None``)."""
-    if not token or request.headers.get("authorization", "") == f"Bearer {token}":
-        return None
-    return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401,
-                        headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-
-
-class JSONGuard:
-    """ASGI middleware: only JSON bodies of bounded size reach the API, or a clear 4xx.
-
-    Args:
-        app: the wrapped application.
-        max_body_bytes: the largest request body accepted (413 above it).
-    """
-
-    def __init__(self, app: Any, max_body_bytes: int = 1 << 20) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    @staticmethod
-    async def _reject(send: Any, status: int, detail: str) -> None:
-        body = json.dumps({"detail": detail}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:  # noqa: D102
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            await self._reject(send, 415, "the body must be JSON: send Content-Type: "
-                                          "application/json")  # fmt: skip
-            return
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._reject(send, 413, f"the body is over the {self.max_body_bytes}-byte "
-                                          "limit; send fewer rows per request")  # fmt: skip
-            return
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > self.max_body_bytes:
-                await self._reject(send, 413, f"the body is over the {self.max_body_bytes}-byte "
-                                              "limit; send fewer rows per request")  # fmt: skip
-                return
-        body = b"".join(chunks)
-        try:
-            parsed = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as err:
-            await self._reject(send, 400, f"malformed JSON: {err}")
-            return
-        if not isinstance(parsed, dict):
-            await self._reject(send, 422, 'the body must be a JSON object {"instances": [...]}')
-            return
-        scope[_PARSED] = parsed
-        sent = False
-
-        async def replay() -> dict:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
 
 
 def _finite_number(value: Any, where: str) -> float:
@@ -229,7 +153,7 @@ class ExplainHandler:
         for i, inst in enumerate(instances):
             if isinstance(inst, dict):
                 missing = [n for n in names if n not in inst]
-                unknown = [k for k in inst if k not in names]
+                unknown = [k[:40] for k in inst if k not in names]
                 if missing or unknown:
                     raise UserError(f"instance {i}: missing features {missing[:5]}, unknown "
                                     f"features {unknown[:5]}")  # fmt: skip
@@ -276,15 +200,15 @@ class ExplainHandler:
             raise UserError('the body must be a JSON object {"instances": [...]}')
         unknown = set(request) - {"instances", "target"}
         if unknown:
-            raise UserError(f"unknown keys {sorted(unknown)}; send instances and target")
+            raise UserError(f"unknown keys {sorted(k[:40] for k in unknown)[:5]}; send "
+                            '"instances" and optionally "target"')  # fmt: skip
         if "instances" not in request:
             raise UserError('the body needs "instances": a list of rows or records')
         target = self.target(request.get("target"))
         encoded = np.asarray(self.rows(request["instances"]), dtype=np.float64)
-        standardized = self.explainer.preprocessor.standardize(encoded)
-        if not np.isfinite(standardized).all():
-            raise UserError("a value is too large for the model's float32 inputs; send values "
-                            "of the size seen in training")  # fmt: skip
+        with np.errstate(over="ignore", invalid="ignore"):  # refused just below, by name
+            standardized = self.explainer.preprocessor.standardize(encoded)
+        check_finite(standardized, self.meta["feature_names"])
         return (encoded.astype(np.float32) if self._session is not None else standardized), target
 
     def explain(self, rows: np.ndarray) -> torch.Tensor:
@@ -310,8 +234,11 @@ def build_app(
     max_body_bytes: int = 1 << 20,
     attributions: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
     runtime: str = "onnx",
+    max_json_depth: int = 32,
 ) -> Starlette:
     """The ASGI app (Starlette) for a saved explainer: JSON guard, bearer token, three endpoints.
+
+    The bearer token is ``$SIMSHAP_API_TOKEN``, read once here (see :func:`api_token`).
 
     Args:
         model_path: the explainer file (``simshap.io.save_explainer``).
@@ -319,35 +246,48 @@ def build_app(
         max_body_bytes: the largest request body (413 above it).
         attributions: see :class:`ExplainHandler`.
         runtime: ``"onnx"`` (ONNX Runtime on the exported graph) or ``"torch"``.
+        max_json_depth: the deepest nesting of arrays and objects in a body (400 above it).
+
+    Raises:
+        UserError: ``$SIMSHAP_API_TOKEN`` is set but empty, or a limit is not positive.
     """
+    token = api_token()
+    for name, value in (("--max-rows", max_rows), ("--max-body-bytes", max_body_bytes),
+                        ("--max-json-depth", max_json_depth)):  # fmt: skip
+        if not value > 0:
+            raise UserError(f"{name} must be positive, got {value}")
     handler = ExplainHandler(load_explainer(model_path), max_rows, attributions, runtime)
-    token = os.environ.get(TOKEN_ENV)
 
     # Starlette (FastAPI's core) without FastAPI's request-handling layers: its dependency
-    # solving and middleware cost more per request than the model (about 8% of throughput)
+    # solving and middleware cost more per request than the model (about 8% of throughput).
+    # The guard has checked the token (every path but /health) before these run.
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
     async def meta(request: Request) -> Response:
-        return _unauthorized(request, token) or JSONResponse(handler.meta)
+        return _json(handler.meta)
 
     async def explain(request: Request) -> Response:
-        denied = _unauthorized(request, token)
-        if denied is not None:
-            return denied
-        # the guard has checked the content type and size, and parsed the body
+        # the guard has checked the content type, size and depth, and parsed the body
         try:
-            x, target = handler.decode(request.scope.get(_PARSED))
+            x, target = handler.decode(request.scope.get(PARSED))
         except UserError as err:
-            return JSONResponse({"detail": str(err)}, status_code=422)
-        answer = handler.encode(handler.explain(x), target)
-        return Response(json.dumps(answer), media_type="application/json")
+            return _json({"detail": str(err)}, 422)
+        return _json(handler.encode(handler.explain(x), target))
+
+    async def no_route(request: Request, exc: HTTPException) -> Response:
+        detail = "no such path" if exc.status_code == 404 else "method not allowed"
+        return _json({"detail": f"{detail}: {request.method} {request.url.path[:80]}; this "
+                                f"server answers {ENDPOINTS}"}, exc.status_code,
+                     exc.headers)  # fmt: skip
 
     routes = [Route("/health", health, methods=["GET"]),
               Route("/metadata", meta, methods=["GET"]),
               Route("/explain", explain, methods=["POST"])]  # fmt: skip
-    guard = Middleware(JSONGuard, max_body_bytes=max_body_bytes)
-    return Starlette(routes=routes, middleware=[guard])
+    guard = Middleware(JSONGuard, max_body_bytes=max_body_bytes, token=token,
+                       max_depth=max_json_depth)  # fmt: skip
+    return Starlette(routes=routes, middleware=[guard],
+                     exception_handlers={404: no_route, 405: no_route})  # fmt: skip
 
 
 def _app_from_env() -> Starlette:
@@ -363,6 +303,8 @@ def run_server(
     max_rows: int = 1024,
     max_body_bytes: int = 1 << 20,
     runtime: str = "onnx",
+    max_json_depth: int = 32,
+    limits: ServerLimits | None = None,
 ) -> None:
     """Serve ``model_path`` with uvicorn until interrupted (one thread of torch per worker).
 
@@ -374,15 +316,21 @@ def run_server(
         max_rows: rows per request at most.
         max_body_bytes: the largest request body.
         runtime: ``"onnx"`` (ONNX Runtime on the exported graph) or ``"torch"``.
+        max_json_depth: the deepest nesting of arrays and objects in a body.
+        limits: timeouts, header size, connections and the shutdown deadline (default
+            :class:`ServerLimits`); uvicorn runs its h11 protocol with them.
     """
     import uvicorn
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    api_token()  # an empty token refuses to start here, before any worker does
     torch.set_num_threads(1)
-    options = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    options = {"host": host, "port": port, "log_level": "warning", "access_log": False,
+               **(limits or ServerLimits()).uvicorn_options()}  # fmt: skip
     config = {"model_path": str(model_path), "max_rows": max_rows,
-              "max_body_bytes": max_body_bytes, "runtime": runtime}  # fmt: skip
+              "max_body_bytes": max_body_bytes, "runtime": runtime,
+              "max_json_depth": max_json_depth}  # fmt: skip
     if workers == 1:
         uvicorn.run(build_app(**config), **options)
         return

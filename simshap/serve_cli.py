@@ -52,11 +52,13 @@ def explain_file(
     Returns:
         The number of rows explained.
     """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
     from simshap.io import load_explainer
+    from simshap.serve_guard import check_finite
 
     data, out = Path(data), Path(out)
     if not data.is_file():
@@ -78,6 +80,13 @@ def explain_file(
     bar = tqdm(unit=" rows", disable=not progress)
     try:
         for frame in _iter_chunks(data, chunk_rows):
+            # what the network sees: 1e300 is finite as a float64, not after the float32 cast
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):  # refused here, by name
+                    x = explainer.preprocessor.transform(frame).numpy()
+                check_finite(x, names, rows)
+            except UserError as err:
+                raise UserError(f"{data}: {err}") from None
             values = explainer.explain(frame).cpu().numpy()
             values = values[..., target] if target is not None else values.reshape(len(frame), -1)
             table = pa.table({c: values[:, j] for j, c in enumerate(columns)})
@@ -86,6 +95,12 @@ def explain_file(
             writer.write_table(table)
             rows += len(frame)
             bar.update(len(frame))
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            writer = None
+        tmp.unlink(missing_ok=True)  # no half-written output is left behind an error
+        raise
     finally:
         bar.close()
         if writer is not None:
@@ -111,6 +126,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "--batch-timeout": args.batch_timeout,
         "--fast-queue": args.fast_queue,
     }
+    from simshap.serve_guard import api_token
+    from simshap.serve_http import ServerLimits
+
+    api_token()  # a set but empty token refuses to start, before the model loads
+    limits = ServerLimits(args.request_timeout, args.shutdown_timeout, args.max_header_bytes,
+                          args.max_connections)  # fmt: skip
+    for flag in ("max_rows", "max_body_bytes", "max_json_depth"):
+        if not getattr(args, flag) > 0:
+            raise UserError(f"--{flag.replace('_', '-')} must be positive, got "
+                            f"{getattr(args, flag)}")  # fmt: skip
     if args.backend == "uvicorn":
         given = [k for k, v in litserve_only.items() if v not in (None, False)]
         if given:
@@ -121,17 +146,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from simshap.serve import run_server
 
         run_server(args.model, args.host, args.port, args.workers, args.max_rows,
-                   args.max_body_bytes, args.runtime)  # fmt: skip
+                   args.max_body_bytes, args.runtime, args.max_json_depth, limits)  # fmt: skip
         return 0
     if args.workers != 1:
         raise UserError("--workers applies to --backend uvicorn; LitServe runs one worker")
-    from simshap.serve_litserve import build_server
+    from simshap.serve_litserve import build_server, run_server
 
     batch = args.max_batch_size or 16
     timeout = 2.0 if args.batch_timeout is None else args.batch_timeout
     server = build_server(args.model, batch, timeout, args.max_rows, args.max_body_bytes,
-                          fast_queue=args.fast_queue, runtime=args.runtime)  # fmt: skip
-    server.run(host=args.host, port=args.port, generate_client_file=False, log_level="warning")
+                          fast_queue=args.fast_queue, runtime=args.runtime,
+                          max_json_depth=args.max_json_depth)  # fmt: skip
+    run_server(server, args.host, args.port, limits)
     return 0
 
 
@@ -175,7 +201,24 @@ def register(subparsers: Any) -> None:
         "torch: the PyTorch module",
     )
     p.add_argument("--max-rows", type=int, default=1024, help="rows per request at most")
-    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body limit")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20,
+                   help="request body limit in bytes (413 above it; default 1048576)")
+    p.add_argument("--max-json-depth", type=int, default=32,
+                   help="deepest nesting of JSON arrays and objects in a body (400 above it; "
+                   "default 32)")
+    p.add_argument("--max-header-bytes", type=int, default=16384,
+                   help="request line and headers together, in bytes (431 above it; default "
+                   "16384; h11's max incomplete event size)")
+    p.add_argument("--request-timeout", type=float, default=10.0,
+                   help="seconds a client gets to send a whole request (headers and body, from "
+                   "its first byte) and a connection may sit idle; then it is closed (default "
+                   "10; uvicorn's keep-alive timeout, armed from the connection's start)")
+    p.add_argument("--max-connections", type=int, default=1000,
+                   help="connections at once; requests beyond it get 503 (default 1000; "
+                   "uvicorn's limit_concurrency)")
+    p.add_argument("--shutdown-timeout", type=float, default=10.0,
+                   help="on SIGTERM, seconds requests being answered get to finish; "
+                   "connections still sending a request are closed at once (default 10)")
     p.add_argument(
         "--max-batch-size",
         type=int,

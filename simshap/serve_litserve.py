@@ -15,9 +15,11 @@ from fastapi import Depends, HTTPException
 
 from simshap.errors import UserError
 from simshap.io import load_explainer
-from simshap.serve import ExplainHandler, JSONGuard, authorize
+from simshap.serve import ExplainHandler
+from simshap.serve_guard import JSONGuard, api_token, authorize
+from simshap.serve_http import ServerLimits
 
-__all__ = ["ExplainAPI", "build_server"]
+__all__ = ["ExplainAPI", "build_server", "run_server"]
 
 
 class ExplainAPI(ls.LitAPI):
@@ -80,20 +82,43 @@ def build_server(
     max_body_bytes: int = 1 << 20,
     fast_queue: bool = False,
     runtime: str = "onnx",
+    max_json_depth: int = 32,
 ) -> ls.LitServer:
     """A LitServer for a saved explainer, with the JSON guard and ``GET /metadata``.
 
     ``fast_queue=True`` uses LitServe's ZeroMQ queue between the HTTP server and the inference
-    worker instead of a multiprocessing queue. ``runtime``: see :class:`ExplainHandler`.
+    worker instead of a multiprocessing queue. ``runtime``: see :class:`ExplainHandler`. The
+    guard checks ``$SIMSHAP_API_TOKEN`` before the body is read (a set but empty token
+    refuses to start, see :func:`simshap.serve_guard.api_token`).
     """
     if runtime not in ("onnx", "torch"):
         raise UserError(f"runtime must be 'onnx' or 'torch', got {runtime!r}")
+    token = api_token()
     api = ExplainAPI(model_path, max_rows=max_rows, max_batch_size=max_batch_size,
                      batch_timeout=batch_timeout_ms / 1000.0, runtime=runtime)  # fmt: skip
-    guard = (JSONGuard, {"max_body_bytes": max_body_bytes})
+    guard = (JSONGuard, {"max_body_bytes": max_body_bytes, "token": token,
+                         "max_depth": max_json_depth})  # fmt: skip
     server = ls.LitServer(api, accelerator="cpu", devices=1, timeout=30, middlewares=[guard],
                           fast_queue=fast_queue)  # fmt: skip
     meta = ExplainHandler(load_explainer(model_path), runtime="torch").meta
     server.app.add_api_route("/metadata", lambda: meta, methods=["GET"],
                              dependencies=[Depends(authorize)])  # fmt: skip
     return server
+
+
+def run_server(
+    server: ls.LitServer, host: str = "127.0.0.1", port: int = 8000,
+    limits: ServerLimits | None = None,
+) -> None:  # fmt: skip
+    """Run a :func:`build_server` server with the same connection limits as the default backend.
+
+    Args:
+        server: the LitServer.
+        host: the address to bind.
+        port: the port.
+        limits: see :class:`simshap.serve_http.ServerLimits` (uvicorn's h11 protocol).
+    """
+    options = (limits or ServerLimits()).uvicorn_options()
+    # LitServe passes its own graceful-shutdown deadline to uvicorn: set it there
+    server.uvicorn_graceful_timeout = options.pop("timeout_graceful_shutdown")
+    server.run(host=host, port=port, generate_client_file=False, log_level="warning", **options)
