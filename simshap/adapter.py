@@ -302,6 +302,11 @@ class ModelAdapter:
                 p = raw
             probs = np.stack([1.0 - p, p], axis=1)
         elif self.output == "logit":
+            if self.link == "logit":  # z_c - logsumexp_{j != c} z_j: exact, no rounded p
+                c = raw.shape[1]
+                others = np.where(np.eye(c, dtype=bool), -np.inf, raw[:, None, :])
+                top = others.max(-1, keepdims=True)
+                return raw - (top[..., 0] + np.log(np.exp(others - top).sum(-1)))
             z = raw - raw.max(1, keepdims=True)
             e = np.exp(z)
             probs = e / e.sum(1, keepdims=True)

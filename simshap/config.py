@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from simshap.errors import MissingFileError, UserError
 
@@ -173,7 +173,7 @@ class ImageDataSection(_Section):
     """Where the images come from."""
 
     source: Literal["auto", "torchvision", "subset"] = "auto"
-    val_size: float = Field(default=0.1, gt=0, lt=1)
+    val_size: float | int = Field(default=0.1, gt=0)  # a share (< 1) or a count of images
     train_size: int | None = Field(default=None, ge=1)
     num_workers: int = Field(default=4, ge=0)
     augment: bool = True
@@ -268,7 +268,14 @@ class ImageConfig(_Section):
     dataset: str | None = None
     data_dir: str | None = None
     seed: int = Field(default=0, ge=0)
-    superpixel_size: int = Field(default=2, gt=0)
+    superpixel_size: Literal[1, 2, 4, 8] = 2  # a power of two dividing 32, at most 2**depth
+
+    @field_validator("superpixel_size", mode="before")
+    @classmethod
+    def _no_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # True == 1 would pass the literal check
+            raise ValueError("Input should be 1, 2, 4 or 8")
+        return value
     data: ImageDataSection = ImageDataSection()
     model: ImageModelSection = ImageModelSection()
     surrogate: ImageSurrogateSection = ImageSurrogateSection()
@@ -297,7 +304,7 @@ def _first_error(err: ValidationError) -> str:
     shown = repr(value) if not isinstance(value, dict) else "a mapping"
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    msg = e["msg"].replace("Input should be", "should be")
+    msg = e["msg"].replace("Value error, ", "").replace("Input should be", "should be")
     if e["type"] == "extra_forbidden":
         return f"unknown config key {where!r}"
     return f"config key {where!r} {msg[0].lower() + msg[1:]} (got {shown})"

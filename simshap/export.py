@@ -31,6 +31,7 @@ from torch import nn
 from simshap.errors import ExistingOutputError, UserError
 from simshap.explainers.base import AmortizedExplainer, efficient_normalization
 from simshap.files import atomic_write
+from simshap.surrogate import log_odds
 
 __all__ = ["EXPORT_VERSION", "ExportGraph", "export_explainer", "export_metadata"]
 
@@ -61,10 +62,27 @@ class ExportGraph(nn.Module):
         self.register_buffer("base", explainer.base_value.detach().float().cpu().clone())
         self.net = explainer.net
         self.has_missing = bool(cols)
-        self.surrogate = explainer.surrogate if explainer.game_name == "surrogate" else None
-        if explainer.game_name == "surrogate" and self.surrogate is None:
+        surrogate = explainer.surrogate if explainer.game_name == "surrogate" else None
+        if explainer.game_name == "surrogate" and surrogate is None:
             raise UserError("this explainer was saved without its surrogate, whose v(N) its "
                             "values add up to; save it with include_surrogate=True")  # fmt: skip
+        # the surrogate's network and what turns its output into v(N) (not the Lightning module)
+        self.surrogate = surrogate.net if surrogate is not None else None
+        if surrogate is not None:
+            self.register_buffer("owner", surrogate.groups.owner.clone())
+            self.register_buffer("t_mean", surrogate.target_mean.detach().cpu().clone())
+            self.register_buffer("t_std", surrogate.target_std.detach().cpu().clone())
+            self.task = surrogate.task
+            self.logit = surrogate.hparams.get("link", "identity") == "logit"
+
+    def _v_full(self, z: torch.Tensor) -> torch.Tensor:
+        """v(N) = s(x, 1): the surrogate on every feature present."""
+        out = self.surrogate(z, torch.ones_like(z, dtype=torch.bool)).float()
+        if self.task == "regression":
+            return out * self.t_std + self.t_mean
+        if self.logit:
+            return log_odds(out)
+        return torch.softmax(out, dim=-1)
 
     def forward(self, rows: torch.Tensor, prediction: torch.Tensor | None = None) -> Any:
         """``rows (B, d)`` raw (and, for a model's game, ``prediction (B, C)``)."""
@@ -74,9 +92,7 @@ class ExportGraph(nn.Module):
             z = torch.cat([z, na[:, self.missing_cols].to(z.dtype)], dim=1)
         phi = self.net(z) * self.players.view(1, -1, 1)
         if self.surrogate is not None:
-            ones = torch.ones(z.shape[0], self.surrogate.num_players, dtype=torch.bool,
-                              device=z.device)  # fmt: skip
-            prediction = self.surrogate.value(z, self.surrogate.groups.feature_mask(ones))
+            prediction = self._v_full(z)
         assert prediction is not None
         phi = efficient_normalization(phi, prediction - self.base, self.players > 0)
         return phi, prediction

@@ -46,7 +46,7 @@ from starlette.routing import Route
 
 from simshap.errors import UserError
 from simshap.io import load_explainer
-from simshap.serve_guard import PARSED, TOKEN_ENV, JSONGuard, api_token, authorize, check_finite
+from simshap.serve_guard import PARSED, TOKEN_ENV, JSONGuard, api_token, authorize
 from simshap.serve_http import ServerLimits
 
 __all__ = ["TOKEN_ENV", "ExplainHandler", "JSONGuard", "ServerLimits", "authorize", "build_app",
@@ -63,42 +63,55 @@ def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None
 
 
 def metadata(explainer: Any) -> dict[str, Any]:
-    """Feature names, class names, categories and base values of a loaded explainer."""
+    """What a client needs to know: names, categories, what is explained, how faithfully."""
     prep = explainer.preprocessor
     c = explainer.net.spec["num_classes"]
+    info = dict(explainer.hparams.get("model_info") or {})
     return {
         "method": type(explainer).__name__,
+        "game": explainer.game_name,
+        "explained": info.get("explained"),
+        "task": info.get("task"),
+        "fidelity": info.get("fidelity"),
+        "accuracy": info.get("accuracy"),
         "feature_names": list(prep.feature_names),
         "categories": dict(prep.categories),
+        "missing": list(prep.missing),
+        "unseen_categories": prep.unseen_categories,
         "class_names": explainer.hparams.class_names or [str(i) for i in range(c)],
         "base_values": [float(v) for v in explainer.base_value.cpu()],
     }
 
 
-def _finite_number(value: Any, where: str) -> float:
+def _cell(value: Any, where: str) -> Any:
+    """A JSON value of a row: a number, a string or null (missing); anything else is refused."""
+    if value is None or isinstance(value, str):
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UserError(f"{where} must be a number, got {json.dumps(value)[:40]}")
+        raise UserError(f"{where} must be a number, a string or null, got "
+                        f"{json.dumps(value)[:40]}")  # fmt: skip
     try:
-        number = float(value)
+        return float(value)
     except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise UserError(f"{where} is NaN or infinite (or too large for a float); impute or drop it")
-    return number
+        return math.inf
 
 
 class ExplainHandler:
     """Request body -> checked raw rows -> Shapley values -> answer; shared by both servers.
 
+    The rows are checked and encoded by the explainer's own preprocessing (the same as in
+    Python and ``simshap explain``): a missing value (``null``) is accepted in the columns that
+    may be missing, an unseen category becomes the ``other`` code and is counted in the
+    answer's ``warnings`` (or refused with ``unseen_categories: error``).
+
     Args:
-        explainer: a loaded tabular explainer (it must hold its preprocessing).
+        explainer: a loaded tabular explainer (it must hold its preprocessing; a model's game
+            needs the model attached).
         max_rows: the most rows one request may carry.
-        attributions: ``(explainer, x) -> (B, d, C)`` values of standardized rows ``x``;
-            default the explainer's one forward pass (the serving benchmark swaps in
-            KernelSHAP as its anchor). Implies ``runtime="torch"``.
-        runtime: ``"onnx"`` runs the explainer's exported graph (:mod:`simshap.export`,
-            equal to PyTorch to 1e-5) in ONNX Runtime with one thread, about 3x faster per
-            row than eager PyTorch; ``"torch"`` runs the PyTorch module.
+        attributions: ``(explainer, x) -> (B, d, C)`` values of network inputs ``x`` (the serving
+            benchmark swaps in KernelSHAP as its anchor). Implies ``runtime="torch"``.
+        runtime: ``"onnx"`` runs the explainer's exported graph (:mod:`simshap.export`, equal
+            to PyTorch to 1e-5) in ONNX Runtime with one thread; ``"torch"`` the module.
     """
 
     def __init__(
@@ -112,13 +125,16 @@ class ExplainHandler:
             raise UserError(f"runtime must be 'onnx' or 'torch', got {runtime!r}")
         if explainer.preprocessor is None:
             raise UserError("this explainer holds no preprocessing: serve a tabular explainer "
-                            "trained by `simshap run` or SimSHAP.fit")  # fmt: skip
+                            "trained by `simshap run` or simshap.fit")  # fmt: skip
+        if explainer.game_name != "surrogate" and explainer.model is None:
+            raise UserError(f"this explainer explains the {explainer.game_name} game of a "
+                            "model, whose output its values add up to: pass --model with the "
+                            "model file")  # fmt: skip
         self.explainer = explainer.eval()
+        self.prep = explainer.preprocessor
         self.max_rows = int(max_rows)
         self.meta = metadata(explainer)
-        self._codes = {name: {str(v): i for i, v in enumerate(values)}
-                       for name, values in self.meta["categories"].items()}  # fmt: skip
-        self._attributions = attributions or (lambda e, x: e.attributions(x))
+        self._attributions = attributions
         self.runtime = "torch" if attributions is not None else runtime
         self._session = self._onnx_session(explainer) if self.runtime == "onnx" else None
 
@@ -138,12 +154,9 @@ class ExplainHandler:
             return ort.InferenceSession(path.read_bytes(), options,
                                         providers=["CPUExecutionProvider"])  # fmt: skip
 
-    def rows(self, instances: Any) -> list[list[float]]:
-        """Check the ``instances`` list; rows in feature order, categories as their codes.
-
-        The same encoding as the explainer's preprocessing, done while checking each value.
-        """
-        names, cats = self.meta["feature_names"], self.meta["categories"]
+    def rows(self, instances: Any) -> np.ndarray:
+        """The ``instances`` list as raw rows ``(B, d)`` in feature order (object array)."""
+        names = self.meta["feature_names"]
         if not isinstance(instances, list) or not instances:
             raise UserError('"instances" must be a non-empty list of rows or records')
         if len(instances) > self.max_rows:
@@ -161,21 +174,9 @@ class ExplainHandler:
             if not isinstance(inst, list) or len(inst) != len(names):
                 raise UserError(f"instance {i} must be a list of {len(names)} values in the "
                                 f"order {names[:5]}... or a record of them")  # fmt: skip
-            row = []
-            for name, value in zip(names, inst, strict=True):
-                if name in cats:
-                    code = -1
-                    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-                        code = self._codes[name].get(str(value), -1)
-                    if code < 0:
-                        raise UserError(f"instance {i}, feature {name!r}: {json.dumps(value)[:40]} "
-                                        f"was never seen in training; expected one of "
-                                        f"{cats[name][:5]}")  # fmt: skip
-                    row.append(float(code))
-                else:
-                    row.append(_finite_number(value, f"instance {i}, feature {name!r}"))
-            rows.append(row)
-        return rows
+            rows.append([_cell(v, f"instance {i}, feature {n!r}")
+                         for n, v in zip(names, inst, strict=True)])  # fmt: skip
+        return np.array(rows, dtype=object)
 
     def target(self, target: Any) -> int | None:
         """A class index from an index or a class name (``None``: every class)."""
@@ -189,12 +190,10 @@ class ExplainHandler:
         raise UserError(f'"target" must be a class index 0..{len(classes) - 1} or one of '
                         f"{classes}")  # fmt: skip
 
-    def decode(self, request: Any) -> tuple[np.ndarray, int | None]:
-        """A parsed JSON body -> (float32 rows ``(B, d)`` for :meth:`explain`, target).
+    def decode(self, request: Any) -> tuple[dict[str, Any], int | None]:
+        """A parsed JSON body -> (checked rows for :meth:`explain`, target).
 
-        The rows are what the runtime takes: the encoded raw rows (categories as their codes,
-        numbers as sent) for the ONNX graph, which standardizes inside; the standardized rows
-        for PyTorch. Raises :class:`UserError` for bad input.
+        Raises :class:`UserError` for bad input.
         """
         if not isinstance(request, dict):
             raise UserError('the body must be a JSON object {"instances": [...]}')
@@ -205,27 +204,54 @@ class ExplainHandler:
         if "instances" not in request:
             raise UserError('the body needs "instances": a list of rows or records')
         target = self.target(request.get("target"))
-        encoded = np.asarray(self.rows(request["instances"]), dtype=np.float64)
+        raw = self.rows(request["instances"])
+        unseen: dict[str, int] = {}
         with np.errstate(over="ignore", invalid="ignore"):  # refused just below, by name
-            standardized = self.explainer.preprocessor.standardize(encoded)
-        check_finite(standardized, self.meta["feature_names"])
-        return (encoded.astype(np.float32) if self._session is not None else standardized), target
+            encoded = self.prep.encode(raw, unseen)
+            x = self.prep.network_inputs(encoded)
+        return {"raw": raw, "encoded": encoded, "x": x, "unseen": unseen}, target
 
-    def explain(self, rows: np.ndarray) -> torch.Tensor:
-        """Values ``(B, d, C)`` of rows from :meth:`decode`."""
+    def explain(self, rows: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Values ``(B, d, C)`` and the prediction ``(B, C)`` they add up to."""
+        e = self.explainer
+        model_game = e.game_name != "surrogate"
+        v_full = None
+        if model_game:  # v(N) = f(x): the model's own output on the rows as sent
+            v_full = torch.from_numpy(e.model.on_array(rows["raw"])).float()
         if self._session is not None:
-            return torch.from_numpy(self._session.run(None, {"rows": rows})[0])
+            feed = {"rows": rows["encoded"].astype(np.float32)}
+            if model_game:
+                feed["prediction"] = v_full.numpy()
+            values, prediction = self._session.run(None, feed)
+            return torch.from_numpy(values), torch.from_numpy(prediction)
+        x = torch.from_numpy(rows["x"])
         with torch.inference_mode():
-            return self._attributions(self.explainer, torch.from_numpy(rows))
+            if self._attributions is not None:
+                values = self._attributions(e, x)
+                return values, values.sum(1) + e.base_value
+            if v_full is None:
+                v_full = e.source.v_full(x)
+            values = e.efficient(e.raw_attributions(x), v_full)
+        return values, v_full
 
-    def encode(self, values: torch.Tensor, target: int | None) -> dict[str, Any]:
+    def encode(self, result: tuple[torch.Tensor, torch.Tensor], target: int | None,
+               rows: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
         """The answer's JSON object."""
+        values, prediction = result
         base = self.meta["base_values"]
         if target is not None:
-            values, base = values[..., target], base[target]
-        return {"values": values.tolist(), "base_values": base,
-                "feature_names": self.meta["feature_names"],
-                "class_names": self.meta["class_names"]}  # fmt: skip
+            values, base, prediction = values[..., target], base[target], prediction[..., target]
+        out = {"values": values.tolist(), "base_values": base,
+               "prediction": prediction.tolist(), "feature_names": self.meta["feature_names"],
+               "class_names": self.meta["class_names"], "game": self.meta["game"]}  # fmt: skip
+        e = self.explainer
+        if rows is not None and e.game_name == "surrogate" and e.model is not None:
+            own = torch.from_numpy(e.model.on_array(rows["raw"])).float()
+            out["model_output"] = (own[..., target] if target is not None else own).tolist()
+        if rows is not None and rows["unseen"]:
+            out["warnings"] = [f"{n} value(s) of {name!r} never seen in training were explained "
+                               "as the 'other' category" for name, n in rows["unseen"].items()]
+        return out
 
 
 def build_app(
@@ -235,6 +261,7 @@ def build_app(
     attributions: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
     runtime: str = "onnx",
     max_json_depth: int = 32,
+    model_file: str | None = None,
 ) -> Starlette:
     """The ASGI app (Starlette) for a saved explainer: JSON guard, bearer token, three endpoints.
 
@@ -247,6 +274,9 @@ def build_app(
         attributions: see :class:`ExplainHandler`.
         runtime: ``"onnx"`` (ONNX Runtime on the exported graph) or ``"torch"``.
         max_json_depth: the deepest nesting of arrays and objects in a body (400 above it).
+        model_file: the user's model file (LightGBM ``.txt``, or a trusted joblib / pickle
+            file, which runs code when loaded): needed for the marginal and baseline games, and
+            with the surrogate game it adds the model's own output to every answer.
 
     Raises:
         UserError: ``$SIMSHAP_API_TOKEN`` is set but empty, or a limit is not positive.
@@ -256,7 +286,13 @@ def build_app(
                         ("--max-json-depth", max_json_depth)):  # fmt: skip
         if not value > 0:
             raise UserError(f"{name} must be positive, got {value}")
-    handler = ExplainHandler(load_explainer(model_path), max_rows, attributions, runtime)
+    model = None
+    if model_file is not None:
+        from simshap.original import load_user_model
+
+        model = load_user_model(model_file)
+    explainer = load_explainer(model_path, model=model)
+    handler = ExplainHandler(explainer, max_rows, attributions, runtime)
 
     # Starlette (FastAPI's core) without FastAPI's request-handling layers: its dependency
     # solving and middleware cost more per request than the model (about 8% of throughput).
@@ -270,10 +306,11 @@ def build_app(
     async def explain(request: Request) -> Response:
         # the guard has checked the content type, size and depth, and parsed the body
         try:
-            x, target = handler.decode(request.scope.get(PARSED))
+            rows, target = handler.decode(request.scope.get(PARSED))
+            result = handler.explain(rows)
         except UserError as err:
             return _json({"detail": str(err)}, 422)
-        return _json(handler.encode(handler.explain(x), target))
+        return _json(handler.encode(result, target, rows))
 
     async def no_route(request: Request, exc: HTTPException) -> Response:
         detail = "no such path" if exc.status_code == 404 else "method not allowed"
@@ -305,6 +342,8 @@ def run_server(
     runtime: str = "onnx",
     max_json_depth: int = 32,
     limits: ServerLimits | None = None,
+    model_file: str | None = None,
+    access_log: bool = False,
 ) -> None:
     """Serve ``model_path`` with uvicorn until interrupted (one thread of torch per worker).
 
@@ -319,6 +358,8 @@ def run_server(
         max_json_depth: the deepest nesting of arrays and objects in a body.
         limits: timeouts, header size, connections and the shutdown deadline (default
             :class:`ServerLimits`); uvicorn runs its h11 protocol with them.
+        model_file: the user's model file (see :func:`build_app`).
+        access_log: log every request (uvicorn's access log).
     """
     import uvicorn
 
@@ -326,13 +367,17 @@ def run_server(
         raise UserError(f"--workers must be at least 1, got {workers}")
     api_token()  # an empty token refuses to start here, before any worker does
     torch.set_num_threads(1)
-    options = {"host": host, "port": port, "log_level": "warning", "access_log": False,
+    options = {"host": host, "port": port, "log_level": "info" if access_log else "warning",
+               "access_log": access_log,
                **(limits or ServerLimits()).uvicorn_options()}  # fmt: skip
     config = {"model_path": str(model_path), "max_rows": max_rows,
               "max_body_bytes": max_body_bytes, "runtime": runtime,
-              "max_json_depth": max_json_depth}  # fmt: skip
+              "max_json_depth": max_json_depth, "model_file": model_file}  # fmt: skip
     if workers == 1:
-        uvicorn.run(build_app(**config), **options)
+        app = build_app(**config)
+        print(f"[simshap] serving {model_path} at http://{host}:{port} ({ENDPOINTS}); "
+              "Ctrl-C stops", flush=True)
+        uvicorn.run(app, **options)
         return
     os.environ[CONFIG_ENV] = json.dumps(config)
     uvicorn.run("simshap.serve:_app_from_env", factory=True, workers=workers, **options)

@@ -26,70 +26,113 @@ def _iter_chunks(path: Path, chunk_rows: int) -> Any:
         raise UserError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
 
 
+def _load(model: str | Path, model_file: str | Path | None) -> Any:
+    """An explainer file, with the user's model file attached when given (trusted files only)."""
+    from simshap.io import load_explainer
+
+    user_model = None
+    if model_file is not None:
+        from simshap.original import load_user_model
+
+        user_model = load_user_model(model_file)
+    return load_explainer(model, model=user_model)
+
+
+def _target_index(target: int | str | None, classes: list[str]) -> int | None:
+    if target is None:
+        return None
+    if isinstance(target, str) and target in classes:
+        return classes.index(target)
+    try:
+        index = int(target)
+    except (TypeError, ValueError):
+        index = -1
+    if not 0 <= index < len(classes):
+        raise UserError(f"--target must be a class name {classes} or an index 0..{len(classes) - 1}"
+                        f", got {target!r}")  # fmt: skip
+    return index
+
+
 def explain_file(
     model: str | Path,
     data: str | Path,
     out: str | Path,
-    target: int | None = None,
+    target: int | str | None = None,
     chunk_rows: int = 65536,
     overwrite: bool = False,
     progress: bool = True,
+    ignore: list[str] | None = None,
+    model_file: str | Path | None = None,
 ) -> int:
     """Explain every row of a CSV / Parquet file into a Parquet file, chunk by chunk.
 
-    Memory stays bounded by ``chunk_rows``. Columns of the output: ``<feature>`` for one
-    ``target`` class, else ``<feature>__<class>`` for every class.
+    Memory stays bounded by ``chunk_rows``. Columns of the output: the ``ignore`` columns as
+    they were (ids...), then ``<feature>`` values for one ``target`` class (else
+    ``<feature>__<class>`` for every class), ``base_value`` and ``prediction`` (or
+    ``<name>__<class>``), so that each row's values add up: base + Σφ = prediction; with the
+    surrogate game and ``model_file``, also the model's own output ``model_output``.
 
     Args:
         model: the explainer file.
-        data: raw rows with the explainer's feature columns (extra columns are an error).
-        out: the Parquet file to write.
-        target: keep one class.
+        data: raw rows with the explainer's feature columns and the ``ignore`` columns.
+        out: the Parquet file to write (written as ``.partial``, renamed when complete).
+        target: keep one class (its name or index).
         chunk_rows: rows per chunk.
         overwrite: replace an existing ``out``.
         progress: show a progress bar.
+        ignore: columns that are not features, passed through to the output.
+        model_file: the user's model file (needed by the marginal and baseline games).
 
     Returns:
         The number of rows explained.
     """
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
-
-    from simshap.io import load_explainer
-    from simshap.serve_guard import check_finite
 
     data, out = Path(data), Path(out)
     if not data.is_file():
         raise MissingFileError(f"data file {data} not found")
     if out.exists() and not overwrite:
         raise ExistingOutputError(f"{out} exists; pass --overwrite to replace it")
-    explainer = load_explainer(model)
+    explainer = _load(model, model_file)
     if explainer.preprocessor is None:
         raise UserError(f"{model} holds no preprocessing: only tabular explainers explain files")
     names = explainer.preprocessor.feature_names
     classes = explainer.hparams.class_names or [
         str(i) for i in range(explainer.net.spec["num_classes"])
     ]
-    if target is not None and not 0 <= target < len(classes):
-        raise UserError(f"--target must lie in 0..{len(classes) - 1}")
-    columns = names if target is not None else [f"{f}__{c}" for f in names for c in classes]
+    k = _target_index(target, classes)
+    suffixes = [""] if k is not None else [f"__{c}" for c in classes]
+    ignore = list(ignore or [])
     tmp = out.with_name(out.name + ".partial")
     writer, rows = None, 0
     bar = tqdm(unit=" rows", disable=not progress)
     try:
         for frame in _iter_chunks(data, chunk_rows):
-            # what the network sees: 1e300 is finite as a float64, not after the float32 cast
-            try:
-                with np.errstate(over="ignore", invalid="ignore"):  # refused here, by name
-                    x = explainer.preprocessor.transform(frame).numpy()
-                check_finite(x, names, rows)
+            unknown = [c for c in ignore if c not in frame.columns]
+            if unknown:
+                raise UserError(f"--ignore names columns {unknown} that {data} does not have")
+            features = frame.drop(columns=ignore)
+            try:  # checked first, so an error names the row in the whole file
+                explainer.preprocessor.transform(features, first_row=rows)
             except UserError as err:
                 raise UserError(f"{data}: {err}") from None
-            values = explainer.explain(frame).cpu().numpy()
-            values = values[..., target] if target is not None else values.reshape(len(frame), -1)
-            table = pa.table({c: values[:, j] for j, c in enumerate(columns)})
+            sv = explainer(features)
+            pick = (lambda t: t[..., k:k + 1]) if k is not None else (lambda t: t)  # noqa: E731
+            values = pick(sv.values).cpu().numpy()
+            columns = {c: frame[c].to_numpy() for c in ignore}
+            for j, f in enumerate(names):
+                for m, suffix in enumerate(suffixes):
+                    columns[f + suffix] = values[:, j, m]
+            extra = {"base_value": sv.base_values, "prediction": sv.prediction}
+            if "model_output" in sv.extras:
+                extra["model_output"] = sv.extras["model_output"]
+            for name, t in extra.items():
+                t = pick(t).cpu().numpy()
+                for m, suffix in enumerate(suffixes):
+                    columns[name + suffix] = t[:, m]
+            table = pa.table(columns)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table)
@@ -146,7 +189,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from simshap.serve import run_server
 
         run_server(args.model, args.host, args.port, args.workers, args.max_rows,
-                   args.max_body_bytes, args.runtime, args.max_json_depth, limits)  # fmt: skip
+                   args.max_body_bytes, args.runtime, args.max_json_depth, limits,
+                   model_file=args.model_file, access_log=args.access_log)  # fmt: skip
         return 0
     if args.workers != 1:
         raise UserError("--workers applies to --backend uvicorn; LitServe runs one worker")
@@ -163,7 +207,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     n = explain_file(args.model, args.data, args.out, args.target, args.chunk_rows,
-                     args.overwrite)  # fmt: skip
+                     args.overwrite, ignore=args.ignore, model_file=args.model_file)  # fmt: skip
     print(f"[simshap] {n} rows explained into {args.out}")
     return 0
 
@@ -176,8 +220,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=_cmd_export)
+    trusted = ("the user's model file (LightGBM .txt, or a joblib / pickle file: it runs code "
+               "when loaded, so give only files you trust); needed for game: marginal or "
+               "baseline, optional for the surrogate game (adds the model's own output)")
     p = subparsers.add_parser("serve", help="serve an explainer over HTTP")
-    p.add_argument("model", help="explainer file")
+    p.add_argument("model", help="explainer file (.pt from `simshap run` or simshap.save)")
+    p.add_argument("--model-file", default=None, help=trusted)
+    p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
@@ -238,10 +287,13 @@ def register(subparsers: Any) -> None:
     )
     p.set_defaults(func=_cmd_serve)
     p = subparsers.add_parser("explain", help="explain a CSV / Parquet file into Parquet")
-    p.add_argument("model", help="explainer file")
+    p.add_argument("model", help="explainer file (.pt from `simshap run` or simshap.save)")
     p.add_argument("data", help="rows to explain (.csv or .parquet)")
     p.add_argument("--out", required=True, help="Parquet file to write")
-    p.add_argument("--target", type=int, default=None, help="keep one class")
+    p.add_argument("--target", default=None, help="keep one class (its name or index)")
+    p.add_argument("--ignore", nargs="+", default=None, metavar="COLUMN",
+                   help="columns that are not features (ids, the target), passed through")
+    p.add_argument("--model-file", default=None, help=trusted)
     p.add_argument("--chunk-rows", type=int, default=65536, help="rows per chunk")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=_cmd_explain)

@@ -49,29 +49,33 @@ class ExplainAPI(ls.LitAPI):
     def authorize(self, auth: Any = Depends(authorize)) -> None:  # noqa: B008, D102
         return None
 
-    def decode_request(self, request: dict) -> tuple[np.ndarray, int | None]:  # noqa: D102
+    def decode_request(self, request: dict) -> tuple[dict[str, Any], int | None]:  # noqa: D102
         try:
             return self.handler.decode(request)
         except UserError as err:
             raise HTTPException(status_code=422, detail=str(err)) from None
 
-    def batch(self, inputs: list) -> tuple[np.ndarray, list[int], list]:  # noqa: D102
-        rows = np.concatenate([x for x, _ in inputs])
-        return rows, [len(x) for x, _ in inputs], [t for _, t in inputs]
+    def batch(self, inputs: list) -> tuple[dict[str, Any], list[int], list]:  # noqa: D102
+        rows = {key: np.concatenate([r[key] for r, _ in inputs]) for key in ("raw", "encoded",
+                                                                              "x")}
+        rows["parts"] = [r for r, _ in inputs]
+        return rows, [len(r["x"]) for r, _ in inputs], [t for _, t in inputs]
 
     def unbatch(self, output: tuple) -> list:  # noqa: D102
-        values, sizes, targets = output
-        return list(zip(torch.split(values, sizes), targets, strict=True))
+        (values, prediction), sizes, targets, parts = output
+        return list(zip(zip(torch.split(values, sizes), torch.split(prediction, sizes),
+                            strict=True), targets, parts, strict=True))
 
     def predict(self, x: Any) -> Any:  # noqa: D102
         if isinstance(x, tuple) and len(x) == 3:  # a batch of requests
             rows, sizes, targets = x
-            return self.handler.explain(rows), sizes, targets
+            return self.handler.explain(rows), sizes, targets, rows["parts"]
         rows, target = x
-        return self.handler.explain(rows), target
+        return self.handler.explain(rows), target, rows
 
     def encode_response(self, output: tuple) -> dict[str, Any]:  # noqa: D102
-        return self.handler.encode(*output)
+        result, target, rows = output
+        return self.handler.encode(result, target, rows)
 
 
 def build_server(

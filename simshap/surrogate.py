@@ -39,6 +39,7 @@ __all__ = [
     "build_grouping",
     "build_surrogate_net",
     "dummy_columns",
+    "log_odds",
     "players_spec",
     "surrogate_spec",
 ]
@@ -166,11 +167,9 @@ class Surrogate(MaskGeneratorState, pl.LightningModule):
         out = self(x, mask).float()
         if self.task == "regression":
             return out * self.target_std.to(out) + self.target_mean.to(out)
-        probs = torch.softmax(out, dim=-1)
         if self.hparams.get("link", "identity") == "logit":
-            p = probs.double().clamp(1e-12, 1 - 1e-12)
-            return (p.log() - (-p).log1p()).float()
-        return probs
+            return log_odds(out)
+        return torch.softmax(out, dim=-1)
 
     # ------------------------------------------------------------------ training
     def _unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -328,6 +327,18 @@ class Surrogate(MaskGeneratorState, pl.LightningModule):
         module.hparams.fidelity = fidelity(module, x_va, adapter(x_val), adapter.task)
         warn_fidelity(module.hparams.fidelity)
         return module
+
+
+def log_odds(logits: torch.Tensor) -> torch.Tensor:
+    """Each class's log-odds log(p_c / (1 - p_c)) of softmax logits, without rounding p.
+
+    log p_c - log(1 - p_c) = z_c - logsumexp_{j != c} z_j: exact where p_c rounds to 1.
+    """
+    c = logits.shape[-1]
+    others = logits.unsqueeze(-2).expand(*logits.shape[:-1], c, c)
+    eye = torch.eye(c, dtype=torch.bool, device=logits.device)
+    rest = torch.logsumexp(others.masked_fill(eye, float("-inf")), dim=-1)
+    return logits - rest
 
 
 def _probabilities(adapter: Any, rows: Any) -> torch.Tensor:

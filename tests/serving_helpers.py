@@ -16,10 +16,9 @@ import uvicorn
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 
-from simshap.explainers import SimSHAP
+import simshap
 from simshap.io import save_explainer
 from simshap.serve_http import ServerLimits
-from simshap.surrogate import Surrogate
 
 
 def train_tiny(folder: Path) -> tuple[Path, pd.DataFrame]:
@@ -32,10 +31,10 @@ def train_tiny(folder: Path) -> tuple[Path, pd.DataFrame]:
     def proba(rows: pd.DataFrame) -> np.ndarray:
         return model.predict_proba(rows.drop(columns="site"))
 
-    surrogate = Surrogate.fit(proba, x.iloc[:400], x.iloc[400:], hidden=32, layers=2,
-                              max_epochs=1)  # fmt: skip
-    explainer = SimSHAP.fit(surrogate, x.iloc[:400], x.iloc[400:], hidden=32, max_epochs=1,
-                            val_budget=64)  # fmt: skip
+    explainer = simshap.fit(proba, x, y, accelerator="cpu",
+                            surrogate={"hidden": 32, "layers": 2, "max_epochs": 1},
+                            explainer={"hidden": 32, "layers": 2, "max_epochs": 1,
+                                       "val_instances": 16, "val_budget": 64})  # fmt: skip
     path = Path(folder) / "simshap.pt"
     save_explainer(explainer, path, overwrite=True)
     return path, x

@@ -127,7 +127,7 @@ def test_validation_records_the_prior_variance_and_it_is_saved(tmp_path: Path) -
     errs = []
     with torch.no_grad():
         for i, xb in enumerate(x[48:].split(16)):
-            errs.append((explainer.attributions(xb) - explainer.validation_targets(xb, i)).pow(2))
+            errs.append((explainer.explain(xb) - explainer.validation_targets(xb, i)).pow(2))
     mse = torch.cat(errs).mean((0, 1))
     assert float(explainer._best_val) <= float(mse.mean()) + 1e-6
     path = tmp_path / "e.pt"

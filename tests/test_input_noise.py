@@ -31,7 +31,7 @@ def _step_input(module, x: torch.Tensor) -> torch.Tensor:
     """The inputs one training step hands to the game (the step stops right there)."""
     seen = {}
 
-    def capture(inputs):
+    def capture(inputs, raw=None):
         seen["x"] = inputs.clone()
         raise _Seen
 

@@ -21,12 +21,15 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 
+import simshap
 from simshap.explainers import FastSHAP, SimSHAP
 from simshap.io import load_explainer, save_explainer
 from simshap.serve_cli import explain_file
-from simshap.surrogate import Surrogate
 
 TOKEN = "s3cret-token"
+TINY = {"surrogate": {"hidden": 32, "layers": 2, "max_epochs": 2},
+        "explainer": {"hidden": 32, "layers": 2, "max_epochs": 1, "val_instances": 16,
+                      "val_budget": 64}}
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +43,11 @@ def trained(tmp_path_factory) -> dict:
     def proba(rows: pd.DataFrame) -> np.ndarray:
         return model.predict_proba(rows.drop(columns="site"))
 
-    x_train, x_val = x.iloc[:400], x.iloc[400:]
-    surrogate = Surrogate.fit(proba, x_train, x_val, hidden=32, layers=2, max_epochs=2)
     folder = tmp_path_factory.mktemp("serving")
     out = {"x": x, "folder": folder}
     for cls in (SimSHAP, FastSHAP):
-        explainer = cls.fit(surrogate, x_train, x_val, hidden=32, max_epochs=1, val_budget=64)
+        explainer = simshap.fit(proba, x, y, method=cls.__name__.lower(), accelerator="cpu",
+                                **TINY)  # fmt: skip
         path = folder / f"{cls.__name__.lower()}.pt"
         save_explainer(explainer, path)
         out[cls.__name__] = path
@@ -61,25 +63,30 @@ def test_export_round_trip_equals_eager(trained, name, fmt, tmp_path):
     explainer = load_explainer(trained[name])
     rows = pd.concat([trained["x"]] * 2).iloc[:1000]
     codes = explainer.preprocessor.encode(rows).astype(np.float32)  # strings -> their codes
-    want = explainer.explain(rows).numpy()
+    sv = explainer(rows)
+    want = sv.values.numpy()
     path = explainer.export(tmp_path / f"g.{fmt}", format=fmt)
     if fmt == "onnx":
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path))
-        got = session.run(None, {"rows": codes})[0]
+        got, prediction = session.run(None, {"rows": codes})
         meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
     else:
         files = {"simshap.json": ""}
         graph = torch.jit.load(str(path), _extra_files=files)
         with torch.no_grad():
-            got = graph(torch.from_numpy(codes)).numpy()
+            got, prediction = (t.numpy() for t in graph(torch.from_numpy(codes)))
         meta = json.loads(files["simshap.json"])
     assert got.shape == (1000, 5, 2)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(prediction, sv.prediction.numpy(), atol=1e-5, rtol=0)
+    # the exported values add up too: base + Σφ = prediction
+    base = np.asarray(meta["base_values"], dtype=np.float32)
+    np.testing.assert_allclose(base + got.sum(1), prediction, atol=1e-5, rtol=0)
     assert meta["feature_names"] == list(trained["x"].columns)
     assert meta["categories"] == {"site": ["north", "south"]}
-    assert meta["version"] == 1 and meta["method"] == name
+    assert meta["version"] == 2 and meta["method"] == name and meta["game"] == "surrogate"
     with pytest.raises(FileExistsError, match="overwrite"):
         explainer.export(path, format=fmt)
 
@@ -104,9 +111,13 @@ def test_explain_file_streams_in_chunks(trained, tmp_path):
     n = explain_file(trained["SimSHAP"], csv, out, target=1, chunk_rows=64, progress=False)
     assert n == 150
     table = pd.read_parquet(out)
-    want = load_explainer(trained["SimSHAP"]).explain(rows)[..., 1].numpy()
-    np.testing.assert_allclose(table.to_numpy(), want, atol=1e-6)
-    assert list(table.columns) == list(rows.columns)
+    sv = load_explainer(trained["SimSHAP"])(rows)
+    np.testing.assert_allclose(table[list(rows.columns)].to_numpy(), sv.values[..., 1].numpy(),
+                               atol=1e-6)  # fmt: skip
+    assert list(table.columns) == [*rows.columns, "base_value", "prediction"]
+    # each row of the file rebuilds: base + Σφ = prediction
+    np.testing.assert_allclose(table["base_value"] + table[list(rows.columns)].sum(1),
+                               table["prediction"], atol=1e-5)  # fmt: skip
     with pytest.raises(FileExistsError):
         explain_file(trained["SimSHAP"], csv, out)
 
@@ -210,7 +221,7 @@ def test_server_rejects_every_bad_input_with_4xx(server):
         "unknown feature": ({"instances": [{**x.iloc[0].to_dict(), "zzz": 1}]}, 422, "unknown"),
         "missing feature": ({"instances": [{"mean radius": 1.0}]}, 422, "missing"),
         "string for number": ({"instances": [[good[0], "abc", *good[2:]]]}, 422, "number"),
-        "unknown category": ({"instances": [[*good[:2], "east", *good[3:]]]}, 422, "never seen"),
+        "missing value": ({"instances": [[None, *good[1:]]]}, 422, "allow_missing"),
         "empty list": ({"instances": []}, 422, "non-empty"),
         "too many rows": ({"instances": [good] * 51}, 422, "limit of 50"),
         "no instances": ({"rows": [good]}, 422, "unknown keys"),
@@ -220,10 +231,13 @@ def test_server_rejects_every_bad_input_with_4xx(server):
     for name, (body, status, words) in cases.items():
         r = client.post("/explain", json=body)
         assert r.status_code == status and words in r.json()["detail"], (name, r.text)
-    for value in ("NaN", "Infinity"):
+    for value, words in (("NaN", "allow_missing"), ("Infinity", "infinite")):
         raw = json.dumps({"instances": [good]}).replace(str(good[0]), value, 1)
         r = client.post("/explain", content=raw, headers={"Content-Type": "application/json"})
-        assert r.status_code == 422 and "NaN or infinite" in r.json()["detail"], r.text
+        assert r.status_code == 422 and words in r.json()["detail"], r.text
+    # a category never seen in training is explained as 'other', with a warning and the count
+    r = client.post("/explain", json={"instances": [[*good[:2], "east", *good[3:]]] * 2})
+    assert r.status_code == 200 and "2 value(s) of 'site'" in r.json()["warnings"][0], r.text
     r = client.post("/explain", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and "malformed JSON" in r.json()["detail"]
     r = client.post("/explain", content=b"a=1", headers={"Content-Type": "text/plain"})

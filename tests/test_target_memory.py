@@ -98,40 +98,57 @@ def test_average_targets_needs_the_default_target_and_indexed_batches():
     explainer.init_mask_generator()
     with pytest.raises(UserError, match="training_dataset"):
         explainer.training_step((torch.randn(4, D),), 0)  # no row indices
-    # without averaging the rows go in alone, as before
+    # without averaging the rows come with their indices too, but no memory is kept
     plain = SimSHAP(_spec(), surrogate, average_targets=False)
-    assert len(plain.training_dataset(torch.randn(4, D)).tensors) == 1
+    assert len(plain.training_dataset(torch.randn(4, D)).tensors) == 2
+    assert plain.target_memory is None
+
+
+def _run(tmp_path, explainer: dict):
+    """A breast_cancer run with its (quick) original model trained, for building explainers."""
+    from simshap.config import TABULAR_DEFAULTS, merge_config
+    from simshap.pipeline import TabularRun
+
+    cfg = merge_config(TABULAR_DEFAULTS, {"dataset": "breast_cancer", "explainer": explainer,
+                                          "model": {"max_rounds": 20}})  # fmt: skip
+    run = TabularRun(tmp_path / "run", cfg)
+    run.start(overwrite=True)
+    run.fit_model()
+    return run
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"average_targets": "yes"}, "true, false or null"),
-    ({"average_targets": True, "target": "paper"}, "needs explainer.target: default"),
-    ({"memory_epochs": -1}, "memory_epochs must be an integer >= 0"),
-    ({"memory_epochs": 1.5}, "memory_epochs must be an integer >= 0"),
-    ({"memory_epochs": 5, "average_targets": False}, "needs averaged targets"),
-    ({"memory_epochs": 5, "input_noise": 0.3}, "needs averaged targets"),
+    ({"average_targets": "yes"}, "average_targets' should be a valid boolean"),
+    ({"memory_epochs": -1}, "memory_epochs' should be greater than or equal to 0"),
+    ({"memory_epochs": 1.5}, "memory_epochs' should be a valid integer"),
 ])
-def test_run_config_checks_averaging_options(tmp_path, change, message):
+def test_run_config_values_are_typed(tmp_path, change, message):
     from simshap.config import TABULAR_DEFAULTS, merge_config
     from simshap.pipeline import TabularRun
 
     cfg = merge_config(TABULAR_DEFAULTS, {"dataset": "breast_cancer", "explainer": change})
-    run = TabularRun(tmp_path / "run", cfg)
     with pytest.raises(UserError, match=message):
-        run.build_explainer("simshap", _surrogate())
+        TabularRun(tmp_path / "run", cfg)  # before any work
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"average_targets": True, "target": "paper"}, "needs explainer.target: default"),
+    ({"memory_epochs": 5, "average_targets": False}, "needs averaged targets"),
+    ({"memory_epochs": 5, "input_noise": 0.3}, "needs averaged targets"),
+])
+def test_run_config_checks_averaging_options(tmp_path, change, message):
+    run = _run(tmp_path, change)
+    with pytest.raises(UserError, match=message):
+        run.build_explainer("simshap", run.build_surrogate())
 
 
 def test_run_config_resolves_average_targets(tmp_path):
-    from simshap.config import TABULAR_DEFAULTS, merge_config
-    from simshap.pipeline import TabularRun
-
     for extra, expected in [({}, True), ({"input_noise": 0.3}, False),
                             ({"input_noise": 0.3, "average_targets": True}, True),
                             ({"average_targets": False}, False)]:
-        cfg = merge_config(TABULAR_DEFAULTS, {"dataset": "breast_cancer", "explainer": extra})
-        run = TabularRun(tmp_path / "run", cfg)
-        assert run.build_explainer("simshap", _surrogate()).averages_targets is expected
-        assert not run.build_explainer("simshap_paper", _surrogate()).averages_targets
+        run = _run(tmp_path, extra)
+        assert run.build_explainer("simshap", run.build_surrogate()).averages_targets is expected
+        assert not run.build_explainer("simshap_paper", run.build_surrogate()).averages_targets
 
 
 @pytest.mark.timeout(300)
@@ -148,9 +165,9 @@ def test_memory_epochs_fit_the_means_without_calling_the_surrogate():
     calls: list[int] = []
     real_sample = explainer.sample_values
 
-    def counting(xb):
+    def counting(xb, raw=None):
         calls.append(explainer.current_epoch)
-        return real_sample(xb)
+        return real_sample(xb, raw)
 
     explainer.sample_values = counting
     seen: dict[str, Any] = {}
@@ -200,18 +217,13 @@ def test_sampling_epochs_is_checked():
 
 
 def test_run_config_memory_epochs_follow_the_sampling_epochs(tmp_path):
-    from simshap.config import TABULAR_DEFAULTS, merge_config
-    from simshap.pipeline import TabularRun
-
-    cfg = merge_config(TABULAR_DEFAULTS, {"dataset": "breast_cancer",
-                                          "explainer": {"max_epochs": 30, "memory_epochs": 20}})
-    run = TabularRun(tmp_path / "run", cfg)
-    sim = run.build_explainer("simshap", _surrogate())
+    run = _run(tmp_path, {"max_epochs": 30, "memory_epochs": 20})
+    sim = run.build_explainer("simshap", run.build_surrogate())
     assert run.explainer_epochs("simshap") == 50
     assert sim.hparams.sampling_epochs == 30 and sim.hparams.max_epochs_hint == 50
     # the other explainers keep max_epochs (the paper target and FastSHAP draw every epoch)
     for name in ("simshap_paper", "fastshap"):
         assert run.explainer_epochs(name) == 30
-        assert run.build_explainer(name, _surrogate()).hparams.max_epochs_hint == 30
-    assert run.build_explainer("simshap_paper", _surrogate()).hparams.get(
+        assert run.build_explainer(name, run.build_surrogate()).hparams.max_epochs_hint == 30
+    assert run.build_explainer("simshap_paper", run.build_surrogate()).hparams.get(
         "sampling_epochs") is None

@@ -8,6 +8,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
@@ -74,6 +75,13 @@ def test_run_on_a_user_csv_with_strings(table, tmp_path):
     assert sv.class_names == ["no", "yes"]
     np.testing.assert_array_equal(explainer(rows[["hours", "colour", "income", "age"]]).values,
                                   sv.values)
+    # a category never seen is explained as 'other' (the model may handle it) ...
+    other = explainer(rows.assign(colour="purple"))
+    assert torch.isfinite(other.values).all()
+    torch.testing.assert_close(other.base_values + other.values.sum(1), other.prediction,
+                               atol=1e-5, rtol=0)  # fmt: skip
+    # ... or refused, with unseen_categories: error
+    explainer.preprocessor.unseen_categories = "error"
     with pytest.raises(ValueError, match="never seen in training"):
         explainer(rows.assign(colour="purple"))
 

@@ -228,10 +228,11 @@ class Preprocessor:
                                      dtype=np.float64)  # fmt: skip
                 except (TypeError, ValueError):
                     raise UserError(
-                        f"column {name!r} must be numeric, got values like {list(col[:3])}"
+                        f"column {name!r} must hold numbers, got values like {list(col[:3])}"
                     ) from None
                 if np.isinf(num).any():
-                    raise UserError(f"column {name!r} has infinite values; drop those rows")
+                    raise UserError(f"column {name!r} has infinite values (or numbers too large "
+                                    "for a float); drop those rows")  # fmt: skip
                 na = np.isnan(num)
             if na.any() and name not in self.missing:
                 raise self._missing_error(name)
@@ -240,15 +241,22 @@ class Preprocessor:
             raise UserError("no rows to process: pass at least one row")
         return np.stack(out, axis=1)
 
-    def network_inputs(self, encoded: np.ndarray) -> np.ndarray:
-        """Encoded ``(n, d)`` -> network inputs ``float32 (n, F)`` (standardized, indicators)."""
+    def network_inputs(self, encoded: np.ndarray, first_row: int = 0) -> np.ndarray:
+        """Encoded ``(n, d)`` -> network inputs ``float32 (n, F)`` (standardized, indicators).
+
+        A value that overflows the ``float32`` cast (1e300 is a finite float64) is refused,
+        naming its row (counted from ``first_row``) and feature.
+        """
         with np.errstate(over="ignore", invalid="ignore"):
             z = (encoded - np.asarray(self.mean)) / np.asarray(self.std)
-        na = np.isnan(z)
-        z = np.where(na, 0.0, z).astype(np.float32)
-        if not np.isfinite(z).all():
-            raise UserError("a value is too large for the model's float32 inputs; send values "
-                            "of the size seen in training")  # fmt: skip
+            na = np.isnan(z)
+            z = np.where(na, 0.0, z).astype(np.float32)
+        bad = np.argwhere(~np.isfinite(z))
+        if len(bad):
+            i, j = (int(v) for v in bad[0])
+            raise UserError(f"row {first_row + i}, feature {self.feature_names[j]!r}: the value is too large "
+                            "for the model's float32 inputs; send values of the size seen in "
+                            f"training ({len(bad)} such value(s) in all)")  # fmt: skip
         if not self.missing:
             return z
         cols = [self.feature_names.index(n) for n in self.missing]
@@ -258,9 +266,10 @@ class Preprocessor:
         """Encoded ``(n, d)`` -> network inputs (kept name; see :meth:`network_inputs`)."""
         return self.network_inputs(encoded)
 
-    def transform(self, rows: Any, unseen: dict[str, int] | None = None) -> torch.Tensor:
+    def transform(self, rows: Any, unseen: dict[str, int] | None = None,
+                  first_row: int = 0) -> torch.Tensor:  # fmt: skip
         """Raw rows -> the ``float32`` network inputs ``(n, F)``."""
-        return torch.from_numpy(self.network_inputs(self.encode(rows, unseen)))
+        return torch.from_numpy(self.network_inputs(self.encode(rows, unseen), first_row))
 
     def raw_array(self, rows: Any) -> np.ndarray:
         """Raw rows as an ``(n, d)`` array in feature order (``object`` when strings are present).

@@ -258,8 +258,8 @@ class AmortizedExplainer(FixedTargetValidation, MaskGeneratorState, pl.Lightning
     def on_fit_start(self) -> None:  # noqa: D102
         source = self._require_source()
         self.init_mask_generator()
-        probe = self._probe().to(self.device) if isinstance(source, SurrogateSource) else None
-        self.base_value.copy_(source.v_empty(probe).to(self.base_value))
+        if isinstance(source, RowsSource):  # the surrogate's v(∅) was set when it was given
+            self.base_value.copy_(source.v_empty().to(self.base_value))
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: D102
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
