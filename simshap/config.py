@@ -391,9 +391,17 @@ def load_config(path: str | os.PathLike[str], defaults: dict[str, Any] | None = 
         raise UserError(f"{path} is not valid YAML: {first}") from None
     if not isinstance(user, dict):
         raise UserError(f"{path} must hold a YAML mapping of config keys")
-    if not user.get("dataset"):
+    dataset = user.get("dataset")
+    if not dataset:
         raise UserError(f"{path} must name a dataset (key 'dataset')")
-    cfg = merge_config(defaults or defaults_for(user.get("dataset")), user)
+    if isinstance(dataset, str):
+        from simshap.data.tabular_sources import TABULAR_DATASETS
+
+        if dataset not in (*TABULAR_DATASETS, *IMAGE_DATASETS):
+            raise UserError(f"unknown tabular data set {dataset!r}; available: "
+                            f"{', '.join((*TABULAR_DATASETS, *IMAGE_DATASETS))}, or your own "
+                            "table as dataset: {path: file.csv, target: column}")  # fmt: skip
+    cfg = merge_config(defaults or defaults_for(dataset), user)
     return validate_config(cfg)
 
 

@@ -76,6 +76,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if run.done("evaluate"):  # a finished run: show its results again
             results = json.loads(run.path("results.json").read_text())
         else:
+            problem = run.problem("evaluate")
+            if problem != "not run yet":
+                print(f"[simshap] evaluation: {problem}; recomputing", flush=True)
             results = run.evaluate()
         print(run.table(results))
         print(f"[simshap] results in {run.out}/results.json")

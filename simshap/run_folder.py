@@ -117,6 +117,7 @@ class RunFolder:
             upstream[dep] = digest
         digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
         manifest = self._manifest()
+        manifest["inputs"] = manifest.get("inputs") or self.input_hashes()
         manifest["stages"][stage] = {"files": entries, "after": upstream, "digest": digest}
         self._save_manifest(manifest)
 
@@ -221,6 +222,9 @@ class RunFolder:
             if not overwrite:
                 if cfg_path.is_file() and load_config(cfg_path) == self.config:
                     self.check_inputs()
+                    manifest = self._manifest()
+                    if not manifest.get("inputs"):  # killed before the manifest was written
+                        self._save_manifest({**manifest, "inputs": self.input_hashes()})
                     return True
                 raise ExistingOutputError(
                     f"{self.out} exists and holds another run (different config or no "

@@ -90,6 +90,8 @@ def explain_file(
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
+    from simshap.files import fault_point
+
     data, out = Path(data), Path(out)
     if not data.is_file():
         raise MissingFileError(f"data file {data} not found")
@@ -138,6 +140,7 @@ def explain_file(
             writer.write_table(table)
             rows += len(frame)
             bar.update(len(frame))
+            fault_point("explain.chunk")
     except BaseException:
         if writer is not None:
             writer.close()

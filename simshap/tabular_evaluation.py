@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from simshap.errors import UserError
 from simshap.evaluation.metrics import attribution_errors, truth_noise
 from simshap.evaluation.preflight import check_ground_truth_cost
 from simshap.evaluation.report import environment, results_table
@@ -53,6 +54,11 @@ class TabularEvaluation:
         size) and estimates the ground truth's cost (:mod:`simshap.evaluation.preflight`).
         """
         ev, data = self.config["evaluation"], self.data
+        d, budget = data.n_features, self.config["explainer"]["val_budget"]
+        if budget < d:
+            raise UserError(f"explainer.val_budget={budget} is below the {d} players: the "
+                            "KernelSHAP validation targets would be undetermined; use at least "
+                            f"{d}")  # fmt: skip
         n = min(ev["n_instances"], len(data.raw_test))
         if self.game_name == "surrogate":
             surrogate = self.build_surrogate(untrained=True).eval()
@@ -82,8 +88,10 @@ class TabularEvaluation:
         raw = data.raw_test[:n]  # what users pass: the explainers hold their preprocessing
         classes = self.explained_classes("test", n)
         game = self.evaluation_game(n)
-        check_ground_truth_cost(game.select(torch.arange(1)), n, ev["ground_truth"],
-                                ev["max_minutes"], classes=self.adapter().num_outputs)  # fmt: skip
+        if not self._truth_cached(game, ev["ground_truth"], ev["threshold"]):
+            check_ground_truth_cost(game.select(torch.arange(1)), n, ev["ground_truth"],
+                                    ev["max_minutes"], classes=self.adapter().num_outputs,
+                                    threshold=ev["threshold"])  # fmt: skip
         truth, truth_s = self._ground_truth(game, ev["ground_truth"], ev["threshold"])
         methods: dict[str, dict[str, Any]] = {}
         timings = self._timings()
@@ -133,6 +141,21 @@ class TabularEvaluation:
         self.commit("evaluate", ["results.json", "results.md", *plots], after=after)
         return results
 
+    def _truth_key(self, game: Any, method: str, threshold: float) -> str:
+        if isinstance(game, RowsGame):
+            what: Any = [self.stage_digest("model"), game.background.astype(str), self.game_name]
+            inst: Any = game.x.astype(str)
+        else:
+            what, inst = self.surrogate().net, game.x
+        return fingerprint(what, {"method": method, "paired": True, "threshold": threshold,
+                                  "seed": self.seed}, inst)  # fmt: skip
+
+    def _truth_cached(self, game: Any, method: str, threshold: float) -> bool:
+        from simshap.run import read_cache
+
+        return read_cache(self.path("ground_truth.pt")).get("key") == self._truth_key(
+            game, method, threshold)
+
     def _ground_truth(
         self, game: Any, method: str, threshold: float
     ) -> tuple[ShapleyValues, float]:
@@ -146,13 +169,7 @@ class TabularEvaluation:
         from simshap.run import read_cache
 
         cache = self.path("ground_truth.pt")
-        if isinstance(game, RowsGame):
-            what: Any = [self.stage_digest("model"), game.background.astype(str), self.game_name]
-            inst: Any = game.x.astype(str)
-        else:
-            what, inst = self.surrogate().net, game.x
-        key = fingerprint(what, {"method": method, "paired": True, "threshold": threshold,
-                                 "seed": self.seed}, inst)  # fmt: skip
+        key = self._truth_key(game, method, threshold)
         blob = read_cache(cache)
         if blob.get("key") == key:
             truth = ShapleyValues(values=blob["values"], base_values=blob["base_values"],

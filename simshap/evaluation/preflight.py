@@ -4,8 +4,10 @@ Exact enumeration costs 2^d game evaluations per instance. Converged KernelSHAP 
 evaluations (at least two rounds of max(512, 4d) coalitions; the runs measured here needed
 8,000 to 18,000 at threshold 0.01, so :data:`KERNEL_TYPICAL_EVALS` is taken as the typical
 count) plus one weighted least-squares fit per round, whose d x d normal equations dominate for
-wide tables: memory grows as d² per instance and time as round · d² per round. Both are measured
-on the actual game (a few coalitions of one instance) and scaled. Memory is kept bounded by
+wide tables: memory grows as d² per instance and time as round · d² per round. The game is timed
+on a few coalitions of one instance, the fit from its flop count at this machine's measured
+matrix-multiply rate. For KernelSHAP the estimate is a lower bound: wide games need more than the
+typical evaluations to converge. Memory is kept bounded by
 computing the truth in chunks of instances (:func:`instances_per_chunk`); time above the run's
 ``evaluation.max_minutes`` is refused with the options that bring it down.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -65,16 +68,22 @@ def _seconds_per_evaluation(game: Any, coalitions: int = 256) -> float:
     return (time.perf_counter() - start) / (coalitions * game.num_instances)
 
 
+def _flops_per_second() -> float:
+    """This machine's float64 matrix-multiply rate (the best of three 512 x 512 products)."""
+    a = torch.rand(512, 512, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - start)
+    return 2 * 512**3 / max(best, 1e-9)
+
+
 def _seconds_per_fit(d: int, classes: int) -> float:
+    """One round's weighted least-squares fit: the d x d normal equations of a round (2 r d²
+    flops) and their solve (about d³), at this machine's measured rate."""
     r = kernel_round_size(d)
-    masks = torch.rand(1, r, d, generator=torch.Generator().manual_seed(0)) < 0.5
-    ones = torch.ones(1, r, dtype=torch.float64)
-    v = torch.zeros(1, r, classes, dtype=torch.float64)
-    start = time.perf_counter()
-    a, b = gram(masks, ones), moment(masks, ones, v)
-    constrained_least_squares(a + torch.eye(d, dtype=torch.float64), b,
-                              torch.zeros(1, classes, dtype=torch.float64))  # fmt: skip
-    return time.perf_counter() - start
+    return (2.0 * r * d * d + 2.0 * d**3 + 2.0 * r * d * classes) / _flops_per_second()
 
 
 def estimate_ground_truth(game: Any, n_instances: int, method: str, classes: int) -> dict[str, Any]:
@@ -106,10 +115,44 @@ def estimate_ground_truth(game: Any, n_instances: int, method: str, classes: int
             "bytes_per_instance": per, "chunk": instances_per_chunk(d, classes)}  # fmt: skip
 
 
+def pilot_kernel_shap(game: Any, n_instances: int, threshold: float, max_minutes: float,
+                      seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Run converged KernelSHAP on the game's first instance within its share of the time.
+
+    Each instance may take ``max_minutes / n_instances``; the pilot doubles its evaluations
+    until it converges or spends that share. A pilot that does not converge in time means the
+    whole ground truth would not either.
+
+    Returns:
+        ``{"evaluations", "seconds", "converged"}`` of the pilot.
+    """
+    from simshap.games.estimators import kernel_shap
+
+    one = game.select(torch.arange(1)) if getattr(game, "supports_select", False) else game
+    share = max_minutes * 60.0 / max(n_instances, 1)
+    evals, spent = 2 * kernel_round_size(game.num_players) + 2, 0.0
+    while True:
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "stopped at max_evals"
+            est = kernel_shap(one, paired=True, threshold=threshold, max_evals=evals,
+                              generator=torch.Generator().manual_seed(seed))  # fmt: skip
+        spent += time.perf_counter() - start
+        converged = est.n_evals < evals - kernel_round_size(game.num_players)
+        if converged or spent > share:
+            return {"evaluations": int(est.n_evals), "seconds": spent, "converged": converged,
+                    "share_seconds": share}  # fmt: skip
+        evals *= 2
+
+
 def check_ground_truth_cost(
-    game: Any, n_instances: int, method: str, max_minutes: float, classes: int
+    game: Any, n_instances: int, method: str, max_minutes: float, classes: int,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Estimate the ground truth's cost and refuse it above ``max_minutes``.
+
+    With ``threshold`` (the truth is about to run, on the trained game) converged KernelSHAP is
+    also piloted on the first instance (:func:`pilot_kernel_shap`).
 
     Raises:
         UserError: naming the estimate and the options that bring it down (feature groups,
@@ -117,14 +160,22 @@ def check_ground_truth_cost(
             larger ``evaluation.max_minutes``).
     """
     est = estimate_ground_truth(game, n_instances, method, classes)
+    if est["method"] == "kernel_shap" and threshold is not None and est["minutes"] <= max_minutes:
+        pilot = pilot_kernel_shap(game, n_instances, threshold, max_minutes)
+        if not pilot["converged"]:
+            est["minutes"] = max(est["minutes"], pilot["seconds"] * n_instances / 60.0)
+            est["evaluations"] = max(est["evaluations"], pilot["evaluations"])
+            est["pilot"] = pilot
     if est["minutes"] > max_minutes:
         d = game.num_players
         exact_hint = (" use evaluation.ground_truth: kernel_shap (exact needs 2^d coalitions);"
                       if est["method"] == "exact" else "")  # fmt: skip
+        at_least = "" if est["method"] == "exact" else "at least "
         raise UserError(
             f"the {est['method']} ground truth of {n_instances} instances with {d} players would "
-            f"take about {est['minutes']:.0f} minutes ({est['evaluations']:,} game evaluations "
-            f"per instance), over evaluation.max_minutes={max_minutes:g}:{exact_hint} lower "
+            f"take {at_least}about {est['minutes']:.0f} minutes ({est['evaluations']:,} game "
+            f"evaluations per instance), over evaluation.max_minutes={max_minutes:g}:{exact_hint} "
+            "lower "
             "evaluation.n_instances, group the features into fewer players, or raise "
             "evaluation.max_minutes"
         )
