@@ -118,6 +118,9 @@ def split_indices(
     return idx_train, idx_val, idx_test
 
 
+#: the most classes a table's target may have as a classification (more: set task)
+MAX_TABLE_CLASSES = 100
+
 #: names of the classes of the named data sets (label values otherwise)
 CLASS_NAMES = {
     "breast_cancer": ["malignant", "benign"],
@@ -223,7 +226,11 @@ def from_frame(
                             "(set task: classification)") from None  # fmt: skip
         names, n_classes = [target_name], 1
     else:
-        y, names = encode_labels(labels)
+        numeric = pd.to_numeric(pd.Series(np.asarray(labels)), errors="coerce")
+        if numeric.notna().all() and (numeric != numeric.round()).any():
+            raise UserError("task: classification, but the target holds numbers with fractions "
+                            "(a quantity to predict): set task: regression")  # fmt: skip
+        y, names = encode_labels(labels, max_classes=MAX_TABLE_CLASSES)
         n_classes = int(y.max()) + 1
         if class_names is None or len(class_names) != n_classes:
             class_names = names
