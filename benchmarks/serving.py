@@ -45,14 +45,13 @@ from _loopback import load, load_httpx, run, start, stop  # noqa: E402
 from _report import machine, write_section  # noqa: E402
 
 from simshap.data.tabular import load_raw  # noqa: E402
-from simshap.explainers import FastSHAP, SimSHAP  # noqa: E402
 from simshap.games import kernel_shap  # noqa: E402
 from simshap.games.values import MaskedModelGame  # noqa: E402
 from simshap.io import save_explainer  # noqa: E402
-from simshap.original import fit_original_model, predict_probabilities  # noqa: E402
+import simshap  # noqa: E402
+from simshap.original import EncodedLightGBM, fit_original_model  # noqa: E402
 from simshap.serve import build_app  # noqa: E402
 from simshap.serve_cli import explain_file  # noqa: E402
-from simshap.surrogate import Surrogate  # noqa: E402
 
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "serving.json"
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
@@ -64,22 +63,19 @@ def train(folder: Path, data_dir: str | None) -> tuple[dict[str, Path], np.ndarr
     from simshap.data.tabular import load_tabular
 
     data = load_tabular("census", data_dir=data_dir, seed=0)
-    lgbm = fit_original_model(data, seed=0, max_rounds=300)
+    lgbm = EncodedLightGBM(fit_original_model(data, seed=0, max_rounds=300).booster_,
+                           data.preprocessor)  # the LightGBM sees encoded rows
     frame = load_raw("census", data_dir)[0]
     rows = frame.to_numpy()
-
-    def proba(x: np.ndarray) -> np.ndarray:  # the LightGBM sees standardized features
-        return predict_probabilities(lgbm, data.standardize(np.asarray(x, dtype=np.float64)))
-
-    x_train, x_val = data.raw_train, data.raw_val
-    surrogate = Surrogate.fit(proba, x_train, x_val, hidden=512, layers=4, max_epochs=2,
-                              batch_size=256)  # fmt: skip
     paths = {}
-    for cls in (SimSHAP, FastSHAP):
-        explainer = cls.fit(surrogate, x_train[:4000], x_val[:256], hidden=512, layers=3,
-                            max_epochs=1, val_budget=256)  # fmt: skip
-        paths[cls.__name__.lower()] = folder / f"{cls.__name__.lower()}.pt"
-        save_explainer(explainer, paths[cls.__name__.lower()], overwrite=True)
+    for method in ("simshap", "fastshap"):
+        explainer = simshap.fit(lgbm, data.raw_train[:4000], method=method, accelerator="cpu",
+                                surrogate={"hidden": 512, "layers": 4, "max_epochs": 2,
+                                           "batch_size": 256},
+                                explainer={"hidden": 512, "layers": 3, "max_epochs": 1,
+                                           "val_budget": 256})  # fmt: skip
+        paths[method] = folder / f"{method}.pt"
+        save_explainer(explainer, paths[method], overwrite=True)
     return paths, rows
 
 
@@ -133,7 +129,7 @@ def file_throughput(model: Path, rows: np.ndarray, folder: Path, n: int = 1_000_
 def kernel_attributions(explainer, rows: torch.Tensor) -> torch.Tensor:
     """The anchor's work per request: paired KernelSHAP on the explainer's surrogate."""
     s = explainer.surrogate
-    game = MaskedModelGame(s.masked_probs, rows, groups=s.groups)
+    game = MaskedModelGame(s.value, rows, groups=s.groups)
     gen = torch.Generator().manual_seed(0)
     return kernel_shap(game, budget=KERNEL_BUDGET, generator=gen).values
 
