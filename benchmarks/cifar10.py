@@ -47,7 +47,7 @@ from simshap.image_pipeline import EXPLAINERS, ImageRun  # noqa: E402
 
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "cifar10.json"
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
-SECTION = "## CIFAR-10 images: SimSHAP, FastSHAP and baselines (issue 4)"
+SECTION = "## CIFAR-10 on a GPU"
 STAGES = ("model", "surrogate", "simshap", "simshap_paper", "fastshap", "throughput",
           "evaluate")
 OUTPUTS = {"model": "classifier.pt", "surrogate": "surrogate.pt", "simshap": "simshap.pt",

@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUDGETS = [64, 128, 256, 512, 1024, 2048, 4096]
 KS_BUDGETS = [128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096]
 SHAP_BUDGETS = [256, 512, 1024, 2048]
-SECTION = "## Shapley estimators on census and news (issues 2, 11)"
+SECTION = "## Shapley estimators on census and news"
 OLD_SECTION = "## Shapley estimators on census (issue 2)"
 
 # name -> (estimator, options); every one is called as fn(game, budget=..., generator=...)

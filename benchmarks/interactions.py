@@ -29,7 +29,7 @@ from simshap.games.interactions import ExactInteractionComputer
 from simshap.games.values import FunctionGame
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## Exact Shapley interactions: FSII order 2 vs shapiq (issue 5)"
+SECTION = "## Exact Shapley interactions vs shapiq"
 
 
 def synthetic(n: int, seed: int = 0):

@@ -51,7 +51,7 @@ from simshap.interactions.synthetic import FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SECTION = "## ParaACE: interaction detection and compression (issue 14)"
+SECTION = "## ParaACE: interaction detection and compression"
 
 
 def parse() -> argparse.Namespace:

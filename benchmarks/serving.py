@@ -238,14 +238,14 @@ def main() -> None:
     }
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(results, indent=2))
-    write_section(RESULTS_MD, "## Serving: latency under load, export, files (issue 12)",
+    write_section(RESULTS_MD, "## Serving: latency under load, export, files",
                   section(results))  # fmt: skip
     print(section(results))
 
 
 def section(r: dict) -> str:
     m = r["machine"]
-    lines = ["## Serving: latency under load, export, files (issue 12)", "",
+    lines = ["## Serving: latency under load, export, files", "",
              f"{r['date']}, {m['cpu']} ({m['cpus']} cores), torch {m['torch']}, device "
              f"{m['device']}. Command: `{r['command']}`. Census (12 features), single-row "
              "requests on loopback from a bounded aiohttp load generator (uvloop) on the same "

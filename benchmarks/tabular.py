@@ -48,7 +48,7 @@ from simshap.evaluation.report import AMORTIZED, METHOD_LABELS
 from simshap.pipeline import TabularRun
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## Tabular SimSHAP, FastSHAP and KernelSHAP (issue 3)"
+SECTION = "## Tabular: census and news"
 FAMILIES = ("kernelshap", "kernelshap_paired", "kernelshap_leverage", "permutation",
             "permutation_antithetic", "simshap+kernelshap", "labels+kernelshap")
 GOAL_BUDGET = 2048

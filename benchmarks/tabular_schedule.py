@@ -32,7 +32,7 @@ from simshap.io import load_explainer
 from simshap.pipeline import TabularRun
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## Masks per step vs more steps at equal surrogate evaluations, census (issue 11)"
+SECTION = "## Masks per step vs more steps, census"
 # (explainer, masks per step, epochs): about 1,980 surrogate evaluations per training row each
 VARIANTS = [("simshap", 64, 30), ("fastshap", 64, 30), ("simshap", 16, 110),
             ("fastshap", 16, 110)]
