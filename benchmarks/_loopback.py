@@ -31,16 +31,25 @@ def start(model: Path, mode: str = "uvicorn", threads: int = 1) -> tuple[subproc
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     env.pop("SIMSHAP_API_TOKEN", None)
     if mode in ("kernel", "httptools"):
-        cmd = [sys.executable, SCRIPT, f"--{mode}-server", str(model), "--port", str(port),
-               "--threads", str(threads)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            SCRIPT,
+            f"--{mode}-server",
+            str(model),
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+        ]
     else:
         cmd = [sys.executable, "-m", "simshap.cli", "serve", str(model), "--port", str(port)]
         if mode == "litserve":
             cmd += ["--backend", "litserve", "--max-batch-size", "64", "--batch-timeout", "2"]
         if mode == "torch":
             cmd += ["--runtime", "torch"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # a group: LitServe forks its workers
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )  # a group: LitServe forks its workers
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -77,9 +86,15 @@ def run(coroutine):
 
 def _summary(latencies: list[float], errors: int, concurrency: int, wall: float) -> dict:
     lat = np.array(latencies) * 1000.0
-    return {"concurrency": concurrency, "requests": len(lat), "errors": int(errors),
-            "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-            "p99_ms": float(np.percentile(lat, 99)), "throughput_rps": len(lat) / wall}  # fmt: skip
+    return {
+        "concurrency": concurrency,
+        "requests": len(lat),
+        "errors": int(errors),
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "throughput_rps": len(lat) / wall,
+    }
 
 
 async def _drive(post, rows: np.ndarray, concurrency: int, seconds: float) -> dict:

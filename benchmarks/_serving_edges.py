@@ -25,8 +25,10 @@ import numpy as np
 from _loopback import free_port, load, run, start, stop
 
 HALF_HEADERS = b"POST /explain HTTP/1.1\r\nHost: bench\r\nX-Slow: "
-STALLED_BODY = (b"POST /explain HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                b'Content-Length: 100000\r\n\r\n{"instances": [')  # fmt: skip
+STALLED_BODY = (
+    b"POST /explain HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 100000\r\n\r\n{"instances": ['
+)
 
 
 def rss_bytes(pid: int) -> int:
@@ -64,20 +66,37 @@ async def drive_count(base: str, rows: np.ndarray, concurrency: int, count: int)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     lat = np.array(latencies) * 1000.0
-    return {"concurrency": concurrency, "requests": len(lat), "errors": int(errors),
-            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-            "throughput_rps": len(lat) / wall}  # fmt: skip
+    return {
+        "concurrency": concurrency,
+        "requests": len(lat),
+        "errors": int(errors),
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "throughput_rps": len(lat) / wall,
+    }
 
 
-def soak(base: str, pid: int, rows: np.ndarray, count: int = 30_000, concurrency: int = 32,
-         warmup: int = 3_000) -> dict:  # fmt: skip
+def soak(
+    base: str,
+    pid: int,
+    rows: np.ndarray,
+    count: int = 30_000,
+    concurrency: int = 32,
+    warmup: int = 3_000,
+) -> dict:
     """``warmup`` requests, then the server's RSS, ``count`` requests, and its RSS again."""
     run(drive_count(base, rows, concurrency, warmup))
     before = rss_bytes(pid)
     out = run(drive_count(base, rows, concurrency, count))
     after = rss_bytes(pid)
-    out.update({"warmup_requests": warmup, "rss_before_mb": before / 2**20,
-                "rss_after_mb": after / 2**20, "rss_growth_pct": 100.0 * (after - before) / before})
+    out.update(
+        {
+            "warmup_requests": warmup,
+            "rss_before_mb": before / 2**20,
+            "rss_after_mb": after / 2**20,
+            "rss_growth_pct": 100.0 * (after - before) / before,
+        }
+    )
     return out
 
 
@@ -113,8 +132,10 @@ async def with_slow_clients(port: int, n_slow: int, measure: Callable[[], Awaita
     """Run ``measure()`` while ``n_slow`` slow clients hold connections open."""
     stop = asyncio.Event()
     stats = {"open": 0, "opened": 0, "closed_by_server": 0, "answered": 0, "refused": 0}
-    tasks = [asyncio.create_task(_slow_client(port, (HALF_HEADERS, STALLED_BODY)[k % 2], stop,
-                                              stats)) for k in range(n_slow)]  # fmt: skip
+    tasks = [
+        asyncio.create_task(_slow_client(port, (HALF_HEADERS, STALLED_BODY)[k % 2], stop, stats))
+        for k in range(n_slow)
+    ]
     await asyncio.sleep(2.0)  # all connected
     samples: list[int] = []
 
@@ -127,21 +148,30 @@ async def with_slow_clients(port: int, n_slow: int, measure: Callable[[], Awaita
     out = await measure()
     stop.set()
     await asyncio.gather(*tasks, sampler, return_exceptions=True)
-    out["slow_clients"] = {**{k: v for k, v in stats.items() if k != "open"},
-                           "held_open_min": min(samples), "held_open_mean": float(np.mean(samples))}
+    out["slow_clients"] = {
+        **{k: v for k, v in stats.items() if k != "open"},
+        "held_open_min": min(samples),
+        "held_open_mean": float(np.mean(samples)),
+    }
     return out
 
 
-def p99_under_slow_clients(base: str, rows: np.ndarray, concurrency: int = 16,
-                           seconds: float = 15.0, n_slow: int = 200) -> dict:  # fmt: skip
+def p99_under_slow_clients(
+    base: str, rows: np.ndarray, concurrency: int = 16, seconds: float = 15.0, n_slow: int = 200
+) -> dict:
     """p99 at ``concurrency`` without slow clients, with ``n_slow`` of them, and without again."""
     port = int(base.rsplit(":", 1)[1])
     before = run(load(base, rows, concurrency, seconds))
     during = run(with_slow_clients(port, n_slow, lambda: load(base, rows, concurrency, seconds)))
     after = run(load(base, rows, concurrency, seconds))
     baseline = (before["p99_ms"] + after["p99_ms"]) / 2
-    return {"without": before, "with_slow": during, "without_again": after, "n_slow": n_slow,
-            "p99_ratio": during["p99_ms"] / baseline}  # fmt: skip
+    return {
+        "without": before,
+        "with_slow": during,
+        "without_again": after,
+        "n_slow": n_slow,
+        "p99_ratio": during["p99_ms"] / baseline,
+    }
 
 
 def shutdown_with_stalled_clients(cmd: list[str], port: int, env: dict, deadline: float) -> dict:
@@ -152,8 +182,9 @@ def shutdown_with_stalled_clients(cmd: list[str], port: int, env: dict, deadline
     """
     import httpx
 
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         for _ in range(600):
             try:
@@ -184,8 +215,13 @@ def shutdown_with_stalled_clients(cmd: list[str], port: int, env: dict, deadline
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return {"deadline_s": deadline, "seconds": seconds, "received": received,
-            "traceback_logged": "Traceback" in log, "goal_s": deadline + 1.0}  # fmt: skip
+    return {
+        "deadline_s": deadline,
+        "seconds": seconds,
+        "received": received,
+        "traceback_logged": "Traceback" in log,
+        "goal_s": deadline + 1.0,
+    }
 
 
 def hostile_clients(model: Path, rows: np.ndarray, seconds: float) -> dict:
@@ -203,13 +239,26 @@ def hostile_clients(model: Path, rows: np.ndarray, seconds: float) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("SIMSHAP_API_TOKEN", None)
     deadline = 5.0
-    cmd = [sys.executable, "-m", "simshap.cli", "serve", str(model), "--port", str(port),
-           "--request-timeout", "30", "--shutdown-timeout", str(deadline)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "simshap.cli",
+        "serve",
+        str(model),
+        "--port",
+        str(port),
+        "--request-timeout",
+        "30",
+        "--shutdown-timeout",
+        str(deadline),
+    ]
     out["shutdown"] = shutdown_with_stalled_clients(cmd, port, env, deadline)
     s, d = out["soak"], out["shutdown"]
-    out["goals"] = {"soak": s["errors"] == 0 and s["rss_growth_pct"] < 5.0,
-                    "slow": out["slow"]["p99_ratio"] <= 3.0,
-                    "shutdown": d["seconds"] <= d["goal_s"]}  # fmt: skip
+    out["goals"] = {
+        "soak": s["errors"] == 0 and s["rss_growth_pct"] < 5.0,
+        "slow": out["slow"]["p99_ratio"] <= 3.0,
+        "shutdown": d["seconds"] <= d["goal_s"],
+    }
     return out
 
 
@@ -218,7 +267,8 @@ def summary_lines(h: dict[str, Any]) -> list[str]:
     s, p, d = h["soak"], h["slow"], h["shutdown"]
     sc = p["with_slow"]["slow_clients"]
     return [
-        "| row | figures | goal | met |", "| --- | --- | --- | --- |",
+        "| row | figures | goal | met |",
+        "| --- | --- | --- | --- |",
         f"| soak: {s['requests']:,} requests at c = {s['concurrency']} (after "
         f"{s['warmup_requests']:,} warm-up) | {s['errors']} errors, p50 {s['p50_ms']:.1f} ms, "
         f"p99 {s['p99_ms']:.1f} ms, "

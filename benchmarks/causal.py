@@ -28,9 +28,18 @@ from _report import machine, write_section  # benchmarks/_report.py
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Do explanations follow predictions? Causal study on a CNN zoo (issue 15)"
 GRADIENT = ("gradient", "smoothgrad", "integrated_gradients", "gradcam")
-LABEL = {"identity": "Identity", "gradient": "Grad", "smoothgrad": "SG",
-         "integrated_gradients": "IG", "gradcam": "Grad-CAM", "shapley": "Shapley"}
-CONFIGS = {"digits": "simshap/configs/causal_digits.yaml", "fashion_mnist": "simshap/configs/causal_fmnist.yaml"}
+LABEL = {
+    "identity": "Identity",
+    "gradient": "Grad",
+    "smoothgrad": "SG",
+    "integrated_gradients": "IG",
+    "gradcam": "Grad-CAM",
+    "shapley": "Shapley",
+}
+CONFIGS = {
+    "digits": "simshap/runs/configs/causal_digits.yaml",
+    "fashion_mnist": "simshap/runs/configs/causal_fmnist.yaml",
+}
 
 
 def _ci(point: float, draws: list[float], level: float) -> list[float]:
@@ -51,13 +60,19 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
     corr: dict[str, dict[str, Any]] = {}
     for b in buckets:
         corr[b["name"]] = {
-            m: {k: b["corr"][m][k] for k in ("total_pearson", "total_spearman", "direct_pearson",
-                                              "mediated_pearson")}
+            m: {
+                k: b["corr"][m][k]
+                for k in ("total_pearson", "total_spearman", "direct_pearson", "mediated_pearson")
+            }
             for m in methods
         }
     # finding 1: gradient methods' |Pearson| at most about 0.5
-    cells = [(b["name"], m, b["corr"][m]["total_pearson"]) for b in buckets for m in GRADIENT
-             if m in methods]
+    cells = [
+        (b["name"], m, b["corr"][m]["total_pearson"])
+        for b in buckets
+        for m in GRADIENT
+        if m in methods
+    ]
     f1 = {
         "cells": len(cells),
         "abs_le_0.5": sum(abs(c["value"]) <= 0.5 for _, _, c in cells),
@@ -79,7 +94,8 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
             top_d = np.asarray(top["bootstrap_draws"][m]["total_pearson"])
             low_d = np.mean([b["bootstrap_draws"][m]["total_pearson"] for b in low], axis=0)
             point = top["corr"][m]["total_pearson"]["value"] - float(
-                np.mean([b["corr"][m]["total_pearson"]["value"] for b in low]))
+                np.mean([b["corr"][m]["total_pearson"]["value"] for b in low])
+            )
             f2[m] = {"top10_minus_lower_mean": point, "ci": _ci(point, list(top_d - low_d), level)}
     # ours: Shapley against the gradient methods, paired within each bucket
     f3: dict[str, Any] = {}
@@ -90,8 +106,10 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
             for m in GRADIENT:
                 if m in methods:
                     other = np.asarray(b["bootstrap_draws"][m]["total_pearson"])
-                    diff = (b["corr"]["shapley"]["total_pearson"]["value"]
-                            - b["corr"][m]["total_pearson"]["value"])
+                    diff = (
+                        b["corr"]["shapley"]["total_pearson"]["value"]
+                        - b["corr"][m]["total_pearson"]["value"]
+                    )
                     row[m] = {"diff": diff, "ci": _ci(diff, list(sh - other), level)}
             f3[b["name"]] = row
     # the paper's Fig. 4 (third column): Identity's mediated part minus the method's, paired
@@ -103,8 +121,10 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
         for m in methods:
             if m == "identity":
                 continue
-            gap = (b["corr"]["identity"]["mediated_pearson"]["value"]
-                   - b["corr"][m]["mediated_pearson"]["value"])
+            gap = (
+                b["corr"]["identity"]["mediated_pearson"]["value"]
+                - b["corr"][m]["mediated_pearson"]["value"]
+            )
             other = np.asarray(b["bootstrap_draws"][m]["mediated_pearson"])
             row[m] = {"gap": gap, "ci": _ci(gap, list(ident - other), level)}
         f4[b["name"]] = row
@@ -114,10 +134,15 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
         "train_seconds_per_model": res["train_seconds_per_model"],
         "explain_seconds_per_model": res["explain_seconds_per_model"],
         "shapley_game_evaluations": res["shapley_game_evaluations"],
-        "accuracy": {"min": min(res["accuracy"]), "median": float(np.median(res["accuracy"])),
-                     "max": max(res["accuracy"])},
-        "buckets": [{"name": b["name"], "n_models": b["n_models"],
-                     "accuracy_range": b["accuracy_range"]} for b in buckets],
+        "accuracy": {
+            "min": min(res["accuracy"]),
+            "median": float(np.median(res["accuracy"])),
+            "max": max(res["accuracy"]),
+        },
+        "buckets": [
+            {"name": b["name"], "n_models": b["n_models"], "accuracy_range": b["accuracy_range"]}
+            for b in buckets
+        ],
         "bucket_names": names,
         "methods": methods,
         "n_bootstrap": res["n_bootstrap"],
@@ -169,31 +194,51 @@ def markdown(name: str, s: dict[str, Any], command: str) -> str:
     for b in s["buckets"]:
         row = [b["name"]] + [_cell(s["corr"][b["name"]][x]["total_spearman"]) for x in m]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Direct effect (explained target permuted across models) — Pearson; and "
-              "total − direct (mediated through Y):", "", head, sep]
+    lines += [
+        "",
+        "Direct effect (explained target permuted across models) — Pearson; and "
+        "total − direct (mediated through Y):",
+        "",
+        head,
+        sep,
+    ]
     for b in s["buckets"]:
         row = [b["name"]] + [
             f"{s['corr'][b['name']][x]['direct_pearson']['value']:+.2f}; "
-            f"{_cell(s['corr'][b['name']][x]['mediated_pearson'])}" for x in m]
+            f"{_cell(s['corr'][b['name']][x]['mediated_pearson'])}"
+            for x in m
+        ]
         lines.append("| " + " | ".join(row) + " |")
     others = [x for x in m if x != "identity"]
-    lines += ["", "Identity's mediated part minus the method's (the paper's Fig. 4, right; "
-              "larger = further from the ideal):", "",
-              "| bucket | " + " | ".join(LABEL.get(x, x) for x in others) + " |",
-              "| --- " * len(m) + "|"]
+    lines += [
+        "",
+        "Identity's mediated part minus the method's (the paper's Fig. 4, right; "
+        "larger = further from the ideal):",
+        "",
+        "| bucket | " + " | ".join(LABEL.get(x, x) for x in others) + " |",
+        "| --- " * len(m) + "|",
+    ]
     for b in s["buckets"]:
         gaps = s["mediated_gap_to_identity"][b["name"]]
-        lines.append("| " + " | ".join([b["name"]] + [
-            _cell({"value": gaps[x]["gap"], "ci": gaps[x]["ci"]}) for x in others
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [b["name"]]
+                + [_cell({"value": gaps[x]["gap"], "ci": gaps[x]["ci"]}) for x in others]
+            )
+            + " |"
+        )
     if "shapley_exact_check" in s:
         ec = s["shapley_exact_check"]
-        lines += ["", f"- Shapley budget check: KernelSHAP at {ec['budget_evals']} evaluations vs "
-                  f"exact ({ec['exact_evals']}) on {ec['n_models']} models x {ec['n_images']} "
-                  f"images: relative l2 error {ec['relative_l2_error_mean']:.3f} mean, "
-                  f"{ec['relative_l2_error_max']:.3f} max; preprocessed maps correlate "
-                  f"{ec['preprocessed_map_corr_mean']:.3f} with the exact ones; exact costs "
-                  f"{ec['exact_seconds_per_image']:.1f} s per image"]
+        lines += [
+            "",
+            f"- Shapley budget check: KernelSHAP at {ec['budget_evals']} evaluations vs "
+            f"exact ({ec['exact_evals']}) on {ec['n_models']} models x {ec['n_images']} "
+            f"images: relative l2 error {ec['relative_l2_error_mean']:.3f} mean, "
+            f"{ec['relative_l2_error_max']:.3f} max; preprocessed maps correlate "
+            f"{ec['preprocessed_map_corr_mean']:.3f} with the exact ones; exact costs "
+            f"{ec['exact_seconds_per_image']:.1f} s per image",
+        ]
     f1 = s["finding_gradient_abs_le_0.5"]
     lines += [
         "",
@@ -202,16 +247,27 @@ def markdown(name: str, s: dict[str, Any], command: str) -> str:
         f"lies above 0.5: {', '.join(f1['ci_entirely_above_0.5']) or 'none'}",
     ]
     if s["finding_top_bucket_change"]:
-        parts = [f"{LABEL.get(k, k)} {_cell({'value': v['top10_minus_lower_mean'], 'ci': v['ci']})}"
-                 for k, v in s["finding_top_bucket_change"].items()]
-        lines.append("- Pearson in the top 10% minus the mean over the 0-80% quintiles "
-                     "(negative = wider gap to Identity among the best models): "
-                     + "; ".join(parts))
+        parts = [
+            f"{LABEL.get(k, k)} {_cell({'value': v['top10_minus_lower_mean'], 'ci': v['ci']})}"
+            for k, v in s["finding_top_bucket_change"].items()
+        ]
+        lines.append(
+            "- Pearson in the top 10% minus the mean over the 0-80% quintiles "
+            "(negative = wider gap to Identity among the best models): " + "; ".join(parts)
+        )
     if s["shapley_minus_gradient"]:
-        wins = [(b, g) for b, row in s["shapley_minus_gradient"].items() for g, v in row.items()
-                if v["ci"][0] > 0]
-        losses = [(b, g) for b, row in s["shapley_minus_gradient"].items() for g, v in row.items()
-                  if v["ci"][1] < 0]
+        wins = [
+            (b, g)
+            for b, row in s["shapley_minus_gradient"].items()
+            for g, v in row.items()
+            if v["ci"][0] > 0
+        ]
+        losses = [
+            (b, g)
+            for b, row in s["shapley_minus_gradient"].items()
+            for g, v in row.items()
+            if v["ci"][1] < 0
+        ]
         total = sum(len(r) for r in s["shapley_minus_gradient"].values())
         lines.append(
             f"- Shapley minus gradient-method Pearson (paired half-samples): CI above 0 in "
@@ -229,13 +285,19 @@ def exact_check(folder: str, n_models: int, n_images: int) -> dict[str, Any]:
     """
     import torch
 
-    from simshap.causal.data import load_study_data
-    from simshap.causal.explanations import clip_and_normalize, shapley_patches
-    from simshap.causal.zoo import load_zoo
+    from simshap.studies.causal.data import load_study_data
+    from simshap.studies.causal.explanations import clip_and_normalize, shapley_patches
+    from simshap.studies.causal.zoo import load_zoo
 
     cfg = json.loads((Path(folder) / "results.json").read_text())["config"]
-    data = load_study_data(cfg["dataset"], cfg["n_train"], cfg["n_test"], cfg["n_explain"],
-                           cfg["seed"], cfg["data_dir"])
+    data = load_study_data(
+        cfg["dataset"],
+        cfg["n_train"],
+        cfg["n_test"],
+        cfg["n_explain"],
+        cfg["seed"],
+        cfg["data_dir"],
+    )
     zoo = load_zoo(Path(folder) / "zoo", cfg["grid"], cfg["stride"], n_models)
     x = data.x_explain[:n_images]
     g, budget = cfg["explanations"]["shapley_grid"], cfg["explanations"]["shapley_samples"]
@@ -259,18 +321,28 @@ def exact_check(folder: str, n_models: int, n_images: int) -> dict[str, Any]:
             den = float(u.norm() * v.norm())
             if den > 0:
                 cor.append(float((u * v).sum()) / den)
-    return {"n_models": len(zoo), "n_images": n_images, "budget_evals": n_evals,
-            "exact_evals": n_exact, "exact_seconds_per_image": sum(secs) / (len(zoo) * n_images),
-            "relative_l2_error_mean": float(np.mean(rel)),
-            "relative_l2_error_max": float(np.max(rel)),
-            "preprocessed_map_corr_mean": float(np.mean(cor)) if cor else float("nan")}
+    return {
+        "n_models": len(zoo),
+        "n_images": n_images,
+        "budget_evals": n_evals,
+        "exact_evals": n_exact,
+        "exact_seconds_per_image": sum(secs) / (len(zoo) * n_images),
+        "relative_l2_error_mean": float(np.mean(rel)),
+        "relative_l2_error_max": float(np.max(rel)),
+        "preprocessed_map_corr_mean": float(np.mean(cor)) if cor else float("nan"),
+    }
 
 
 def main() -> None:  # noqa: D103
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="NAME=RUN_FOLDER pairs (NAME: digits, fashion_mnist)")
-    ap.add_argument("--exact-check", type=int, nargs=2, metavar=("MODELS", "IMAGES"),
-                    help="compare the Shapley budget with exact values on the first run's zoo")
+    ap.add_argument(
+        "--exact-check",
+        type=int,
+        nargs=2,
+        metavar=("MODELS", "IMAGES"),
+        help="compare the Shapley budget with exact values on the first run's zoo",
+    )
     args = ap.parse_args()
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     mach = machine()
@@ -297,8 +369,10 @@ def main() -> None:  # noqa: D103
         if args.exact_check and pair == args.runs[0]:
             s["shapley_exact_check"] = exact_check(folder, *args.exact_check)
         (out_dir / f"causal_{name}.json").write_text(json.dumps(s, indent=1))
-        command = (f"OMP_NUM_THREADS=1 nice -n 10 simshap study causal {CONFIGS.get(name, '?')} "
-                   f"--out {folder}")
+        command = (
+            f"OMP_NUM_THREADS=1 nice -n 10 simshap study causal {CONFIGS.get(name, '?')} "
+            f"--out {folder}"
+        )
         figs = []
         for fig in ("fig2_ite_scatter", "fig3_correlations", "fig4_direct_total"):
             src = Path(folder) / f"{fig}.png"

@@ -44,14 +44,14 @@ import _serving_edges as edges  # noqa: E402
 from _loopback import load, load_httpx, run, start, stop  # noqa: E402
 from _report import machine, write_section  # noqa: E402
 
+import simshap  # noqa: E402
+from simshap.amortized.io import save_explainer  # noqa: E402
 from simshap.data.tabular import load_raw  # noqa: E402
 from simshap.games import kernel_shap  # noqa: E402
 from simshap.games.values import MaskedModelGame  # noqa: E402
-from simshap.io import save_explainer  # noqa: E402
-import simshap  # noqa: E402
-from simshap.original import EncodedLightGBM, fit_original_model  # noqa: E402
-from simshap.serve import build_app  # noqa: E402
-from simshap.serve_cli import explain_file  # noqa: E402
+from simshap.models.original import EncodedLightGBM, fit_original_model  # noqa: E402
+from simshap.serving.app import build_app  # noqa: E402
+from simshap.serving.cli import explain_file  # noqa: E402
 
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "serving.json"
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
@@ -63,17 +63,21 @@ def train(folder: Path, data_dir: str | None) -> tuple[dict[str, Path], np.ndarr
     from simshap.data.tabular import load_tabular
 
     data = load_tabular("census", data_dir=data_dir, seed=0)
-    lgbm = EncodedLightGBM(fit_original_model(data, seed=0, max_rounds=300).booster_,
-                           data.preprocessor)  # the LightGBM sees encoded rows
+    lgbm = EncodedLightGBM(
+        fit_original_model(data, seed=0, max_rounds=300).booster_, data.preprocessor
+    )  # the LightGBM sees encoded rows
     frame = load_raw("census", data_dir)[0]
     rows = frame.to_numpy()
     paths = {}
     for method in ("simshap", "fastshap"):
-        explainer = simshap.fit(lgbm, data.raw_train[:4000], method=method, accelerator="cpu",
-                                surrogate={"hidden": 512, "layers": 4, "max_epochs": 2,
-                                           "batch_size": 256},
-                                explainer={"hidden": 512, "layers": 3, "max_epochs": 1,
-                                           "val_budget": 256})  # fmt: skip
+        explainer = simshap.fit(
+            lgbm,
+            data.raw_train[:4000],
+            method=method,
+            accelerator="cpu",
+            surrogate={"hidden": 512, "layers": 4, "max_epochs": 2, "batch_size": 256},
+            explainer={"hidden": 512, "layers": 3, "max_epochs": 1, "val_budget": 256},
+        )
         paths[method] = folder / f"{method}.pt"
         save_explainer(explainer, paths[method], overwrite=True)
     return paths, rows
@@ -83,8 +87,8 @@ def onnx_vs_eager(model: Path, rows: np.ndarray, folder: Path, n: int = 2000) ->
     """Single-row latency of ONNX Runtime and of the same eager graph (one thread each)."""
     import onnxruntime as ort
 
-    from simshap.export import ExportGraph, export_explainer
-    from simshap.io import load_explainer
+    from simshap.amortized.export import ExportGraph, export_explainer
+    from simshap.amortized.io import load_explainer
 
     torch.set_num_threads(1)
     explainer = load_explainer(model)
@@ -95,8 +99,10 @@ def onnx_vs_eager(model: Path, rows: np.ndarray, folder: Path, n: int = 2000) ->
     graph = ExportGraph(explainer).eval()
     x = rows[:n].astype(np.float32)
     out = {}
-    for name, fn in (("onnx", lambda r: session.run(None, {"rows": r})),
-                     ("eager", lambda r: graph(torch.from_numpy(r)))):  # fmt: skip
+    for name, fn in (
+        ("onnx", lambda r: session.run(None, {"rows": r})),
+        ("eager", lambda r: graph(torch.from_numpy(r))),
+    ):
         with torch.no_grad():
             for i in range(100):
                 fn(x[i : i + 1])
@@ -112,7 +118,7 @@ def file_throughput(model: Path, rows: np.ndarray, folder: Path, n: int = 1_000_
     """Explain ``n`` census-shaped rows (sampled with replacement) from CSV into Parquet."""
     import pandas as pd
 
-    from simshap.io import load_explainer
+    from simshap.amortized.io import load_explainer
 
     names = load_explainer(model).preprocessor.feature_names
     idx = np.random.default_rng(0).integers(0, len(rows), n)
@@ -120,8 +126,9 @@ def file_throughput(model: Path, rows: np.ndarray, folder: Path, n: int = 1_000_
     pd.DataFrame(rows[idx], columns=names).to_csv(csv, index=False)
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.perf_counter()
-    done = explain_file(model, csv, folder / "values.parquet", target=1, overwrite=True,
-                        progress=False)  # fmt: skip
+    done = explain_file(
+        model, csv, folder / "values.parquet", target=1, overwrite=True, progress=False
+    )
     seconds = time.perf_counter() - t0
     return {"rows": done, "seconds": seconds, "rows_per_s": done / seconds}
 
@@ -137,7 +144,7 @@ def kernel_attributions(explainer, rows: torch.Tensor) -> torch.Tensor:
 def anchor_threads(model: Path, rows: np.ndarray) -> dict:
     """Seconds per KernelSHAP request with one thread and with every core; the anchor gets
     the faster (on 2 shared cores, OpenMP's spinning threads can lose to one thread)."""
-    from simshap.io import load_explainer
+    from simshap.amortized.io import load_explainer
 
     explainer = load_explainer(model).eval()
     x = explainer.preprocessor.transform(rows[:6])
@@ -170,8 +177,9 @@ def httptools_server(model: str, port: int) -> None:
 
     torch.set_num_threads(1)
     app = build_app(model)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                http="httptools")  # fmt: skip
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, http="httptools"
+    )
 
 
 def main() -> None:
@@ -179,9 +187,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--file-rows", type=int, default=1_000_000)
-    parser.add_argument("--only-hostile", action="store_true",
-                        help="run only the hostile-client rows (issue 29) and print them; writes "
-                        "nothing")
+    parser.add_argument(
+        "--only-hostile",
+        action="store_true",
+        help="run only the hostile-client rows (issue 29) and print them; writes nothing",
+    )
     parser.add_argument("--kernel-server", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--httptools-server", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -198,16 +208,21 @@ def main() -> None:
     if args.only_hostile:  # a quick look; the full run writes RESULTS.md
         print(json.dumps(edges.hostile_clients(paths["simshap"], rows, args.seconds), indent=2))
         return
-    results: dict = {"date": datetime.date.today().isoformat(), "machine": machine(),
-                     "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:]),
-                     "endpoints": {}}  # fmt: skip
+    results: dict = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:]),
+        "endpoints": {},
+    }
     kernel = f"kernelshap@{KERNEL_BUDGET}"
-    for name, path, mode in (("simshap", paths["simshap"], "uvicorn"),
-                             ("fastshap", paths["fastshap"], "uvicorn"),
-                             ("simshap-torch", paths["simshap"], "torch"),
-                             ("simshap-litserve", paths["simshap"], "litserve"),
-                             ("simshap-httptools", paths["simshap"], "httptools"),
-                             (kernel, paths["simshap"], "kernel")):  # fmt: skip
+    for name, path, mode in (
+        ("simshap", paths["simshap"], "uvicorn"),
+        ("fastshap", paths["fastshap"], "uvicorn"),
+        ("simshap-torch", paths["simshap"], "torch"),
+        ("simshap-litserve", paths["simshap"], "litserve"),
+        ("simshap-httptools", paths["simshap"], "httptools"),
+        (kernel, paths["simshap"], "kernel"),
+    ):
         threads = 1
         if mode == "kernel":
             results["anchor"] = anchor_threads(path, rows)
@@ -226,9 +241,12 @@ def main() -> None:
     results["file"] = file_throughput(paths["simshap"], rows, folder, args.file_rows)
     anchor = max(r["throughput_rps"] for r in results["endpoints"][kernel])
     results["throughput_ratio_vs_kernelshap"] = {
-        k: max(r["throughput_rps"] for r in v) / anchor for k, v in results["endpoints"].items()}
-    p99 = {k: next(x["p99_ms"] for x in v if x["concurrency"] == 16)
-           for k, v in results["endpoints"].items()}  # fmt: skip
+        k: max(r["throughput_rps"] for r in v) / anchor for k, v in results["endpoints"].items()
+    }
+    p99 = {
+        k: next(x["p99_ms"] for x in v if x["concurrency"] == 16)
+        for k, v in results["endpoints"].items()
+    }
     ratio = results["throughput_ratio_vs_kernelshap"]
     results["goals"] = {
         "p99_c16_le_20ms": {k: p99[k] <= 20.0 for k in ("simshap", "fastshap")},
@@ -238,56 +256,69 @@ def main() -> None:
     }
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(results, indent=2))
-    write_section(RESULTS_MD, "## Serving: latency under load, export, files",
-                  section(results))  # fmt: skip
+    write_section(RESULTS_MD, "## Serving: latency under load, export, files", section(results))
     print(section(results))
 
 
 def section(r: dict) -> str:
     m = r["machine"]
-    lines = ["## Serving: latency under load, export, files", "",
-             f"{r['date']}, {m['cpu']} ({m['cpus']} cores), torch {m['torch']}, device "
-             f"{m['device']}. Command: `{r['command']}`. Census (12 features), single-row "
-             "requests on loopback from a bounded aiohttp load generator (uvloop) on the same "
-             "cores. "
-             "Servers: `simshap serve` (uvicorn with its h11 protocol and the connection "
-             "limits of issue 29 at their defaults, Starlette, inference in the server process "
-             "with ONNX Runtime on the exported graph, one worker, one thread); "
-             "`simshap-httptools` is the same app as served before issue 29 (uvicorn's "
-             "default httptools parser, no connection limits); "
-             "`simshap-torch` is the same with `--runtime torch` (eager PyTorch); "
-             "`simshap-litserve` is the same model behind `--backend litserve` (max batch 64, "
-             "2 ms batch timeout, ONNX Runtime); the KernelSHAP anchor "
-             f"is the same endpoint running paired KernelSHAP@{KERNEL_BUDGET} on the "
-             f"same surrogate per request, with {r['anchor']['threads']} torch thread(s), the "
-             "faster in an in-process check: "
-             + ", ".join(f"{k} thread(s) {v * 1000:.0f} ms"
-                         for k, v in r["anchor"]["seconds_per_request"].items())
-             + " per request.", "",
-             "| endpoint | concurrency | requests | p50 ms | p95 ms | p99 ms | req/s | errors |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        "## Serving: latency under load, export, files",
+        "",
+        f"{r['date']}, {m['cpu']} ({m['cpus']} cores), torch {m['torch']}, device "
+        f"{m['device']}. Command: `{r['command']}`. Census (12 features), single-row "
+        "requests on loopback from a bounded aiohttp load generator (uvloop) on the same "
+        "cores. "
+        "Servers: `simshap serve` (uvicorn with its h11 protocol and the connection "
+        "limits of issue 29 at their defaults, Starlette, inference in the server process "
+        "with ONNX Runtime on the exported graph, one worker, one thread); "
+        "`simshap-httptools` is the same app as served before issue 29 (uvicorn's "
+        "default httptools parser, no connection limits); "
+        "`simshap-torch` is the same with `--runtime torch` (eager PyTorch); "
+        "`simshap-litserve` is the same model behind `--backend litserve` (max batch 64, "
+        "2 ms batch timeout, ONNX Runtime); the KernelSHAP anchor "
+        f"is the same endpoint running paired KernelSHAP@{KERNEL_BUDGET} on the "
+        f"same surrogate per request, with {r['anchor']['threads']} torch thread(s), the "
+        "faster in an in-process check: "
+        + ", ".join(
+            f"{k} thread(s) {v * 1000:.0f} ms"
+            for k, v in r["anchor"]["seconds_per_request"].items()
+        )
+        + " per request.",
+        "",
+        "| endpoint | concurrency | requests | p50 ms | p95 ms | p99 ms | req/s | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, levels in r["endpoints"].items():
         for x in levels:
-            lines.append(f"| {name} | {x['concurrency']} | {x['requests']} | {x['p50_ms']:.1f} | "
-                         f"{x['p95_ms']:.1f} | {x['p99_ms']:.1f} | {x['throughput_rps']:.0f} | "
-                         f"{x['errors']} |")  # fmt: skip
+            lines.append(
+                f"| {name} | {x['concurrency']} | {x['requests']} | {x['p50_ms']:.1f} | "
+                f"{x['p95_ms']:.1f} | {x['p99_ms']:.1f} | {x['throughput_rps']:.0f} | "
+                f"{x['errors']} |"
+            )
     ratio = r["throughput_ratio_vs_kernelshap"]
     o, f, h = r["onnx_vs_eager"], r["file"], r["httpx_client"]
-    lines += ["", "Best throughput over the KernelSHAP endpoint's (same run): " + ", ".join(
-        f"{k} {v:.0f}x" for k, v in ratio.items() if not k.startswith("kernel")) + ".",
+    lines += [
+        "",
+        "Best throughput over the KernelSHAP endpoint's (same run): "
+        + ", ".join(f"{k} {v:.0f}x" for k, v in ratio.items() if not k.startswith("kernel"))
+        + ".",
         f"Load generator check: the simshap endpoint driven by httpx's async client at "
         f"concurrency 16 gives p99 {h['p99_ms']:.1f} ms and {h['throughput_rps']:.0f} req/s; "
         "the difference from the aiohttp row is the client's own CPU cost on the shared cores.",
         f"Single-row in-process latency: ONNX Runtime {o['onnx_ms']:.3f} ms, eager PyTorch "
         f"{o['eager_ms']:.3f} ms (ratio {o['ratio_onnx_over_eager']:.2f}).",
         f"`simshap explain` on {f['rows']:,} rows (CSV in, Parquet out): {f['seconds']:.1f} s, "
-        f"{f['rows_per_s']:,.0f} rows/s.", "",
+        f"{f['rows_per_s']:,.0f} rows/s.",
+        "",
         "Hostile clients (issue 29), the default `simshap serve` (request timeout 10 s, 1,000 "
         "connections) on loopback, the load generator and the slow clients on the same cores "
-        "(machine shared with other jobs):", "",
-        *edges.summary_lines(r["hostile_clients"]), "",
-        "Goals (issues 12 and 29): " + ", ".join(f"{k}: {v}" for k, v in r["goals"].items())
-        + "."]
+        "(machine shared with other jobs):",
+        "",
+        *edges.summary_lines(r["hostile_clients"]),
+        "",
+        "Goals (issues 12 and 29): " + ", ".join(f"{k}: {v}" for k, v in r["goals"].items()) + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 

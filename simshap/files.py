@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "fault_point", "sha256_file", "torch_save_atomic"]
+__all__ = ["atomic_write", "fault_point", "read_cache", "sha256_file", "torch_save_atomic"]
 
 FAULT_ENV = "SIMSHAP_FAULT"
 _fault_counts: dict[str, int] = {}
@@ -60,7 +60,9 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], content: bytes | str | Callable[[Path], Any]) -> Path:
+def atomic_write(
+    path: str | os.PathLike[str], content: bytes | str | Callable[[Path], Any]
+) -> Path:
     """Write ``path`` atomically: a temporary file in the same folder, fsync, rename.
 
     Args:
@@ -111,3 +113,21 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_cache(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A cache file's blob, or ``{}`` when it is absent or unreadable (then it is recomputed).
+
+    Loaded weights-only: a truncated, altered or code-holding file is never trusted.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # truncated, altered or holding code
+        print(f"[simshap] {path} is unreadable; recomputing it", flush=True)
+        return {}
+    return blob if isinstance(blob, dict) else {}

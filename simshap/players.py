@@ -104,9 +104,7 @@ class Players:
         return cls(owner, names=names, kind="groups")
 
     @classmethod
-    def superpixels(
-        cls, image_size: Sequence[int] = (32, 32), superpixel_size: int = 2
-    ) -> Players:
+    def superpixels(cls, image_size: Sequence[int] = (32, 32), superpixel_size: int = 2) -> Players:
         """Square ``k x k`` superpixels on an ``(H/k, W/k)`` grid, numbered row-major."""
         h, w = (int(v) for v in image_size)
         k = int(superpixel_size)
@@ -168,9 +166,7 @@ class Players:
                 )
         elif x.ndim != 4 or tuple(x.shape[-2:]) != tuple(self.owner.shape):
             h, w = self.owner.shape
-            raise UserError(
-                f"expected images of shape (B, C, {h}, {w}), got {tuple(x.shape)}"
-            )
+            raise UserError(f"expected images of shape (B, C, {h}, {w}), got {tuple(x.shape)}")
 
     # ------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:
@@ -179,8 +175,11 @@ class Players:
         if self.kind == "identity":
             out = {"kind": "identity", "num_features": self.num_features}
         elif self.kind == "superpixels":
-            out = {"kind": "superpixels", "image_size": list(self.owner.shape),
-                   "superpixel_size": self.superpixel_size}  # fmt: skip
+            out = {
+                "kind": "superpixels",
+                "image_size": list(self.owner.shape),
+                "superpixel_size": self.superpixel_size,
+            }
         else:
             out = {"kind": "groups", "owner": self.owner.tolist()}
         if self.names is not None:
@@ -224,8 +223,10 @@ class Players:
         self.__dict__.update(Players.from_dict(state).__dict__)
 
     def __repr__(self) -> str:
-        return f"Players(kind={self.kind!r}, num_players={self.num_players}, owner shape " \
-               f"{tuple(self.owner.shape)})"
+        return (
+            f"Players(kind={self.kind!r}, num_players={self.num_players}, owner shape "
+            f"{tuple(self.owner.shape)})"
+        )
 
 
 # the older names, kept as constructors (they return Players)

@@ -17,8 +17,8 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 
 import simshap
-from simshap.io import save_explainer
-from simshap.serve_http import ServerLimits
+from simshap.amortized.io import save_explainer
+from simshap.serving.http import ServerLimits
 
 
 def train_tiny(folder: Path) -> tuple[Path, pd.DataFrame]:
@@ -31,10 +31,20 @@ def train_tiny(folder: Path) -> tuple[Path, pd.DataFrame]:
     def proba(rows: pd.DataFrame) -> np.ndarray:
         return model.predict_proba(rows.drop(columns="site"))
 
-    explainer = simshap.fit(proba, x, y, accelerator="cpu",
-                            surrogate={"hidden": 32, "layers": 2, "max_epochs": 1},
-                            explainer={"hidden": 32, "layers": 2, "max_epochs": 1,
-                                       "val_instances": 16, "val_budget": 64})  # fmt: skip
+    explainer = simshap.fit(
+        proba,
+        x,
+        y,
+        accelerator="cpu",
+        surrogate={"hidden": 32, "layers": 2, "max_epochs": 1},
+        explainer={
+            "hidden": 32,
+            "layers": 2,
+            "max_epochs": 1,
+            "val_instances": 16,
+            "val_budget": 64,
+        },
+    )
     path = Path(folder) / "simshap.pt"
     save_explainer(explainer, path, overwrite=True)
     return path, x
@@ -55,9 +65,15 @@ class LoopbackServer:
     def __init__(self, app: Any, limits: ServerLimits) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                access_log=False, lifespan="off",
-                                **limits.uvicorn_options())  # fmt: skip
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            **limits.uvicorn_options(),
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -110,8 +126,9 @@ async def asgi_request(app: Any, method: str, path: str, headers: list, chunks: 
     content = stream() if len(chunks) != 1 else chunks[0]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        return await client.request(method, path, headers=headers,
-                                    content=content if chunks else None)  # fmt: skip
+        return await client.request(
+            method, path, headers=headers, content=content if chunks else None
+        )
 
 
 def call(

@@ -10,8 +10,8 @@ from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 
 import simshap
-from simshap.adapter import ModelAdapter
 from simshap.errors import UserError
+from simshap.models.adapter import ModelAdapter
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(64, 4)).astype(np.float32)
@@ -71,7 +71,10 @@ def test_regression_torch_sklearn_and_callable(task):
     y = X @ np.array([1.0, 2.0, 0.0, -1.0], dtype=np.float32)
     torch_reg = ModelAdapter(torch.nn.Linear(4, 1), X, task=task)
     assert (torch_reg.output, torch_reg.num_outputs, torch_reg.class_names) == (
-        "raw", 1, ["prediction"])
+        "raw",
+        1,
+        ["prediction"],
+    )
     gbr = GradientBoostingRegressor(n_estimators=20).fit(X, y)
     a = ModelAdapter(gbr, X)  # a regressor is recognized
     assert a.task == "regression"
@@ -100,8 +103,10 @@ def test_sklearn_pipeline_sees_the_dataframe_with_strings():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    pipe = make_pipeline(make_column_transformer((OneHotEncoder(), ["c"]), remainder="passthrough"),
-                         LogisticRegression()).fit(frame, y)
+    pipe = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["c"]), remainder="passthrough"),
+        LogisticRegression(),
+    ).fit(frame, y)
     a = ModelAdapter(pipe, frame)
     assert a.class_names == ["hi", "lo"] and a.columns == ["a", "c"]
     rows = frame.to_numpy(dtype=object)
@@ -112,9 +117,17 @@ def test_sklearn_pipeline_sees_the_dataframe_with_strings():
 def test_one_logit_explains_like_two_probabilities():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(200, 4)).astype(np.float32)
-    small = {"surrogate": {"hidden": 32, "layers": 2, "max_epochs": 3},
-             "explainer": {"hidden": 32, "layers": 2, "max_epochs": 3, "n_masks": 8,
-                           "val_instances": 16, "val_budget": 64}}
+    small = {
+        "surrogate": {"hidden": 32, "layers": 2, "max_epochs": 3},
+        "explainer": {
+            "hidden": 32,
+            "layers": 2,
+            "max_epochs": 3,
+            "n_masks": 8,
+            "val_instances": 16,
+            "val_budget": 64,
+        },
+    }
     one = simshap.fit(OneLogit(), x, output="logit", accelerator="cpu", **small)
     two = simshap.fit(TwoProbabilities(), x, accelerator="cpu", **small)
     a, b = one(x[:20]), two(x[:20])

@@ -9,8 +9,9 @@ import math
 import pytest
 import torch
 
-from simshap.causal.data import load_study_data
-from simshap.causal.effects import (
+from simshap.errors import UserError
+from simshap.studies.causal.data import load_study_data
+from simshap.studies.causal.effects import (
     accuracy_buckets,
     analyze,
     correlations,
@@ -20,15 +21,14 @@ from simshap.causal.effects import (
     rbf_gram,
     treatment_design,
 )
-from simshap.causal.explanations import (
+from simshap.studies.causal.explanations import (
     clip_and_normalize,
     explain_chunk,
     severed_sources,
     shapley_patches,
 )
-from simshap.causal.study import validate_config
-from simshap.causal.zoo import GRID, SmallCNN, check_grid, load_zoo, train_zoo
-from simshap.errors import UserError
+from simshap.studies.causal.study import validate_config
+from simshap.studies.causal.zoo import GRID, SmallCNN, check_grid, load_zoo, train_zoo
 
 
 def _factorial_codes(sizes: list[int], reps: int = 1) -> torch.Tensor:
@@ -45,10 +45,20 @@ def test_identity_correlation_is_one() -> None:
     probs = torch.softmax(torch.randn(n, b, 10, generator=gen) * 2, -1)
     codes = torch.randint(3, (n, 2), generator=gen)
     noise = torch.rand(n, b, 8, 8, generator=gen)
-    expl = {"total": {"identity": probs, "noise": noise},
-            "direct": {"identity": probs.flip(0), "noise": noise}}
-    res = analyze(probs, expl, codes, [3, 3], torch.rand(n, generator=gen),
-                  [[0, 100], [0, 50], [50, 100]], n_bootstrap=20, seed=1)
+    expl = {
+        "total": {"identity": probs, "noise": noise},
+        "direct": {"identity": probs.flip(0), "noise": noise},
+    }
+    res = analyze(
+        probs,
+        expl,
+        codes,
+        [3, 3],
+        torch.rand(n, generator=gen),
+        [[0, 100], [0, 50], [50, 100]],
+        n_bootstrap=20,
+        seed=1,
+    )
     for bucket in res["buckets"]:
         ident = bucket["corr"]["identity"]
         assert ident["total_pearson"]["value"] == pytest.approx(1.0, abs=1e-9)
@@ -98,8 +108,12 @@ def test_linear_kernel_mmd_is_squared_mean_difference() -> None:
     gen = torch.Generator().manual_seed(5)
     x, y = torch.randn(7, 3, generator=gen), torch.randn(9, 3, generator=gen) + 1
     z = torch.cat([x, y]).double()
-    a = torch.cat([torch.full((7,), 1 / 7, dtype=torch.float64),
-                   torch.full((9,), -1 / 9, dtype=torch.float64)])[None]
+    a = torch.cat(
+        [
+            torch.full((7,), 1 / 7, dtype=torch.float64),
+            torch.full((9,), -1 / 9, dtype=torch.float64),
+        ]
+    )[None]
     lin = (z @ z.T)[None]  # linear kernel on one "instance"
     want = ((x.double().mean(0) - y.double().mean(0)) ** 2).sum()
     assert float(kernel_ite(lin, a)[0, 0]) == pytest.approx(float(want), rel=1e-10)
@@ -150,13 +164,27 @@ def test_bucket_effects_ignore_models_outside_the_bucket() -> None:
     low = accuracy_buckets(acc, bounds)[0]
     outside = torch.ones(n, dtype=torch.bool)
     outside[low] = False
-    res1 = analyze(probs, {"total": {"m": maps}, "direct": {"m": maps}}, codes, [2, 2], acc,
-                   bounds, n_bootstrap=0)
+    res1 = analyze(
+        probs,
+        {"total": {"m": maps}, "direct": {"m": maps}},
+        codes,
+        [2, 2],
+        acc,
+        bounds,
+        n_bootstrap=0,
+    )
     probs2, maps2 = probs.clone(), maps.clone()
     probs2[outside] = torch.softmax(torch.randn(int(outside.sum()), b, 10, generator=gen), -1)
     maps2[outside] = 0.0
-    res2 = analyze(probs2, {"total": {"m": maps2}, "direct": {"m": maps2}}, codes, [2, 2], acc,
-                   bounds, n_bootstrap=0)
+    res2 = analyze(
+        probs2,
+        {"total": {"m": maps2}, "direct": {"m": maps2}},
+        codes,
+        [2, 2],
+        acc,
+        bounds,
+        n_bootstrap=0,
+    )
     first1, first2 = res1["buckets"][0], res2["buckets"][0]
     assert first1["members"] == first2["members"] == low.tolist()
     for key in first1["ite"]:
@@ -175,8 +203,9 @@ def test_bucket_without_contrast_is_a_clear_error() -> None:
     probs = torch.softmax(torch.randn(4, 3, 10), -1)
     codes = torch.zeros(4, 1, dtype=torch.long)  # every model has the same value
     with pytest.raises(UserError, match="no hyperparameter value with both treated and control"):
-        analyze(probs, {"total": {}, "direct": {}}, codes, [2], torch.rand(4), [[0, 100]],
-                n_bootstrap=0)
+        analyze(
+            probs, {"total": {}, "direct": {}}, codes, [2], torch.rand(4), [[0, 100]], n_bootstrap=0
+        )
 
 
 # --------------------------------------------------------------------------- configs
@@ -267,8 +296,13 @@ def test_explain_chunk_shapes_and_identity() -> None:
     torch.manual_seed(0)
     models = [SmallCNN(stride=1).eval() for _ in range(3)]
     x = torch.rand(4, 1, 8, 8)
-    cfg = {"smoothgrad_samples": 2, "smoothgrad_noise": 0.1, "ig_steps": 4,
-           "shapley_grid": 4, "shapley_samples": 62}
+    cfg = {
+        "smoothgrad_samples": 2,
+        "smoothgrad_noise": 0.1,
+        "ig_steps": 4,
+        "shapley_grid": 4,
+        "shapley_samples": 62,
+    }
     out = explain_chunk(models, x, ["identity", "gradient", "gradcam", "shapley"], cfg, seed=0)
     assert out["total"]["gradient"].shape == (3, 4, 8, 8)
     assert out["total"]["shapley"].shape == (3, 4, 16)
@@ -282,8 +316,18 @@ def test_explain_chunk_shapes_and_identity() -> None:
 
 
 def _tiny_cfg(n_models: int = 4) -> dict:
-    cfg = validate_config({"dataset": "digits", "n_train": 120, "n_test": 100, "n_explain": 8,
-                           "n_models": n_models, "chunk_size": 2, "epochs": 1, "stride": 1})
+    cfg = validate_config(
+        {
+            "dataset": "digits",
+            "n_train": 120,
+            "n_test": 100,
+            "n_explain": 8,
+            "n_models": n_models,
+            "chunk_size": 2,
+            "epochs": 1,
+            "stride": 1,
+        }
+    )
     return cfg
 
 

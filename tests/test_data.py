@@ -69,7 +69,13 @@ def test_census_twelve_features_and_label_rate(data_dir):
     data = load_tabular("census", data_dir=data_dir)
     assert data.n_features == 12
     assert [data.feature_names[i] for i in data.categorical] == [
-        "Workclass", "Marital Status", "Occupation", "Relationship", "Race", "Sex", "Country"
+        "Workclass",
+        "Marital Status",
+        "Occupation",
+        "Relationship",
+        "Race",
+        "Sex",
+        "Country",
     ]
     # categoricals are integer codes; the stratified split keeps the label rate
     raw_cat = data.raw_train.to_numpy()[:, data.categorical]
@@ -129,11 +135,13 @@ def test_unknown_name_lists_available():
 def test_user_csv_with_strings_and_string_labels(tmp_path):
     rng = np.random.default_rng(0)
     n = 200
-    frame = pd.DataFrame({
-        "age": rng.integers(18, 80, n).astype(float),
-        "colour": rng.choice(["red", "green", "blue"], n),
-        "income": rng.normal(50.0, 10.0, n),
-    })
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n).astype(float),
+            "colour": rng.choice(["red", "green", "blue"], n),
+            "income": rng.normal(50.0, 10.0, n),
+        }
+    )
     frame["label"] = np.where(frame["income"] > 50, "rich", "poor")
     path = tmp_path / "mine.csv"
     frame.to_csv(path, index=False)
@@ -141,7 +149,10 @@ def test_user_csv_with_strings_and_string_labels(tmp_path):
     assert data.feature_names == ["age", "colour", "income"]
     assert data.class_names == ["poor", "rich"] and data.n_classes == 2
     assert data.categorical == [1] and data.preprocessor.categories["colour"] == [
-        "blue", "green", "red"]
+        "blue",
+        "green",
+        "red",
+    ]
     # raw rows (strings included) standardize to exactly the training features
     np.testing.assert_allclose(data.standardize(data.raw_test), data.x_test)
     with pytest.raises(ValueError, match="target column 'lable' not found"):

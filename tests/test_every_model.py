@@ -20,13 +20,27 @@ from simshap.cli import main
 from simshap.data.tabular import from_frame, load_tabular
 from simshap.errors import UserError
 
-SMALL = {"surrogate": {"hidden": 32, "layers": 2, "max_epochs": 8},
-         "explainer": {"hidden": 32, "layers": 2, "max_epochs": 4, "val_instances": 16,
-                       "val_budget": 64}}
+SMALL = {
+    "surrogate": {"hidden": 32, "layers": 2, "max_epochs": 8},
+    "explainer": {
+        "hidden": 32,
+        "layers": 2,
+        "max_epochs": 4,
+        "val_instances": 16,
+        "val_budget": 64,
+    },
+}
 # enough training for the attributions' signs and the surrogate's fidelity to be checked
-TRAINED = {"surrogate": {"hidden": 64, "layers": 3, "max_epochs": 40},
-           "explainer": {"hidden": 64, "layers": 2, "max_epochs": 20, "val_instances": 32,
-                         "val_budget": 128}}
+TRAINED = {
+    "surrogate": {"hidden": 64, "layers": 3, "max_epochs": 40},
+    "explainer": {
+        "hidden": 64,
+        "layers": 2,
+        "max_epochs": 20,
+        "val_instances": 32,
+        "val_budget": 128,
+    },
+}
 
 
 def _table(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
@@ -38,8 +52,11 @@ def _table(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
     job[rng.random(n) < 0.1] = None
     job[:2] = "astronaut"  # two rows only: most splits leave it out of training
     frame = pd.DataFrame({"age": age, "income": rng.normal(50, 15, n), "job": job})
-    score = ((frame["income"] - 50) / 15 + np.where(np.isnan(age), 1.5, (age - 40) / 10)
-             + (frame["job"].str.strip() == "nurse"))  # fmt: skip
+    score = (
+        (frame["income"] - 50) / 15
+        + np.where(np.isnan(age), 1.5, (age - 40) / 10)
+        + (frame["job"].str.strip() == "nurse")
+    )
     y = pd.Series(np.where(score + rng.normal(0, 0.3, n) > 0.5, "yes", "no"), name="y")
     return frame, y
 
@@ -47,10 +64,19 @@ def _table(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
 def _pipeline(frame: pd.DataFrame, y: pd.Series):
     """A model that handles missing values itself: HistGradientBoosting after an encoder."""
     encode = ColumnTransformer(
-        [("job", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                encoded_missing_value=np.nan), ["job"])],
+        [
+            (
+                "job",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value",
+                    unknown_value=-1,
+                    encoded_missing_value=np.nan,
+                ),
+                ["job"],
+            )
+        ],
         remainder="passthrough",
-    )  # fmt: skip
+    )
     return make_pipeline(encode, HistGradientBoostingClassifier(max_iter=50)).fit(frame, y)
 
 
@@ -69,8 +95,7 @@ def test_missing_values_are_explained_not_refused(table):
     assert prep.categories["job"] == ["astronaut", "clerk", "farmer", "nurse"]  # stripped
     sv = explainer(frame)
     assert torch.isfinite(sv.values).all()
-    torch.testing.assert_close(sv.base_values + sv.values.sum(1), sv.prediction,
-                               atol=1e-5, rtol=0)  # fmt: skip
+    torch.testing.assert_close(sv.base_values + sv.values.sum(1), sv.prediction, atol=1e-5, rtol=0)
     # a missing age raises the score (planted): its attribution towards "yes" is positive
     missing = frame["age"].isna().to_numpy()
     assert float(sv.values[missing, 0, 1].mean()) > 0.02
@@ -83,13 +108,13 @@ def test_missing_values_are_explained_not_refused(table):
 @pytest.mark.timeout(300)
 def test_marginal_game_with_nan_adds_up_to_the_model_itself(table):
     frame, y, model = table
-    explainer = simshap.fit(model, frame, y, game="marginal", accelerator="cpu",
-                            background_size=20, **SMALL)  # fmt: skip
+    explainer = simshap.fit(
+        model, frame, y, game="marginal", accelerator="cpu", background_size=20, **SMALL
+    )
     rows = frame.iloc[:50]
     sv = explainer(rows)
     np.testing.assert_allclose(sv.prediction.numpy(), model.predict_proba(rows), atol=1e-6)
-    torch.testing.assert_close(sv.base_values + sv.values.sum(1), sv.prediction,
-                               atol=1e-5, rtol=0)  # fmt: skip
+    torch.testing.assert_close(sv.base_values + sv.values.sum(1), sv.prediction, atol=1e-5, rtol=0)
 
 
 def test_categories_come_from_every_row_for_any_split():
@@ -116,12 +141,15 @@ def test_simshap_run_on_a_csv_with_question_marks_and_rare_values(tmp_path, tabl
     model_file = tmp_path / "model.joblib"
     joblib.dump(model, model_file)
     for seed in (0, 1):
-        cfg = {"dataset": {"path": str(csv), "target": "y", "na_values": ["?"]}, "seed": seed,
-               "model": {"path": str(model_file)}, "trainer": {"accelerator": "cpu",
-                                                               "progress_bar": False},
-               "explainer": {**SMALL["explainer"], "methods": ["simshap"]},
-               "surrogate": SMALL["surrogate"],
-               "evaluation": {"n_instances": 10, "budgets": [64]}}  # fmt: skip
+        cfg = {
+            "dataset": {"path": str(csv), "target": "y", "na_values": ["?"]},
+            "seed": seed,
+            "model": {"path": str(model_file)},
+            "trainer": {"accelerator": "cpu", "progress_bar": False},
+            "explainer": {**SMALL["explainer"], "methods": ["simshap"]},
+            "surrogate": SMALL["surrogate"],
+            "evaluation": {"n_instances": 10, "budgets": [64]},
+        }
         path = tmp_path / f"c{seed}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         out = tmp_path / f"run{seed}"
@@ -133,8 +161,8 @@ def test_simshap_run_on_a_csv_with_question_marks_and_rare_values(tmp_path, tabl
 
 @pytest.mark.timeout(300)
 def test_serve_and_explain_accept_missing_values(tmp_path, table):
-    from simshap.serve import ExplainHandler
-    from simshap.serve_cli import explain_file
+    from simshap.serving.app import ExplainHandler
+    from simshap.serving.cli import explain_file
 
     frame, y, model = table
     explainer = simshap.fit(model, frame, y, accelerator="cpu", **SMALL)
@@ -162,14 +190,16 @@ def test_serve_and_explain_accept_missing_values(tmp_path, table):
 @pytest.mark.timeout(300)
 def test_a_regressor_is_explained_on_its_own_scale():
     data = load_tabular("diabetes")
-    model = GradientBoostingRegressor(n_estimators=50, random_state=0).fit(data.raw_train,
-                                                                           data.y_train)
+    model = GradientBoostingRegressor(n_estimators=50, random_state=0).fit(
+        data.raw_train, data.y_train
+    )
     explainer = simshap.fit(model, data.raw_train, accelerator="cpu", **TRAINED)
     sv = explainer(data.raw_test)
     assert sv.shape == (len(data.raw_test), 10, 1) and sv.class_names == ["prediction"]
     assert sv.extras["task"] == "regression"
-    torch.testing.assert_close(sv.base_values + sv.values.sum(1), sv.prediction,
-                               atol=1e-3, rtol=1e-6)  # fmt: skip
+    torch.testing.assert_close(
+        sv.base_values + sv.values.sum(1), sv.prediction, atol=1e-3, rtol=1e-6
+    )
     # the surrogate learned the model's prediction: v(N) is close to it
     assert float(np.corrcoef(sv.prediction[:, 0], model.predict(data.raw_test))[0, 1]) > 0.8
 

@@ -54,11 +54,13 @@ class DuckGame:
 ESTIMATORS = {
     "kernel_shap": lambda g, b: kernel_shap(g, budget=b, generator=gen(1)),
     "kernel_shap_unpaired": lambda g, b: kernel_shap(g, budget=b, paired=False, generator=gen(1)),
-    "kernel_shap_leverage": lambda g, b: kernel_shap(g, budget=b, sampling="leverage",
-                                                     generator=gen(1)),
+    "kernel_shap_leverage": lambda g, b: kernel_shap(
+        g, budget=b, sampling="leverage", generator=gen(1)
+    ),
     "permutation": lambda g, b: permutation_shapley(g, budget=b, generator=gen(2)),
-    "permutation_plain": lambda g, b: permutation_shapley(g, budget=b, antithetic=False,
-                                                          generator=gen(2)),
+    "permutation_plain": lambda g, b: permutation_shapley(
+        g, budget=b, antithetic=False, generator=gen(2)
+    ),
     "appro_semivalue": lambda g, b: appro_semivalue(g, budget=b, generator=gen(3)),
     "sim_semivalue": lambda g, b: sim_semivalue(g, budget=b, generator=gen(4)),
 }
@@ -239,7 +241,7 @@ def test_players_owner_map_and_old_names():
     assert sp.feature_mask(masks).shape == (5, 1, 4, 4) and sp.grid == (2, 2)
     assert IdentityGrouping(3) == Players.identity(3)
     # the surrogate's older saved specs still load
-    from simshap.surrogate import _grouping_spec, build_grouping
+    from simshap.amortized.surrogate import _grouping_spec, build_grouping
 
     assert build_grouping({"kind": "identity", "num_features": 3}) == Players.identity(3)
     old = {"kind": "superpixels", "image_size": [32, 32], "superpixel_size": 2}

@@ -15,15 +15,17 @@ from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 
 import simshap
-from simshap.adapter import ModelAdapter
-from simshap.explainers.simshap import residual_target
-from simshap.games.estimators import exact_shapley, sim_semivalue_target
+from simshap.amortized.simshap import residual_target
+from simshap.estimators.exact import exact_shapley
+from simshap.estimators.semivalues import sim_semivalue_target
 from simshap.games.rows import RowsGame
 from simshap.games.sampling import shapley_kernel_subset_prob
+from simshap.models.adapter import ModelAdapter
 
-TINY = {"surrogate": {"hidden": 16, "layers": 2, "max_epochs": 3},
-        "explainer": {"hidden": 16, "layers": 2, "max_epochs": 2, "val_instances": 8,
-                      "val_budget": 32}}
+TINY = {
+    "surrogate": {"hidden": 16, "layers": 2, "max_epochs": 3},
+    "explainer": {"hidden": 16, "layers": 2, "max_epochs": 2, "val_instances": 8, "val_budget": 32},
+}
 
 
 def _model_game(d: int = 3, k: int = 4):
@@ -88,7 +90,7 @@ def test_the_draws_pick_each_background_row_uniformly():
 def test_fastshap_loss_from_one_row_has_the_minimizer_of_the_mean_game():
     """FastSHAP's squared error on one-row draws is the error on the mean value plus a constant
     that does not depend on phi: the gradient in phi, and so the optimum, are the same."""
-    from simshap.explainers.fastshap import FastSHAP
+    from simshap.amortized.fastshap import FastSHAP
 
     game, f, x, background = _model_game()
     d, k = 3, len(background)
@@ -97,8 +99,9 @@ def test_fastshap_loss_from_one_row_has_the_minimizer_of_the_mean_game():
     phi = torch.randn(2, d, 2, requires_grad=True)
     loss_one, grads = [], []
     for row in range(k):
-        v = torch.stack([torch.from_numpy(f(np.where(m.numpy(), x, background[row])))
-                         for m in s], dim=1).float()  # fmt: skip
+        v = torch.stack(
+            [torch.from_numpy(f(np.where(m.numpy(), x, background[row]))) for m in s], dim=1
+        ).float()
         pred = torch.einsum("bmd,bdc->bmc", s.expand(2, -1, -1).float(), phi)
         loss = (pred - (v - v0.float().unsqueeze(1))).pow(2).mean()
         (grad,) = torch.autograd.grad(loss, phi)
@@ -106,8 +109,9 @@ def test_fastshap_loss_from_one_row_has_the_minimizer_of_the_mean_game():
         grads.append(grad)
     mean_v = game(s.expand(2, -1, -1)).float()
     pred = torch.einsum("bmd,bdc->bmc", s.expand(2, -1, -1).float(), phi)
-    (grad_mean,) = torch.autograd.grad((pred - (mean_v - v0.float().unsqueeze(1))).pow(2).mean(),
-                                       phi)  # fmt: skip
+    (grad_mean,) = torch.autograd.grad(
+        (pred - (mean_v - v0.float().unsqueeze(1))).pow(2).mean(), phi
+    )
     torch.testing.assert_close(torch.stack(grads).mean(0), grad_mean, atol=1e-6, rtol=0)
     assert FastSHAP  # the loss above is FastSHAP.loss's, written out
 
@@ -147,9 +151,13 @@ def _regression():
     return GradientBoostingRegressor(n_estimators=30).fit(frame, target), frame, None
 
 
-CASES = list(itertools.product(["simshap", "fastshap", "labels"],
-                               ["surrogate", "marginal", "baseline"],
-                               ["classification", "regression"]))  # fmt: skip
+CASES = list(
+    itertools.product(
+        ["simshap", "fastshap", "labels"],
+        ["surrogate", "marginal", "baseline"],
+        ["classification", "regression"],
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +168,16 @@ def trained(tmp_path_factory):
         model, frame, y = _classification() if task == "classification" else _regression()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # tiny surrogates are not faithful
-            e = simshap.fit(model, frame, y, method=method, game=game, accelerator="cpu",
-                            background_size=10, **TINY)  # fmt: skip
+            e = simshap.fit(
+                model,
+                frame,
+                y,
+                method=method,
+                game=game,
+                accelerator="cpu",
+                background_size=10,
+                **TINY,
+            )
         path = folder / f"{method}-{game}-{task}.pt"
         simshap.save(e, path)
         out[method, game, task] = (e, model, frame, path)
@@ -173,7 +189,7 @@ def trained(tmp_path_factory):
 def test_every_output_adds_up_eager_onnx_and_served(trained, method, game, task, tmp_path):
     import onnxruntime as ort
 
-    from simshap.serve import ExplainHandler
+    from simshap.serving.app import ExplainHandler
 
     explainer, model, frame, path = trained[method, game, task]
     rows = frame.iloc[:40]
@@ -183,7 +199,7 @@ def test_every_output_adds_up_eager_onnx_and_served(trained, method, game, task,
     if game != "surrogate":  # the explained value is the model's own output
         own = ModelAdapter(model, rows)(rows)
         np.testing.assert_allclose(sv.prediction.numpy(), own, atol=1e-5)
-    onnx = explainer.export(tmp_path / "g.onnx")
+    onnx = simshap.export_explainer(explainer, tmp_path / "g.onnx")
     feed = {"rows": explainer.preprocessor.encode(rows).astype(np.float32)}
     if game != "surrogate":
         feed["prediction"] = sv.prediction.numpy()
@@ -196,8 +212,12 @@ def test_every_output_adds_up_eager_onnx_and_served(trained, method, game, task,
     batch, target = handler.decode({"instances": rows.to_numpy().tolist()})
     answer = handler.encode(handler.explain(batch), target, batch)
     got = np.asarray(answer["values"])
-    assert np.abs(np.asarray(answer["base_values"]) + got.sum(1)
-                  - np.asarray(answer["prediction"])).max() <= 1e-5  # fmt: skip
+    assert (
+        np.abs(
+            np.asarray(answer["base_values"]) + got.sum(1) - np.asarray(answer["prediction"])
+        ).max()
+        <= 1e-5
+    )
 
 
 def test_a_models_game_without_its_model_says_how_to_get_it(trained):
@@ -213,7 +233,17 @@ def test_a_models_game_without_its_model_says_how_to_get_it(trained):
 def test_a_poor_surrogate_is_warned_about():
     model, frame, y = _classification()
     with pytest.warns(UserWarning, match="the surrogate is not faithful to the model"):
-        simshap.fit(model, frame, y, accelerator="cpu",
-                    surrogate={"hidden": 4, "layers": 1, "max_epochs": 1},
-                    explainer={"hidden": 8, "layers": 2, "max_epochs": 1, "val_instances": 8,
-                               "val_budget": 32})  # fmt: skip
+        simshap.fit(
+            model,
+            frame,
+            y,
+            accelerator="cpu",
+            surrogate={"hidden": 4, "layers": 1, "max_epochs": 1},
+            explainer={
+                "hidden": 8,
+                "layers": 2,
+                "max_epochs": 1,
+                "val_instances": 8,
+                "val_budget": 32,
+            },
+        )

@@ -5,22 +5,30 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simshap.config import TABULAR_DEFAULTS
-from simshap.explainers import FastSHAP, SimSHAP
-from simshap.surrogate import Surrogate
+from simshap.amortized import FastSHAP, SimSHAP
+from simshap.amortized.surrogate import Surrogate
+from simshap.runs.config import TABULAR_DEFAULTS
 
 D, C = 6, 2
 
 
 def _surrogate() -> Surrogate:
     torch.manual_seed(0)
-    return Surrogate({"kind": "mlp", "in_features": D, "num_classes": C, "hidden": 16,
-                      "layers": 2}, {"kind": "identity", "num_features": D}).eval()
+    return Surrogate(
+        {"kind": "mlp", "in_features": D, "num_classes": C, "hidden": 16, "layers": 2},
+        {"kind": "identity", "num_features": D},
+    ).eval()
 
 
 def _spec() -> dict:
-    return {"kind": "mlp", "in_features": D, "num_players": D, "num_classes": C,
-            "hidden": 16, "layers": 2}
+    return {
+        "kind": "mlp",
+        "in_features": D,
+        "num_players": D,
+        "num_classes": C,
+        "hidden": 16,
+        "layers": 2,
+    }
 
 
 class _Seen(Exception):

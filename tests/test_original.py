@@ -3,7 +3,7 @@ import pytest
 
 from simshap.data import load_tabular
 from simshap.errors import UserError
-from simshap.original import (
+from simshap.models.original import (
     fit_original_model,
     load_original_model,
     load_user_model,
@@ -40,10 +40,13 @@ def test_save_load_identical_predictions_on_raw_rows(fitted, tmp_path):
     path = save_original_model(model, tmp_path / "sub" / "model.txt")
     assert path.read_text().startswith("tree")  # LightGBM's text format, not a pickle
     loaded = load_original_model(path, data.preprocessor)
-    np.testing.assert_array_equal(loaded.predict_proba(data.raw_test),
-                                  model.predict_proba(_encoded(data, "test")))
-    np.testing.assert_array_equal(loaded.predict(data.raw_test), data.raw_test.pipe(
-        lambda r: model.predict(data.preprocessor.encode(r))))
+    np.testing.assert_array_equal(
+        loaded.predict_proba(data.raw_test), model.predict_proba(_encoded(data, "test"))
+    )
+    np.testing.assert_array_equal(
+        loaded.predict(data.raw_test),
+        data.raw_test.pipe(lambda r: model.predict(data.preprocessor.encode(r))),
+    )
     with pytest.raises(UserError, match="columns"):
         loaded.predict_proba(data.raw_test.iloc[:, :5])
 
@@ -52,11 +55,9 @@ def test_a_regression_is_a_regressor(tmp_path):
     data = load_tabular("diabetes", seed=0)
     assert data.task == "regression" and data.y_train.dtype == np.float64
     model = fit_original_model(data, seed=0, n_jobs=1)
-    loaded = load_original_model(save_original_model(model, tmp_path / "m.txt"),
-                                 data.preprocessor)
+    loaded = load_original_model(save_original_model(model, tmp_path / "m.txt"), data.preprocessor)
     assert not hasattr(loaded, "predict_proba") and loaded._estimator_type == "regressor"
-    np.testing.assert_allclose(loaded.predict(data.raw_test),
-                               model.predict(_encoded(data, "test")))
+    np.testing.assert_allclose(loaded.predict(data.raw_test), model.predict(_encoded(data, "test")))
 
 
 def test_load_missing_or_bad_files_is_clear(tmp_path):

@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def _byo_snippet() -> str:
     text = README.read_text()
-    section = text[text.index("## Using it from Python"):]
+    section = text[text.index("## Using it from Python") :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 

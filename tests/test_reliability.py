@@ -22,20 +22,34 @@ import pytest
 import torch
 import yaml
 
+from simshap.amortized.io import load_explainer
 from simshap.cli import main
 from simshap.errors import UserError
-from simshap.io import load_explainer
-from simshap.run_folder import lock_folder
+from simshap.runs.folder import lock_folder
 
 TINY = {
     "dataset": "breast_cancer",
     "seed": 0,
     "model": {"max_rounds": 30},
-    "surrogate": {"hidden": 16, "layers": 2, "batch_size": 64, "masks_per_row": 2,
-                  "max_epochs": 4, "patience": 100},
-    "explainer": {"methods": ["simshap", "fastshap"], "hidden": 16, "layers": 2, "n_masks": 4,
-                  "batch_size": 64, "max_epochs": 3, "patience": 100, "val_instances": 8,
-                  "val_budget": 64},
+    "surrogate": {
+        "hidden": 16,
+        "layers": 2,
+        "batch_size": 64,
+        "masks_per_row": 2,
+        "max_epochs": 4,
+        "patience": 100,
+    },
+    "explainer": {
+        "methods": ["simshap", "fastshap"],
+        "hidden": 16,
+        "layers": 2,
+        "n_masks": 4,
+        "batch_size": 64,
+        "max_epochs": 3,
+        "patience": 100,
+        "val_instances": 8,
+        "val_budget": 64,
+    },
     "evaluation": {"n_instances": 3, "threshold": 0.5, "budgets": [64]},
     "trainer": {"accelerator": "cpu", "progress_bar": False},
 }
@@ -64,8 +78,13 @@ def _cli(*args: str, fault: str | None = None) -> subprocess.CompletedProcess:
     env.pop("SIMSHAP_FAULT", None)
     if fault:
         env["SIMSHAP_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "simshap.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=280)
+    return subprocess.run(
+        [sys.executable, "-m", "simshap.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
 
 
 def _state(path: Path) -> dict[str, torch.Tensor]:
@@ -81,11 +100,19 @@ def _same_weights(a: Path, b: Path) -> None:
 
 def _results(path: Path) -> dict:
     """results.json without what depends on the clock (seconds) or the machine."""
+
     def strip(obj):
         if isinstance(obj, dict):
-            return {k: strip(v) for k, v in obj.items()
-                    if not (k.endswith("_s") or "_s_" in k or "seconds" in k or k in ("environment",
-                                                                         "training_s"))}
+            return {
+                k: strip(v)
+                for k, v in obj.items()
+                if not (
+                    k.endswith("_s")
+                    or "_s_" in k
+                    or "seconds" in k
+                    or k in ("environment", "training_s")
+                )
+            }
         if isinstance(obj, list):
             return [strip(v) for v in obj]
         return obj
@@ -107,15 +134,24 @@ def reference(tmp_path_factory) -> Path:
 
 #: (point, occurrence in the resumed process): each kill lands later than the last
 FAULTS = [
-    ("atomic_write.before_rename", 2), ("run.commit", 1),  # the model stage
-    ("train.epoch", 1), ("train.epoch", 1), ("atomic_write.before_rename", 2),  # surrogate
+    ("atomic_write.before_rename", 2),
+    ("run.commit", 1),  # the model stage
+    ("train.epoch", 1),
+    ("train.epoch", 1),
+    ("atomic_write.before_rename", 2),  # surrogate
     ("run.commit", 1),
-    ("train.epoch", 1), ("train.epoch", 1), ("atomic_write.before_rename", 3),  # simshap
+    ("train.epoch", 1),
+    ("train.epoch", 1),
+    ("atomic_write.before_rename", 3),  # simshap
     ("run.commit", 1),
-    ("train.epoch", 2), ("atomic_write.before_rename", 3), ("run.commit", 1),  # fastshap
+    ("train.epoch", 2),
+    ("atomic_write.before_rename", 3),
+    ("run.commit", 1),  # fastshap
     ("atomic_write.before_rename", 1),  # the ground truth's cache
-    ("atomic_write.before_rename", 2), ("atomic_write.before_rename", 3),  # results
-    ("evaluate.plots", 1), ("atomic_write.before_rename", 2),  # between the plots
+    ("atomic_write.before_rename", 2),
+    ("atomic_write.before_rename", 3),  # results
+    ("evaluate.plots", 1),
+    ("atomic_write.before_rename", 2),  # between the plots
     ("run.commit", 1),  # everything written, the stage not yet recorded
 ]
 
@@ -132,19 +168,33 @@ def test_kill_anywhere_then_resume_equals_an_uninterrupted_run(reference, tmp_pa
         assert proc.returncode == -signal.SIGKILL, proc.stdout[-2000:] + proc.stderr[-2000:]
         kills += 1
         # never a half-written file: every file in the folder is complete or a temp file
-        assert not [p for p in out.rglob("*") if p.name.endswith(".tmp") and
-                    not p.name.startswith(".")]  # fmt: skip
+        assert not [
+            p for p in out.rglob("*") if p.name.endswith(".tmp") and not p.name.startswith(".")
+        ]
     export = tmp_path / "g.onnx"
     for n in (1,):  # export killed before its rename: no file, then the same bytes
-        proc = _cli("export", str(out / "simshap.pt"), "--out", str(export),
-                    fault=f"atomic_write.before_rename:{n}")
+        proc = _cli(
+            "export",
+            str(out / "simshap.pt"),
+            "--out",
+            str(export),
+            fault=f"atomic_write.before_rename:{n}",
+        )
         assert proc.returncode == -signal.SIGKILL and not export.exists()
         kills += 1
     rows = tmp_path / "rows.csv"
     pd.concat([_rows()] * 3).to_csv(rows, index=False)
     values = tmp_path / "values.parquet"
-    proc = _cli("explain", str(out / "simshap.pt"), str(rows), "--out", str(values),
-                "--chunk-rows", "200", fault="explain.chunk:2")
+    proc = _cli(
+        "explain",
+        str(out / "simshap.pt"),
+        str(rows),
+        "--out",
+        str(values),
+        "--chunk-rows",
+        "200",
+        fault="explain.chunk:2",
+    )
     assert proc.returncode == -signal.SIGKILL and not values.exists()
     kills += 1
     assert kills >= 20
@@ -214,9 +264,16 @@ def test_a_moved_run_folder_resumes_from_its_own_checkpoints(tmp_path, reference
         _same_weights(moved / name, reference / name)
 
 
-@pytest.mark.parametrize("name", ["simshap.pt", "surrogate.pt", "ground_truth.pt",
-                                  "surrogate_logs/checkpoints/last.ckpt",
-                                  "surrogate_logs/checkpoints/best.ckpt"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "simshap.pt",
+        "surrogate.pt",
+        "ground_truth.pt",
+        "surrogate_logs/checkpoints/last.ckpt",
+        "surrogate_logs/checkpoints/best.ckpt",
+    ],
+)
 @pytest.mark.timeout(600)
 def test_a_pickle_payload_in_any_file_runs_no_code(tmp_path, reference, name):
     out = tmp_path / "run"
@@ -229,8 +286,7 @@ def test_a_pickle_payload_in_any_file_runs_no_code(tmp_path, reference, name):
     assert not marker.exists()
     # the altered stage is recomputed (or the cache rebuilt), never trusted
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "not match its manifest" in proc.stdout or name.endswith(("ground_truth.pt",
-                                                                     ".ckpt"))  # fmt: skip
+    assert "not match its manifest" in proc.stdout or name.endswith(("ground_truth.pt", ".ckpt"))
 
 
 @pytest.mark.timeout(300)
@@ -282,8 +338,11 @@ def test_editing_the_data_or_model_file_in_place_is_refused(tmp_path):
     frame["y"] = np.where(frame["a"] + rng.normal(0, 0.3, 120) > 0, "yes", "no")
     csv = tmp_path / "t.csv"
     frame.to_csv(csv, index=False)
-    cfg = _config(tmp_path, dataset={"path": str(csv), "target": "y"},
-                  explainer={**TINY["explainer"], "methods": ["simshap"]})
+    cfg = _config(
+        tmp_path,
+        dataset={"path": str(csv), "target": "y"},
+        explainer={**TINY["explainer"], "methods": ["simshap"]},
+    )
     out = tmp_path / "run"
     assert _cli("run", str(cfg), "--out", str(out)).returncode == 0
     frame.loc[0, "a"] = 99.0
@@ -299,15 +358,24 @@ def test_a_second_process_on_the_same_folder_is_refused_and_a_stale_lock_taken_o
     out = tmp_path / "run"
     with lock_folder(out):
         (out / "keep").write_text("x")
-        with pytest.raises(UserError, match=f"in use by another simshap process \\(PID "
-                                            f"{os.getpid()}\\)"):
+        with pytest.raises(
+            UserError, match=f"in use by another simshap process \\(PID {os.getpid()}\\)"
+        ):
             with lock_folder(out):
                 pass
     # a holder killed with SIGKILL leaves the file, not the lock: the next process takes it
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from simshap.run_folder import lock_folder\n"
-        f"with lock_folder({str(out)!r}):\n    print('held', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)  # fmt: skip
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from simshap.runs.folder import lock_folder\n"
+                f"with lock_folder({str(out)!r}):\n    print('held', flush=True); time.sleep(60)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(UserError, match=f"PID {holder.pid}"):
         with lock_folder(out):
@@ -326,8 +394,15 @@ def test_an_exact_truth_out_of_reach_is_refused_before_training(tmp_path):
     out = tmp_path / "run"
     proc = _cli("run", str(cfg), "--out", str(out))
     assert proc.returncode == 2, proc.stderr[-2000:]
-    for words in ("exact ground truth", "30 players", "1,073,741,824", "ground_truth: kernel_shap",
-                  "evaluation.n_instances", "group the features", "max_minutes"):
+    for words in (
+        "exact ground truth",
+        "30 players",
+        "1,073,741,824",
+        "ground_truth: kernel_shap",
+        "evaluation.n_instances",
+        "group the features",
+        "max_minutes",
+    ):
         assert words in proc.stderr, words
     assert not (out / "model.txt").exists()  # refused before anything was trained
 
@@ -347,22 +422,27 @@ def test_a_wide_game_stays_within_memory_and_its_truth_is_refused_in_time():
         return (z @ weights + (z[..., :5].sum(-1) > 2).double())[..., None]
 
     game = FunctionGame(value, d, num_instances=100)
-    with pytest.raises(UserError, match="kernel_shap ground truth of 100 instances with 2000 "
-                                        "players would take at least"):
+    with pytest.raises(
+        UserError,
+        match="kernel_shap ground truth of 100 instances with 2000 players would take at least",
+    ):
         check_ground_truth_cost(game, 100, "auto", max_minutes=0.05, classes=1, threshold=0.01)
     small = FunctionGame(value, 8, num_instances=3)
     truth = ground_truth(small, threshold=0.01)  # and a small one goes through
     assert truth.method == "exact"
 
 
-@pytest.mark.parametrize(("change", "words"), [
-    ({"seed": "abc"}, "'seed' should be a valid integer"),
-    ({"surrogate": {"max_epochs": -1}}, "surrogate.max_epochs' should be greater than 0"),
-    ({"evaluation": {"n_instances": 0}}, "evaluation.n_instances' should be greater than 0"),
-    ({"explainer": {"hidden": "big"}}, "explainer.hidden' should be a valid integer"),
-    ({"trainer": {"progress_bar": "no"}}, "trainer.progress_bar' should be a valid boolean"),
-    ({"dataset": "nope"}, "unknown tabular data set 'nope'"),
-])
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"seed": "abc"}, "'seed' should be a valid integer"),
+        ({"surrogate": {"max_epochs": -1}}, "surrogate.max_epochs' should be greater than 0"),
+        ({"evaluation": {"n_instances": 0}}, "evaluation.n_instances' should be greater than 0"),
+        ({"explainer": {"hidden": "big"}}, "explainer.hidden' should be a valid integer"),
+        ({"trainer": {"progress_bar": "no"}}, "trainer.progress_bar' should be a valid boolean"),
+        ({"dataset": "nope"}, "unknown tabular data set 'nope'"),
+    ],
+)
 def test_bad_config_values_are_one_line_errors(tmp_path, capsys, change, words):
     out = tmp_path / "run"
     assert main(["run", str(_config(tmp_path, **change)), "--out", str(out)]) == 2
@@ -371,8 +451,9 @@ def test_bad_config_values_are_one_line_errors(tmp_path, capsys, change, words):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe" * 50,
-                                     b"a,y\n1,0\n2,1\n"])
+@pytest.mark.parametrize(
+    "content", [b"", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe" * 50, b"a,y\n1,0\n2,1\n"]
+)
 def test_bad_tables_are_one_line_errors(tmp_path, capsys, content):
     path = tmp_path / "t.csv"
     path.write_bytes(content)
@@ -400,16 +481,24 @@ def test_a_constant_column_is_a_dummy_player_with_exactly_zero(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression().fit(frame, y)
-    small = {"surrogate": {"hidden": 16, "layers": 2, "max_epochs": 3},
-             "explainer": {"hidden": 16, "layers": 2, "max_epochs": 2, "val_instances": 8,
-                           "val_budget": 32}}
+    small = {
+        "surrogate": {"hidden": 16, "layers": 2, "max_epochs": 3},
+        "explainer": {
+            "hidden": 16,
+            "layers": 2,
+            "max_epochs": 2,
+            "val_instances": 8,
+            "val_budget": 32,
+        },
+    }
     for method in ("simshap", "fastshap"):
         explainer = simshap.fit(model, frame, y, method=method, accelerator="cpu", **small)
         sv = explainer(frame.assign(const=3.0))  # even where the value differs from training
         assert torch.equal(sv[:, "const"].values, torch.zeros(300, 1, 2))
-        torch.testing.assert_close(sv.base_values + sv.values.sum(1), sv.prediction,
-                                   atol=1e-5, rtol=0)  # fmt: skip
-        path = explainer.export(tmp_path / f"{method}.onnx")
+        torch.testing.assert_close(
+            sv.base_values + sv.values.sum(1), sv.prediction, atol=1e-5, rtol=0
+        )
+        path = simshap.export_explainer(explainer, tmp_path / f"{method}.onnx")
         import onnxruntime as ort
 
         codes = explainer.preprocessor.encode(frame).astype(np.float32)

@@ -20,15 +20,18 @@ import httpx
 import pytest
 from serving_helpers import LoopbackServer, free_port, read_until_closed, train_tiny
 
-from simshap.serve import build_app
-from simshap.serve_http import ServerLimits
+from simshap.serving.app import build_app
+from simshap.serving.http import ServerLimits
 
 TIMEOUT = 1.0  # the request timeout of the servers below, in seconds
 SLACK = 0.8  # scheduling slack on 2 shared cores
-LIMITS = ServerLimits(request_timeout=TIMEOUT, shutdown_timeout=2.0, max_header_bytes=8192,
-                      max_connections=200)  # fmt: skip
-HEAD = (b"POST /explain HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 100\r\n\r\n")  # fmt: skip
+LIMITS = ServerLimits(
+    request_timeout=TIMEOUT, shutdown_timeout=2.0, max_header_bytes=8192, max_connections=200
+)
+HEAD = (
+    b"POST /explain HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 100\r\n\r\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +54,18 @@ def server(model, caplog):
 
 
 def _request(body: bytes) -> bytes:
-    return (b"POST /explain HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body)) + body  # fmt: skip
+    return (
+        b"POST /explain HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("sent", [b"", b"POST /explain HTTP/1.1\r\nHost: x\r\n", HEAD + b'{"in'],
-                         ids=["silent", "half-headers", "stalled-body"])  # fmt: skip
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"POST /explain HTTP/1.1\r\nHost: x\r\n", HEAD + b'{"in'],
+    ids=["silent", "half-headers", "stalled-body"],
+)
 def test_unfinished_requests_are_closed_within_the_timeout(server, sent):
     sock = server.connect()
     sock.sendall(sent)
@@ -91,8 +99,10 @@ def test_slowloris_connections_are_all_closed_and_honest_slow_clients_served(ser
     closed: dict = {}
     honest = server.connect()
     request = _request(model["body"])
-    pieces = [request[i : i + len(request) // 5 + 1] for i in range(0, len(request),
-                                                                      len(request) // 5 + 1)]
+    pieces = [
+        request[i : i + len(request) // 5 + 1]
+        for i in range(0, len(request), len(request) // 5 + 1)
+    ]
     while len(closed) < len(socks) and time.monotonic() - start < TIMEOUT + 5:
         if pieces:
             honest.sendall(pieces.pop(0))
@@ -134,18 +144,21 @@ def test_oversized_headers_get_431_and_the_server_carries_on(server):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("raw", [
-    b"GET /health HTTP/1.1\r\n\r\n",  # no Host
-    b"POST /explain HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
-    b"POST /explain HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
-    b"POST /explain HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n",
-    b"POST /explain HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
-    b"POST /explain HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
-    b"GET /health HTTP/1.1\r\nHost: x\r\nBad\x00Name: v\r\n\r\n",
-    b"GET /he alth HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS hello
-    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # an HTTP/2 preface
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /health HTTP/1.1\r\n\r\n",  # no Host
+        b"POST /explain HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /explain HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"POST /explain HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n",
+        b"POST /explain HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST /explain HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nBad\x00Name: v\r\n\r\n",
+        b"GET /he alth HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS hello
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # an HTTP/2 preface
+    ],
+)
 def test_malformed_http_gets_a_4xx(server, raw):
     sock = server.connect()
     sock.sendall(raw)
@@ -155,13 +168,16 @@ def test_malformed_http_gets_a_4xx(server, raw):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("raw", [
-    b"GET /health HTTP/1.1\r\nHost: x\r\n folded: header\r\n\r\n",  # h11 unfolds it
-    b"GET /health HTTP/1.9\r\nHost: x\r\n\r\n",  # a later minor version reads as 1.1
-    # no WebSockets: an upgrade is answered as plain HTTP
-    b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /health HTTP/1.1\r\nHost: x\r\n folded: header\r\n\r\n",  # h11 unfolds it
+        b"GET /health HTTP/1.9\r\nHost: x\r\n\r\n",  # a later minor version reads as 1.1
+        # no WebSockets: an upgrade is answered as plain HTTP
+        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    ],
+)
 def test_odd_but_legal_http_is_answered(server, raw):
     sock = server.connect()
     sock.sendall(raw)
@@ -189,10 +205,22 @@ def test_sigterm_with_stalled_clients_exits_at_once(model):
     second; the stalled client gets its connection closed, not a 500."""
     port = free_port()
     env = {**os.environ, "SIMSHAP_API_TOKEN": "t0ken", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "simshap.cli", "serve", str(model["path"]), "--port", str(port),
-           "--request-timeout", "30", "--shutdown-timeout", "5"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "simshap.cli",
+        "serve",
+        str(model["path"]),
+        "--port",
+        str(port),
+        "--request-timeout",
+        "30",
+        "--shutdown-timeout",
+        "5",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -205,8 +233,9 @@ def test_sigterm_with_stalled_clients_exits_at_once(model):
         import socket
 
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
-        clients[0].sendall(HEAD.replace(b"\r\n\r\n", b"\r\nAuthorization: Bearer t0ken\r\n\r\n")
-                           + b'{"instances"')  # fmt: skip
+        clients[0].sendall(
+            HEAD.replace(b"\r\n\r\n", b"\r\nAuthorization: Bearer t0ken\r\n\r\n") + b'{"instances"'
+        )
         clients[1].sendall(b"POST /explain HTTP/1.1\r\nHost: x\r\n")
         time.sleep(0.3)
         t0 = time.monotonic()

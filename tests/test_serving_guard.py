@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from serving_helpers import call, train_tiny
 
-import simshap.serve_guard as guard_module
+import simshap.serving.guard as guard_module
 from simshap.errors import UserError
-from simshap.serve import build_app
-from simshap.serve_cli import explain_file
-from simshap.serve_guard import TOKEN_ENV, JSONGuard, json_depth
+from simshap.serving.app import build_app
+from simshap.serving.cli import explain_file
+from simshap.serving.guard import TOKEN_ENV, JSONGuard, json_depth
 
 pytestmark = pytest.mark.timeout(120)  # each test; the fuzz tests say their own
 
@@ -51,9 +51,11 @@ def _depth(value) -> int:
 
 
 _tricky = st.text(alphabet='[]{}"\\ab\u00e9\ud7ff\n', max_size=12)
-_values = st.recursive(st.none() | st.integers() | st.floats(allow_nan=False) | _tricky,
-                       lambda inner: st.lists(inner, max_size=4)
-                       | st.dictionaries(_tricky, inner, max_size=3), max_leaves=30)  # fmt: skip
+_values = st.recursive(
+    st.none() | st.integers() | st.floats(allow_nan=False) | _tricky,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_tricky, inner, max_size=3),
+    max_leaves=30,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -90,13 +92,19 @@ def test_json_depth_is_linear_on_hostile_strings():
 @pytest.mark.timeout(60)
 def test_deep_nesting_gets_a_400_not_a_500(model):
     app = model["apps"][False]
-    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 5000 + b"1" + b"}" * 5000,
-                 b"[" * 50_000, b'{"instances": ' + b"[" * 33 + b"]" * 33 + b"}"):  # fmt: skip
+    for body in (
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 5000 + b"1" + b"}" * 5000,
+        b"[" * 50_000,
+        b'{"instances": ' + b"[" * 33 + b"]" * 33 + b"}",
+    ):
         r = call(app, "POST", "/explain", JSON, body)
         assert r.status_code == 400 and "nests deeper than 32" in r.json()["detail"], r.text
     # 32 levels pass the guard (and fail as rows); brackets inside a string do not count
-    for body in (b'{"instances": ' + b"[" * 31 + b"]" * 31 + b"}",
-                 json.dumps({"instances": ["[" * 5000]}).encode()):  # fmt: skip
+    for body in (
+        b'{"instances": ' + b"[" * 31 + b"]" * 31 + b"}",
+        json.dumps({"instances": ["[" * 5000]}).encode(),
+    ):
         r = call(app, "POST", "/explain", JSON, body)
         assert r.status_code == 422, r.text
 
@@ -116,8 +124,13 @@ def test_parse_errors_are_4xx_with_a_detail(model):
     for body, (status, words) in cases.items():
         r = call(app, "POST", "/explain", JSON, body)
         assert r.status_code == status and words in r.json()["detail"], (body[:40], r.text)
-    r = call(app, "POST", "/explain", [(b"content-type", b"Application/JSON; charset=UTF-8")],
-             json.dumps({"instances": [row]}).encode())  # media types are case-insensitive
+    r = call(
+        app,
+        "POST",
+        "/explain",
+        [(b"content-type", b"Application/JSON; charset=UTF-8")],
+        json.dumps({"instances": [row]}).encode(),
+    )  # media types are case-insensitive
     assert r.status_code == 200, r.text
     r = call(app, "DELETE", "/explain")
     assert r.status_code == 405 and "POST /explain" in r.json()["detail"]
@@ -144,8 +157,12 @@ def test_token_is_checked_before_the_body_is_read():
 
     guard = JSONGuard(app, token=TOKEN)
     for auth in ([], [(b"authorization", b"Bearer wrong")]):
-        scope = {"type": "http", "method": "POST", "path": "/explain",
-                 "headers": [*JSON, (b"content-length", b"200000"), *auth]}  # fmt: skip
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/explain",
+            "headers": [*JSON, (b"content-length", b"200000"), *auth],
+        }
         asyncio.run(guard(scope, receive, send))
         assert answers[0]["status"] == 401 and not reads
         answers.clear()
@@ -154,15 +171,27 @@ def test_token_is_checked_before_the_body_is_read():
     assert reads and answers[0]["status"] == 400
 
 
-@pytest.mark.parametrize("header,ok", [
-    (f"Bearer {TOKEN}", True), (f"bearer {TOKEN}", True), (f"BEARER {TOKEN}", True),
-    (f"bEaReR   {TOKEN}  ", True), (f"Bearer {TOKEN}x", False), (f"Bearer {TOKEN[:-1]}", False),
-    (f"Basic {TOKEN}", False), (f"Bearer{TOKEN}", False), (TOKEN, False), ("Bearer", False),
-    ("", False), ("Bearer \u00e9\u00ff", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "header,ok",
+    [
+        (f"Bearer {TOKEN}", True),
+        (f"bearer {TOKEN}", True),
+        (f"BEARER {TOKEN}", True),
+        (f"bEaReR   {TOKEN}  ", True),
+        (f"Bearer {TOKEN}x", False),
+        (f"Bearer {TOKEN[:-1]}", False),
+        (f"Basic {TOKEN}", False),
+        (f"Bearer{TOKEN}", False),
+        (TOKEN, False),
+        ("Bearer", False),
+        ("", False),
+        ("Bearer \u00e9\u00ff", False),
+    ],
+)
 def test_bearer_scheme_is_case_insensitive_and_the_token_exact(model, header, ok):
-    r = call(model["apps"][True], "GET", "/metadata",
-             [(b"authorization", header.encode("latin-1"))])  # fmt: skip
+    r = call(
+        model["apps"][True], "GET", "/metadata", [(b"authorization", header.encode("latin-1"))]
+    )
     assert r.status_code == (200 if ok else 401), r.text
     if not ok:
         assert r.headers["www-authenticate"] == "Bearer" and "Bearer <token>" in r.text
@@ -197,9 +226,18 @@ def test_an_unusable_token_refuses_to_start(model, monkeypatch, capsys, value):
     assert guard_module.api_token() is None  # unset: no authentication, as documented
 
 
-@pytest.mark.parametrize("flag", ["--request-timeout", "--shutdown-timeout", "--max-header-bytes",
-                                  "--max-connections", "--max-json-depth", "--max-rows",
-                                  "--max-body-bytes"])  # fmt: skip
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--request-timeout",
+        "--shutdown-timeout",
+        "--max-header-bytes",
+        "--max-connections",
+        "--max-json-depth",
+        "--max-rows",
+        "--max-body-bytes",
+    ],
+)
 def test_limits_must_be_positive(model, monkeypatch, capsys, flag):
     from simshap.cli import main
 
@@ -225,8 +263,9 @@ def test_explain_file_refuses_values_that_overflow_float32(model, tmp_path):
     assert not out.exists() and not (tmp_path / "values.parquet.partial").exists()
     assert main(["explain", str(model["path"]), str(csv), "--out", str(out)]) == 2
     row = [1e300, *model["row"][1:]]
-    r = call(model["apps"][False], "POST", "/explain", JSON,
-             json.dumps({"instances": [row]}).encode())  # fmt: skip
+    r = call(
+        model["apps"][False], "POST", "/explain", JSON, json.dumps({"instances": [row]}).encode()
+    )
     assert r.status_code == 422 and "float32" in r.json()["detail"]
     rows.iloc[7, 0] = 1e30  # large but finite after the cast: explained
     rows.to_csv(csv, index=False)
@@ -237,28 +276,56 @@ def test_explain_file_refuses_values_that_overflow_float32(model, tmp_path):
 
 _digits = st.integers(1, 20_000).map(lambda n: "9" * n)
 _number = st.one_of(
-    st.sampled_from(["1e999", "-1e400", "1e-400", "NaN", "Infinity", "-Infinity", "-0", "0e0",
-                     "1E+308", "2.5e-324", "0." + "0" * 400 + "1"]),
-    _digits, _digits.map(lambda d: "-" + d + ".5e-3"),
+    st.sampled_from(
+        [
+            "1e999",
+            "-1e400",
+            "1e-400",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "-0",
+            "0e0",
+            "1E+308",
+            "2.5e-324",
+            "0." + "0" * 400 + "1",
+        ]
+    ),
+    _digits,
+    _digits.map(lambda d: "-" + d + ".5e-3"),
     st.floats(allow_nan=False, allow_infinity=False).map(json.dumps),
     st.integers(-(10**40), 10**40).map(str),
-)  # fmt: skip
+)
 _string = st.one_of(
     st.text(max_size=12).map(lambda s: json.dumps(s, ensure_ascii=False)),
-    st.sampled_from(['"north"', '"south"', '"\\ud800"', '"\\udfff\\ud800x"', '"\\u0000"',
-                     '"unterminated', '"\\x"', '"\u202e\u0000\ufeff"']),
-)  # fmt: skip
-_cell = st.one_of(_number, _string, st.sampled_from(["null", "true", "false", "[]", "{}",
-                                                     "[1, [2]]", '{"a": 1}']))  # fmt: skip
-_names = st.sampled_from(["mean radius", "mean texture", "site", "mean perimeter", "mean area",
-                          "zzz", "", "site "])  # fmt: skip
+    st.sampled_from(
+        [
+            '"north"',
+            '"south"',
+            '"\\ud800"',
+            '"\\udfff\\ud800x"',
+            '"\\u0000"',
+            '"unterminated',
+            '"\\x"',
+            '"\u202e\u0000\ufeff"',
+        ]
+    ),
+)
+_cell = st.one_of(
+    _number, _string, st.sampled_from(["null", "true", "false", "[]", "{}", "[1, [2]]", '{"a": 1}'])
+)
+_names = st.sampled_from(
+    ["mean radius", "mean texture", "site", "mean perimeter", "mean area", "zzz", "", "site "]
+)
 _row = st.one_of(
     st.lists(_cell, max_size=7).map(lambda c: "[" + ", ".join(c) + "]"),
     st.lists(st.tuples(_names, _cell), max_size=7).map(  # records, duplicate keys included
-        lambda kv: "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in kv) + "}"),
+        lambda kv: "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in kv) + "}"
+    ),
 )
-_instances = st.one_of(st.lists(_row, max_size=4).map(lambda r: "[" + ", ".join(r) + "]"),
-                       _cell, _row)  # fmt: skip
+_instances = st.one_of(
+    st.lists(_row, max_size=4).map(lambda r: "[" + ", ".join(r) + "]"), _cell, _row
+)
 
 
 def _body_from(parts: tuple) -> str:
@@ -280,36 +347,70 @@ def _encode(parts: tuple) -> bytes:
     return text.encode(encoding, "surrogatepass")
 
 
-_big = st.tuples(st.sampled_from([(1 << 20) - 2, (1 << 20) + 1, 10 << 20]),
-                 st.sampled_from([b" ", b"[", b"1", b'[1, 2, "north", 3, 4], '])).map(
-    lambda p: (b'{"instances": [' + p[1] * (p[0] // len(p[1])))[: p[0]])  # fmt: skip
+_big = st.tuples(
+    st.sampled_from([(1 << 20) - 2, (1 << 20) + 1, 10 << 20]),
+    st.sampled_from([b" ", b"[", b"1", b'[1, 2, "north", 3, 4], ']),
+).map(lambda p: (b'{"instances": [' + p[1] * (p[0] // len(p[1])))[: p[0]])
 _bodies = st.one_of(
-    st.tuples(_instances, st.none() | _cell, st.none() | st.text(max_size=5),
-              st.none() | _instances).map(_body_from).map(str.encode),
-    st.tuples(st.integers(1, 200_000), st.sampled_from(["[", '{"a":', '{"instances": ', "[{"]),
-              st.booleans()).map(_nested).map(str.encode),
-    st.tuples(st.text(max_size=40), st.sampled_from(["utf-8", "utf-16", "utf-32", "utf-16-be"])
-              ).map(_encode),  # unicode, lone surrogates as invalid UTF-8
-    st.tuples(st.text(max_size=40).map(lambda s: '{"instances": [["' + s + '"]]}'),
-              st.sampled_from(["utf-8", "utf-16"])).map(_encode),
+    st.tuples(
+        _instances, st.none() | _cell, st.none() | st.text(max_size=5), st.none() | _instances
+    )
+    .map(_body_from)
+    .map(str.encode),
+    st.tuples(
+        st.integers(1, 200_000),
+        st.sampled_from(["[", '{"a":', '{"instances": ', "[{"]),
+        st.booleans(),
+    )
+    .map(_nested)
+    .map(str.encode),
+    st.tuples(
+        st.text(max_size=40), st.sampled_from(["utf-8", "utf-16", "utf-32", "utf-16-be"])
+    ).map(_encode),  # unicode, lone surrogates as invalid UTF-8
+    st.tuples(
+        st.text(max_size=40).map(lambda s: '{"instances": [["' + s + '"]]}'),
+        st.sampled_from(["utf-8", "utf-16"]),
+    ).map(_encode),
     st.binary(max_size=200),
     _big,
-)  # fmt: skip
+)
 _auth = st.one_of(
-    st.sampled_from([(f"Bearer {TOKEN}", True), (f"bearer {TOKEN}", True), (None, False),
-                     ("Bearer nope", False), (f"Basic {TOKEN}", False), ("", False),
-                     (f"Bearer {TOKEN} {TOKEN}", False)]),
+    st.sampled_from(
+        [
+            (f"Bearer {TOKEN}", True),
+            (f"bearer {TOKEN}", True),
+            (None, False),
+            ("Bearer nope", False),
+            (f"Basic {TOKEN}", False),
+            ("", False),
+            (f"Bearer {TOKEN} {TOKEN}", False),
+        ]
+    ),
     st.text(alphabet=string.printable.strip() + "\u00e9\u00ff ", max_size=30).map(
-        lambda s: (s, s.strip().lower().split(" ", 1)[0] == "bearer"
-                   and s.strip().split(" ", 1)[-1].strip() == TOKEN)),
-)  # fmt: skip
-_content_type = st.sampled_from([
-    "application/json", "application/json; charset=utf-8", "APPLICATION/JSON", None, "",
-    "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-    "application/jsonx", ";", "application/json;;;", "\u00e9/json",
-])  # fmt: skip
-_latin = st.text(alphabet=string.ascii_letters + string.digits + " -_;=/,\u00e9\u00ff",
-                 max_size=30)  # fmt: skip
+        lambda s: (
+            s,
+            s.strip().lower().split(" ", 1)[0] == "bearer"
+            and s.strip().split(" ", 1)[-1].strip() == TOKEN,
+        )
+    ),
+)
+_content_type = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "APPLICATION/JSON",
+        None,
+        "",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+        ";",
+        "application/json;;;",
+        "\u00e9/json",
+    ]
+)
+_latin = st.text(alphabet=string.ascii_letters + string.digits + " -_;=/,\u00e9\u00ff", max_size=30)
 _GOOD = ["17.99", "10.38", '"north"', "122.8", "1001.0"]
 
 
@@ -321,38 +422,60 @@ def _one_bad_cell(parts: tuple) -> bytes:
     return ('{"instances": [' + ", ".join([row] * copies) + "]" + tail + "}").encode()
 
 
-_near_valid = st.tuples(st.integers(0, 4), _cell, st.integers(1, 3),
-                        st.none() | _cell).map(_one_bad_cell)  # fmt: skip
+_near_valid = st.tuples(st.integers(0, 4), _cell, st.integers(1, 3), st.none() | _cell).map(
+    _one_bad_cell
+)
 _envelope = {
     "method": st.sampled_from(["POST", "GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
-    "path": st.sampled_from(["/explain", "/metadata", "/health", "/", "/explain/", "/nope",
-                             "/EXPLAIN", "/explain?x=1"]),
+    "path": st.sampled_from(
+        ["/explain", "/metadata", "/health", "/", "/explain/", "/nope", "/EXPLAIN", "/explain?x=1"]
+    ),
     "auth": _auth,
     "content_type": _content_type,
     "content_length": st.none() | st.sampled_from(["0", "5", "abc", "-1", "1" * 30]),
-    "extra": st.lists(st.tuples(st.sampled_from(["x-junk", "accept", "content-encoding",
-                                                 "transfer-encoding", "expect"]), _latin),
-                      max_size=3),
-}  # fmt: skip
-_right = {"method": st.just("POST"), "path": st.just("/explain"),
-          "auth": st.just((f"Bearer {TOKEN}", True)), "content_type": st.just("application/json"),
-          "content_length": st.none(), "extra": st.just([])}  # fmt: skip
+    "extra": st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["x-junk", "accept", "content-encoding", "transfer-encoding", "expect"]
+            ),
+            _latin,
+        ),
+        max_size=3,
+    ),
+}
+_right = {
+    "method": st.just("POST"),
+    "path": st.just("/explain"),
+    "auth": st.just((f"Bearer {TOKEN}", True)),
+    "content_type": st.just("application/json"),
+    "content_length": st.none(),
+    "extra": st.just([]),
+}
 # half the requests get the envelope right, so that the body reaches the parser and the
 # explainer; the other half get the envelope (method, path, token, headers) wrong too
 _requests = st.one_of(
-    st.fixed_dictionaries({**_right, "body": _bodies | _near_valid,
-                           "chunk": st.none() | st.integers(1, 1 << 20)}),
-    st.fixed_dictionaries({**_envelope, "body": _bodies | _near_valid,
-                           "chunk": st.none() | st.integers(1, 1 << 20)}),
-)  # fmt: skip
+    st.fixed_dictionaries(
+        {**_right, "body": _bodies | _near_valid, "chunk": st.none() | st.integers(1, 1 << 20)}
+    ),
+    st.fixed_dictionaries(
+        {**_envelope, "body": _bodies | _near_valid, "chunk": st.none() | st.integers(1, 1 << 20)}
+    ),
+)
 
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("with_token", [False, True], ids=["no-token", "token"])
-@settings(max_examples=500, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.large_base_example,
-                                 HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings(
+    max_examples=500,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 @given(req=_requests)
 def test_fuzz_hostile_requests_never_get_a_5xx(model, with_token, req):
     """500 hostile requests per setting (1,000 in all): deep nesting, duplicate keys, huge
@@ -369,8 +492,14 @@ def test_fuzz_hostile_requests_never_get_a_5xx(model, with_token, req):
     if req["content_length"] is not None:
         headers.append((b"content-length", req["content_length"].encode()))
     body, size = req["body"], req["chunk"]
-    chunks = [body] if size is None else [body[i : i + max(size, len(body) // 64)]
-                                          for i in range(0, len(body), max(size, len(body) // 64))]
+    chunks = (
+        [body]
+        if size is None
+        else [
+            body[i : i + max(size, len(body) // 64)]
+            for i in range(0, len(body), max(size, len(body) // 64))
+        ]
+    )
     r = call(model["apps"][with_token], req["method"], req["path"], headers, chunks=chunks)
     event(f"status {r.status_code}")  # the spread shows with --hypothesis-show-statistics
     assert r.status_code < 500, (req["method"], req["path"], body[:80], r.status_code, r.text)

@@ -21,18 +21,19 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
+from simshap.amortized import FastSHAP, SimSHAP, efficient_normalization
+from simshap.amortized.io import load_explainer, save_explainer
+from simshap.amortized.simshap import optimal_cv_coef, residual_target
 from simshap.cli import build_parser, main
-from simshap.config import TABULAR_DEFAULTS, load_config, merge_config
 from simshap.data.tabular import load_tabular
+from simshap.estimators.semivalues import sim_semivalue_target
 from simshap.evaluation.metrics import attribution_errors
 from simshap.evaluation.tabular import estimators_at_budgets
 from simshap.evaluation.truth import ground_truth
-from simshap.explainers import FastSHAP, SimSHAP, efficient_normalization
-from simshap.explainers.simshap import optimal_cv_coef, residual_target
-from simshap.games.estimators import sim_semivalue_target
 from simshap.games.values import MaskedModelGame
-from simshap.io import load_explainer, save_explainer
-from simshap.pipeline import TabularRun
+from simshap.runs.config import TABULAR_DEFAULTS
+from simshap.runs.config_files import load_config, merge_config
+from simshap.runs.tabular import TabularRun
 
 SEED = 0
 EPOCHS = 40  # SimSHAP epochs in the l2 test (cosine schedule over them)
@@ -41,18 +42,38 @@ EPOCHS = 40  # SimSHAP epochs in the l2 test (cosine schedule over them)
 TINY_CONFIG = {
     "dataset": "breast_cancer",
     "seed": SEED,
-    "surrogate": {"hidden": 128, "layers": 3, "batch_size": 64, "masks_per_row": 8,
-                  "max_epochs": 40, "patience": 6},
-    "explainer": {"hidden": 128, "layers": 3, "n_masks": 16, "batch_size": 32,
-                  "max_epochs": 4, "patience": 4, "val_instances": 16, "val_budget": 512},
+    "surrogate": {
+        "hidden": 128,
+        "layers": 3,
+        "batch_size": 64,
+        "masks_per_row": 8,
+        "max_epochs": 40,
+        "patience": 6,
+    },
+    "explainer": {
+        "hidden": 128,
+        "layers": 3,
+        "n_masks": 16,
+        "batch_size": 32,
+        "max_epochs": 4,
+        "patience": 4,
+        "val_instances": 16,
+        "val_budget": 512,
+    },
     "evaluation": {"n_instances": 6, "threshold": 0.05, "budgets": [64, 128]},
     "trainer": {"accelerator": "cpu", "progress_bar": False},
 }
 
 
 def _explainer_spec(d: int, c: int) -> dict:
-    return {"kind": "mlp", "in_features": d, "num_players": d, "num_classes": c,
-            "hidden": 128, "layers": 3}
+    return {
+        "kind": "mlp",
+        "in_features": d,
+        "num_players": d,
+        "num_classes": c,
+        "hidden": 128,
+        "layers": 3,
+    }
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -102,23 +123,44 @@ def trained_simshap(bc_run: dict) -> dict:
     torch.manual_seed(SEED)
     d, c = data.n_features, data.n_classes
     # the paper's target (Algorithm 1): these tests check the paper's claims about it
-    module = SimSHAP(_explainer_spec(d, c) | {"hidden": 256}, surrogate, target="paper",
-                     n_masks=64, lr=2e-3,
-                     max_epochs_hint=EPOCHS, val_budget=256, seed=SEED,
-                     feature_names=data.feature_names)
+    module = SimSHAP(
+        _explainer_spec(d, c) | {"hidden": 256},
+        surrogate,
+        target="paper",
+        n_masks=64,
+        lr=2e-3,
+        max_epochs_hint=EPOCHS,
+        val_budget=256,
+        seed=SEED,
+        feature_names=data.feature_names,
+    )
     history = _L2History(x, truth.values, classes)
     gen = torch.Generator().manual_seed(SEED)
-    train = DataLoader(TensorDataset(torch.as_tensor(data.x_train)), batch_size=32,
-                       shuffle=True, generator=gen)
-    trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[history],
-                         limit_val_batches=0, num_sanity_val_steps=0)
+    train = DataLoader(
+        TensorDataset(torch.as_tensor(data.x_train)), batch_size=32, shuffle=True, generator=gen
+    )
+    trainer = pl.Trainer(
+        max_epochs=EPOCHS,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[history],
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, train)
     module.eval()
     baselines = estimators_at_budgets(game, truth.values, classes, [512], seed=SEED)
-    return {"module": module, "history": history.l2, "baselines": baselines, "x": x,
-            "truth": truth.values, "classes": classes}
+    return {
+        "module": module,
+        "history": history.l2,
+        "baselines": baselines,
+        "x": x,
+        "truth": truth.values,
+        "classes": classes,
+    }
 
 
 # --------------------------------------------------------------------------- surrogate
@@ -288,8 +330,9 @@ def test_wrong_feature_count_and_nan_are_refused(trained_simshap: dict) -> None:
         module.explain(bad)
 
 
-def test_missing_data_file_names_file_and_folder(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_data_file_names_file_and_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SIMSHAP_OFFLINE", "1")
     with pytest.raises(FileNotFoundError) as err:
         load_tabular("census", data_dir=tmp_path)
@@ -304,8 +347,9 @@ def _write_config(path: Path, config: dict) -> Path:
 
 
 def test_unknown_config_key(tmp_path: Path, capsys) -> None:
-    bad = _write_config(tmp_path / "bad.yaml",
-                        {"dataset": "breast_cancer", "surrogate": {"hiden": 64}})
+    bad = _write_config(
+        tmp_path / "bad.yaml", {"dataset": "breast_cancer", "surrogate": {"hiden": 64}}
+    )
     with pytest.raises(ValueError, match=r"unknown config key 'surrogate\.hiden'.*hidden"):
         load_config(bad)
     top = _write_config(tmp_path / "top.yaml", {"dataset": "breast_cancer", "epochs": 3})
@@ -318,11 +362,14 @@ def test_unknown_config_key(tmp_path: Path, capsys) -> None:
 
 
 def test_unknown_config_key_console_script(tmp_path: Path) -> None:
-    bad = _write_config(tmp_path / "bad.yaml",
-                        {"dataset": "breast_cancer", "explainer": {"n_mask": 8}})
+    bad = _write_config(
+        tmp_path / "bad.yaml", {"dataset": "breast_cancer", "explainer": {"n_mask": 8}}
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "simshap.cli", "run", str(bad), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode != 0
@@ -350,8 +397,9 @@ def _subcommands() -> dict[str, object]:
 
 
 def test_help_lists_only_existing_subcommands() -> None:
-    proc = subprocess.run([sys.executable, "-m", "simshap.cli", "--help"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "simshap.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0
     commands = _subcommands()
     for name in ("run", "fit-model", "fit-surrogate", "fit-explainer", "evaluate"):
@@ -467,8 +515,11 @@ def test_optimal_cv_coef_is_one_for_the_exact_additive_prior_and_zero_for_noise(
 
 def test_config_methods_check(tmp_path: Path) -> None:
     cfg = merge_config(TABULAR_DEFAULTS, TINY_CONFIG)
-    assert TabularRun(tmp_path / "r", cfg).explainer_names == ["simshap", "simshap_paper",
-                                                               "fastshap"]
+    assert TabularRun(tmp_path / "r", cfg).explainer_names == [
+        "simshap",
+        "simshap_paper",
+        "fastshap",
+    ]
     for bad in (["simshap", "kernelshap"], [], ["fastshap", "fastshap"]):
         cfg["explainer"]["methods"] = bad
         with pytest.raises(ValueError, match="explainer.methods"):

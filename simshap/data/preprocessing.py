@@ -100,8 +100,9 @@ class Preprocessor:
             The fitted preprocessor.
         """
         if unseen_categories not in UNSEEN_CATEGORIES:
-            raise UserError(f"unseen_categories must be one of {UNSEEN_CATEGORIES}, got "
-                            f"{unseen_categories!r}")  # fmt: skip
+            raise UserError(
+                f"unseen_categories must be one of {UNSEEN_CATEGORIES}, got {unseen_categories!r}"
+            )
         frame = cls._as_frame(rows, feature_names)
         if len(frame) == 0:
             raise UserError("cannot fit preprocessing on zero rows; pass the training rows")
@@ -112,8 +113,11 @@ class Preprocessor:
             if _is_categorical(full[c])
         }
         names = [str(c) for c in frame.columns]
-        missing = [n for n, c in zip(names, full.columns, strict=True)
-                   if allow_missing or full[c].isna().any()]  # fmt: skip
+        missing = [
+            n
+            for n, c in zip(names, full.columns, strict=True)
+            if allow_missing or full[c].isna().any()
+        ]
         prep = cls(names, categories, missing=missing, unseen_categories=unseen_categories)
         encoded = prep.encode(frame)
         with np.errstate(all="ignore"):
@@ -121,8 +125,11 @@ class Preprocessor:
             std = np.nan_to_num(np.nanstd(encoded, 0))
         prep.mean = [float(v) for v in mean]
         prep.std = [float(v) if v > 0 else 1.0 for v in std]
-        prep.constant = [n for n, c in zip(names, frame.columns, strict=True)
-                         if frame[c].nunique(dropna=False) <= 1]  # fmt: skip
+        prep.constant = [
+            n
+            for n, c in zip(names, frame.columns, strict=True)
+            if frame[c].nunique(dropna=False) <= 1
+        ]
         return prep
 
     @staticmethod
@@ -132,9 +139,11 @@ class Preprocessor:
         arr = np.asarray(rows.cpu() if isinstance(rows, torch.Tensor) else rows)
         if arr.ndim != 2:
             raise UserError(f"expected rows of shape (n, d), got shape {arr.shape}")
-        names = list(feature_names) if feature_names is not None else [
-            f"x{i}" for i in range(arr.shape[1])
-        ]
+        names = (
+            list(feature_names)
+            if feature_names is not None
+            else [f"x{i}" for i in range(arr.shape[1])]
+        )
         if len(names) != arr.shape[1]:
             raise UserError(f"{len(names)} feature names for {arr.shape[1]} columns")
         return pd.DataFrame(arr, columns=names).infer_objects()
@@ -207,7 +216,9 @@ class Preprocessor:
                 na = _missing(values)
                 index = {v: i for i, v in enumerate(self.categories[name])}
                 other = len(index)
-                codes = values.astype(str).str.strip().map(index).to_numpy(dtype=np.float64, copy=True)
+                codes = (
+                    values.astype(str).str.strip().map(index).to_numpy(dtype=np.float64, copy=True)
+                )
                 bad = ~na & np.isnan(codes)
                 codes[bad] = other
                 codes[na] = np.nan
@@ -224,15 +235,18 @@ class Preprocessor:
                 num = codes
             else:
                 try:
-                    num = np.asarray(pd.to_numeric(pd.Series(col), errors="raise"),
-                                     dtype=np.float64)  # fmt: skip
+                    num = np.asarray(
+                        pd.to_numeric(pd.Series(col), errors="raise"), dtype=np.float64
+                    )
                 except (TypeError, ValueError):
                     raise UserError(
                         f"column {name!r} must hold numbers, got values like {list(col[:3])}"
                     ) from None
                 if np.isinf(num).any():
-                    raise UserError(f"column {name!r} has infinite values (or numbers too large "
-                                    "for a float); drop those rows")  # fmt: skip
+                    raise UserError(
+                        f"column {name!r} has infinite values (or numbers too large "
+                        "for a float); drop those rows"
+                    )
                 na = np.isnan(num)
             if na.any() and name not in self.missing:
                 raise self._missing_error(name)
@@ -254,9 +268,11 @@ class Preprocessor:
         bad = np.argwhere(~np.isfinite(z))
         if len(bad):
             i, j = (int(v) for v in bad[0])
-            raise UserError(f"row {first_row + i}, feature {self.feature_names[j]!r}: the value is too large "
-                            "for the model's float32 inputs; send values of the size seen in "
-                            f"training ({len(bad)} such value(s) in all)")  # fmt: skip
+            raise UserError(
+                f"row {first_row + i}, feature {self.feature_names[j]!r}: the value is too large "
+                "for the model's float32 inputs; send values of the size seen in "
+                f"training ({len(bad)} such value(s) in all)"
+            )
         if not self.missing:
             return z
         cols = [self.feature_names.index(n) for n in self.missing]
@@ -266,8 +282,9 @@ class Preprocessor:
         """Encoded ``(n, d)`` -> network inputs (kept name; see :meth:`network_inputs`)."""
         return self.network_inputs(encoded)
 
-    def transform(self, rows: Any, unseen: dict[str, int] | None = None,
-                  first_row: int = 0) -> torch.Tensor:  # fmt: skip
+    def transform(
+        self, rows: Any, unseen: dict[str, int] | None = None, first_row: int = 0
+    ) -> torch.Tensor:
         """Raw rows -> the ``float32`` network inputs ``(n, F)``."""
         return torch.from_numpy(self.network_inputs(self.encode(rows, unseen), first_row))
 
@@ -287,17 +304,25 @@ class Preprocessor:
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and strings (saved inside weights-only ``torch.save`` files)."""
-        return {"feature_names": list(self.feature_names),
-                "categories": {k: list(v) for k, v in self.categories.items()},
-                "mean": list(self.mean), "std": list(self.std), "missing": list(self.missing),
-                "constant": list(self.constant),
-                "unseen_categories": self.unseen_categories}  # fmt: skip
+        return {
+            "feature_names": list(self.feature_names),
+            "categories": {k: list(v) for k, v in self.categories.items()},
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "missing": list(self.missing),
+            "constant": list(self.constant),
+            "unseen_categories": self.unseen_categories,
+        }
 
     @classmethod
     def from_dict(cls, blob: Mapping[str, Any]) -> Preprocessor:
         """Inverse of :meth:`to_dict` (files without the newer fields load with their defaults)."""
-        return cls(list(blob["feature_names"]),
-                   {k: list(v) for k, v in blob["categories"].items()},
-                   list(blob["mean"]), list(blob["std"]), list(blob.get("missing", [])),
-                   list(blob.get("constant", [])),
-                   blob.get("unseen_categories", "error"))  # fmt: skip
+        return cls(
+            list(blob["feature_names"]),
+            {k: list(v) for k, v in blob["categories"].items()},
+            list(blob["mean"]),
+            list(blob["std"]),
+            list(blob.get("missing", [])),
+            list(blob.get("constant", [])),
+            blob.get("unseen_categories", "error"),
+        )

@@ -107,14 +107,17 @@ def split_indices(
         counts = np.bincount(y)
         stratify = y if counts[counts > 0].min() >= 10 else None
     if test_size > 0:
-        idx_rest, idx_test = train_test_split(idx, test_size=test_size, random_state=seed,
-                                              stratify=stratify)  # fmt: skip
+        idx_rest, idx_test = train_test_split(
+            idx, test_size=test_size, random_state=seed, stratify=stratify
+        )
     else:
         idx_rest, idx_test = idx, idx[:0]
     idx_train, idx_val = train_test_split(
-        idx_rest, test_size=val_size / (1 - test_size), random_state=seed,
+        idx_rest,
+        test_size=val_size / (1 - test_size),
+        random_state=seed,
         stratify=None if stratify is None else y[idx_rest],
-    )  # fmt: skip
+    )
     return idx_train, idx_val, idx_test
 
 
@@ -167,8 +170,9 @@ def load_tabular(
                 f"a user data set is {{path: file.csv or .parquet, target: column, na_values: "
                 f"[...], ignore: [...]}}; got keys {sorted(name)}"
             )
-        frame, labels = read_table(name["path"], name["target"], name.get("na_values"),
-                                   name.get("ignore"))  # fmt: skip
+        frame, labels = read_table(
+            name["path"], name["target"], name.get("na_values"), name.get("ignore")
+        )
         label = Path(str(name["path"])).stem
         target_name = str(name["target"])
         if task == "auto":
@@ -179,9 +183,18 @@ def load_tabular(
         class_names = CLASS_NAMES.get(name)
         if task == "auto":
             task = "regression" if name in REGRESSION_DATASETS else "classification"
-    return from_frame(frame, labels, label, target_name, seed, task, allow_missing,
-                      unseen_categories, class_names=class_names,
-                      census=name == "census")  # fmt: skip
+    return from_frame(
+        frame,
+        labels,
+        label,
+        target_name,
+        seed,
+        task,
+        allow_missing,
+        unseen_categories,
+        class_names=class_names,
+        census=name == "census",
+    )
 
 
 def from_frame(
@@ -222,32 +235,46 @@ def from_frame(
         try:
             y = pd.to_numeric(pd.Series(np.asarray(labels)), errors="raise").to_numpy(np.float64)
         except (TypeError, ValueError):
-            raise UserError("task: regression needs a numeric target; this one holds strings "
-                            "(set task: classification)") from None  # fmt: skip
+            raise UserError(
+                "task: regression needs a numeric target; this one holds strings "
+                "(set task: classification)"
+            ) from None
         names, n_classes = [target_name], 1
     else:
         numeric = pd.to_numeric(pd.Series(np.asarray(labels)), errors="coerce")
         if numeric.notna().all() and (numeric != numeric.round()).any():
-            raise UserError("task: classification, but the target holds numbers with fractions "
-                            "(a quantity to predict): set task: regression")  # fmt: skip
+            raise UserError(
+                "task: classification, but the target holds numbers with fractions "
+                "(a quantity to predict): set task: regression"
+            )
         y, names = encode_labels(labels, max_classes=MAX_TABLE_CLASSES)
         n_classes = int(y.max()) + 1
         if class_names is None or len(class_names) != n_classes:
             class_names = names
         names = class_names
     if frame.shape[1] < 2:
-        raise UserError(f"the table has {frame.shape[1]} feature column; Shapley values share a "
-                        "prediction among two or more features")  # fmt: skip
+        raise UserError(
+            f"the table has {frame.shape[1]} feature column; Shapley values share a "
+            "prediction among two or more features"
+        )
     if len(frame) < 20:
-        raise UserError(f"the table has {len(frame)} rows; a train / validation / test split "
-                        "needs at least 20")  # fmt: skip
-    idx_train, idx_val, idx_test = split_indices(len(frame), y if task != "regression" else None,
-                                                 seed, test_size, val_size)  # fmt: skip
-    prep = Preprocessor.fit(frame.iloc[idx_train], all_rows=frame, allow_missing=allow_missing,
-                            unseen_categories=unseen_categories)  # fmt: skip
-    categorical = [frame.columns.get_loc(c) for c in CENSUS_CATEGORICAL] if census else [
-        frame.columns.get_loc(c) for c in prep.categories
-    ]
+        raise UserError(
+            f"the table has {len(frame)} rows; a train / validation / test split needs at least 20"
+        )
+    idx_train, idx_val, idx_test = split_indices(
+        len(frame), y if task != "regression" else None, seed, test_size, val_size
+    )
+    prep = Preprocessor.fit(
+        frame.iloc[idx_train],
+        all_rows=frame,
+        allow_missing=allow_missing,
+        unseen_categories=unseen_categories,
+    )
+    categorical = (
+        [frame.columns.get_loc(c) for c in CENSUS_CATEGORICAL]
+        if census
+        else [frame.columns.get_loc(c) for c in prep.categories]
+    )
 
     def rows(index: np.ndarray) -> pd.DataFrame:
         return frame.iloc[index].reset_index(drop=True)

@@ -94,7 +94,13 @@ _SOURCES: dict[str, _Source] = {
 }
 
 TABULAR_DATASETS: tuple[str, ...] = (
-    "breast_cancer", "wine", "digits", "diabetes", "census", "news", "bankruptcy",
+    "breast_cancer",
+    "wine",
+    "digits",
+    "diabetes",
+    "census",
+    "news",
+    "bankruptcy",
 )
 #: the named data sets whose target is a number (the others are classifications)
 REGRESSION_DATASETS: tuple[str, ...] = ("diabetes",)
@@ -140,9 +146,7 @@ def _download(source: _Source, folder: Path, timeout: float) -> Path:
     return target
 
 
-def _find_file(
-    name: str, data_dir: str | os.PathLike[str] | None, download: bool | None
-) -> Path:
+def _find_file(name: str, data_dir: str | os.PathLike[str] | None, download: bool | None) -> Path:
     source = _SOURCES[name]
     folder = resolve_data_dir(data_dir)
     for filename in source.filenames:
@@ -255,9 +259,7 @@ def _raw_bankruptcy(
 
 _RAW_LOADERS: dict[
     str,
-    Callable[
-        [str | os.PathLike[str] | None, bool | None], tuple[pd.DataFrame, np.ndarray]
-    ],
+    Callable[[str | os.PathLike[str] | None, bool | None], tuple[pd.DataFrame, np.ndarray]],
 ] = {
     "breast_cancer": _raw_breast_cancer,
     "wine": _raw_sklearn("load_wine"),

@@ -23,9 +23,7 @@ __all__ = [
 AUTO_MAX_CLASSES = 20
 
 
-def read_frame(
-    path: str | os.PathLike[str], na_values: list[str] | None = None
-) -> pd.DataFrame:
+def read_frame(path: str | os.PathLike[str], na_values: list[str] | None = None) -> pd.DataFrame:
     """Read a ``.csv`` or ``.parquet`` file, with a clear error for anything that is not one.
 
     CSV values are stripped of the spaces after each comma (as in the raw UCI files), and the
@@ -99,8 +97,10 @@ def encode_labels(labels: Any, max_classes: int = 1000) -> tuple[np.ndarray, lis
     if len(classes) < 2:
         raise UserError(f"the target needs at least two classes, found {classes}")
     if len(classes) > max_classes:
-        raise UserError(f"the target has {len(classes)} distinct values, too many classes for a "
-                        "classification; if it is a number to predict, set task: regression")
+        raise UserError(
+            f"the target has {len(classes)} distinct values, too many classes for a "
+            "classification; if it is a number to predict, set task: regression"
+        )
     index = {v: i for i, v in enumerate(classes)}
     return values.map(index).to_numpy(dtype=np.int64), [_name(c) for c in classes]
 
@@ -122,7 +122,8 @@ def infer_task_from_labels(y: Any) -> str:
     if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
         return "classification"
     values = s.dropna().to_numpy(dtype=np.float64)
-    if values.size and (np.any(values != np.round(values)) or
-                        np.unique(values).size > AUTO_MAX_CLASSES):  # fmt: skip
+    if values.size and (
+        np.any(values != np.round(values)) or np.unique(values).size > AUTO_MAX_CLASSES
+    ):
         return "regression"
     return "classification"

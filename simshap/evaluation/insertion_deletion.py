@@ -124,8 +124,14 @@ def insertion_deletion(
 
     """
     return insertion_deletion_all(
-        model, images, attributions, target=target, superpixel_size=superpixel_size,
-        normalize=(normalize,), batch_size=batch_size, blur_kernel_size=blur_kernel_size,
+        model,
+        images,
+        attributions,
+        target=target,
+        superpixel_size=superpixel_size,
+        normalize=(normalize,),
+        batch_size=batch_size,
+        blur_kernel_size=blur_kernel_size,
         blur_sigma=blur_sigma,
     )[normalize]
 
@@ -249,9 +255,13 @@ def _curves(
         if not out.is_floating_point() or out.dtype in (torch.float16, torch.bfloat16):
             out = out.float()  # score in at least single precision
         if start == 0:
-            scores = {kind: (torch.empty(total, device=device, dtype=out.dtype),
-                             torch.empty(total, device=device, dtype=out.dtype))
-                      for kind in ("logit", "prob")}  # fmt: skip
+            scores = {
+                kind: (
+                    torch.empty(total, device=device, dtype=out.dtype),
+                    torch.empty(total, device=device, dtype=out.dtype),
+                )
+                for kind in ("logit", "prob")
+            }
         tgt = target[img].repeat(2).unsqueeze(1)
         m = len(idx)
         for kind, z in (("logit", out), ("prob", out.softmax(dim=1))):

@@ -23,7 +23,6 @@ import torch
 
 from simshap.errors import UserError
 from simshap.games.contract import call_game, game_device
-from simshap.games.regression import constrained_least_squares, gram, moment
 from simshap.games.sampling import ShapleyKernelSampler
 
 __all__ = [
@@ -59,8 +58,12 @@ def instances_per_chunk(d: int, classes: int, budget: int = MEMORY_BUDGET_BYTES)
 
 def _seconds_per_evaluation(game: Any, coalitions: int = 256) -> float:
     sampler = ShapleyKernelSampler(game.num_players, paired=True)
-    masks = sampler.sample(coalitions, generator=torch.Generator().manual_seed(0),
-                           device=game_device(game), batch_shape=(game.num_instances,))  # fmt: skip
+    masks = sampler.sample(
+        coalitions,
+        generator=torch.Generator().manual_seed(0),
+        device=game_device(game),
+        batch_shape=(game.num_instances,),
+    )
     with torch.no_grad():
         call_game(game, masks)  # warm-up
         start = time.perf_counter()
@@ -80,8 +83,10 @@ def _flops_per_second() -> float:
 
 
 def _seconds_per_fit(d: int, classes: int) -> float:
-    """One round's weighted least-squares fit: the d x d normal equations of a round (2 r d²
-    flops) and their solve (about d³), at this machine's measured rate."""
+    """One round's weighted least-squares fit, at this machine's measured rate.
+
+    The d x d normal equations of a round cost 2 r d² flops, their solve about d³.
+    """
     r = kernel_round_size(d)
     return (2.0 * r * d * d + 2.0 * d**3 + 2.0 * r * d * classes) / _flops_per_second()
 
@@ -109,14 +114,22 @@ def estimate_ground_truth(game: Any, n_instances: int, method: str, classes: int
     else:
         r = kernel_round_size(d)
         evals = max(KERNEL_TYPICAL_EVALS, 2 * r)
-        seconds = n_instances * (evals * t_eval + math.ceil(evals / r) * _seconds_per_fit(d, classes))
+        seconds = n_instances * (
+            evals * t_eval + math.ceil(evals / r) * _seconds_per_fit(d, classes)
+        )
         per = kernel_bytes_per_instance(d, classes)
-    return {"method": method, "evaluations": evals, "minutes": seconds / 60.0,
-            "bytes_per_instance": per, "chunk": instances_per_chunk(d, classes)}  # fmt: skip
+    return {
+        "method": method,
+        "evaluations": evals,
+        "minutes": seconds / 60.0,
+        "bytes_per_instance": per,
+        "chunk": instances_per_chunk(d, classes),
+    }
 
 
-def pilot_kernel_shap(game: Any, n_instances: int, threshold: float, max_minutes: float,
-                      seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def pilot_kernel_shap(
+    game: Any, n_instances: int, threshold: float, max_minutes: float, seed: int = 0
+) -> dict[str, Any]:
     """Run converged KernelSHAP on the game's first instance within its share of the time.
 
     Each instance may take ``max_minutes / n_instances``; the pilot doubles its evaluations
@@ -126,7 +139,7 @@ def pilot_kernel_shap(game: Any, n_instances: int, threshold: float, max_minutes
     Returns:
         ``{"evaluations", "seconds", "converged"}`` of the pilot.
     """
-    from simshap.games.estimators import kernel_shap
+    from simshap.estimators.kernel import kernel_shap
 
     one = game.select(torch.arange(1)) if getattr(game, "supports_select", False) else game
     share = max_minutes * 60.0 / max(n_instances, 1)
@@ -135,18 +148,31 @@ def pilot_kernel_shap(game: Any, n_instances: int, threshold: float, max_minutes
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # "stopped at max_evals"
-            est = kernel_shap(one, paired=True, threshold=threshold, max_evals=evals,
-                              generator=torch.Generator().manual_seed(seed))  # fmt: skip
+            est = kernel_shap(
+                one,
+                paired=True,
+                threshold=threshold,
+                max_evals=evals,
+                generator=torch.Generator().manual_seed(seed),
+            )
         spent += time.perf_counter() - start
         converged = est.n_evals < evals - kernel_round_size(game.num_players)
         if converged or spent > share:
-            return {"evaluations": int(est.n_evals), "seconds": spent, "converged": converged,
-                    "share_seconds": share}  # fmt: skip
+            return {
+                "evaluations": int(est.n_evals),
+                "seconds": spent,
+                "converged": converged,
+                "share_seconds": share,
+            }
         evals *= 2
 
 
 def check_ground_truth_cost(
-    game: Any, n_instances: int, method: str, max_minutes: float, classes: int,
+    game: Any,
+    n_instances: int,
+    method: str,
+    max_minutes: float,
+    classes: int,
     threshold: float | None = None,
 ) -> dict[str, Any]:
     """Estimate the ground truth's cost and refuse it above ``max_minutes``.
@@ -168,8 +194,11 @@ def check_ground_truth_cost(
             est["pilot"] = pilot
     if est["minutes"] > max_minutes:
         d = game.num_players
-        exact_hint = (" use evaluation.ground_truth: kernel_shap (exact needs 2^d coalitions);"
-                      if est["method"] == "exact" else "")  # fmt: skip
+        exact_hint = (
+            " use evaluation.ground_truth: kernel_shap (exact needs 2^d coalitions);"
+            if est["method"] == "exact"
+            else ""
+        )
         at_least = "" if est["method"] == "exact" else "at least "
         raise UserError(
             f"the {est['method']} ground truth of {n_instances} instances with {d} players would "

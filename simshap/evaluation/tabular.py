@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 
+from simshap.estimators.kernel import kernel_shap
+from simshap.estimators.permutation import permutation_shapley
 from simshap.evaluation.metrics import attribution_errors
 from simshap.evaluation.timing import timed
-from simshap.games.estimators import kernel_shap, permutation_shapley
-from simshap.shapley_values import ShapleyValues
+from simshap.results import ShapleyValues
 
 __all__ = ["BUDGET_METHODS", "amortized_at_budgets", "estimators_at_budgets"]
 

@@ -13,10 +13,11 @@ from typing import Any
 import torch
 
 from simshap.errors import UserError
+from simshap.estimators.exact import MAX_EXACT_PLAYERS, exact_shapley
+from simshap.estimators.kernel import kernel_shap
 from simshap.evaluation.preflight import instances_per_chunk
 from simshap.games.contract import can_select
-from simshap.games.estimators import MAX_EXACT_PLAYERS, exact_shapley, kernel_shap
-from simshap.shapley_values import ShapleyValues
+from simshap.results import ShapleyValues
 
 __all__ = ["ground_truth", "EXACT_UP_TO"]
 
@@ -63,16 +64,30 @@ def ground_truth(
     # the d x d normal equations dominate the memory; the outputs' share is small
     chunk = instances_per_chunk(d, 1) if isinstance(d, int) else n
     if chunk >= n or not can_select(game):
-        return kernel_shap(game, paired=True, threshold=threshold, batch_size=batch_size,
-                           generator=gen, max_evals=max_evals)  # fmt: skip
+        return kernel_shap(
+            game,
+            paired=True,
+            threshold=threshold,
+            batch_size=batch_size,
+            generator=gen,
+            max_evals=max_evals,
+        )
     # wide tables: instances in chunks, so the d x d normal equations stay within memory
-    parts = [kernel_shap(game.select(torch.arange(i, min(n, i + chunk))), paired=True,
-                         threshold=threshold, batch_size=batch_size, generator=gen,
-                         max_evals=max_evals) for i in range(0, n, chunk)]  # fmt: skip
+    parts = [
+        kernel_shap(
+            game.select(torch.arange(i, min(n, i + chunk))),
+            paired=True,
+            threshold=threshold,
+            batch_size=batch_size,
+            generator=gen,
+            max_evals=max_evals,
+        )
+        for i in range(0, n, chunk)
+    ]
     return ShapleyValues(
         values=torch.cat([p.values for p in parts]),
         base_values=torch.cat([p.base_values for p in parts]),
         std=torch.cat([p.std for p in parts]),
-        n_evals=max(p.n_evals for p in parts), method=parts[0].method,
+        n_evals=max(p.n_evals for p in parts),
+        method=parts[0].method,
     )
-

@@ -31,8 +31,9 @@ class RowsGame(Game):
     """The marginal game over ``background`` rows (K = 1: the baseline game) of a rows model.
 
     Args:
-        model: ``model(rows (n, d) array) -> (n, C)`` (a :class:`~simshap.adapter.ModelAdapter`'s
-            :meth:`~simshap.adapter.ModelAdapter.on_array`).
+        model: ``model(rows (n, d) array) -> (n, C)`` (a
+            :class:`~simshap.models.adapter.ModelAdapter`'s
+            :meth:`~simshap.models.adapter.ModelAdapter.on_array`).
         x: the explained raw rows ``(B, d)`` (``object`` arrays hold strings and NaN).
         background: background raw rows ``(K, d)``.
         batch_size: model rows per call (bounds memory; a coalition costs K rows).
@@ -51,8 +52,10 @@ class RowsGame(Game):
     ) -> None:
         x, background = np.asarray(x), np.asarray(background)
         if x.ndim != 2 or background.ndim != 2 or x.shape[1] != background.shape[1]:
-            raise UserError(f"x (B, d) and background (K, d) must share d columns, got shapes "
-                            f"{x.shape} and {background.shape}")  # fmt: skip
+            raise UserError(
+                f"x (B, d) and background (K, d) must share d columns, got shapes "
+                f"{x.shape} and {background.shape}"
+            )
         if len(x) < 1 or len(background) < 1:
             raise UserError("a rows game needs at least one explained row and one background row")
         if batch_size < 1:
@@ -70,8 +73,10 @@ class RowsGame(Game):
         return RowsGame(self.model, self.x[idx], self.background, self.batch_size, self._v_empty)
 
     def _predict(self, rows: np.ndarray) -> torch.Tensor:
-        outs = [np.asarray(self.model(rows[i : i + self.batch_size]), dtype=np.float64)
-                for i in range(0, len(rows), self.batch_size)]  # fmt: skip
+        outs = [
+            np.asarray(self.model(rows[i : i + self.batch_size]), dtype=np.float64)
+            for i in range(0, len(rows), self.batch_size)
+        ]
         return torch.from_numpy(np.concatenate(outs))
 
     def _hybrid(self, inst: np.ndarray, masks: np.ndarray, bg: np.ndarray) -> np.ndarray:
@@ -88,8 +93,9 @@ class RowsGame(Game):
         out = []
         for i in range(0, b * m, per_chunk):
             mk, ins = flat[i : i + per_chunk], inst[i : i + per_chunk]
-            rows = self._hybrid(np.repeat(ins, k), np.repeat(mk, k, axis=0),
-                                np.tile(self.background, (len(ins), 1)))  # fmt: skip
+            rows = self._hybrid(
+                np.repeat(ins, k), np.repeat(mk, k, axis=0), np.tile(self.background, (len(ins), 1))
+            )
             out.append(self._predict(rows).view(len(ins), k, -1).mean(1))
         return torch.cat(out).view(b, m, -1)
 
@@ -122,4 +128,3 @@ class RowsGame(Game):
     def empty_and_full(self) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
         full = self.full()
         return self.v_empty().to(full).expand_as(full).clone(), full
-
