@@ -38,15 +38,9 @@ import torch
 from _report import machine, write_section  # benchmarks/_report.py
 
 from simshap.data import load_tabular
+from simshap.estimators import appro_semivalue, kernel_shap, permutation_shapley, sim_semivalue
 from simshap.evaluation import ground_truth
-from simshap.games import (
-    BaselineGame,
-    SklearnModel,
-    appro_semivalue,
-    kernel_shap,
-    permutation_shapley,
-    sim_semivalue,
-)
+from simshap.games import BaselineGame, SklearnModel
 from simshap.models.original import fit_original_model
 
 ROOT = Path(__file__).resolve().parents[1]

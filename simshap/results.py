@@ -14,7 +14,6 @@ Baselines that explain only one class per instance (captum / shap image baseline
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ShapleyValues", "ShapleyEstimate"]
+__all__ = ["ShapleyValues"]
 
 
 def _user_error(msg: str) -> Exception:
@@ -325,27 +324,3 @@ def _plot_data(data: Any) -> np.ndarray | None:
             col = pd.Series(pd.Categorical(frame[name].astype(str)).codes, dtype=float)
         cols.append(col.to_numpy(dtype=np.float64))
     return np.stack(cols, axis=1)
-
-
-class ShapleyEstimate(ShapleyValues):
-    """Deprecated name of :class:`ShapleyValues`, kept so old callers work.
-
-    Accepts the old positional order ``ShapleyEstimate(values, std, n_evals)``; the base values
-    are then unknown (NaN).
-    """
-
-    def __init__(
-        self,
-        values: torch.Tensor,
-        std: torch.Tensor | None = None,
-        n_evals: int = 0,
-        base_values: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> None:
-        warnings.warn(
-            "ShapleyEstimate is deprecated; use simshap.ShapleyValues (fields values, "
-            "base_values, std, n_evals, method)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        super().__init__(values=values, base_values=base_values, std=std, n_evals=n_evals, **kwargs)

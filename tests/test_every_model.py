@@ -161,8 +161,8 @@ def test_simshap_run_on_a_csv_with_question_marks_and_rare_values(tmp_path, tabl
 
 @pytest.mark.timeout(300)
 def test_serve_and_explain_accept_missing_values(tmp_path, table):
-    from simshap.serving.app import ExplainHandler
     from simshap.serving.cli import explain_file
+    from simshap.serving.handler import ExplainHandler
 
     frame, y, model = table
     explainer = simshap.fit(model, frame, y, accelerator="cpu", **SMALL)

@@ -189,7 +189,7 @@ def trained(tmp_path_factory):
 def test_every_output_adds_up_eager_onnx_and_served(trained, method, game, task, tmp_path):
     import onnxruntime as ort
 
-    from simshap.serving.app import ExplainHandler
+    from simshap.serving.handler import ExplainHandler
 
     explainer, model, frame, path = trained[method, game, task]
     rows = frame.iloc[:40]

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from simshap.errors import UserError
+from simshap.estimators import convergence_ratio, exact_shapley, kernel_shap
 from simshap.estimators.leverage import leverage_allocation, leverage_designs
 from simshap.estimators.regression import gram
 from simshap.estimators.tree_adjusted import tree_adjusted_values
 from simshap.evaluation import ground_truth
-from simshap.games import FunctionGame, TableGame, convergence_ratio, exact_shapley, kernel_shap
+from simshap.games import FunctionGame, TableGame
 from simshap.games.sampling import shapley_kernel_subset_prob
 from simshap.games.values import all_coalitions
 

@@ -174,7 +174,7 @@ def test_evaluate_overwrite_recomputes_and_matches_explainer_output(finished_run
     x, _ = run.data.test_tensors(3)
     classifier = run.classifier()
     tgt = classifier.predict_logits(x).argmax(1)
-    from simshap.amortized import load_explainer
+    from simshap.amortized.io import load_explainer
 
     phi = load_explainer(run.path("simshap.pt")).explain(x)[torch.arange(3), :, tgt]
     cached = torch.load(run.path("attributions/simshap.pt"), weights_only=True)["values"]

@@ -6,8 +6,9 @@ from torchvision.transforms.functional import gaussian_blur
 
 from simshap.estimators.kernel import kernel_shap
 from simshap.evaluation.insertion_deletion import insertion_deletion, superpixel_order
-from simshap.games.values import BaselineGame, SuperpixelGrouping
+from simshap.games.values import BaselineGame
 from simshap.models import cifar_resnet18
+from simshap.players import Players
 
 torch.set_num_threads(1)
 
@@ -143,7 +144,7 @@ def test_exact_shapley_beats_random_on_linear_superpixel_game(data_dir):
         t_del = model(images).argmax(1)
         phi_del = linear_game_values(model, images, zeros, t_del)
         # they are the Shapley values: KernelSHAP is exact on additive games
-        game = BaselineGame(model, images, zeros[0], groups=SuperpixelGrouping())
+        game = BaselineGame(model, images, zeros[0], groups=Players.superpixels())
         est = kernel_shap(game, budget=602, generator=torch.Generator().manual_seed(0))
         torch.testing.assert_close(est.values[torch.arange(n), :, t_del], phi_del)
         # insertion is the game with the blurred image as baseline; track the class it helps most

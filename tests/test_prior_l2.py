@@ -103,7 +103,7 @@ def test_the_loss_is_checked() -> None:
 @pytest.mark.timeout(120)
 def test_the_explainer_passes_its_loss_to_the_refinement(monkeypatch: pytest.MonkeyPatch) -> None:
     """``explainer(x, budget=k, loss=...)`` refines with that loss (``"l2"`` by default)."""
-    import simshap.amortized.base as base_mod
+    import simshap.amortized.inference as base_mod
 
     d, c = 12, 2
     torch.manual_seed(0)

@@ -211,7 +211,7 @@ def test_cli_user_error_is_one_line_and_bug_keeps_traceback(tmp_path, capsys, mo
     assert main(["evaluate", "--out", str(tmp_path / "nothing")]) == 2
     assert "config.yaml not found" in capsys.readouterr().err
 
-    from simshap import pipeline
+    from simshap.runs import tabular as pipeline
 
     def broken(self, overwrite=False):
         raise ValueError("an internal bug")

@@ -283,7 +283,7 @@ def test_load_explainer_rejects_other_files(tmp_path: Path) -> None:
         load_explainer(tmp_path / "absent.pt")
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)
-    with pytest.raises(ValueError, match="not a simshap explainer"):
+    with pytest.raises(ValueError, match="not written by simshap.save"):
         load_explainer(other)
 
 

@@ -3,9 +3,8 @@
 A file is a dict of tensors, numbers, strings and lists: ``format`` (``"simshap"``),
 ``version``, ``kind`` (``"surrogate"`` or ``"explainer"``) and the specs, hyperparameters,
 weights and fitted preprocessing needed to rebuild the module. Loading never unpickles code
-(``weights_only=True``). Files written before the version field (``simshap-explainer-v1``
-explainers, bare surrogate dicts) still load; anything else fails with a message that says
-what the file is not.
+(``weights_only=True``), and the weights' SHA-256, written with them, is checked: a truncated,
+bit-flipped or foreign file fails with a message that says what the file is not.
 
 This module sits above the explainers: the explainer classes import nothing from here, so
 there is no import cycle.
@@ -41,8 +40,7 @@ __all__ = [
 ]
 
 FORMAT = "simshap"
-VERSION = 2
-_LEGACY_EXPLAINER = "simshap-explainer-v1"
+VERSION = 3  # 3: raw-row preprocessing with missing values, games, the model contract
 EXPLAINER_CLASSES: dict[str, type[AmortizedExplainer]] = {
     "SimSHAP": SimSHAP,
     "FastSHAP": FastSHAP,
@@ -66,8 +64,8 @@ def _sealed(blob: dict[str, Any]) -> dict[str, Any]:
 def _check_seal(blob: dict[str, Any], path: Path) -> None:
     """Refuse a file whose content does not match the hash written with it."""
     recorded = blob.get("sha256")
-    if recorded is None:  # files of earlier releases carry no hash
-        return
+    if recorded is None:
+        raise UserError(f"{path} carries no weights hash: it was not written by simshap.save")
     if recorded != _weights_hash(blob):
         raise UserError(
             f"{path} is corrupted: its weights do not match the hash recorded when it "
@@ -147,6 +145,11 @@ def _read(path: str | os.PathLike[str], map_location: Any) -> dict[str, Any]:
         raise UserError(f"{path} is not a simshap surrogate or explainer file")
     _check_seal(blob, path)
     version = blob.get("version", 1)
+    if blob.get("format") == FORMAT and version < VERSION:
+        raise UserError(
+            f"{path} was written by an earlier simshap (file version {version}; this one reads "
+            f"version {VERSION}, whose preprocessing and games differ): train it again"
+        )
     if blob.get("format") == FORMAT and version > VERSION:
         raise UserError(
             f"{path} was written by a newer simshap (file version {version}, this one reads "
@@ -170,10 +173,9 @@ def _sniff(path: Path) -> str | None:
 
 
 def load_surrogate(path: str | os.PathLike[str], map_location: Any = "cpu") -> Surrogate:
-    """Load a surrogate written by :func:`save_surrogate` (or an older bare surrogate dict)."""
+    """Load a surrogate written by :func:`save_surrogate`."""
     blob = _read(path, map_location)
-    legacy = "format" not in blob and {"net_spec", "grouping_spec", "state_dict"} <= set(blob)
-    if not legacy and blob.get("kind") != "surrogate":
+    if blob.get("format") != FORMAT or blob.get("kind") != "surrogate":
         raise UserError(f"{path} is not a simshap surrogate file (kind {blob.get('kind')!r})")
     return surrogate_from_state(blob).to(map_location)
 
@@ -217,7 +219,7 @@ def load_explainer(
     """Load an explainer written by :func:`save_explainer` (weights only), in eval mode.
 
     Args:
-        path: the file (also ``simshap-explainer-v1`` files of earlier releases).
+        path: the file.
         map_location: device to load onto.
         model: the model it explains (needed by the marginal and baseline games, whose values
             add up to the model's output; optional for the surrogate game, where it adds the
@@ -229,9 +231,7 @@ def load_explainer(
         labels regression.
     """
     blob = _read(path, map_location)
-    if blob.get("format") == _LEGACY_EXPLAINER:
-        pass  # same fields as version 2, minus the preprocessing
-    elif blob.get("format") != FORMAT or blob.get("kind") != "explainer":
+    if blob.get("format") != FORMAT or blob.get("kind") != "explainer":
         raise UserError(f"{path} is not a simshap explainer file (format {FORMAT!r})")
     cls = EXPLAINER_CLASSES.get(blob["class"])
     if cls is None:
@@ -241,10 +241,8 @@ def load_explainer(
     model = cls(blob["net_spec"], surrogate=surrogate, **blob["hparams"])
     model.net.load_state_dict(blob["state_dict"])
     model.base_value.copy_(blob["base_value"])
-    if "prior_var" in blob:  # files of earlier releases lack it: explainer(x, budget=) refuses
-        model.prior_var.copy_(blob["prior_var"])
-    if "prior_var_quantiles" in blob:  # absent before: the mean error alone weighs the prior
-        model.prior_var_quantiles.copy_(blob["prior_var_quantiles"])
+    model.prior_var.copy_(blob["prior_var"])
+    model.prior_var_quantiles.copy_(blob["prior_var_quantiles"])
     explainer = model.to(map_location).eval()
     if user_model is not None:
         explainer.attach_model(adapter_for(explainer, user_model))

@@ -18,7 +18,6 @@ use); it never imports games, estimators or explainers.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import lightning.pytorch as pl
@@ -237,125 +236,6 @@ class Surrogate(MaskGeneratorState, pl.LightningModule):
         hp = self.hparams
         return adamw_cosine(self.net.parameters(), hp.lr, hp.weight_decay, hp.max_epochs_hint)
 
-    # ------------------------------------------------------------------ bring your own model
-    @classmethod
-    def fit(
-        cls,
-        model: Any,
-        x_train: Any,
-        x_val: Any,
-        hidden: int = 512,
-        layers: int = 4,
-        masks_per_row: int = 4,
-        batch_size: int = 128,
-        lr: float = 1e-3,
-        max_epochs: int = 100,
-        patience: int = 10,
-        seed: int = 0,
-        out_dir: str | os.PathLike[str] | None = None,
-        task: str = "auto",
-        output: str = "auto",
-        link: str = "identity",
-        preprocessor: Preprocessor | None = None,
-        **trainer: Any,
-    ) -> Surrogate:
-        """Train a surrogate of your own model on your own raw rows.
-
-        The preprocessing (column order, category codes, missing indicators, standardization)
-        is fitted on ``x_train`` unless given, and kept inside the surrogate, and so inside every
-        explainer trained on it. Its fidelity to the model on ``x_val`` is measured and kept
-        (``surrogate.hparams.fidelity``), with a warning when it is poor.
-
-        Args:
-            model: the user's model (any :class:`~simshap.models.adapter.ModelAdapter` takes) or an
-                adapter; it sees the raw rows.
-            x_train: raw training rows (DataFrame, array).
-            x_val: raw validation rows (early stopping, fidelity).
-            hidden: MLP width.
-            layers: MLP depth.
-            masks_per_row: random coalitions per row and step.
-            batch_size: rows per step.
-            lr: AdamW learning rate.
-            max_epochs: epoch limit.
-            patience: early-stopping patience (validation loss).
-            seed: seed of the masks, the shuffling and the initialization.
-            out_dir: folder for Lightning checkpoints (resumable); default a temporary one.
-            task: see :class:`~simshap.models.adapter.ModelAdapter` (ignored for an adapter).
-            output: see :class:`~simshap.models.adapter.ModelAdapter` (ignored for an adapter).
-            link: see :class:`~simshap.models.adapter.ModelAdapter` (ignored for an adapter).
-            preprocessor: a fitted preprocessing to use instead of fitting one on ``x_train``.
-            **trainer: more :func:`~simshap.amortized.training.fit_module` options
-                (``accelerator``...).
-
-        Returns:
-            The trained surrogate, in eval mode.
-        """
-        from torch.utils.data import DataLoader, TensorDataset
-
-        from simshap.amortized.fidelity import fidelity, warn_fidelity
-        from simshap.amortized.training import EpochSampler, fit_module
-        from simshap.models.adapter import ModelAdapter
-
-        adapter = (
-            model
-            if isinstance(model, ModelAdapter)
-            else ModelAdapter(
-                model,
-                x_train[:256] if hasattr(x_train, "__getitem__") else x_train,
-                task=task,
-                output=output,
-                link=link,
-            )
-        )
-        prep = preprocessor or Preprocessor.fit(x_train)
-        x_tr, x_va = prep.transform(x_train), prep.transform(x_val)
-        t_tr = torch.as_tensor(adapter(x_train), dtype=torch.float32)
-        t_va = torch.as_tensor(adapter(x_val), dtype=torch.float32)
-        regression = adapter.task == "regression"
-        if regression:
-            mean, std = t_tr.mean(0), t_tr.std(0).clamp_min(1e-12)
-            scaling = {"target_mean": mean.tolist(), "target_std": std.tolist()}
-        else:
-            # the surrogate learns probabilities (KL); the logit link is applied to its output
-            t_tr, t_va = _probabilities(adapter, x_train), _probabilities(adapter, x_val)
-            scaling = {}
-        torch.manual_seed(seed)
-        module = cls(
-            surrogate_spec(prep, adapter.num_outputs, hidden, layers),
-            players_spec(prep),
-            lr=lr,
-            masks_per_row=masks_per_row,
-            seed=seed,
-            preprocessor=prep.to_dict(),
-            task=adapter.task,
-            link=adapter.link,
-            always_present=dummy_columns(prep),
-            **scaling,
-        )
-        y_tr = t_tr.argmax(1) if not regression else torch.zeros(len(t_tr), dtype=torch.long)
-        y_va = t_va.argmax(1) if not regression else torch.zeros(len(t_va), dtype=torch.long)
-        train = DataLoader(
-            TensorDataset(x_tr, t_tr, y_tr),
-            batch_size=batch_size,
-            sampler=EpochSampler(len(x_tr), seed),
-        )
-        val = DataLoader(TensorDataset(x_va, t_va, y_va), batch_size=1024)
-        trainer.setdefault("progress_bar", False)
-        fit_module(
-            module,
-            train,
-            val,
-            monitor="val_loss",
-            max_epochs=max_epochs,
-            patience=patience,
-            out_dir=out_dir,
-            **trainer,
-        )
-        module.eval()
-        module.hparams.fidelity = fidelity(module, x_va, adapter(x_val), adapter.task)
-        warn_fidelity(module.hparams.fidelity)
-        return module
-
 
 def log_odds(logits: torch.Tensor) -> torch.Tensor:
     """Each class's log-odds log(p_c / (1 - p_c)) of softmax logits, without rounding p.
@@ -367,16 +247,6 @@ def log_odds(logits: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(c, dtype=torch.bool, device=logits.device)
     rest = torch.logsumexp(others.masked_fill(eye, float("-inf")), dim=-1)
     return logits - rest
-
-
-def _probabilities(adapter: Any, rows: Any) -> torch.Tensor:
-    """A classifier's class probabilities on rows, whatever the adapter's link."""
-    link = adapter.link
-    adapter.link = "identity"
-    try:
-        return torch.as_tensor(adapter(rows), dtype=torch.float32)
-    finally:
-        adapter.link = link
 
 
 def surrogate_spec(prep: Preprocessor, outputs: int, hidden: int, layers: int) -> dict[str, Any]:

@@ -1,14 +1,12 @@
 """Shared estimator plumbing: the one budget unit, chunked evaluation, result construction.
 
 ``budget`` counts game evaluations (coalitions) per instance, v(∅) and v(N) included, in every
-estimator; the result's ``n_evals`` counts exactly what was spent. The older keywords
-(``n_samples``, ``n_permutations``) are accepted as deprecated aliases.
+estimator; the result's ``n_evals`` counts exactly what was spent.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import torch
@@ -33,37 +31,15 @@ def check_positive(n: Any, name: str) -> None:
         raise UserError(f"{name} must be a positive integer, got {n!r}")
 
 
-def resolve_budget(
-    fn: str,
-    budget: Any,
-    minimum: int,
-    old_name: str | None = None,
-    old_value: Any = None,
-    old_to_budget: Any = None,
-    default: int | None = None,
-) -> int:
-    """The budget in game evaluations per instance, from ``budget=`` or a deprecated keyword.
+def resolve_budget(fn: str, budget: Any, minimum: int, default: int | None = None) -> int:
+    """The budget in game evaluations per instance (v(∅) and v(N) included), checked.
 
     Args:
         fn: the estimator's name (for messages).
         budget: the caller's ``budget`` (or ``None``).
         minimum: the smallest budget the estimator can spend usefully.
-        old_name: the deprecated keyword, if the caller may have used it.
-        old_value: its value (or ``None``).
-        old_to_budget: maps the old value to a budget.
-        default: budget when neither is given (``None``: one of them is required).
+        default: budget when none is given (``None``: it is required).
     """
-    if old_value is not None:
-        if budget is not None:
-            raise UserError(f"{fn}: give budget= only (not both budget= and {old_name}=)")
-        warnings.warn(
-            f"{fn}({old_name}=...) is deprecated; pass budget= (game evaluations per instance, "
-            "v(∅) and v(N) included)",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        check_positive(old_value, old_name or "n")
-        budget = old_to_budget(old_value)
     if budget is None:
         if default is None:
             raise UserError(

@@ -119,7 +119,6 @@ def kernel_shap(
     max_evals: int = 1_000_000,
     adjust: str | None = None,
     tree_options: dict[str, Any] | None = None,
-    n_samples: int | None = None,
 ) -> ShapleyValues:
     """KernelSHAP: the Shapley-kernel weighted least-squares value with exact efficiency.
 
@@ -145,12 +144,11 @@ def kernel_shap(
             when it stops the run early).
         adjust: ``"tree"``: regression adjustment (:mod:`simshap.estimators.tree_adjusted`): a
             model of the sampled values (the linear fit plus LightGBM trees) contributes its exact
-            Shapley values and KernelSHAP estimates only the residual (5-fold cross-fitted; budget mode,
-            at least 6; needs ``lightgbm``, and ``shap`` above 14 players). It spends no extra
+            Shapley values and KernelSHAP estimates only the residual (5-fold cross-fitted; budget
+            mode, at least 6; needs ``lightgbm``, and ``shap`` above 14 players). It spends no extra
             game evaluations but fits 5 tree models per instance and output, so it pays off
             where the game is expensive. Best with ``sampling="leverage"``.
         tree_options: LightGBM options for ``adjust="tree"``.
-        n_samples: deprecated: coalitions besides ∅ and N (``budget = n_samples + 2``).
 
     Returns:
         ShapleyValues (``method="kernel_shap"``); ``std`` is set in convergence mode, ``n_evals``
@@ -165,15 +163,7 @@ def kernel_shap(
     if adjust is not None and threshold is not None:
         raise UserError("adjust='tree' works with a budget, not with threshold=")
     d = game.num_players
-    budget = resolve_budget(
-        "kernel_shap",
-        budget,
-        2 if d == 1 else 3,
-        "n_samples",
-        n_samples,
-        lambda n: n + 2,
-        default=2 * d + 2048 + 2,
-    )
+    budget = resolve_budget("kernel_shap", budget, 2 if d == 1 else 3, default=2 * d + 2048 + 2)
     v0, v1 = empty_and_full(game)
     total = (v1 - v0).to(torch.float64)
     if d == 1:

@@ -36,8 +36,6 @@ def permutation_shapley(
     antithetic: bool = True,
     batch_size: int = 4096,
     generator: torch.Generator | None = None,
-    *,
-    n_permutations: int | None = None,
 ) -> ShapleyValues:
     """Random order value: average marginal contributions along random permutations.
 
@@ -50,7 +48,6 @@ def permutation_shapley(
         antithetic: each permutation followed by its reverse.
         batch_size: coalitions per instance per game call.
         generator: optional ``torch.Generator``.
-        n_permutations: deprecated: permutations per instance.
 
     Returns:
         ShapleyValues (``method="permutation"``) with the standard error over permutations (over
@@ -59,14 +56,7 @@ def permutation_shapley(
     check_game(game)
     check_positive(batch_size, "batch_size")
     d, bsz = game.num_players, game.num_instances
-    budget = resolve_budget(
-        "permutation_shapley",
-        budget,
-        d + 1,
-        "n_permutations",
-        n_permutations,
-        lambda n: n * (d - 1) + 2,
-    )
+    budget = resolve_budget("permutation_shapley", budget, d + 1)
     v0, v1 = empty_and_full(game)
     if d == 1:
         return make_result(game, (v1 - v0).unsqueeze(1), v0, None, 2, "permutation")

@@ -46,8 +46,6 @@ def appro_semivalue(
     budget: int | None = None,
     batch_size: int = 4096,
     generator: torch.Generator | None = None,
-    *,
-    n_samples: int | None = None,
 ) -> ShapleyValues:
     """ApproSemivalue: phi_i = E_{S ⊆ N∖{i}, P(S) = w(|S|)} [v(S ∪ {i}) - v(S)].
 
@@ -60,7 +58,6 @@ def appro_semivalue(
         budget: game evaluations per instance, v(∅) and v(N) included (at least 2d + 2).
         batch_size: coalitions per instance per game call.
         generator: optional ``torch.Generator``.
-        n_samples: deprecated: marginal-contribution samples per player.
 
     Returns:
         ShapleyValues (``method="appro_semivalue"``) with the standard error over samples.
@@ -68,9 +65,7 @@ def appro_semivalue(
     check_game(game)
     check_positive(batch_size, "batch_size")
     d, bsz = game.num_players, game.num_instances
-    budget = resolve_budget(
-        "appro_semivalue", budget, 2 * d + 2, "n_samples", n_samples, lambda n: 2 * d * n + 2
-    )
+    budget = resolve_budget("appro_semivalue", budget, 2 * d + 2)
     n = (budget - 2) // (2 * d)
     device = game_device(game)
     v0, _ = empty_and_full(game)
@@ -144,8 +139,6 @@ def sim_semivalue(
     centered: bool = True,
     batch_size: int = 4096,
     generator: torch.Generator | None = None,
-    *,
-    n_samples: int | None = None,
 ) -> ShapleyValues:
     """The paper's Sim-Semivalue estimator with M = ``budget - 2`` Shapley-kernel coalitions.
 
@@ -156,7 +149,6 @@ def sim_semivalue(
         centered: use v(S) - v(∅).
         batch_size: coalitions per instance per game call.
         generator: optional ``torch.Generator``.
-        n_samples: deprecated: coalitions besides ∅ and N.
 
     Returns:
         ShapleyValues (``method="sim_semivalue"``) with the standard error over samples (over
@@ -167,7 +159,7 @@ def sim_semivalue(
     d, bsz = game.num_players, game.num_instances
     if d < 2:
         raise UserError("sim_semivalue needs at least 2 players")
-    budget = resolve_budget("sim_semivalue", budget, 3, "n_samples", n_samples, lambda n: n + 2)
+    budget = resolve_budget("sim_semivalue", budget, 3)
     m = budget - 2
     v0, v1 = empty_and_full(game)
     masks = ShapleyKernelSampler(d, paired).sample(

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from simshap.players import Players, SuperpixelGrouping
+from simshap.players import Players
 
 __all__ = [
     "InsertionDeletionResult",
@@ -327,7 +327,7 @@ def _check_inputs(
         raise ValueError("images is empty")
     if isinstance(superpixel_size, bool) or not isinstance(superpixel_size, int):
         raise ValueError(f"superpixel_size must be an int, got {superpixel_size!r}")
-    groups = SuperpixelGrouping((h, w), superpixel_size)
+    groups = Players.superpixels((h, w), superpixel_size)
     grid = groups.grid
     if tuple(attributions.shape) != (n, *grid):
         raise ValueError(

@@ -57,7 +57,7 @@ class MLPExplainerNet(nn.Module):
 class UNetExplainerNet(nn.Module):
     """Image explainer: a U-Net ``(B, 3, H, W) -> (B, C, h, w)``, returned as ``(B, h*w, C)``.
 
-    Players are the superpixels in row-major order, as in ``SuperpixelGrouping``.
+    Players are the superpixels in row-major order, as in ``Players.superpixels``.
 
     Args:
         in_channels: image channels.

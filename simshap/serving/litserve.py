@@ -15,8 +15,8 @@ from fastapi import Depends, HTTPException
 
 from simshap.amortized.io import load_explainer
 from simshap.errors import UserError
-from simshap.serving.app import ExplainHandler
 from simshap.serving.guard import JSONGuard, api_token, authorize
+from simshap.serving.handler import ExplainHandler
 from simshap.serving.http import ServerLimits
 
 __all__ = ["ExplainAPI", "build_server", "run_server"]

@@ -17,9 +17,7 @@ The implementations live in :mod:`simshap.evaluation.baselines.captum` and
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -36,9 +34,7 @@ from simshap.evaluation.baselines.shap import deepshap, kernelshap, kernelshap_s
 from simshap.results import ShapleyValues
 
 __all__ = [
-    "Attribution",
     "BASELINES",
-    "attribute",
     "random_attribution",
     "explain_baseline",
     "integrated_gradients",
@@ -110,46 +106,3 @@ def explain_baseline(
     if method not in BASELINES:
         raise UserError(f"unknown baseline {method!r}; choose one of {sorted(BASELINES)}")
     return BASELINES[method](model, images, target, **options)
-
-
-@dataclass
-class Attribution:
-    """Deprecated: the old result of :func:`attribute` (``(N, h, w)`` values).
-
-    Attributes:
-        values: ``(N, h, w)`` attributions on the superpixel grid.
-        method: the method asked for (a key of :data:`BASELINES`).
-        used: the implementation that produced them.
-        fallback_reason: why ``used`` differs from the first choice (``None`` if it does not).
-        extras: method-specific diagnostics.
-    """
-
-    values: torch.Tensor
-    method: str
-    used: str
-    fallback_reason: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-def attribute(
-    method: str,
-    model: Any,
-    images: torch.Tensor,
-    target: int | torch.Tensor | None = None,
-    **options: Any,
-) -> Attribution:
-    """Deprecated form of :func:`explain_baseline` that returns the old :class:`Attribution`."""
-    warnings.warn(
-        "attribute() and Attribution are deprecated; use explain_baseline(), which returns "
-        "ShapleyValues (values (N, d, 1); .as_image()[:, 0] is the (N, h, w) map)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    sv = explain_baseline(method, model, images, target, **options)
-    extras = {k: v for k, v in sv.extras.items() if k not in ("fallback_reason", "name")}
-    extras["n_evals"] = sv.n_evals
-    if sv.std is not None:
-        extras["std"] = sv.std[..., 0].view(-1, *sv.grid)
-    return Attribution(
-        sv.as_image()[:, 0], method, sv.method, sv.extras.get("fallback_reason"), extras
-    )

@@ -16,10 +16,10 @@ from torch.nn import functional as F
 from simshap.errors import UserError
 from simshap.evaluation.baselines.common import (
     baseline_result,
-    budget_alias,
     check_images,
     eval_mode,
     resolve_target,
+    sample_count,
     seeded,
     to_superpixels,
 )
@@ -35,7 +35,6 @@ def integrated_gradients(
     *,
     budget: int | None = None,
     baseline: float | torch.Tensor = 0.0,
-    n_steps: int | None = None,
     internal_batch_size: int | None = 256,
     superpixel_size: int = 2,
 ) -> ShapleyValues:
@@ -51,12 +50,11 @@ def integrated_gradients(
         target: classes to explain (default: predicted).
         budget: integration steps (model passes per image; default 64).
         baseline: scalar or tensor broadcastable to ``images``.
-        n_steps: the same as ``budget`` (captum's name).
         internal_batch_size: rows per forward/backward pass.
         superpixel_size: side of a superpixel.
     """
     check_images(images, superpixel_size)
-    steps = budget_alias("integrated_gradients", budget, n_steps, "n_steps", 64)
+    steps = sample_count("integrated_gradients", budget, 64)
     with eval_mode(model):
         tgt = resolve_target(model, images, target)
         ig = IntegratedGradients(model)
@@ -86,7 +84,6 @@ def smoothgrad(
     target: int | torch.Tensor | None = None,
     *,
     budget: int | None = None,
-    n_samples: int | None = None,
     stdev: float = 0.15,
     absolute: bool = True,
     samples_batch_size: int | None = 8,
@@ -100,7 +97,6 @@ def smoothgrad(
         images: ``(N, C, H, W)`` model inputs.
         target: classes to explain (default: predicted).
         budget: noisy copies per image (model passes; default 32).
-        n_samples: the same as ``budget``.
         stdev: noise standard deviation (in normalized input units).
         absolute: average absolute gradients (the usual SmoothGrad map) instead of signed ones.
         samples_batch_size: noisy copies per pass.
@@ -108,7 +104,7 @@ def smoothgrad(
         superpixel_size: side of a superpixel.
     """
     check_images(images, superpixel_size)
-    copies = budget_alias("smoothgrad", budget, n_samples, "n_samples", 32)
+    copies = sample_count("smoothgrad", budget, 32)
     with eval_mode(model), seeded(seed, images.device):
         tgt = resolve_target(model, images, target)
         nt = NoiseTunnel(Saliency(model))
@@ -157,7 +153,7 @@ def gradcam(
     """
     check_images(images, superpixel_size)
     if budget is not None:
-        budget_alias("gradcam", budget, None, "budget", 1)
+        sample_count("gradcam", budget, 1)
     if layer is None:
         layer = getattr(model, "layer4", None)
         if not isinstance(layer, nn.Module):

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from simshap.errors import UserError
-from simshap.players import Players, SuperpixelGrouping
+from simshap.players import Players
 from simshap.results import ShapleyValues
 
 __all__ = ["to_superpixels", "baseline_result"]
@@ -98,7 +98,7 @@ def check_images(images: torch.Tensor, superpixel_size: int) -> Players:
         raise UserError("images is empty")
     if not torch.isfinite(images).all():
         raise UserError("images contain NaN or infinite values")
-    return SuperpixelGrouping(tuple(images.shape[-2:]), superpixel_size)
+    return Players.superpixels(tuple(images.shape[-2:]), superpixel_size)
 
 
 def resolve_target(
@@ -140,11 +140,9 @@ def seeded(seed: int | None, device: torch.device) -> contextlib.AbstractContext
     return fork()
 
 
-def budget_alias(fn: str, budget: int | None, old: int | None, old_name: str, default: int) -> int:
-    """A sample count from ``budget=`` or the method's own keyword (both mean the same here)."""
-    if budget is not None and old is not None and old != default:
-        raise UserError(f"{fn}: give budget= or {old_name}=, not both")
-    value = budget if budget is not None else (old if old is not None else default)
+def sample_count(fn: str, budget: int | None, default: int) -> int:
+    """A gradient method's passes per image from ``budget=`` (checked), else ``default``."""
+    value = budget if budget is not None else default
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserError(f"{fn}: budget must be a positive integer, got {value!r}")
     return value

@@ -2,15 +2,13 @@
 
 Each returns :class:`~simshap.ShapleyValues` with values ``(N, d, 1)`` for the explained class
 (``.target``) on the superpixel grid. ``budget=`` counts game evaluations per image, v(∅) and
-v(N) included, as in every estimator (``n_samples`` is a deprecated alias: coalitions besides
-∅ and N). ``method`` names the implementation; DeepSHAP's fallback reason is in
-``extras["fallback_reason"]``.
+v(N) included, as in every estimator. ``method`` names the implementation; DeepSHAP's fallback
+reason is in ``extras["fallback_reason"]``.
 """
 
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -22,10 +20,10 @@ from simshap.errors import UserError
 from simshap.estimators.kernel import kernel_shap
 from simshap.evaluation.baselines.common import (
     baseline_result,
-    budget_alias,
     check_images,
     eval_mode,
     resolve_target,
+    sample_count,
     to_superpixels,
 )
 from simshap.games.values import MaskedModelGame
@@ -37,18 +35,8 @@ __all__ = ["kernelshap", "kernelshap_surrogate", "deepshap"]
 Model = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _budget(fn: str, budget: int | None, n_samples: int | str | None, d: int) -> int:
-    """Evaluations per image from ``budget`` or the deprecated ``n_samples`` ("auto" = shap's)."""
-    if n_samples is not None and budget is not None:
-        raise UserError(f"{fn}: give budget= only (n_samples= is its deprecated form)")
-    if n_samples is not None:
-        warnings.warn(
-            f"{fn}(n_samples=...) is deprecated; pass budget= (evaluations per image, "
-            "v(∅) and v(N) included)",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        budget = None if n_samples == "auto" else int(n_samples) + 2
+def _budget(fn: str, budget: int | None, d: int) -> int:
+    """Evaluations per image (default: shap's 2d + 2048, plus v(∅) and v(N))."""
     budget = 2 * d + 2048 + 2 if budget is None else budget
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 3:
         raise UserError(f"{fn}: budget must be an integer >= 3 evaluations, got {budget!r}")
@@ -61,7 +49,6 @@ def kernelshap(
     target: int | torch.Tensor | None = None,
     *,
     budget: int | None = None,
-    n_samples: int | str | None = None,
     baseline: float = 0.0,
     l1_reg: Any = False,
     batch_size: int = 1024,
@@ -79,7 +66,6 @@ def kernelshap(
         images: ``(N, C, H, W)`` model inputs.
         target: classes to explain (default: predicted).
         budget: evaluations per image, v(∅) and v(N) included (default: shap's 2d + 2048 + 2).
-        n_samples: deprecated (shap's ``nsamples``; ``"auto"`` = the default).
         baseline: value of removed superpixels.
         l1_reg: shap's ``l1_reg`` (default ``False``: plain KernelSHAP on all players).
         batch_size: rows per model call.
@@ -90,7 +76,7 @@ def kernelshap(
 
     players = check_images(images, superpixel_size)
     d = players.num_players
-    budget = _budget("kernelshap", budget, n_samples, d)
+    budget = _budget("kernelshap", budget, d)
     out, base_values = [], []
     np_state = np.random.get_state()
     if seed is not None:
@@ -150,7 +136,6 @@ def kernelshap_surrogate(
     target: int | torch.Tensor | None = None,
     *,
     budget: int | None = None,
-    n_samples: int | None = None,
     threshold: float | None = None,
     paired: bool = True,
     sampling: str = "kernel",
@@ -171,7 +156,6 @@ def kernelshap_surrogate(
         target: classes to explain; pass the original model's predicted classes (default: the
             surrogate's prediction on the full image).
         budget: evaluations per image, v(∅) and v(N) included (default 2d + 2048 + 2).
-        n_samples: deprecated: coalitions besides ∅ and N.
         threshold: convergence mode instead of a budget (e.g. 0.01, the ground-truth setting).
         paired: paired sampling.
         sampling: ``"kernel"`` or ``"leverage"`` (see :func:`simshap.games.kernel_shap`).
@@ -181,7 +165,7 @@ def kernelshap_surrogate(
         superpixel_size: side of a superpixel.
     """
     players = check_images(images, superpixel_size)
-    budget = _budget("kernelshap_surrogate", budget, n_samples, players.num_players)
+    budget = _budget("kernelshap_surrogate", budget, players.num_players)
     game = MaskedModelGame(
         surrogate, images, groups=players, batch_size=batch_size, output_transform=output_transform
     )
@@ -236,7 +220,6 @@ def deepshap(
     budget: int | None = None,
     background: torch.Tensor | None = None,
     explainer: str = "auto",
-    n_samples: int | None = None,
     seed: int | None = 0,
     superpixel_size: int = 2,
 ) -> ShapleyValues:
@@ -256,7 +239,6 @@ def deepshap(
         budget: GradientExplainer's samples per image (model passes; default 200).
         background: ``(K, C, H, W)`` reference images (default: one all-zero image).
         explainer: ``"auto"`` (Deep, else Gradient), ``"deep"`` or ``"gradient"``.
-        n_samples: the same as ``budget``.
         seed: seeds GradientExplainer's sampling.
         superpixel_size: side of a superpixel.
     """
@@ -267,7 +249,7 @@ def deepshap(
     if not isinstance(model, nn.Module):
         raise UserError(f"deepshap needs a torch nn.Module, got {type(model).__name__}")
     check_images(images, superpixel_size)
-    samples = budget_alias("deepshap", budget, n_samples, "n_samples", 200)
+    samples = sample_count("deepshap", budget, 200)
     if background is None:
         background = torch.zeros_like(images[:1])
     if background.ndim != 4 or background.shape[1:] != images.shape[1:]:

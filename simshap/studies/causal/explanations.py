@@ -2,7 +2,7 @@
 
 Saliency maps (captum): Gradient, SmoothGrad, Integrated Gradients and Grad-CAM. Shapley values
 over a 4x4 grid of image patches, from simshap's game layer: a :class:`~simshap.games.BaselineGame`
-(absent patches are black, the images' background) with :class:`~simshap.games.SuperpixelGrouping`
+(absent patches are black, the images' background) with :meth:`~simshap.players.Players.superpixels`
 players, estimated by :func:`~simshap.games.kernel_shap` at a stated coalition budget. Identity
 (E := the softmax output) is the reference.
 
@@ -24,7 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from simshap.games import BaselineGame, SuperpixelGrouping, kernel_shap
+from simshap.estimators import kernel_shap
+from simshap.games import BaselineGame
+from simshap.players import Players
 
 __all__ = [
     "METHODS",
@@ -159,10 +161,10 @@ def shapley_patches(
         probs,
         x,
         torch.zeros_like(x[0]),
-        SuperpixelGrouping(tuple(x.shape[-2:]), size),
+        Players.superpixels(tuple(x.shape[-2:]), size),
         batch_size=8192,
     )
-    est = kernel_shap(game, n_samples=n_samples, generator=torch.Generator().manual_seed(seed))
+    est = kernel_shap(game, budget=n_samples + 2, generator=torch.Generator().manual_seed(seed))
     return est.values, int(est.n_evals)
 
 
