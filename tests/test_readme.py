@@ -34,9 +34,7 @@ def test_readme_one_call_runs_and_is_accurate(tmp_path, monkeypatch):
     assert (tmp_path / "beeswarm.png").stat().st_size > 0
     assert sv.values.shape == (len(X_test), 30, 2)
     assert sv.player_names == list(X_test.columns)
-    torch.testing.assert_close(
-        sv.base_values + sv.values.sum(1), sv.prediction, atol=1e-5, rtol=0
-    )
+    torch.testing.assert_close(sv.base_values + sv.values.sum(1), sv.prediction, atol=1e-5, rtol=0)
     # raw rows as an array, and a DataFrame with its columns in another order: identical values
     np.testing.assert_array_equal(explainer(X_test.to_numpy()).values, sv.values)
     shuffled = X_test[list(reversed(X_test.columns))]

@@ -36,15 +36,17 @@ __all__ = [
 RANK_SEED_STRIDE = 7_919_000_003
 
 
-def quiet_cpu_trainer(max_epochs: int, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
-    """A Lightning Trainer for small CPU models trained many times over (zoos, teachers).
+def quiet_cpu_trainer(
+    max_epochs: int, callbacks: list[pl.Callback] | None = None, accelerator: str = "cpu"
+) -> pl.Trainer:
+    """A Lightning Trainer for small models trained many times over (zoos, teachers).
 
-    One CPU device, no logger, no checkpoints, no progress bar or model summary, no sanity
-    validation: what a loop that trains hundreds of tiny models wants.
+    One device (the CPU by default), no logger, no checkpoints, no progress bar or model
+    summary, no sanity validation: what a loop that trains hundreds of tiny models wants.
     """
     return pl.Trainer(
         max_epochs=max_epochs,
-        accelerator="cpu",
+        accelerator=accelerator,
         devices=1,
         logger=False,
         enable_checkpointing=False,

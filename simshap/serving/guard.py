@@ -10,8 +10,8 @@ mismatch lies), and the scheme is matched case-insensitively (``bearer`` works, 
 :func:`api_token` reads ``$SIMSHAP_API_TOKEN`` and refuses a set but empty (or blank, or
 non-printable) token, which would otherwise silently turn authentication off.
 
-:func:`check_finite` is the one check of rows after their ``float32`` cast, shared by the
-server and ``simshap explain``.
+The rows themselves are checked by the explainer's preprocessing
+(:meth:`simshap.data.preprocessing.Preprocessor.encode`), as in Python and ``simshap explain``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ __all__ = [
     "api_token",
     "authorize",
     "bearer_ok",
-    "check_finite",
     "json_depth",
 ]
 
@@ -108,29 +107,6 @@ def json_depth(body: bytes) -> int:
 
 def _parse_int(digits: str) -> int | float:
     return float(digits) if len(digits) > _LONG_INT else int(digits)
-
-
-def check_finite(rows: np.ndarray, names: list[str], first_row: int = 0) -> None:
-    """Refuse rows with a NaN or infinite value after their ``float32`` cast.
-
-    A raw value of 1e300 is finite as a float64 but not as the network's float32 input.
-
-    Args:
-        rows: standardized ``float32`` rows ``(n, d)``.
-        names: the feature names, in column order.
-        first_row: the index of ``rows[0]`` in the caller's data (for the message).
-
-    Raises:
-        UserError: naming the first such row and feature.
-    """
-    bad = np.argwhere(~np.isfinite(rows))
-    if len(bad):
-        i, j = (int(v) for v in bad[0])
-        raise UserError(
-            f"row {first_row + i}, feature {names[j]!r}: the value is NaN, infinite "
-            "or too large for the model's float32 inputs; send values of the size "
-            f"seen in training ({len(bad)} such value(s) in all)"
-        )
 
 
 class JSONGuard:

@@ -183,20 +183,7 @@ def fit_regressor(
     steps = max_epochs * len(train_dl) if lr_schedule == "cosine" else 0
     task = RegressionTask(net, lr, steps)
     stop = pl.pytorch.callbacks.EarlyStopping("val_loss", patience=patience, mode="min")
-    if accelerator == "cpu":
-        trainer = quiet_cpu_trainer(max_epochs, callbacks=[stop])
-    else:
-        trainer = pl.Trainer(
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            callbacks=[stop],
-        )
+    trainer = quiet_cpu_trainer(max_epochs, callbacks=[stop], accelerator=accelerator)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
