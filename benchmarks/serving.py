@@ -51,7 +51,7 @@ from simshap.games import kernel_shap  # noqa: E402
 from simshap.games.values import MaskedModelGame  # noqa: E402
 from simshap.models.original import EncodedLightGBM, fit_original_model  # noqa: E402
 from simshap.serving.app import build_app  # noqa: E402
-from simshap.serving.cli import explain_file  # noqa: E402
+from simshap.serving.files import explain_file  # noqa: E402
 
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "serving.json"
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"

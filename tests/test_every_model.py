@@ -161,7 +161,7 @@ def test_simshap_run_on_a_csv_with_question_marks_and_rare_values(tmp_path, tabl
 
 @pytest.mark.timeout(300)
 def test_serve_and_explain_accept_missing_values(tmp_path, table):
-    from simshap.serving.cli import explain_file
+    from simshap.serving.files import explain_file
     from simshap.serving.handler import ExplainHandler
 
     frame, y, model = table

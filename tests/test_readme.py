@@ -29,7 +29,7 @@ def test_readme_one_call_runs_and_is_accurate(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(_one_call_snippet(), "README.md", "exec"), scope)  # noqa: S102
+    exec(compile(_one_call_snippet(), "README.md", "exec"), scope)
     sv, explainer, X_test = scope["sv"], scope["explainer"], scope["X_test"]
     assert (tmp_path / "beeswarm.png").stat().st_size > 0
     assert sv.values.shape == (len(X_test), 30, 2)

@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 import simshap
 from simshap.amortized import FastSHAP, SimSHAP
 from simshap.amortized.io import load_explainer, save_explainer
-from simshap.serving.cli import explain_file
+from simshap.serving.files import explain_file
 
 TOKEN = "s3cret-token"
 TINY = {
@@ -176,7 +176,7 @@ def _launch(trained: dict, *extra: str) -> tuple[subprocess.Popen, str, object]:
         *extra,
     ]
     log_path = trained["folder"] / f"server-{port}.log"
-    log = open(log_path, "w")  # noqa: SIM115
+    log = open(log_path, "w")
     # its own process group: uvicorn workers or LitServe's forked processes must go too
     proc = subprocess.Popen(
         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -17,7 +17,7 @@ from serving_helpers import call, train_tiny
 import simshap.serving.guard as guard_module
 from simshap.errors import UserError
 from simshap.serving.app import build_app
-from simshap.serving.cli import explain_file
+from simshap.serving.files import explain_file
 from simshap.serving.guard import TOKEN_ENV, JSONGuard, json_depth
 
 pytestmark = pytest.mark.timeout(120)  # each test; the fuzz tests say their own

@@ -140,7 +140,7 @@ def export_metadata(explainer: AmortizedExplainer) -> dict[str, Any]:
 def export_explainer(
     explainer: AmortizedExplainer,
     path: str | os.PathLike[str],
-    format: str = "onnx",  # noqa: A002 - the user-facing name
+    format: str = "onnx",
     overwrite: bool = False,
 ) -> Path:
     """Write ``explainer`` as an ONNX or TorchScript file with its metadata.

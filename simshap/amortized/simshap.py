@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from simshap.amortized.base import AmortizedExplainer
 from simshap.amortized.surrogate import Surrogate

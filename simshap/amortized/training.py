@@ -88,7 +88,7 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         """Choose the permutation of ``epoch``."""
         self.epoch = int(epoch)
 
-    def __iter__(self):  # noqa: D105
+    def __iter__(self):
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return iter(torch.randperm(self.n, generator=gen).tolist())
 

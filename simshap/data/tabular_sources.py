@@ -129,7 +129,7 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def _download(source: _Source, folder: Path, timeout: float) -> Path:
     """Fetch ``source`` into ``folder``; raise ``OSError`` on any network failure."""
-    with urllib.request.urlopen(source.url, timeout=timeout) as response:  # noqa: S310
+    with urllib.request.urlopen(source.url, timeout=timeout) as response:
         payload = response.read()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / source.filenames[0]

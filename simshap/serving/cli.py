@@ -6,155 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from simshap.errors import ExistingOutputError, MissingFileError, UserError
+from simshap.errors import MissingFileError, UserError
 
-__all__ = ["explain_file", "register"]
-
-
-def _iter_chunks(path: Path, chunk_rows: int) -> Any:
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        import pandas as pd
-
-        yield from pd.read_csv(path, chunksize=chunk_rows)
-    elif suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-            yield batch.to_pandas()
-    else:
-        raise UserError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
-
-
-def _load(model: str | Path, model_file: str | Path | None) -> Any:
-    """An explainer file, with the user's model file attached when given (trusted files only)."""
-    from simshap.amortized.io import load_explainer
-
-    user_model = None
-    if model_file is not None:
-        from simshap.models.original import load_user_model
-
-        user_model = load_user_model(model_file)
-    return load_explainer(model, model=user_model)
-
-
-def _target_index(target: int | str | None, classes: list[str]) -> int | None:
-    if target is None:
-        return None
-    if isinstance(target, str) and target in classes:
-        return classes.index(target)
-    try:
-        index = int(target)
-    except (TypeError, ValueError):
-        index = -1
-    if not 0 <= index < len(classes):
-        raise UserError(
-            f"--target must be a class name {classes} or an index 0..{len(classes) - 1}"
-            f", got {target!r}"
-        )
-    return index
-
-
-def explain_file(
-    model: str | Path,
-    data: str | Path,
-    out: str | Path,
-    target: int | str | None = None,
-    chunk_rows: int = 65536,
-    overwrite: bool = False,
-    progress: bool = True,
-    ignore: list[str] | None = None,
-    model_file: str | Path | None = None,
-) -> int:
-    """Explain every row of a CSV / Parquet file into a Parquet file, chunk by chunk.
-
-    Memory stays bounded by ``chunk_rows``. Columns of the output: the ``ignore`` columns as
-    they were (ids...), then ``<feature>`` values for one ``target`` class (else
-    ``<feature>__<class>`` for every class), ``base_value`` and ``prediction`` (or
-    ``<name>__<class>``), so that each row's values add up: base + Σφ = prediction; with the
-    surrogate game and ``model_file``, also the model's own output ``model_output``.
-
-    Args:
-        model: the explainer file.
-        data: raw rows with the explainer's feature columns and the ``ignore`` columns.
-        out: the Parquet file to write (written as ``.partial``, renamed when complete).
-        target: keep one class (its name or index).
-        chunk_rows: rows per chunk.
-        overwrite: replace an existing ``out``.
-        progress: show a progress bar.
-        ignore: columns that are not features, passed through to the output.
-        model_file: the user's model file (needed by the marginal and baseline games).
-
-    Returns:
-        The number of rows explained.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from tqdm import tqdm
-
-    from simshap.files import fault_point
-
-    data, out = Path(data), Path(out)
-    if not data.is_file():
-        raise MissingFileError(f"data file {data} not found")
-    if out.exists() and not overwrite:
-        raise ExistingOutputError(f"{out} exists; pass --overwrite to replace it")
-    explainer = _load(model, model_file)
-    if explainer.preprocessor is None:
-        raise UserError(f"{model} holds no preprocessing: only tabular explainers explain files")
-    names = explainer.preprocessor.feature_names
-    classes = explainer.hparams.class_names or [
-        str(i) for i in range(explainer.net.spec["num_classes"])
-    ]
-    k = _target_index(target, classes)
-    suffixes = [""] if k is not None else [f"__{c}" for c in classes]
-    ignore = list(ignore or [])
-    tmp = out.with_name(out.name + ".partial")
-    writer, rows = None, 0
-    bar = tqdm(unit=" rows", disable=not progress)
-    try:
-        for frame in _iter_chunks(data, chunk_rows):
-            unknown = [c for c in ignore if c not in frame.columns]
-            if unknown:
-                raise UserError(f"--ignore names columns {unknown} that {data} does not have")
-            features = frame.drop(columns=ignore)
-            try:  # checked first, so an error names the row in the whole file
-                explainer.preprocessor.transform(features, first_row=rows)
-            except UserError as err:
-                raise UserError(f"{data}: {err}") from None
-            sv = explainer(features)
-            pick = (lambda t: t[..., k : k + 1]) if k is not None else (lambda t: t)  # noqa: E731
-            values = pick(sv.values).cpu().numpy()
-            columns = {c: frame[c].to_numpy() for c in ignore}
-            for j, f in enumerate(names):
-                for m, suffix in enumerate(suffixes):
-                    columns[f + suffix] = values[:, j, m]
-            extra = {"base_value": sv.base_values, "prediction": sv.prediction}
-            if "model_output" in sv.extras:
-                extra["model_output"] = sv.extras["model_output"]
-            for name, t in extra.items():
-                t = pick(t).cpu().numpy()
-                for m, suffix in enumerate(suffixes):
-                    columns[name + suffix] = t[:, m]
-            table = pa.table(columns)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table)
-            rows += len(frame)
-            bar.update(len(frame))
-            fault_point("explain.chunk")
-    except BaseException:
-        if writer is not None:
-            writer.close()
-            writer = None
-        tmp.unlink(missing_ok=True)  # no half-written output is left behind an error
-        raise
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
-    tmp.replace(out)
-    return rows
+__all__ = ["register"]
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -230,6 +84,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from simshap.serving.files import explain_file
+
     n = explain_file(
         args.model,
         args.data,
@@ -239,6 +95,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         args.overwrite,
         ignore=args.ignore,
         model_file=args.model_file,
+        engine=args.engine,
+        workers=args.workers,
     )
     print(f"[simshap] {n} rows explained into {args.out}")
     return 0
@@ -343,10 +201,16 @@ def register(subparsers: Any) -> None:
         help="litserve: ZeroMQ queue between the HTTP server and the worker",
     )
     p.set_defaults(func=_cmd_serve)
-    p = subparsers.add_parser("explain", help="explain a CSV / Parquet file into Parquet")
+    p = subparsers.add_parser(
+        "explain", help="explain a CSV / Parquet file (or folder) into Parquet, locally, on "
+        "Spark or on Ray")  # fmt: skip
     p.add_argument("model", help="explainer file (.pt from `simshap run` or simshap.save)")
-    p.add_argument("data", help="rows to explain (.csv or .parquet)")
-    p.add_argument("--out", required=True, help="Parquet file to write")
+    p.add_argument("data", help="rows to explain (.csv or .parquet file, or a folder of them)")
+    p.add_argument("--out", required=True, help="Parquet file (local) or folder (spark, ray)")
+    p.add_argument("--engine", choices=["local", "spark", "ray"], default="local",
+                   help="local (default): this process; spark: a local[N] Spark session (or "
+                   "$SPARK_MASTER); ray: a local Ray (or $RAY_ADDRESS)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=2, help="cores for spark / ray (default 2)")
     p.add_argument("--target", default=None, help="keep one class (its name or index)")
     p.add_argument(
         "--ignore",

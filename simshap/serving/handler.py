@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from simshap.errors import UserError
+from simshap.serving.batch import Runtime
 
 __all__ = ["ExplainHandler", "metadata"]
 
@@ -78,43 +78,12 @@ class ExplainHandler:
         attributions: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
         runtime: str = "onnx",
     ) -> None:
-        if runtime not in ("onnx", "torch"):
-            raise UserError(f"runtime must be 'onnx' or 'torch', got {runtime!r}")
-        if explainer.preprocessor is None:
-            raise UserError(
-                "this explainer holds no preprocessing: serve a tabular explainer "
-                "trained by `simshap run` or simshap.fit"
-            )
-        if explainer.game_name != "surrogate" and explainer.model is None:
-            raise UserError(
-                f"this explainer explains the {explainer.game_name} game of a "
-                "model, whose output its values add up to: pass --model with the "
-                "model file"
-            )
-        self.explainer = explainer.eval()
+        self.run = Runtime(explainer, runtime, attributions=attributions)
+        self.explainer = self.run.explainer
+        self.runtime = self.run.runtime
         self.prep = explainer.preprocessor
         self.max_rows = int(max_rows)
         self.meta = metadata(explainer)
-        self._attributions = attributions
-        self.runtime = "torch" if attributions is not None else runtime
-        self._session = self._onnx_session(explainer) if self.runtime == "onnx" else None
-
-    @staticmethod
-    def _onnx_session(explainer: Any) -> Any:
-        """An ONNX Runtime session (one thread) on the explainer's exported graph."""
-        import tempfile
-
-        import onnxruntime as ort
-
-        from simshap.amortized.export import export_explainer
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = export_explainer(explainer, Path(tmp) / "explainer.onnx")
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = options.inter_op_num_threads = 1
-            return ort.InferenceSession(
-                path.read_bytes(), options, providers=["CPUExecutionProvider"]
-            )
 
     def rows(self, instances: Any) -> np.ndarray:
         """The ``instances`` list as raw rows ``(B, d)`` in feature order (object array)."""
@@ -182,26 +151,7 @@ class ExplainHandler:
 
     def explain(self, rows: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Values ``(B, d, C)`` and the prediction ``(B, C)`` they add up to."""
-        e = self.explainer
-        model_game = e.game_name != "surrogate"
-        v_full = None
-        if model_game:  # v(N) = f(x): the model's own output on the rows as sent
-            v_full = torch.from_numpy(e.model.on_array(rows["raw"])).float()
-        if self._session is not None:
-            feed = {"rows": rows["encoded"].astype(np.float32)}
-            if model_game:
-                feed["prediction"] = v_full.numpy()
-            values, prediction = self._session.run(None, feed)
-            return torch.from_numpy(values), torch.from_numpy(prediction)
-        x = torch.from_numpy(rows["x"])
-        with torch.inference_mode():
-            if self._attributions is not None:
-                values = self._attributions(e, x)
-                return values, values.sum(1) + e.base_value
-            if v_full is None:
-                v_full = e.source.v_full(x)
-            values = e.efficient(e.raw_attributions(x), v_full)
-        return values, v_full
+        return self.run(rows["raw"], rows["encoded"], rows["x"])
 
     def encode(
         self,

@@ -273,7 +273,7 @@ def deepshap(
                     tgt,
                 )
                 used, n_evals = "shap.DeepExplainer", background.shape[0]
-            except Exception as err:  # noqa: BLE001 - shap raises many types; we report it
+            except Exception as err:  # shap raises many types; the fallback reports it
                 if explainer == "deep":
                     raise RuntimeError(
                         f"shap.DeepExplainer cannot explain {type(model).__name__}: {err}; use "

@@ -89,7 +89,7 @@ class _Passes(Sampler[int]):
     def __init__(self, n: int, passes: int, generator: torch.Generator) -> None:
         self.n, self.passes, self.generator = n, passes, generator
 
-    def __iter__(self):  # noqa: D105
+    def __iter__(self):
         for _ in range(self.passes):
             yield from torch.randperm(self.n, generator=self.generator).tolist()
 
