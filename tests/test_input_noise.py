@@ -69,4 +69,9 @@ def test_bad_input_noise_is_refused():
     for bad in (-0.1, float("nan"), float("inf"), True, "0.3"):
         with pytest.raises(ValueError, match="input_noise"):
             SimSHAP(_spec(), _surrogate(), input_noise=bad)
-    assert TABULAR_DEFAULTS["explainer"]["input_noise"] == 0.0
+    # the default is the profile's: none on large tables, 0.3 on small ones (the main job's)
+    assert TABULAR_DEFAULTS["explainer"]["input_noise"] is None
+    from simshap.runs.profiles import resolve_profile
+
+    assert resolve_profile(TABULAR_DEFAULTS, 20_000)["explainer"]["input_noise"] == 0.0
+    assert resolve_profile(TABULAR_DEFAULTS, 400)["explainer"]["input_noise"] == 0.3

@@ -14,12 +14,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from simshap.amortized.training import is_rank_zero
+from simshap.errors import ExistingOutputError
 from simshap.runs.config import IMAGE_DATASETS
 from simshap.runs.config_files import load_config
-from simshap.errors import ExistingOutputError
-from simshap.runs.tabular import EXPLAINERS, TabularRun
 from simshap.runs.folder import lock_folder
-from simshap.amortized.training import is_rank_zero
+from simshap.runs.tabular import EXPLAINERS, TabularRun
 
 __all__ = ["make_run", "register"]
 
@@ -62,8 +62,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if is_rank_zero() and not run.done("evaluate") and hasattr(run, "preflight"):
             est = run.preflight()
             if est:
-                print(f"[simshap] ground truth: {est['method']}, about {est['minutes']:.1f} "
-                      "minutes", flush=True)
+                print(
+                    f"[simshap] ground truth: {est['method']}, about {est['minutes']:.1f} minutes",
+                    flush=True,
+                )
         for stage, label, fit in run.stages():
             if run.done(stage):
                 print(f"[simshap] {label}: done, kept", flush=True)
@@ -104,13 +106,17 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add ``run``, ``fit-model``, ``fit-surrogate``, ``fit-explainer``, ``evaluate``."""
     p = subparsers.add_parser(
-        "run", help="train model, surrogate, SimSHAP and FastSHAP, then evaluate",
+        "run",
+        help="train model, surrogate, SimSHAP and FastSHAP, then evaluate",
         epilog="model.path: a joblib / pickle model file runs code when it is loaded (as "
         "joblib.load does anywhere); give only model files you trust. Every file simshap "
         "writes itself is read back weights-only.",
     )
-    p.add_argument("config", help="YAML config file, or the name of an example shipped with "
-                   "simshap (breast_cancer, census, news, ...)")
+    p.add_argument(
+        "config",
+        help="YAML config file, or the name of an example shipped with "
+        "simshap (breast_cancer, census, news, ...)",
+    )
     p.add_argument("--out", required=True, help="run folder (must not exist, or --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.set_defaults(func=_cmd_run)
@@ -126,6 +132,11 @@ def register(subparsers: Any) -> None:
         sp.add_argument("--out", required=True, help="run folder")
         sp.add_argument("--overwrite", action="store_true", help="recompute this stage")
         if name == "fit-explainer":
-            sp.add_argument("--explainer", nargs="+", default=None, choices=list(EXPLAINERS),
-                            help="which explainers (default: the config's explainer.methods)")
+            sp.add_argument(
+                "--explainer",
+                nargs="+",
+                default=None,
+                choices=list(EXPLAINERS),
+                help="which explainers (default: the config's explainer.methods)",
+            )
         sp.set_defaults(func=_cmd_stage)

@@ -75,15 +75,15 @@ class TabularModelSection(_Section):
 class TabularSurrogateSection(_Section):
     """The MLP surrogate s(x, m)."""
 
-    hidden: int = Field(default=512, gt=0)
-    layers: int = Field(default=4, gt=0)
+    hidden: int | None = Field(default=None, gt=0)  # None: the profile's
+    layers: int | None = Field(default=None, gt=0)  # None: the profile's
     lr: float = Field(default=1e-3, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
+    weight_decay: float | None = Field(default=None, ge=0)  # None: the profile's
     cosine: bool = False
-    batch_size: int = Field(default=128, gt=0)
-    masks_per_row: int = Field(default=4, gt=0)
-    max_epochs: int = Field(default=100, gt=0)
-    patience: int = Field(default=10, gt=0)
+    batch_size: int | None = Field(default=None, gt=0)  # None: the profile's
+    masks_per_row: int | None = Field(default=None, gt=0)  # None: the profile's
+    max_epochs: int | None = Field(default=None, gt=0)  # None: the profile's
+    patience: int | None = Field(default=None, gt=0)  # None: the profile's
     compile: bool = False
 
 
@@ -91,9 +91,9 @@ class TabularExplainerSection(_Section):
     """The amortized explainers (every option applies to each method)."""
 
     methods: list[EXPLAINER_NAMES] = ["simshap", "simshap_paper", "fastshap"]
-    hidden: int = Field(default=512, gt=0)
-    layers: int = Field(default=3, gt=0)
-    n_masks: int = Field(default=32, gt=0)
+    hidden: int | None = Field(default=None, gt=0)  # None: the profile's
+    layers: int | None = Field(default=None, gt=0)  # None: the profile's
+    n_masks: int | None = Field(default=None, gt=0)  # None: the profile's
     paired: bool = True
     centered: bool = True
     target: Literal["default", "paper"] = "default"
@@ -105,20 +105,21 @@ class TabularExplainerSection(_Section):
     memory_epochs: int = Field(default=0, ge=0)
     normalize: bool = True
     lr: float = Field(default=1e-3, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
+    weight_decay: float | None = Field(default=None, ge=0)  # None: the profile's
     cosine: bool = True
     label_budget: int | None = Field(default=None, ge=2)  # 'labels': evaluations per row (2048)
     label_rows: int | None = Field(default=None, ge=1)  # 'labels': rows to label (all)
     label_epochs: int | None = Field(default=None, ge=1)  # 'labels': epochs (max_epochs)
-    batch_size: int = Field(default=32, gt=0)
+    label_engine: Literal["local", "ray"] = "local"  # 'labels': where row chunks run
+    batch_size: int | None = Field(default=None, gt=0)  # None: the profile's
     surrogate_batch_size: int | None = Field(default=None, ge=1)
     compile: bool = False
-    max_epochs: int = Field(default=100, gt=0)
-    patience: int = Field(default=10, gt=0)
-    val_instances: int = Field(default=128, gt=0)
-    val_budget: int = Field(default=2048, ge=2)
+    max_epochs: int | None = Field(default=None, gt=0)  # None: the profile's
+    patience: int | None = Field(default=None, gt=0)  # None: the profile's
+    val_instances: int | None = Field(default=None, gt=0)  # None: the profile's
+    val_budget: int | None = Field(default=None, ge=2)  # None: the profile's
     efficiency_lambda: float = Field(default=0.0, ge=0)
-    input_noise: float = Field(default=0.0, ge=0)  # std of Gaussian noise on the standardized training inputs
+    input_noise: float | None = Field(default=None, ge=0)  # None: the profile's
 
 
 class TabularEvaluationSection(_Section):
@@ -129,14 +130,22 @@ class TabularEvaluationSection(_Section):
     # criterion < threshold; or exact / kernel_shap
     ground_truth: Literal["auto", "exact", "kernel_shap"] = "auto"
     threshold: float = Field(default=0.01, gt=0)
+    # where the ground truth's row chunks run: this process, or Ray tasks (bitwise equal)
+    engine: Literal["local", "ray"] = "local"
     budgets: list[int] = [128, 256, 512, 1024, 2048]
     # the ground truth's estimated minutes above which the run is refused before training
     max_minutes: float = Field(default=120.0, gt=0)
 
 
 class TabularConfig(_Section):
-    """A tabular run (``simshap run``) and the one call ``simshap.fit``."""
+    """A tabular run (``simshap run``) and the one call ``simshap.fit``.
 
+    Sizes and schedules left at ``None`` come from the profile: ``small`` for tables of at most
+    :data:`~simshap.runs.profiles.SMALL_TABLE_ROWS` training rows, else ``large``
+    (``profile: auto``, see :data:`~simshap.runs.profiles.PROFILES`).
+    """
+
+    profile: Literal["auto", "small", "large"] = "auto"
     dataset: str | UserTable | None = None
     data_dir: str | None = None
     seed: int = Field(default=0, ge=0)
@@ -230,8 +239,15 @@ class ImageEvaluationSection(_Section):
     # counted and reported apart (their normalized AUCs explode or flip sign)
     denominator_eps: float = Field(default=0.5, ge=0)
     figure_images: int = Field(default=6, ge=0)
-    baselines: list[str] = ["random", "ig", "smoothgrad", "gradcam", "kernelshap",
-                            "kernelshap_s", "deepshap"]
+    baselines: list[str] = [
+        "random",
+        "ig",
+        "smoothgrad",
+        "gradcam",
+        "kernelshap",
+        "kernelshap_s",
+        "deepshap",
+    ]
     # budget: model passes per image (gradient methods) or game evaluations per image
     # (KernelSHAP, ∅ and N included; kernelshap's None = shap's default 2d + 2048)
     ig: dict[str, Any] = {"budget": 64, "internal_batch_size": 256}
@@ -263,6 +279,7 @@ class ImageConfig(_Section):
         if isinstance(value, bool):  # True == 1 would pass the literal check
             raise ValueError("Input should be 1, 2, 4 or 8")
         return value
+
     data: ImageDataSection = ImageDataSection()
     model: ImageModelSection = ImageModelSection()
     surrogate: ImageSurrogateSection = ImageSurrogateSection()
@@ -285,8 +302,9 @@ def defaults_for(dataset: Any) -> dict[str, Any]:
 def _first_error(err: ValidationError) -> str:
     e = err.errors()[0]
     types = ("str", "int", "float", "bool", "none", "list", "dict")
-    where = ".".join(str(p) for p in e["loc"]
-                     if not (isinstance(p, str) and (p[:1].isupper() or p in types)))
+    where = ".".join(
+        str(p) for p in e["loc"] if not (isinstance(p, str) and (p[:1].isupper() or p in types))
+    )
     value = e.get("input")
     shown = repr(value) if not isinstance(value, dict) else "a mapping"
     if len(shown) > 60:

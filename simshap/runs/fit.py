@@ -22,16 +22,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simshap.models.adapter import ModelAdapter
-from simshap.runs.config import TABULAR_DEFAULTS, validate_config
-from simshap.runs.config_files import merge_config
-from simshap.data.tabular import from_frame
-from simshap.errors import UserError
 from simshap.amortized.accuracy import accuracy_report, warn_accuracy
 from simshap.amortized.base import AmortizedExplainer
 from simshap.amortized.io import load_explainer
-from simshap.runs.tabular import TabularRun
+from simshap.data.tabular import from_frame
+from simshap.errors import UserError
+from simshap.models.adapter import ModelAdapter
+from simshap.runs.config import TABULAR_DEFAULTS, validate_config
+from simshap.runs.config_files import merge_config
 from simshap.runs.folder import lock_folder
+from simshap.runs.tabular import TabularRun
 
 __all__ = ["fit"]
 
@@ -66,8 +66,9 @@ def fit(
     """Train an amortized explainer of ``model`` on the rows ``X``, in one call.
 
     Args:
-        model: any model :class:`~simshap.models.adapter.ModelAdapter` takes (scikit-learn estimator or
-            Pipeline, LightGBM, XGBoost, torch module, callable); it sees the rows as given.
+        model: any model :class:`~simshap.models.adapter.ModelAdapter` takes (scikit-learn
+            estimator or Pipeline, LightGBM, XGBoost, torch module, callable); it sees the rows
+            as given.
         X: the rows (a DataFrame with strings and NaN, or an array); a validation split is taken
             from them.
         y: optional labels (they name the classes and resolve ``task="auto"``).
@@ -97,26 +98,48 @@ def fit(
     if accelerator is not None:
         trainer["accelerator"] = accelerator
     trainer.setdefault("progress_bar", sys.stderr.isatty() if progress is None else progress)
-    user = {"dataset": "table", "seed": seed, "task": task, "game": game,
-            "model": {"output": output, "link": link}, "trainer": trainer, **config}
+    user = {
+        "dataset": "table",
+        "seed": seed,
+        "task": task,
+        "game": game,
+        "model": {"output": output, "link": link},
+        "trainer": trainer,
+        **config,
+    }
     explainer_cfg = dict(user.get("explainer") or {})
     explainer_cfg["methods"] = [method]
     user["explainer"] = explainer_cfg
     cfg = validate_config(merge_config(TABULAR_DEFAULTS, user))
     frame = _frame(X)
-    adapter = ModelAdapter(model, frame[:256] if isinstance(X, pd.DataFrame) else X[:256],
-                           task=task, output=output, link=link, y=y)
+    adapter = ModelAdapter(
+        model,
+        frame[:256] if isinstance(X, pd.DataFrame) else X[:256],
+        task=task,
+        output=output,
+        link=link,
+        y=y,
+    )
     labels = y if y is not None else _predicted(adapter, X)
     val = min(0.25, max(0.1, 32 / max(len(frame), 1)))
-    data = from_frame(frame, labels, "table", adapter.class_names[0], seed, adapter.task,
-                      cfg["data"]["allow_missing"], cfg["data"]["unseen_categories"],
-                      test_size=0.0, val_size=val, class_names=adapter.class_names)
+    data = from_frame(
+        frame,
+        labels,
+        "table",
+        adapter.class_names[0],
+        seed,
+        adapter.task,
+        cfg["data"]["allow_missing"],
+        cfg["data"]["unseen_categories"],
+        test_size=0.0,
+        val_size=val,
+        class_names=adapter.class_names,
+    )
     if not isinstance(X, pd.DataFrame):  # the model takes arrays: give it arrays
         adapter.columns = adapter.dtypes = None
     folder = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="simshap-"))
     with lock_folder(folder):
-        run = TabularRun(folder, cfg)
-        run.use(data, adapter)
+        run = TabularRun(folder, cfg, data=data, adapter=adapter)
         if run.start(overwrite=False):
             print(f"[simshap] resuming {folder}", flush=True)
         for stage, _, compute in run.stages():
@@ -124,8 +147,7 @@ def fit(
                 compute()
         explainer = load_explainer(run.path(f"{method}.pt")).attach_model(adapter)
     report = accuracy_report(explainer, data.raw_val, seed=seed)
-    explainer.hparams.model_info = {**dict(explainer.hparams.model_info or {}),
-                                    "accuracy": report}
+    explainer.hparams.model_info = {**dict(explainer.hparams.model_info or {}), "accuracy": report}
     warn_accuracy(report)
     return explainer
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
-from simshap.runs.config_files import load_config
 from simshap.errors import ExistingOutputError, MissingFileError, UserError
 from simshap.files import atomic_write, fault_point, sha256_file
+from simshap.runs.config_files import load_config
 
 __all__ = ["RunFolder", "lock_folder"]
 
@@ -61,6 +61,7 @@ class RunFolder:
                 )
             config = load_config(cfg_path)
         self.config = config
+        self.config_file = config  # as given (config.yaml); modalities may resolve ``config``
         self.seed = int(config["seed"])
         self._lock_fd: int | None = None
 
@@ -220,7 +221,7 @@ class RunFolder:
         present = [p for p in self.out.iterdir() if p.name != LOCK] if self.out.exists() else []
         if present:
             if not overwrite:
-                if cfg_path.is_file() and load_config(cfg_path) == self.config:
+                if cfg_path.is_file() and load_config(cfg_path) == self.config_file:
                     self.check_inputs()
                     manifest = self._manifest()
                     if not manifest.get("inputs"):  # killed before the manifest was written
@@ -233,7 +234,7 @@ class RunFolder:
             for p in present:
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         self.out.mkdir(parents=True, exist_ok=True)
-        self.write("config.yaml", yaml.safe_dump(self.config, sort_keys=False))
+        self.write("config.yaml", yaml.safe_dump(self.config_file, sort_keys=False))
         self._save_manifest({"inputs": self.input_hashes(), "stages": {}})
         return False
 
@@ -260,8 +261,10 @@ def lock_folder(out: str | Path) -> Iterator[None]:
     except BlockingIOError:
         holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise UserError(f"{out} is in use by another simshap process (PID {holder}); wait for "
-                        "it to finish or choose another --out") from None
+        raise UserError(
+            f"{out} is in use by another simshap process (PID {holder}); wait for "
+            "it to finish or choose another --out"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     try:

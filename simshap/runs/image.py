@@ -34,20 +34,20 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from simshap.models.classifier import ImageClassifier
-from simshap.runs.config import IMAGE_DATASETS
-from simshap.data.image_modules import CIFAR10DataModule, FashionMNISTDataModule, ImageDataModule
-from simshap.errors import UserError
-from simshap.files import torch_save_atomic
-from simshap.evaluation.image_scores import METHOD_LABELS
-from simshap.evaluation.report import image_results_table
 from simshap.amortized.base import AmortizedExplainer
-from simshap.runs.image_evaluation import EXPLAINERS, ImageEvaluation
-from simshap.models.resnet import warm_start_from_classifier
-from simshap.models.speedups import apply_speedups
-from simshap.runs.run import Run
 from simshap.amortized.surrogate import Surrogate
 from simshap.amortized.training import fit_module, is_rank_zero
+from simshap.data.image_modules import CIFAR10DataModule, FashionMNISTDataModule, ImageDataModule
+from simshap.errors import UserError
+from simshap.evaluation.image_scores import METHOD_LABELS
+from simshap.evaluation.report import image_results_table
+from simshap.files import torch_save_atomic
+from simshap.models.classifier import ImageClassifier
+from simshap.models.resnet import warm_start_from_classifier
+from simshap.models.speedups import apply_speedups
+from simshap.runs.config import IMAGE_DATASETS
+from simshap.runs.image_evaluation import EXPLAINERS, ImageEvaluation
+from simshap.runs.run import Run
 
 __all__ = [
     "EXPLAINERS",
@@ -81,8 +81,10 @@ class ImageRun(ImageEvaluation, Run):
             )
         k = self.config["superpixel_size"]
         if isinstance(k, bool) or not isinstance(k, int) or k not in (1, 2, 4, 8):
-            raise UserError(f"superpixel_size must be 1, 2, 4 or 8 (a power of two dividing 32 "
-                            f"and at most 2**explainer.depth), got {k!r}")
+            raise UserError(
+                f"superpixel_size must be 1, 2, 4 or 8 (a power of two dividing 32 "
+                f"and at most 2**explainer.depth), got {k!r}"
+            )
         self.superpixel_size = k
         self._dm: ImageDataModule | None = None
 
@@ -101,8 +103,11 @@ class ImageRun(ImageEvaluation, Run):
         """The data set's DataModule (same seed and validation split for every stage)."""
         d = self.config["data"]
         common: dict[str, Any] = {
-            "batch_size": batch_size, "num_workers": d["num_workers"], "val_size": d["val_size"],
-            "seed": self.seed, "augment": augment,
+            "batch_size": batch_size,
+            "num_workers": d["num_workers"],
+            "val_size": d["val_size"],
+            "seed": self.seed,
+            "augment": augment,
         }
         if self.config["dataset"] == "fashion_mnist":
             return FashionMNISTDataModule(data_dir=self.config["data_dir"], **common)
@@ -125,8 +130,12 @@ class ImageRun(ImageEvaluation, Run):
         if n is not None:
             ds = Subset(train.dataset, range(min(int(n), len(train.dataset))))
             train = DataLoader(
-                ds, batch_size=batch_size, shuffle=True, drop_last=len(ds) > batch_size,
-                num_workers=train.num_workers, pin_memory=torch.cuda.is_available(),
+                ds,
+                batch_size=batch_size,
+                shuffle=True,
+                drop_last=len(ds) > batch_size,
+                num_workers=train.num_workers,
+                pin_memory=torch.cuda.is_available(),
                 generator=torch.Generator().manual_seed(self.seed),
                 persistent_workers=train.num_workers > 0,
             )
@@ -137,8 +146,12 @@ class ImageRun(ImageEvaluation, Run):
         """A fresh (untrained) classifier from ``config["model"]``."""
         m = self.config["model"]
         return ImageClassifier(
-            num_classes=self.data_num_classes, width=m["width"], optimizer=m["optimizer"],
-            lr=m["lr"], weight_decay=m["weight_decay"], scheduler=m["scheduler"],
+            num_classes=self.data_num_classes,
+            width=m["width"],
+            optimizer=m["optimizer"],
+            lr=m["lr"],
+            weight_decay=m["weight_decay"],
+            scheduler=m["scheduler"],
             label_smoothing=m["label_smoothing"],
             channels_last=self.channels_last and self.device.type == "cuda",
         )
@@ -161,26 +174,41 @@ class ImageRun(ImageEvaluation, Run):
         module = self.build_classifier()
         train, val = self._loaders(m["batch_size"], self.config["data"]["augment"])
         fit = fit_module(
-            module, train, val, monitor="val_loss", max_epochs=m["max_epochs"],
-            patience=m["patience"], out_dir=self.logs("classifier", [], overwrite),
-            resume=not overwrite, **self.trainer_kwargs(),
+            module,
+            train,
+            val,
+            monitor="val_loss",
+            max_epochs=m["max_epochs"],
+            patience=m["patience"],
+            out_dir=self.logs("classifier", [], overwrite),
+            resume=not overwrite,
+            **self.trainer_kwargs(),
         )
         if not is_rank_zero():
             return {}
         torch_save_atomic(
-            {"hparams": dict(module.hparams),
-             "state_dict": {k: v.cpu() for k, v in module.state_dict().items()}},
+            {
+                "hparams": dict(module.hparams),
+                "state_dict": {k: v.cpu() for k, v in module.state_dict().items()},
+            },
             self.path("classifier.pt"),
         )
         self._record_time("model_train_s", fit.train_seconds)
         self.commit("model", ["classifier.pt"])
-        return {"test_accuracy": self.classifier_accuracy(self.classifier()),
-                "val_loss": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs}
+        return {
+            "test_accuracy": self.classifier_accuracy(self.classifier()),
+            "val_loss": fit.best_score,
+            "train_s": fit.train_seconds,
+            "epochs": fit.epochs,
+        }
 
     def classifier(self) -> ImageClassifier:
         """The stored classifier, in eval mode on :attr:`device`."""
-        blob = torch.load(self._require("classifier.pt", "model", "fit-model"),
-                          map_location="cpu", weights_only=True)
+        blob = torch.load(
+            self._require("classifier.pt", "model", "fit-model"),
+            map_location="cpu",
+            weights_only=True,
+        )
         model = ImageClassifier(**blob["hparams"])
         model.load_state_dict(blob["state_dict"])
         return model.to(self.device).eval()
@@ -196,12 +224,23 @@ class ImageRun(ImageEvaluation, Run):
         """A fresh surrogate from ``config["surrogate"]`` (channels_last / compiled per config)."""
         s = self.config["surrogate"]
         module = Surrogate(
-            {"kind": "resnet18", "in_channels": self.in_channels,
-             "num_classes": self.data_num_classes, "width": s["width"]},
-            {"kind": "superpixels", "image_size": [32, 32],
-             "superpixel_size": self.superpixel_size},
-            original=original, lr=s["lr"], weight_decay=s["weight_decay"],
-            masks_per_row=s["masks_per_row"], max_epochs_hint=s["max_epochs"], seed=self.seed,
+            {
+                "kind": "resnet18",
+                "in_channels": self.in_channels,
+                "num_classes": self.data_num_classes,
+                "width": s["width"],
+            },
+            {
+                "kind": "superpixels",
+                "image_size": [32, 32],
+                "superpixel_size": self.superpixel_size,
+            },
+            original=original,
+            lr=s["lr"],
+            weight_decay=s["weight_decay"],
+            masks_per_row=s["masks_per_row"],
+            max_epochs_hint=s["max_epochs"],
+            seed=self.seed,
         )
         self.speed_up(module.net, compile_net=s["compile"])
         return module
@@ -245,15 +284,25 @@ class ImageRun(ImageEvaluation, Run):
         """
         e = self.config["explainer"]
         if e["backbone"] == "resnet18":
-            return {"kind": "resnet18", "in_channels": self.in_channels,
-                    "num_classes": self.data_num_classes, "width": self.config["model"]["width"],
-                    "superpixel_size": self.superpixel_size}
+            return {
+                "kind": "resnet18",
+                "in_channels": self.in_channels,
+                "num_classes": self.data_num_classes,
+                "width": self.config["model"]["width"],
+                "superpixel_size": self.superpixel_size,
+            }
         if e["backbone"] != "unet":
-            raise UserError(f"explainer.backbone must be 'unet' or 'resnet18', got "
-                            f"{e['backbone']!r}")
-        return {"kind": "unet", "in_channels": self.in_channels,
-                "num_classes": self.data_num_classes, "base_width": e["base_width"],
-                "depth": e["depth"], "superpixel_size": self.superpixel_size}
+            raise UserError(
+                f"explainer.backbone must be 'unet' or 'resnet18', got {e['backbone']!r}"
+            )
+        return {
+            "kind": "unet",
+            "in_channels": self.in_channels,
+            "num_classes": self.data_num_classes,
+            "base_width": e["base_width"],
+            "depth": e["depth"],
+            "superpixel_size": self.superpixel_size,
+        }
 
     def build_explainer(self, name: str, surrogate: Surrogate) -> AmortizedExplainer:
         """A fresh explainer; with ``explainer.init: classifier`` its trunk is the classifier's.
@@ -266,8 +315,10 @@ class ImageRun(ImageEvaluation, Run):
             raise UserError(f"explainer.init must be 'random' or 'classifier', got {init!r}")
         self.explainer_net_spec()  # checks explainer.backbone
         if init == "classifier" and self.config["explainer"]["backbone"] != "resnet18":
-            raise UserError("explainer.init: classifier needs explainer.backbone: resnet18 (the "
-                            "U-Net has no classifier to start from)")
+            raise UserError(
+                "explainer.init: classifier needs explainer.backbone: resnet18 (the "
+                "U-Net has no classifier to start from)"
+            )
         module = super().build_explainer(name, surrogate)
         if init == "classifier":
             try:
@@ -299,9 +350,15 @@ class ImageRun(ImageEvaluation, Run):
         x, y = self.data.test_tensors(n)
         x, y = x.to(self.device), y.to(self.device)
         full = torch.ones(x.shape[0], 1, *x.shape[-2:], dtype=torch.bool, device=self.device)
-        pred = torch.cat([surrogate.value(x[i:i + 512], full[i:i + 512]).argmax(1)
-                          for i in range(0, len(x), 512)])
+        pred = torch.cat(
+            [
+                surrogate.value(x[i : i + 512], full[i : i + 512]).argmax(1)
+                for i in range(0, len(x), 512)
+            ]
+        )
         orig = classifier.predict_logits(x).argmax(1)
-        return {"surrogate_full_mask_accuracy": float((pred == y).float().mean()),
-                "surrogate_agreement": float((pred == orig).float().mean()),
-                "original_accuracy": float((orig == y).float().mean())}
+        return {
+            "surrogate_full_mask_accuracy": float((pred == y).float().mean()),
+            "surrogate_agreement": float((pred == orig).float().mean()),
+            "original_accuracy": float((orig == y).float().mean()),
+        }

@@ -15,19 +15,18 @@ from typing import Any
 
 import torch
 
-from simshap.models.classifier import ImageClassifier
+from simshap.amortized.io import load_explainer
 from simshap.errors import UserError
 from simshap.evaluation.baselines import BASELINES, explain_baseline
 from simshap.evaluation.figures import attribution_grid, mean_curves
 from simshap.evaluation.image_scores import METHOD_LABELS, paired_differences, score_attributions
 from simshap.evaluation.report import environment, image_results_table
 from simshap.evaluation.timing import seconds_per_instance, timed
+from simshap.files import read_cache, torch_save_atomic
 from simshap.fingerprint import fingerprint
-from simshap.amortized.io import load_explainer
+from simshap.models.classifier import ImageClassifier
 from simshap.models.speedups import apply_speedups
-from simshap.files import torch_save_atomic
 from simshap.runs.run import EXPLAINERS as _ALL_EXPLAINERS
-from simshap.files import read_cache
 
 __all__ = ["EXPLAINERS", "ImageEvaluation"]
 
@@ -62,9 +61,7 @@ class ImageEvaluation:
         ev = self.config["evaluation"]
         unknown = set(ev["baselines"]) - set(BASELINES)
         if unknown:
-            raise UserError(
-                f"unknown baselines {sorted(unknown)}; choose from {sorted(BASELINES)}"
-            )
+            raise UserError(f"unknown baselines {sorted(unknown)}; choose from {sorted(BASELINES)}")
         x, labels = self.data.test_tensors(ev["n_images"])
         x = x.to(self.device)
         n = x.shape[0]
@@ -79,11 +76,19 @@ class ImageEvaluation:
         methods: dict[str, dict[str, Any]] = {}
         curves: dict[str, dict[str, torch.Tensor]] = {}
         for name, a in attrs.items():
-            row: dict[str, Any] = {"label": METHOD_LABELS.get(name, name), "used": a["used"],
-                                   "fallback_reason": a["fallback_reason"]}
+            row: dict[str, Any] = {
+                "label": METHOD_LABELS.get(name, name),
+                "used": a["used"],
+                "fallback_reason": a["fallback_reason"],
+            }
             scores, curves[name] = score_attributions(
-                net, x, a["values"].to(self.device), tgt, self.superpixel_size,
-                batch_size=ev["batch_size"], denominator_eps=ev["denominator_eps"],
+                net,
+                x,
+                a["values"].to(self.device),
+                tgt,
+                self.superpixel_size,
+                batch_size=ev["batch_size"],
+                denominator_eps=ev["denominator_eps"],
             )
             row.update(scores)
             row["inference_s"] = a["seconds"]
@@ -111,13 +116,25 @@ class ImageEvaluation:
         labels = [METHOD_LABELS.get(m, m) for m in attrs]
         class_names = getattr(self.data, "classes", None)
         k = int(self.config["evaluation"]["figure_images"])
-        self.write("figure3.png", lambda p: attribution_grid(
-            images[:k], tgt[:k], {lab: a["values"] for lab, a in
-                                  zip(labels, attrs.values(), strict=True)}, class_names, p))
-        self.write("curves.png", lambda p: mean_curves(
-            {METHOD_LABELS.get(m, m): c for m, c in curves.items()}, p))
-        self.commit("evaluate", ["results.json", "results.md", "curves.pt", "figure3.png",
-                                 "curves.png"], after=["model", "surrogate", *self.explainer_names])
+        self.write(
+            "figure3.png",
+            lambda p: attribution_grid(
+                images[:k],
+                tgt[:k],
+                {lab: a["values"] for lab, a in zip(labels, attrs.values(), strict=True)},
+                class_names,
+                p,
+            ),
+        )
+        self.write(
+            "curves.png",
+            lambda p: mean_curves({METHOD_LABELS.get(m, m): c for m, c in curves.items()}, p),
+        )
+        self.commit(
+            "evaluate",
+            ["results.json", "results.md", "curves.pt", "figure3.png", "curves.png"],
+            after=["model", "surrogate", *self.explainer_names],
+        )
         return results
 
     def _cached_attribution(
@@ -133,15 +150,22 @@ class ImageEvaluation:
         stages = ["classifier.pt", "surrogate.pt"] + ([f"{name}.pt"] if name in EXPLAINERS else [])
         key = fingerprint(
             [self.path(f).read_bytes() if self.path(f).exists() else b"" for f in stages],
-            {"method": name, "options": self.config["evaluation"].get(name, {}),
-             "seed": self.seed}, x, tgt,
+            {"method": name, "options": self.config["evaluation"].get(name, {}), "seed": self.seed},
+            x,
+            tgt,
         )
         blob = read_cache(path)
         if blob.get("key") == key:
             return blob
         values, seconds, used, reason = self._attribute(name, x, tgt, classifier)
-        blob = {"values": values.detach().float().cpu(), "seconds": float(seconds), "used": used,
-                "fallback_reason": reason, "target": tgt.cpu(), "key": key}
+        blob = {
+            "values": values.detach().float().cpu(),
+            "seconds": float(seconds),
+            "used": used,
+            "fallback_reason": reason,
+            "target": tgt.cpu(),
+            "key": key,
+        }
         torch_save_atomic(blob, path)
         return blob
 
@@ -152,8 +176,9 @@ class ImageEvaluation:
         rows = torch.arange(n, device=x.device)
         grid = (x.shape[-2] // self.superpixel_size, x.shape[-1] // self.superpixel_size)
         if name in EXPLAINERS:
-            explainer = load_explainer(self._require(f"{name}.pt", name, "fit-explainer"),
-                                       self.device)
+            explainer = load_explainer(
+                self._require(f"{name}.pt", name, "fit-explainer"), self.device
+            )
             apply_speedups(explainer.net, self.device, self.channels_last)
             if explainer.surrogate is not None:
                 apply_speedups(explainer.surrogate.net, self.device, self.channels_last)
@@ -171,9 +196,11 @@ class ImageEvaluation:
             k = int(opts.pop("background_size"))
             opts["background"] = self.data.test_tensors(k, split="train")[0].to(x.device)
         torch.manual_seed(self.seed)
-        sv, seconds = timed(lambda: explain_baseline(
-            name, model, x, tgt, superpixel_size=self.superpixel_size, **opts
-        ))
+        sv, seconds = timed(
+            lambda: explain_baseline(
+                name, model, x, tgt, superpixel_size=self.superpixel_size, **opts
+            )
+        )
         return sv.as_image()[:, 0], seconds, sv.method, sv.extras.get("fallback_reason")
 
 

@@ -24,24 +24,25 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from simshap.models.adapter import ModelAdapter
+from simshap.amortized.base import AmortizedExplainer
+from simshap.amortized.sources import RowsSource
+from simshap.amortized.surrogate import Surrogate, dummy_columns, players_spec, surrogate_spec
+from simshap.amortized.training import EpochSampler
 from simshap.data.tabular import TabularData, load_tabular
 from simshap.data.tabular_sources import data_file
 from simshap.errors import UserError
-from simshap.amortized.base import AmortizedExplainer
-from simshap.amortized.sources import RowsSource
 from simshap.files import sha256_file
 from simshap.fingerprint import fingerprint
+from simshap.models.adapter import ModelAdapter
 from simshap.models.original import (
     fit_original_model,
     load_original_model,
     load_user_model,
     save_original_model,
 )
+from simshap.runs.profiles import resolve_profile
 from simshap.runs.run import EXPLAINERS, Run
 from simshap.runs.tabular_evaluation import TabularEvaluation
-from simshap.amortized.surrogate import Surrogate, dummy_columns, players_spec, surrogate_spec
-from simshap.amortized.training import EpochSampler
 
 __all__ = ["EXPLAINERS", "TabularRun"]
 
@@ -54,15 +55,18 @@ class TabularRun(TabularEvaluation, Run):
         config: the merged configuration (``None``: read ``out/config.yaml``).
     """
 
-    def __init__(self, out: str | Path, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        out: str | Path,
+        config: dict[str, Any] | None = None,
+        data: TabularData | None = None,
+        adapter: ModelAdapter | None = None,
+    ) -> None:
         super().__init__(out, config, example_config="breast_cancer")
-        self._data: TabularData | None = None
-        self._adapter: ModelAdapter | None = None
-        self._given = False
-
-    def use(self, data: TabularData, adapter: ModelAdapter) -> None:
-        """Run on rows and a model given in memory (``simshap.fit``) instead of files."""
-        self._data, self._adapter, self._given = data, adapter, True
+        # rows and a model given in memory (simshap.fit) instead of files
+        self._data, self._adapter, self._given = data, adapter, data is not None
+        # sizes left at None come from the profile of the table's size
+        self.config = resolve_profile(self.config_file, len(self.data.raw_train))
 
     # ------------------------------------------------------------------ data and model
     @property
@@ -71,7 +75,10 @@ class TabularRun(TabularEvaluation, Run):
         if self._data is None:
             c = self.config
             self._data = load_tabular(
-                c["dataset"], data_dir=c["data_dir"], seed=self.seed, task=c["task"],
+                c["dataset"],
+                data_dir=c["data_dir"],
+                seed=self.seed,
+                task=c["task"],
                 allow_missing=c["data"]["allow_missing"],
                 unseen_categories=c["data"]["unseen_categories"],
             )
@@ -86,26 +93,43 @@ class TabularRun(TabularEvaluation, Run):
         """Content hashes of the data file (or the embedded table) and the user's model file."""
         c = self.config
         dataset = c["dataset"]
-        path = Path(dataset["path"]) if isinstance(dataset, dict) else None if self._given \
+        path = (
+            Path(dataset["path"])
+            if isinstance(dataset, dict)
+            else None
+            if self._given
             else data_file(dataset, c["data_dir"])
+        )
         if path is not None and path.is_file():
             data = {"path": str(path.resolve()), "sha256": sha256_file(path)}
         else:  # an embedded table: its content
             frame = self.data
-            data = {"path": str(dataset), "sha256": fingerprint(
-                frame.raw_train.to_numpy(dtype=str), frame.raw_val.to_numpy(dtype=str),
-                frame.raw_test.to_numpy(dtype=str), frame.y_train, frame.y_val, frame.y_test)}
+            data = {
+                "path": str(dataset),
+                "sha256": fingerprint(
+                    frame.raw_train.to_numpy(dtype=str),
+                    frame.raw_val.to_numpy(dtype=str),
+                    frame.raw_test.to_numpy(dtype=str),
+                    frame.y_train,
+                    frame.y_val,
+                    frame.y_test,
+                ),
+            }
         out = {"data": data}
         if self._given:  # a model in memory: its outputs on the training rows are its identity
             rows = self.data.raw_train[:256]
-            out["model"] = {"path": type(self.adapter().model).__name__,
-                            "sha256": fingerprint(self.adapter()(rows))}
+            out["model"] = {
+                "path": type(self.adapter().model).__name__,
+                "sha256": fingerprint(self.adapter()(rows)),
+            }
             return out
         model = c["model"]["path"]
         if model is not None:
             p = Path(model)
-            out["model"] = {"path": str(p.resolve()),
-                            "sha256": sha256_file(p) if p.is_file() else None}
+            out["model"] = {
+                "path": str(p.resolve()),
+                "sha256": sha256_file(p) if p.is_file() else None,
+            }
         return out
 
     def original_model(self) -> Any:
@@ -113,8 +137,9 @@ class TabularRun(TabularEvaluation, Run):
         path = self.config["model"]["path"]
         if path is not None:
             return load_user_model(path)
-        return load_original_model(self._require("model.txt", "model", "fit-model"),
-                                   self.data.preprocessor)
+        return load_original_model(
+            self._require("model.txt", "model", "fit-model"), self.data.preprocessor
+        )
 
     def adapter(self) -> ModelAdapter:
         """The original model as the model contract: what is explained, on raw rows."""
@@ -123,9 +148,15 @@ class TabularRun(TabularEvaluation, Run):
             model = self.original_model()
             ours = m["path"] is None
             self._adapter = ModelAdapter(
-                model, data.raw_train[:256], task=data.task, output=m["output"], link=m["link"],
-                y=data.y_train, class_names=data.class_names if ours or
-                getattr(model, "classes_", None) is None else None,
+                model,
+                data.raw_train[:256],
+                task=data.task,
+                output=m["output"],
+                link=m["link"],
+                y=data.y_train,
+                class_names=data.class_names
+                if ours or getattr(model, "classes_", None) is None
+                else None,
             )
         return self._adapter
 
@@ -136,8 +167,9 @@ class TabularRun(TabularEvaluation, Run):
     def explained_classes(self, split: str, n: int | None = None) -> torch.Tensor:
         """The output explained per row: the model's predicted class (0 for a regression)."""
         t = self.targets(split, n)
-        return torch.as_tensor(t.argmax(1) if self.data.task == "classification"
-                               else np.zeros(len(t), dtype=np.int64))
+        return torch.as_tensor(
+            t.argmax(1) if self.data.task == "classification" else np.zeros(len(t), dtype=np.int64)
+        )
 
     # ------------------------------------------------------------------ stages
     def fit_model(self, overwrite: bool = False) -> dict[str, float]:
@@ -157,7 +189,9 @@ class TabularRun(TabularEvaluation, Run):
 
         model, seconds = timed(
             lambda: fit_original_model(
-                data, seed=self.seed, max_rounds=m["max_rounds"],
+                data,
+                seed=self.seed,
+                max_rounds=m["max_rounds"],
                 early_stopping_rounds=m["early_stopping_rounds"],
             )
         )
@@ -171,8 +205,10 @@ class TabularRun(TabularEvaluation, Run):
         """The original model's test accuracy (classification) or R² (regression)."""
         adapter, data = self.adapter(), self.data
         if adapter.task != data.task:
-            raise UserError(f"the model is a {adapter.task} model but the target reads as a "
-                            f"{data.task} target; set task: {adapter.task} in the config")
+            raise UserError(
+                f"the model is a {adapter.task} model but the target reads as a "
+                f"{data.task} target; set task: {adapter.task} in the config"
+            )
         t = self.targets("test")
         if data.task == "regression":
             y = data.y_test
@@ -190,15 +226,24 @@ class TabularRun(TabularEvaluation, Run):
         scaling: dict[str, Any] = {}
         if data.task == "regression" and not untrained:
             t = torch.as_tensor(self.targets("train"))
-            scaling = {"target_mean": t.mean(0).tolist(),
-                       "target_std": t.std(0).clamp_min(1e-12).tolist()}
+            scaling = {
+                "target_mean": t.mean(0).tolist(),
+                "target_std": t.std(0).clamp_min(1e-12).tolist(),
+            }
         outputs = self.adapter().num_outputs if not untrained else max(1, data.n_classes)
         return Surrogate(
             surrogate_spec(prep, outputs, s["hidden"], s["layers"]),
-            players_spec(prep), lr=s["lr"], weight_decay=s["weight_decay"],
-            masks_per_row=s["masks_per_row"], max_epochs_hint=s["max_epochs"] if s["cosine"]
-            else 0, seed=self.seed, preprocessor=prep.to_dict(), task=data.task,
-            link=self.config["model"]["link"], always_present=dummy_columns(prep), **scaling,
+            players_spec(prep),
+            lr=s["lr"],
+            weight_decay=s["weight_decay"],
+            masks_per_row=s["masks_per_row"],
+            max_epochs_hint=s["max_epochs"] if s["cosine"] else 0,
+            seed=self.seed,
+            preprocessor=prep.to_dict(),
+            task=data.task,
+            link=self.config["model"]["link"],
+            always_present=dummy_columns(prep),
+            **scaling,
         )
 
     def _surrogate_targets(self, split: str) -> torch.Tensor:
@@ -238,16 +283,20 @@ class TabularRun(TabularEvaluation, Run):
             full = torch.ones(len(x), surrogate.num_players, dtype=torch.bool, device=x.device)
             pred = surrogate.value(x, surrogate.groups.feature_mask(full)).argmax(-1).cpu()
             out["surrogate_full_mask_accuracy"] = float((pred.numpy() == data.y_test).mean())
-            out["original_accuracy"] = float((self.targets("test").argmax(1)
-                                              == data.y_test).mean())
+            out["original_accuracy"] = float((self.targets("test").argmax(1) == data.y_test).mean())
         return out
 
     def explainer_net_spec(self) -> dict[str, Any]:
         """An MLP from the network inputs to ``(d, C)`` attributions."""
         e, data = self.config["explainer"], self.data
-        return {"kind": "mlp", "in_features": data.preprocessor.num_inputs,
-                "num_players": data.n_features, "num_classes": self.adapter().num_outputs,
-                "hidden": e["hidden"], "layers": e["layers"]}
+        return {
+            "kind": "mlp",
+            "in_features": data.preprocessor.num_inputs,
+            "num_players": data.n_features,
+            "num_classes": self.adapter().num_outputs,
+            "hidden": e["hidden"],
+            "layers": e["layers"],
+        }
 
     def background(self) -> np.ndarray:
         """The background rows of the game (raw): K training rows, or the baseline row."""
@@ -279,10 +328,14 @@ class TabularRun(TabularEvaluation, Run):
     def explainer_extras(self) -> dict[str, Any]:
         """Names, preprocessing, game, model contract and background rows (kept in the file)."""
         data = self.data
-        return {"feature_names": data.feature_names, "class_names": self.adapter().class_names,
-                "preprocessor": data.preprocessor.to_dict(), "game": self.game_name,
-                "model_info": self.model_info(),
-                "background": self.background().tolist()}
+        return {
+            "feature_names": data.feature_names,
+            "class_names": self.adapter().class_names,
+            "preprocessor": data.preprocessor.to_dict(),
+            "game": self.game_name,
+            "model_info": self.model_info(),
+            "background": self.background().tolist(),
+        }
 
     def explainer_game(self, module: AmortizedExplainer) -> None:
         """Attach the model and the raw row tables a model's game reads (or the model alone)."""
@@ -298,8 +351,11 @@ class TabularRun(TabularEvaluation, Run):
         """Training rows (epoch-seeded order) and the first validation rows, with row indices."""
         e, data = self.config["explainer"], self.data
         x = torch.as_tensor(data.x_train)
-        train = DataLoader(TensorDataset(x, torch.arange(len(x))), batch_size=e["batch_size"],
-                           sampler=EpochSampler(len(x), self.seed))
+        train = DataLoader(
+            TensorDataset(x, torch.arange(len(x))),
+            batch_size=e["batch_size"],
+            sampler=EpochSampler(len(x), self.seed),
+        )
         xv = torch.as_tensor(data.x_val[: e["val_instances"]])
         val = DataLoader(TensorDataset(xv, torch.arange(len(xv))), batch_size=256)
         return train, val
@@ -317,4 +373,3 @@ def baseline_row(frame: Any, names: list[str]) -> np.ndarray:
             row.append(mode.iloc[0] if len(mode) else None)
     dtype = object if any(isinstance(v, str) or v is None for v in row) else np.float64
     return np.array([row], dtype=dtype)
-
