@@ -42,7 +42,7 @@ def _spec(hidden: int = 64) -> dict:
 def test_exact_labels_are_the_exact_shapley_values() -> None:
     module = LabelRegression(_spec(), _surrogate())
     x = torch.randn(10, D)
-    labels, evals = module.compute_labels(x, batch_size=4)
+    labels, evals = module.compute_labels(x, chunk_rows=4)
     exact = exact_shapley(module.game(x))
     assert evals == 2**D and labels.shape == (10, D, C)
     torch.testing.assert_close(labels, exact.values.float())

@@ -16,6 +16,7 @@ more than the last bit of label noise. :meth:`LabelRegression.compute_labels` re
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,8 +25,7 @@ import torch.nn.functional as F
 from simshap.amortized.base import AmortizedExplainer
 from simshap.amortized.surrogate import Surrogate
 from simshap.errors import UserError
-from simshap.estimators.exact import exact_shapley
-from simshap.estimators.kernel import kernel_shap
+from simshap.estimators.chunks import CHUNK_ROWS, chunked_shapley
 
 __all__ = ["DEFAULT_LABEL_BUDGET", "EXACT_LABEL_MAX_PLAYERS", "LabelRegression"]
 
@@ -78,42 +78,54 @@ class LabelRegression(AmortizedExplainer):
 
     @torch.no_grad()
     def compute_labels(
-        self, x: torch.Tensor, batch_size: int = 64, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        chunk_rows: int = CHUNK_ROWS,
+        seed: int | None = None,
+        engine: str = "local",
+        cache_dir: str | Path | None = None,
+        key: str | None = None,
     ) -> tuple[torch.Tensor, int]:
-        """Shapley labels of training rows on the surrogate's game.
+        """Shapley labels of training rows on the explainer's game, chunk by chunk.
 
-        Also sets ``base_value`` to the mean v(∅) over the rows.
+        Each chunk of ``chunk_rows`` rows has its own seed, so the labels are the same in this
+        process and on Ray (``engine="ray"``, bitwise), and with a ``cache_dir`` a killed
+        labelling resumes at the first missing chunk
+        (:func:`~simshap.estimators.chunks.chunked_shapley`). Also sets ``base_value`` to the
+        mean v(∅) over the rows.
 
         Args:
             x: model inputs ``(N, F)`` (already preprocessed, as the training loader yields).
-            batch_size: rows per game call.
-            generator: ``torch.Generator`` of KernelSHAP's coalitions.
+            chunk_rows: rows per chunk.
+            seed: seeds KernelSHAP's coalitions (``None``: the explainer's ``seed``).
+            engine: ``"local"`` or ``"ray"``.
+            cache_dir: where finished chunks are saved; ``None``: nowhere.
+            key: what the labels depend on (required with ``cache_dir``).
 
         Returns:
             ``(labels (N, d, C) float32 on the CPU, evaluations per row)``.
         """
         x = torch.as_tensor(x, dtype=torch.float32)
-        d = self.net.spec["num_players"]
-        method, evals = self.label_method(d)
-        source = self._require_source()
-        table = getattr(source, "tables", {}).get("train")  # a model's game: the raw rows
-        out, base = [], []
-        for i in range(0, len(x), batch_size):
-            raw = None if table is None else table[i : i + batch_size]
-            game = self.game(x[i : i + batch_size].to(self.device), raw)
-            if method == "exact":
-                est = exact_shapley(game)
-            else:
-                est = kernel_shap(game, budget=evals, paired=True, generator=generator)
-            out.append(est.values.float().cpu())
-            base.append(est.base_values.float().cpu())
-        self.base_value.copy_(torch.cat(base).mean(0).to(self.base_value))
-        return torch.cat(out), evals
+        method, evals = self.label_method(self.net.spec["num_players"])
+        table = getattr(self._require_source(), "tables", {}).get("train")  # a model's game
+        raw = None if table is None else table[: len(x)]
+        device = self.device if engine == "local" else torch.device("cpu")
+        est = chunked_shapley(
+            self.game(x.to(device), raw),
+            "exact" if method == "exact" else "kernel_shap",
+            budget=None if method == "exact" else evals,
+            seed=self.hparams.seed if seed is None else seed,
+            chunk_rows=chunk_rows,
+            engine=engine,
+            cache_dir=cache_dir,
+            key=key,
+        )
+        self.base_value.copy_(est.base_values.float().mean(0).to(self.base_value))
+        return est.values.float().cpu(), evals
 
     def training_dataset(self, x: torch.Tensor) -> torch.utils.data.Dataset:
         """The rows with their labels (computed here, once): what :meth:`fit` trains on."""
-        gen = torch.Generator().manual_seed(self.hparams.seed)
-        labels, _ = self.compute_labels(x, generator=gen)
+        labels, _ = self.compute_labels(x)
         x = torch.as_tensor(x, dtype=torch.float32)
         return torch.utils.data.TensorDataset(x, labels, torch.arange(len(x)))
 

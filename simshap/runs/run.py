@@ -20,17 +20,17 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from simshap.runs.config import validate_config
-from simshap.errors import UserError
-from simshap.files import read_cache, torch_save_atomic
 from simshap.amortized import FastSHAP, SimSHAP
 from simshap.amortized.base import AmortizedExplainer
+from simshap.amortized.io import load_surrogate, save_explainer, save_surrogate
 from simshap.amortized.labels import LabelRegression
 from simshap.amortized.simshap import SIMSHAP_TARGETS
-from simshap.amortized.io import load_surrogate, save_explainer, save_surrogate
-from simshap.runs.folder import RunFolder
 from simshap.amortized.surrogate import Surrogate
 from simshap.amortized.training import fit_module, is_rank_zero
+from simshap.errors import UserError
+from simshap.files import read_cache, torch_save_atomic
+from simshap.runs.config import validate_config
+from simshap.runs.folder import RunFolder
 
 __all__ = ["EXPLAINERS", "Run", "resolve_precision"]
 
@@ -38,7 +38,9 @@ __all__ = ["EXPLAINERS", "Run", "resolve_precision"]
 #: (variance-reduced) target, SimSHAP with the paper's target (Algorithm 1), FastSHAP, and a
 #: regression on labels computed once per training row (tabular runs)
 EXPLAINERS: dict[str, type[AmortizedExplainer]] = {
-    "simshap": SimSHAP, "simshap_paper": SimSHAP, "fastshap": FastSHAP,
+    "simshap": SimSHAP,
+    "simshap_paper": SimSHAP,
+    "fastshap": FastSHAP,
     "labels": LabelRegression,
 }
 
@@ -67,14 +69,17 @@ class Run(RunFolder):
     #: ``"tabular"`` or ``"image"``
     modality = "tabular"
 
-    def __init__(self, out: str | Path, config: dict[str, Any] | None = None,
-                 example_config: str = "breast_cancer") -> None:
-        super().__init__(out, None if config is None else validate_config(config),
-                         example_config)
+    def __init__(
+        self,
+        out: str | Path,
+        config: dict[str, Any] | None = None,
+        example_config: str = "breast_cancer",
+    ) -> None:
+        super().__init__(out, None if config is None else validate_config(config), example_config)
 
     @property
     def game_name(self) -> str:
-        """What the explainers explain: ``surrogate`` (images always), ``marginal``, ``baseline``."""
+        """The game explained: ``surrogate`` (images always), ``marginal``, ``baseline``."""
         return self.config.get("game", "surrogate")
 
     def stages(self) -> list[tuple[str, str, Any]]:
@@ -184,17 +189,23 @@ class Run(RunFolder):
             torch.backends.cudnn.benchmark = True
             torch.set_float32_matmul_precision("high")  # TF32 for what stays in float32
         return {
-            "accelerator": t["accelerator"], "devices": t["devices"], "strategy": t["strategy"],
-            "num_nodes": t["num_nodes"], "precision": resolve_precision(t["precision"]),
-            "progress_bar": t["progress_bar"], "max_time": t["max_time"],
+            "accelerator": t["accelerator"],
+            "devices": t["devices"],
+            "strategy": t["strategy"],
+            "num_nodes": t["num_nodes"],
+            "precision": resolve_precision(t["precision"]),
+            "progress_bar": t["progress_bar"],
+            "max_time": t["max_time"],
         }
 
     # ------------------------------------------------------------------ surrogate
     def fit_surrogate(self, overwrite: bool = False) -> dict[str, Any]:
         """Train the surrogate s(x, m) on the original model's outputs under uniform masks."""
         if self.game_name != "surrogate":
-            raise UserError(f"this run explains the {self.game_name} game of the model itself: "
-                            "it has no surrogate (set game: surrogate for one)")
+            raise UserError(
+                f"this run explains the {self.game_name} game of the model itself: "
+                "it has no surrogate (set game: surrogate for one)"
+            )
         self._require(self.model_file, "model", "fit-model")
         self.begin("surrogate", overwrite)
         s = self.config["surrogate"]
@@ -202,9 +213,15 @@ class Run(RunFolder):
         torch.manual_seed(self.seed)
         module = self.training_surrogate()
         fit = fit_module(
-            module, train, val, monitor="val_loss", max_epochs=s["max_epochs"],
-            patience=s["patience"], out_dir=self.logs("surrogate", ["model"], overwrite),
-            resume=not overwrite, **self.trainer_kwargs(),
+            module,
+            train,
+            val,
+            monitor="val_loss",
+            max_epochs=s["max_epochs"],
+            patience=s["patience"],
+            out_dir=self.logs("surrogate", ["model"], overwrite),
+            resume=not overwrite,
+            **self.trainer_kwargs(),
         )
         if not is_rank_zero():
             return {}
@@ -212,23 +229,28 @@ class Run(RunFolder):
         save_surrogate(module, self.path("surrogate.pt"))
         self._record_time("surrogate_train_s", fit.train_seconds)
         self.commit("surrogate", ["surrogate.pt"], after=["model"])
-        return {"val_loss": fit.best_score, "train_s": fit.train_seconds, "epochs": fit.epochs,
-                **report}
+        return {
+            "val_loss": fit.best_score,
+            "train_s": fit.train_seconds,
+            "epochs": fit.epochs,
+            **report,
+        }
 
     def surrogate(self) -> Surrogate:
         """The stored surrogate, in eval mode on :attr:`device`."""
         return load_surrogate(self._require("surrogate.pt", "surrogate", "fit-surrogate")).to(
-            self.device)
+            self.device
+        )
 
     # ------------------------------------------------------------------ explainers
     def build_explainer(self, name: str, surrogate: Surrogate | None) -> AmortizedExplainer:
         """A fresh SimSHAP or FastSHAP explainer; every option applies to every modality."""
         if name not in self.explainer_choices:
-            raise UserError(f"unknown explainer {name!r}; choose from "
-                            f"{sorted(self.explainer_choices)}")
+            raise UserError(
+                f"unknown explainer {name!r}; choose from {sorted(self.explainer_choices)}"
+            )
         e = self.config["explainer"]
-        d = self.explainer_net_spec()["num_players"] if surrogate is None \
-            else surrogate.num_players
+        d = self.explainer_net_spec()["num_players"] if surrogate is None else surrogate.num_players
         if e["val_budget"] < d:
             raise UserError(
                 f"explainer.val_budget={e['val_budget']} is below the {d} players: the "
@@ -236,34 +258,47 @@ class Run(RunFolder):
                 f"{d} (1024-2048 for 256 superpixels)"
             )
         common: dict[str, Any] = dict(
-            n_masks=e["n_masks"], paired=e["paired"], lr=e["lr"], weight_decay=e["weight_decay"],
-            val_budget=e["val_budget"], max_epochs_hint=self.explainer_epochs(name) if e["cosine"]
-            else 0,
-            surrogate_batch_size=e["surrogate_batch_size"], seed=self.seed,
+            n_masks=e["n_masks"],
+            paired=e["paired"],
+            lr=e["lr"],
+            weight_decay=e["weight_decay"],
+            val_budget=e["val_budget"],
+            max_epochs_hint=self.explainer_epochs(name) if e["cosine"] else 0,
+            surrogate_batch_size=e["surrogate_batch_size"],
+            seed=self.seed,
             **({"input_noise": e["input_noise"]} if "input_noise" in e else {}),
             **self.explainer_extras(),
         )
         if e["target"] not in SIMSHAP_TARGETS:
-            raise UserError(f"explainer.target must be one of {SIMSHAP_TARGETS}, got "
-                            f"{e['target']!r}")
+            raise UserError(
+                f"explainer.target must be one of {SIMSHAP_TARGETS}, got {e['target']!r}"
+            )
         target = "paper" if name == "simshap_paper" else e["target"]
         if self.explainer_choices[name] is SimSHAP:
             average = e.get("average_targets", False)  # image configs have no such key
             if average not in (None, True, False):
-                raise UserError("explainer.average_targets must be true, false or null (on "
-                                f"unless input_noise > 0), got {average!r}")
+                raise UserError(
+                    "explainer.average_targets must be true, false or null (on "
+                    f"unless input_noise > 0), got {average!r}"
+                )
             if average and e["target"] == "paper":
-                raise UserError("explainer.average_targets: true needs explainer.target: "
-                                "default (the paper target is Algorithm 1, a fresh target "
-                                "every step)")
-            extra: dict[str, Any] = {"centered": e["centered"], "target": target,
-                                     "average_targets": False if target == "paper"
-                                     else average}
+                raise UserError(
+                    "explainer.average_targets: true needs explainer.target: "
+                    "default (the paper target is Algorithm 1, a fresh target "
+                    "every step)"
+                )
+            extra: dict[str, Any] = {
+                "centered": e["centered"],
+                "target": target,
+                "average_targets": False if target == "paper" else average,
+            }
             if name == "simshap" and self._memory_epochs() > 0:
                 if average is False or (average is None and e.get("input_noise", 0.0)):
-                    raise UserError("explainer.memory_epochs fits SimSHAP to its mean targets, "
-                                    "so it needs averaged targets (average_targets: true or "
-                                    "null without input_noise); set memory_epochs: 0")
+                    raise UserError(
+                        "explainer.memory_epochs fits SimSHAP to its mean targets, "
+                        "so it needs averaged targets (average_targets: true or "
+                        "null without input_noise); set memory_epochs: 0"
+                    )
                 extra["sampling_epochs"] = e["max_epochs"]
         elif self.explainer_choices[name] is LabelRegression:
             extra = {"label_budget": e["label_budget"]}
@@ -280,12 +315,16 @@ class Run(RunFolder):
     def fit_explainer(self, name: str, overwrite: bool = False) -> dict[str, Any]:
         """Train an explainer on the game: the stored (frozen) surrogate's, or the model's."""
         if name not in self.explainer_choices:
-            raise UserError(f"unknown explainer {name!r}; choose from "
-                            f"{sorted(self.explainer_choices)}")
+            raise UserError(
+                f"unknown explainer {name!r}; choose from {sorted(self.explainer_choices)}"
+            )
         after = self.explainer_inputs()
         for dep in after:
-            self._require(self.model_file if dep == "model" else f"{dep}.pt", dep,
-                          "fit-model" if dep == "model" else f"fit-{dep}")
+            self._require(
+                self.model_file if dep == "model" else f"{dep}.pt",
+                dep,
+                "fit-model" if dep == "model" else f"fit-{dep}",
+            )
         self.begin(name, overwrite)
         e = self.config["explainer"]
         surrogate = None
@@ -303,17 +342,26 @@ class Run(RunFolder):
             train = self._module_loader(module, train)
         label_s = labelled.get("label_s", 0.0)
         fit = fit_module(
-            module, train, val, monitor="val_l2", max_epochs=self.explainer_epochs(name),
-            patience=e["patience"], out_dir=self.logs(name, after, overwrite),
-            resume=not overwrite, **self.trainer_kwargs(),
+            module,
+            train,
+            val,
+            monitor="val_l2",
+            max_epochs=self.explainer_epochs(name),
+            patience=e["patience"],
+            out_dir=self.logs(name, after, overwrite),
+            resume=not overwrite,
+            **self.trainer_kwargs(),
         )
         if not is_rank_zero():
             return {}
         save_explainer(module, self.path(f"{name}.pt"), overwrite=True)
         self._record_time(f"{name}_train_s", fit.train_seconds + label_s)  # labels included
         self.commit(name, [f"{name}.pt"], after=after)
-        out = {"val_l2": fit.best_score, "train_s": fit.train_seconds + label_s,
-               "epochs": fit.epochs}
+        out = {
+            "val_l2": fit.best_score,
+            "train_s": fit.train_seconds + label_s,
+            "epochs": fit.epochs,
+        }
         return {**out, **labelled}
 
     def explainer_epochs(self, name: str) -> int:
@@ -347,8 +395,9 @@ class Run(RunFolder):
         tensors = getattr(train.dataset, "tensors", None)
         if tensors is None or len(tensors) not in (1, 2):
             return train
-        return DataLoader(module.training_dataset(tensors[0]), batch_size=train.batch_size,
-                          sampler=train.sampler)
+        return DataLoader(
+            module.training_dataset(tensors[0]), batch_size=train.batch_size, sampler=train.sampler
+        )
 
     def _labelled_loader(
         self, module: LabelRegression, train: DataLoader
@@ -359,13 +408,15 @@ class Run(RunFolder):
         """
         from torch.utils.data import TensorDataset
 
-        from simshap.fingerprint import fingerprint
         from simshap.amortized.training import EpochSampler
+        from simshap.fingerprint import fingerprint
 
         tensors = getattr(train.dataset, "tensors", None)
         if tensors is None or len(tensors) not in (1, 2) or self.modality != "tabular":
-            raise UserError("the 'labels' explainer needs a fixed table of training rows "
-                            "(tabular runs); image runs augment their inputs")
+            raise UserError(
+                "the 'labels' explainer needs a fixed table of training rows "
+                "(tabular runs); image runs augment their inputs"
+            )
         e = self.config["explainer"]
         x = tensors[0]
         rows = len(x) if e["label_rows"] is None else int(e["label_rows"])
@@ -374,8 +425,16 @@ class Run(RunFolder):
         x = x[:rows]
         cache = self.path("label_cache.pt")
         what = module.surrogate.net if module.surrogate is not None else self.stage_digest("model")
-        key = fingerprint(what, {"budget": e["label_budget"], "seed": self.seed,
-                                 "game": self.game_name}, x)
+        key = fingerprint(
+            what,
+            {
+                "budget": e["label_budget"],
+                "seed": self.seed,
+                "game": self.game_name,
+                "chunks": "v1",
+            },
+            x,
+        )
         start = time.perf_counter()
         blob = read_cache(cache)
         if blob.get("key") == key:
@@ -383,14 +442,28 @@ class Run(RunFolder):
             module.base_value.copy_(blob["base_value"])
             seconds = float(blob["seconds"])
         else:
-            gen = torch.Generator().manual_seed(self.seed)  # CPU: the same labels on any device
-            labels, evals = module.compute_labels(x, generator=gen)
+            labels, evals = module.compute_labels(
+                x,
+                seed=self.seed,
+                engine=e["label_engine"],
+                cache_dir=self.path("label_chunks"),
+                key=key,
+            )
             seconds = time.perf_counter() - start
             if is_rank_zero():
-                torch_save_atomic({"labels": labels, "evals": evals, "key": key,
-                                   "seconds": seconds, "base_value": module.base_value.cpu()},
-                                  cache)
-        loader = DataLoader(TensorDataset(x, labels, torch.arange(rows)),
-                            batch_size=e["batch_size"], sampler=EpochSampler(rows, self.seed))
+                torch_save_atomic(
+                    {
+                        "labels": labels,
+                        "evals": evals,
+                        "key": key,
+                        "seconds": seconds,
+                        "base_value": module.base_value.cpu(),
+                    },
+                    cache,
+                )
+        loader = DataLoader(
+            TensorDataset(x, labels, torch.arange(rows)),
+            batch_size=e["batch_size"],
+            sampler=EpochSampler(rows, self.seed),
+        )
         return loader, {"label_s": seconds, "label_evals_per_row": evals, "label_rows": rows}
-

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from simshap.amortized.io import load_explainer
 from simshap.errors import UserError
 from simshap.evaluation.metrics import attribution_errors, truth_noise
 from simshap.evaluation.preflight import check_ground_truth_cost
@@ -24,7 +25,6 @@ from simshap.files import torch_save_atomic
 from simshap.fingerprint import fingerprint
 from simshap.games.rows import RowsGame
 from simshap.games.values import MaskedModelGame
-from simshap.amortized.io import load_explainer
 from simshap.results import ShapleyValues
 
 __all__ = ["PLOTS", "TabularEvaluation"]
@@ -33,7 +33,7 @@ PLOTS = ("error_vs_budget.png", "{first}_bar.png", "{first}_beeswarm.png")
 
 
 class TabularEvaluation:
-    """The ``evaluate`` stage of a tabular run (a mix-in of :class:`~simshap.runs.tabular.TabularRun`)."""
+    """The ``evaluate`` stage of a tabular run (a mix-in of :class:`~simshap.runs.TabularRun`)."""
 
     table = staticmethod(results_table)
 
@@ -56,9 +56,11 @@ class TabularEvaluation:
         ev, data = self.config["evaluation"], self.data
         d, budget = data.n_features, self.config["explainer"]["val_budget"]
         if budget < d:
-            raise UserError(f"explainer.val_budget={budget} is below the {d} players: the "
-                            "KernelSHAP validation targets would be undetermined; use at least "
-                            f"{d}")
+            raise UserError(
+                f"explainer.val_budget={budget} is below the {d} players: the "
+                "KernelSHAP validation targets would be undetermined; use at least "
+                f"{d}"
+            )
         n = min(ev["n_instances"], len(data.raw_test))
         if self.game_name == "surrogate":
             surrogate = self.build_surrogate(untrained=True).eval()
@@ -68,8 +70,9 @@ class TabularEvaluation:
             return {}  # the model is trained by the run: timed before the ground truth instead
         else:
             game = self.evaluation_game(1)
-        return check_ground_truth_cost(game, n, ev["ground_truth"], ev["max_minutes"],
-                                       classes=max(1, data.n_classes))
+        return check_ground_truth_cost(
+            game, n, ev["ground_truth"], ev["max_minutes"], classes=max(1, data.n_classes)
+        )
 
     def explainers(self) -> dict[str, Any]:
         """The trained explainers of the run, with the model attached."""
@@ -89,9 +92,14 @@ class TabularEvaluation:
         classes = self.explained_classes("test", n)
         game = self.evaluation_game(n)
         if not self._truth_cached(game, ev["ground_truth"], ev["threshold"]):
-            check_ground_truth_cost(game.select(torch.arange(1)), n, ev["ground_truth"],
-                                    ev["max_minutes"], classes=self.adapter().num_outputs,
-                                    threshold=ev["threshold"])
+            check_ground_truth_cost(
+                game.select(torch.arange(1)),
+                n,
+                ev["ground_truth"],
+                ev["max_minutes"],
+                classes=self.adapter().num_outputs,
+                threshold=ev["threshold"],
+            )
         truth, truth_s = self._ground_truth(game, ev["ground_truth"], ev["threshold"])
         methods: dict[str, dict[str, Any]] = {}
         timings = self._timings()
@@ -109,14 +117,22 @@ class TabularEvaluation:
         )
         for name in ("simshap", "labels"):  # amortized + budget: g(x) refined by k calls
             if name in explainers:
-                methods.update(amortized_at_budgets(
-                    explainers[name], raw, truth.values, classes, list(ev["budgets"]), self.seed,
-                    name=name,
-                ))
+                methods.update(
+                    amortized_at_budgets(
+                        explainers[name],
+                        raw,
+                        truth.values,
+                        classes,
+                        list(ev["budgets"]),
+                        self.seed,
+                        name=name,
+                    )
+                )
         results = {
             "dataset": data.name,
             "task": data.task,
             "game": self.game_name,
+            "profile": self.config["profile"],
             "explained": self.adapter().describe(),
             "n_features": data.n_features,
             "ground_truth": {
@@ -147,14 +163,24 @@ class TabularEvaluation:
             inst: Any = game.x.astype(str)
         else:
             what, inst = self.surrogate().net, game.x
-        return fingerprint(what, {"method": method, "paired": True, "threshold": threshold,
-                                  "seed": self.seed}, inst)
+        return fingerprint(
+            what,
+            {
+                "method": method,
+                "paired": True,
+                "threshold": threshold,
+                "seed": self.seed,
+                "chunks": "v1",
+            },
+            inst,
+        )
 
     def _truth_cached(self, game: Any, method: str, threshold: float) -> bool:
         from simshap.files import read_cache
 
         return read_cache(self.path("ground_truth.pt")).get("key") == self._truth_key(
-            game, method, threshold)
+            game, method, threshold
+        )
 
     def _ground_truth(
         self, game: Any, method: str, threshold: float
@@ -172,20 +198,42 @@ class TabularEvaluation:
         key = self._truth_key(game, method, threshold)
         blob = read_cache(cache)
         if blob.get("key") == key:
-            truth = ShapleyValues(values=blob["values"], base_values=blob["base_values"],
-                                  std=blob["std"], n_evals=int(blob["n_evals"]),
-                                  method=blob["method"])
+            truth = ShapleyValues(
+                values=blob["values"],
+                base_values=blob["base_values"],
+                std=blob["std"],
+                n_evals=int(blob["n_evals"]),
+                method=blob["method"],
+            )
             return truth, float(blob["seconds_per_instance"])
         start = time.perf_counter()
-        truth = ground_truth(game, method=method, threshold=threshold, seed=self.seed)
+        truth = ground_truth(
+            game,
+            method=method,
+            threshold=threshold,
+            seed=self.seed,
+            engine=self.config["evaluation"]["engine"],
+            cache_dir=self.path("ground_truth_chunks"),
+            key=key,
+        )
         seconds = (time.perf_counter() - start) / game.num_instances
-        torch_save_atomic({"values": truth.values, "base_values": truth.base_values,
-                           "std": truth.std, "n_evals": truth.n_evals, "method": truth.method,
-                           "key": key, "seconds_per_instance": seconds}, cache)
+        torch_save_atomic(
+            {
+                "values": truth.values,
+                "base_values": truth.base_values,
+                "std": truth.std,
+                "n_evals": truth.n_evals,
+                "method": truth.method,
+                "key": key,
+                "seconds_per_instance": seconds,
+            },
+            cache,
+        )
         return truth, seconds
 
-    def _plots(self, results: dict[str, Any], explainers: dict[str, Any], x: Any,
-               classes: torch.Tensor) -> list[str]:
+    def _plots(
+        self, results: dict[str, Any], explainers: dict[str, Any], x: Any, classes: torch.Tensor
+    ) -> list[str]:
         import matplotlib
 
         matplotlib.use("Agg")
@@ -198,17 +246,26 @@ class TabularEvaluation:
         fig, ax = plt.subplots(figsize=(6, 4))
         families = sorted({k.split("@")[0] for k in methods if "@" in k})
         for fam in families:
-            pts = sorted((int(k.split("@")[1]), v["l2"]) for k, v in methods.items()
-                         if k.split("@")[0] == fam)
+            pts = sorted(
+                (int(k.split("@")[1]), v["l2"])
+                for k, v in methods.items()
+                if k.split("@")[0] == fam
+            )
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=fam)
         for name, style in zip(explainers, ("-", "--", ":", "-."), strict=False):
             ax.axhline(methods[name]["l2"], linestyle=style, color="k", label=name)
-        ax.set(xscale="log", yscale="log", xlabel="game evaluations per instance",
-               ylabel="mean l2 to ground truth", title=results["dataset"])
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="game evaluations per instance",
+            ylabel="mean l2 to ground truth",
+            title=results["dataset"],
+        )
         ax.legend(fontsize=7)
         fig.tight_layout()
-        written = [self.write("error_vs_budget.png",
-                              lambda p: fig.savefig(p, dpi=120, format="png"))]
+        written = [
+            self.write("error_vs_budget.png", lambda p: fig.savefig(p, dpi=120, format="png"))
+        ]
         plt.close(fig)
         fault_point("evaluate.plots")
         first = next(iter(explainers))  # the bar and beeswarm plots show one explainer
@@ -217,8 +274,11 @@ class TabularEvaluation:
         for kind, plot in (("bar", shap.plots.bar), ("beeswarm", shap.plots.beeswarm)):
             plot(exp, show=False)
             figure = plt.gcf()
-            written.append(self.write(f"{first}_{kind}.png", lambda p, f=figure: f.savefig(
-                p, dpi=120, bbox_inches="tight", format="png")))
+            written.append(
+                self.write(
+                    f"{first}_{kind}.png",
+                    lambda p, f=figure: f.savefig(p, dpi=120, bbox_inches="tight", format="png"),
+                )
+            )
             plt.close("all")
         return [p.name for p in written]
-
