@@ -107,7 +107,8 @@ def output_columns(explainer: Any, target: int | None, passthrough: list[str]) -
     """The columns :class:`BatchExplainer` writes, in order."""
     names = explainer.preprocessor.feature_names
     classes = class_names(explainer)
-    suffixes = [""] if target is not None else [f"__{c}" for c in classes]
+    # one output (a regressor, or one class kept): plain names; else one column per class
+    suffixes = [""] if target is not None or len(classes) == 1 else [f"__{c}" for c in classes]
     out = list(passthrough) + [f + s for f in names for s in suffixes]
     extra = ["base_value", "prediction"]
     if explainer.game_name == "surrogate" and explainer.model is not None:

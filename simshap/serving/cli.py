@@ -202,14 +202,19 @@ def register(subparsers: Any) -> None:
     )
     p.set_defaults(func=_cmd_serve)
     p = subparsers.add_parser(
-        "explain", help="explain a CSV / Parquet file (or folder) into Parquet, locally, on "
-        "Spark or on Ray")  # fmt: skip
+        "explain",
+        help="explain a CSV / Parquet file (or folder) into Parquet, locally, on Spark or on Ray",
+    )
     p.add_argument("model", help="explainer file (.pt from `simshap run` or simshap.save)")
     p.add_argument("data", help="rows to explain (.csv or .parquet file, or a folder of them)")
     p.add_argument("--out", required=True, help="Parquet file (local) or folder (spark, ray)")
-    p.add_argument("--engine", choices=["local", "spark", "ray"], default="local",
-                   help="local (default): this process; spark: a local[N] Spark session (or "
-                   "$SPARK_MASTER); ray: a local Ray (or $RAY_ADDRESS)")  # fmt: skip
+    p.add_argument(
+        "--engine",
+        choices=["local", "spark", "ray"],
+        default="local",
+        help="local (default): this process; spark: a local[N] Spark session (or "
+        "$SPARK_MASTER); ray: a local Ray (or $RAY_ADDRESS)",
+    )
     p.add_argument("--workers", type=int, default=2, help="cores for spark / ray (default 2)")
     p.add_argument("--target", default=None, help="keep one class (its name or index)")
     p.add_argument(

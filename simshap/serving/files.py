@@ -13,6 +13,7 @@ the pass-through columns, the values, ``base_value`` and ``prediction``.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from collections.abc import Iterator
@@ -172,23 +173,29 @@ def _spark(
     model_file: Any,
     workers: int,
 ) -> int:
+    import sys
+
     from pyspark.sql import SparkSession
 
     from simshap.serving.spark import explain_spark
 
     master = os.environ.get("SPARK_MASTER", f"local[{workers}]")
+    # a local session's Python workers run this interpreter (its packages), unless told otherwise
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = SparkSession.builder.master(master).appName("simshap explain").getOrCreate()
     paths = [str(p) for p in files]
     if files[0].suffix.lower() == ".csv":
         df = spark.read.csv(paths, header=True, inferSchema=True)
     else:
         df = spark.read.parquet(*paths)
-    result = explain_spark(df, model, target=target, batch_size=batch, passthrough=ignore,
-                           model_file=model_file)  # fmt: skip
+    result = explain_spark(
+        df, model, target=target, batch_size=batch, passthrough=ignore, model_file=model_file
+    )
     tmp = out.with_name(out.name + ".partial")
     try:
         result.write.mode("overwrite").parquet(str(tmp))
     except Exception as err:  # a worker's UserError arrives wrapped: say it in one line
+        shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(_worker_error(err)) from None
     _replace(out, tmp)
     return int(spark.read.parquet(str(out)).count())
@@ -208,20 +215,45 @@ def _ray(
 
     from simshap.serving.ray import explain_ray
 
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), num_cpus=None if os.environ.get(
-            "RAY_ADDRESS") else workers, include_dashboard=False, log_to_driver=False)  # fmt: skip
-    paths = [str(p) for p in files]
-    read = ray.data.read_csv if files[0].suffix.lower() == ".csv" else ray.data.read_parquet
-    result = explain_ray(read(paths), model, concurrency=workers, batch_size=batch,
-                         target=target, passthrough=ignore, model_file=model_file)  # fmt: skip
-    tmp = out.with_name(out.name + ".partial")
+    started = not ray.is_initialized()
+    if started:  # a Ray started here is stopped here: no actor outlives the job
+        address = os.environ.get("RAY_ADDRESS")
+        # one CPU per explaining actor, and one more for reading and writing the files
+        ray.init(
+            address=address,
+            num_cpus=None if address else workers + 1,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
     try:
-        result.write_parquet(str(tmp))
-    except Exception as err:
-        raise UserError(_worker_error(err)) from None
-    _replace(out, tmp)
-    return int(ray.data.read_parquet(str(out)).count())
+        paths = [str(p) for p in files]
+        read = ray.data.read_csv if files[0].suffix.lower() == ".csv" else ray.data.read_parquet
+        result = explain_ray(
+            read(paths),
+            model,
+            concurrency=workers,
+            batch_size=batch,
+            target=target,
+            passthrough=ignore,
+            model_file=model_file,
+        )
+        tmp = out.with_name(out.name + ".partial")
+        error = None
+        try:
+            result.write_parquet(str(tmp))
+        except Exception as err:
+            error = _worker_error(err)
+        # a dataset holds its actors (and their CPUs) until it is collected, failed or not
+        del result
+        gc.collect()
+        if error is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise UserError(error)
+        _replace(out, tmp)
+        return int(ray.data.read_parquet(str(out)).count())
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _worker_error(err: Exception) -> str:
@@ -232,4 +264,7 @@ def _worker_error(err: Exception) -> str:
     found = re.search(r"(?:UserError|MissingFileError|ExistingOutputError): (.+)", text)
     if found:
         return found.group(1).strip()
+    other = re.findall(r"^(\w+(?:Error|Exception): .+)$", text, flags=re.M)
+    if other:
+        return f"the engine failed: {other[-1].strip()}"
     return f"the engine failed: {text.strip().splitlines()[0][:300] if text.strip() else err!r}"

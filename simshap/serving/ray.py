@@ -74,7 +74,7 @@ def explain_ray(
         dataset: rows with the explainer's feature columns and the ``passthrough`` columns.
         explainer_path: the explainer file.
         num_gpus: GPUs per actor; above 0 the actors run the PyTorch module on CUDA.
-        concurrency: actors (each loads the explainer once).
+        concurrency: actors, at most (each loads the explainer once); at least one runs.
         batch_size: rows per call.
         target: keep one class (name or index).
         passthrough: columns copied to the output as they are.
@@ -100,6 +100,11 @@ def explain_ray(
 
     model = load_user_model(model_file) if model_file is not None else None
     BatchExplainer(load_explainer(explainer_path, model=model), **options)  # checked once here
+    import ray.data
+
+    # at least one actor, up to `concurrency`: a pool that may shrink never waits forever for
+    # CPUs a failed job's actors still hold while Ray releases them
+    pool = ray.data.ActorPoolStrategy(min_size=1, max_size=concurrency, initial_size=concurrency)
     return dataset.map_batches(
         ExplainActor,
         fn_constructor_kwargs={
@@ -110,6 +115,7 @@ def explain_ray(
         },
         batch_format="pandas",
         batch_size=batch_size,
-        concurrency=concurrency,
+        compute=pool,
+        num_cpus=1,
         num_gpus=num_gpus,
     )
