@@ -185,10 +185,10 @@ class BatchExplainer:
             explainer = load_explainer(path, model=model)
         return cls(explainer, **options)
 
-    def _checked(self, frame: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    def _checked(self, frame: pd.DataFrame, first_row: int = 0) -> tuple[np.ndarray, ...]:
         features = frame.drop(columns=self.passthrough)
         encoded = self.prep.encode(features)
-        x = self.prep.network_inputs(encoded)
+        x = self.prep.network_inputs(encoded, first_row)
         return self.prep.raw_array(features), encoded, x
 
     def _row_errors(self, frame: pd.DataFrame) -> list[str | None]:
@@ -201,15 +201,21 @@ class BatchExplainer:
                 errors.append(str(err).replace("row 0, ", ""))
         return errors
 
-    def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Explain a batch; the output has :attr:`columns`, one row per input row."""
+    def __call__(self, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
+        """Explain a batch; the output has :attr:`columns`, one row per input row.
+
+        Args:
+            frame: the rows, with the feature and pass-through columns.
+            first_row: the index of the batch's first row in the whole input (errors name rows
+                by it).
+        """
         unknown = [c for c in self.passthrough if c not in frame.columns]
         if unknown:
             raise UserError(f"the pass-through columns {unknown} are not in the rows")
         frame = frame.reset_index(drop=True)
         errors: list[str | None] = [None] * len(frame)
         try:
-            checked = self._checked(frame)
+            checked = self._checked(frame, first_row)
             ok = np.ones(len(frame), dtype=bool)
         except UserError:
             if self.on_error == "raise":
@@ -236,8 +242,8 @@ class BatchExplainer:
             if self.target is not None
             else (lambda t: t)
         )
-        values, prediction = pick(values), pick(prediction)
         base = pick(self.explainer.base_value.cpu().expand_as(prediction))
+        values, prediction = pick(values), pick(prediction)
         parts = [values.reshape(len(values), -1), base, prediction]
         if self.explainer.game_name == "surrogate" and self.explainer.model is not None:
             own = torch.from_numpy(self.explainer.model.on_array(checked[0])).float()

@@ -132,11 +132,10 @@ def _local(
     bar = tqdm(unit=" rows", disable=not progress)
     try:
         for frame in _chunks(files, chunk_rows):
-            try:  # checked first, so an error names the row in the whole file
-                explain.prep.transform(frame.drop(columns=explain.passthrough), first_row=rows)
+            try:  # an error names the row in the whole input
+                table = pa.Table.from_pandas(explain(frame, rows), preserve_index=False)
             except UserError as err:
                 raise UserError(f"{files[0] if len(files) == 1 else files}: {err}") from None
-            table = pa.Table.from_pandas(explain(frame), preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table)
