@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from simshap.errors import UserError
+from simshap.files import sha256_file
 from simshap.serving.batch import BatchExplainer, explainer_bytes, output_columns, target_index
 
 __all__ = ["explain_spark"]
@@ -25,11 +26,15 @@ __all__ = ["explain_spark"]
 _WORKER: dict[tuple[str, str], BatchExplainer] = {}  # one per Python worker and explainer
 
 
-def _worker_explainer(name: str, model_name: str | None, options: dict[str, Any]) -> Any:
+def _worker_explainer(
+    name: str, digest: str, model_name: str | None, options: dict[str, Any]
+) -> Any:
     """The worker's explainer, loaded once from the file Spark shipped (then cached)."""
+    import hashlib
+
     from pyspark import SparkFiles
 
-    key = (name, repr(sorted(options.items())))
+    key = (digest, repr(sorted(options.items())))
     if key not in _WORKER:
         model = None
         if model_name is not None:
@@ -37,6 +42,12 @@ def _worker_explainer(name: str, model_name: str | None, options: dict[str, Any]
 
             model = load_user_model(SparkFiles.get(model_name))
         blob = Path(SparkFiles.get(name)).read_bytes()
+        if hashlib.sha256(blob).hexdigest() != digest:
+            raise UserError(
+                f"the explainer file {name!r} this Spark session shipped is not the one given "
+                "now (Spark ships a path once per session): save the new explainer under a new "
+                "file name, or start a new session"
+            )
         _WORKER[key] = BatchExplainer.from_bytes(blob, model=model, **options)
     return _WORKER[key]
 
@@ -104,9 +115,10 @@ def explain_spark(
         spark.sparkContext.addFile(str(Path(model_file).resolve()))
         model_name = Path(model_file).name
     name = Path(explainer_path).name
+    digest = sha256_file(explainer_path)
 
     def explain(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        worker = _worker_explainer(name, model_name, options)
+        worker = _worker_explainer(name, digest, model_name, options)
         for frame in batches:
             for start in range(0, len(frame), batch_size):
                 yield worker(frame.iloc[start : start + batch_size])
