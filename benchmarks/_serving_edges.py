@@ -1,4 +1,4 @@
-"""The hostile-client rows of ``benchmarks/serving.py`` (issue 29), on loopback only.
+"""The hostile-client rows of ``benchmarks/serving.py`` , on loopback only.
 
 - a soak: a fixed number of single-row requests at fixed concurrency; errors and the server's
   resident memory before and after;

@@ -1,4 +1,4 @@
-"""CIFAR-10 image benchmark (issue 4): Table 3, the Table 4 row and target-computation throughput.
+"""CIFAR-10 image benchmark: Table 3, the Table 4 row and target-computation throughput.
 
 Runs on one GPU, stage by stage, in a run folder per data set (``benchmarks/runs/<dataset>``), so
 it can span several separate invocations: every stage writes its output and is skipped once that

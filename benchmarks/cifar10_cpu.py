@@ -1,4 +1,4 @@
-"""CIFAR-10 on a CPU (issue 13): the whole image job in at most 30 minutes on 2 cores.
+"""CIFAR-10 on a CPU: the whole image job in at most 30 minutes on 2 cores.
 
 Runs ``configs/cifar10-cpu.yaml`` (the real 6,102-image subset, ResNet-18 at width 16, short
 schedules) stage by stage in ``benchmarks/runs/cifar10-cpu``, resuming finished stages, then
@@ -65,7 +65,7 @@ def run_job(args: argparse.Namespace) -> tuple[ImageRun, dict[str, Any], float]:
 
 
 def goals(results: dict[str, Any], explainers: list[str]) -> dict[str, Any]:
-    """The issue's goals on the probability AUCs.
+    """The goals on the probability AUCs.
 
     A goal counts as met only when the paired per-image difference to the reference is beyond
     two standard errors in the right direction (``results["paired"]``); the means alone are

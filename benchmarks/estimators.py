@@ -1,4 +1,4 @@
-"""Benchmark of the game layer's Shapley estimators on census and news (issues 2 and 11).
+"""Benchmark of the game layer's Shapley estimators on census and news.
 
 Both data sets use the LightGBM original model; for each of the first ``--n-instances`` test
 instances the game is ``BaselineGame(SklearnModel(model), x, baseline = training mean)``.
@@ -48,7 +48,6 @@ BUDGETS = [64, 128, 256, 512, 1024, 2048, 4096]
 KS_BUDGETS = [128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096]
 SHAP_BUDGETS = [256, 512, 1024, 2048]
 SECTION = "## Shapley estimators on census and news"
-OLD_SECTION = "## Shapley estimators on census (issue 2)"
 
 # name -> (estimator, options); every one is called as fn(game, budget=..., generator=...)
 ESTIMATORS = {
@@ -293,8 +292,6 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "estimators.json").write_text(json.dumps(result, indent=2))
     plot(result, args.out / "estimators.png")
     md = args.results_md
-    if md.is_file() and OLD_SECTION in md.read_text():  # this section's earlier title
-        write_section(md, OLD_SECTION, "")
     write_section(md, SECTION, markdown(result))
     print(
         f"wrote {args.out / 'estimators.json'}, {args.out / 'estimators.png'}, {md} "

@@ -1,4 +1,4 @@
-"""ParaACE (issue 14): UCB interaction detection on F1–F10 and ParaACE compression.
+"""ParaACE: UCB interaction detection on F1–F10 and ParaACE compression.
 
 Detection: per function and seed, a ReLU teacher on n = 10,000 noisy rows, then Algorithm 1
 (k = 20, h = 0.8, m = 100, 3 initial pulls, δ = 2/(n³m)), the naive m·n estimate, exact STII

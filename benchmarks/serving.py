@@ -15,10 +15,10 @@
 3. Times single-row ONNX Runtime against the eager PyTorch graph in-process.
 4. Explains 1,000,000 census-shaped rows from a CSV file into Parquet (``simshap explain``'s
    code path) and reports rows per second.
-5. Hostile clients (issue 29, :mod:`_serving_edges`): a soak of 30,000 requests at c = 32
+5. Hostile clients (:mod:`_serving_edges`): a soak of 30,000 requests at c = 32
    (errors, server RSS growth), p99 at c = 16 while 200 slow connections are held open against
    the p99 without them, and the seconds from SIGTERM to exit with stalled clients connected.
-   ``simshap-httptools`` is the SimSHAP server as it was before issue 29 (uvicorn's default
+   ``simshap-httptools`` is the SimSHAP server as it was before its hardening (uvicorn's default
    httptools parser, no connection limits), to show what pinning h11 costs.
 
 Writes ``benchmarks/results/serving.json`` and the "Serving" section of RESULTS.md.
@@ -172,7 +172,7 @@ def kernel_server(model: str, port: int, threads: int) -> None:
 
 
 def httptools_server(model: str, port: int) -> None:
-    """The server before issue 29: uvicorn's default httptools parser, no connection limits."""
+    """The server before its hardening: uvicorn's default httptools parser, no connection limits."""
     import uvicorn
 
     torch.set_num_threads(1)
@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument(
         "--only-hostile",
         action="store_true",
-        help="run only the hostile-client rows (issue 29) and print them; writes nothing",
+        help="run only the hostile-client rows and print them; writes nothing",
     )
     parser.add_argument("--kernel-server", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--httptools-server", default=None, help=argparse.SUPPRESS)
@@ -252,7 +252,7 @@ def main() -> None:
         "p99_c16_le_20ms": {k: p99[k] <= 20.0 for k in ("simshap", "fastshap")},
         "throughput_ge_100x_kernelshap": {k: ratio[k] >= 100 for k in ("simshap", "fastshap")},
         "onnx_single_row_le_eager": results["onnx_vs_eager"]["ratio_onnx_over_eager"] <= 1.0,
-        "hostile_clients (issue 29)": results["hostile_clients"]["goals"],
+        "hostile_clients": results["hostile_clients"]["goals"],
     }
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(results, indent=2))
@@ -270,9 +270,9 @@ def section(r: dict) -> str:
         "requests on loopback from a bounded aiohttp load generator (uvloop) on the same "
         "cores. "
         "Servers: `simshap serve` (uvicorn with its h11 protocol and the connection "
-        "limits of issue 29 at their defaults, Starlette, inference in the server process "
+        "connection limits at their defaults, Starlette, inference in the server process "
         "with ONNX Runtime on the exported graph, one worker, one thread); "
-        "`simshap-httptools` is the same app as served before issue 29 (uvicorn's "
+        "`simshap-httptools` is the same app as served before its hardening (uvicorn's "
         "default httptools parser, no connection limits); "
         "`simshap-torch` is the same with `--runtime torch` (eager PyTorch); "
         "`simshap-litserve` is the same model behind `--backend litserve` (max batch 64, "
@@ -311,13 +311,13 @@ def section(r: dict) -> str:
         f"`simshap explain` on {f['rows']:,} rows (CSV in, Parquet out): {f['seconds']:.1f} s, "
         f"{f['rows_per_s']:,.0f} rows/s.",
         "",
-        "Hostile clients (issue 29), the default `simshap serve` (request timeout 10 s, 1,000 "
+        "Hostile clients, the default `simshap serve` (request timeout 10 s, 1,000 "
         "connections) on loopback, the load generator and the slow clients on the same cores "
         "(machine shared with other jobs):",
         "",
         *edges.summary_lines(r["hostile_clients"]),
         "",
-        "Goals (issues 12 and 29): " + ", ".join(f"{k}: {v}" for k, v in r["goals"].items()) + ".",
+        "Goals: " + ", ".join(f"{k}: {v}" for k, v in r["goals"].items()) + ".",
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,4 +1,4 @@
-"""Tabular benchmark (issue 3): the paper's Fig. 2 table and Table 4's tabular timing.
+"""Tabular benchmark: the paper's Fig. 2 table and Table 4's tabular timing.
 
 For each data set (census and news by default) the whole tabular job of ``simshap.runs.tabular``
 runs in one folder per data set: LightGBM original model, surrogate, SimSHAP and FastSHAP
@@ -230,7 +230,7 @@ def minutes_to_reach(
 
 
 def summary(res: dict[str, Any]) -> dict[str, Any]:
-    """Anchored ratios and the issue's goals for one data set."""
+    """Anchored ratios and the goals for one data set."""
     m = res["methods"]
     sim, fast = m["simshap"], m["fastshap"]
     paired = m.get(f"kernelshap_paired@{GOAL_BUDGET}")
@@ -242,7 +242,7 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
         "ground_truth_over_fastshap_time": gt_s / fast["inference_s_per_instance"],
     }
     out["goal_simshap_le_fastshap"] = out["simshap_over_fastshap_l2"] <= 1.0
-    # issue 11's goals
+    # the goals
     out["goal_simshap_le_0.8_fastshap"] = out["simshap_over_fastshap_l2"] <= 0.8
     if "simshap_paper" in m:
         out["simshap_paper_over_fastshap_l2"] = m["simshap_paper"]["l2"] / fast["l2"]
@@ -381,7 +381,7 @@ def section(report: dict[str, Any]) -> str:
             f"{s['ground_truth_over_simshap_time']:.3g}x, ground truth / FastSHAP = "
             f"{s['ground_truth_over_fastshap_time']:.3g}x.",
             "",
-            "Issue 11's goals: "
+            "Goals: "
             + ", ".join(
                 f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}"
                 for k, v in s.items()

@@ -1,4 +1,4 @@
-"""Masks per step vs more steps at equal surrogate evaluations (issue 11), census ``--quick``.
+"""Masks per step vs more steps at equal surrogate evaluations, census ``--quick``.
 
 Each explainer variant sees the same number of surrogate evaluations per training row,
 ``epochs x (n_masks + 2)`` (v(∅) and v(N) included), and is scored against exact Shapley values
