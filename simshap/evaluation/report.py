@@ -68,6 +68,8 @@ def results_table(results: dict[str, Any]) -> str:
     what = []
     if game:
         what.append(f"Game: {game}" + (f", explaining {explained}" if explained else "") + ".")
+    if results.get("profile"):
+        what.append(f"Profile: {results['profile']} (the sizes and schedules left unset).")
     fid = (results.get("surrogate") or {}).get("fidelity")
     if fid:
         agree = (
