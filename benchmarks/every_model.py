@@ -38,6 +38,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
+from _adult import read_adult  # noqa: E402
 from _report import machine, write_section  # noqa: E402
 
 import simshap  # noqa: E402
@@ -45,23 +46,6 @@ from simshap.estimators import exact_shapley, kernel_shap  # noqa: E402
 from simshap.evaluation.metrics import attribution_errors  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "every_model.json"
-ADULT = [
-    "age",
-    "workclass",
-    "fnlwgt",
-    "education",
-    "education-num",
-    "marital-status",
-    "occupation",
-    "relationship",
-    "race",
-    "sex",
-    "capital-gain",
-    "capital-loss",
-    "hours-per-week",
-    "native-country",
-    "income",
-]
 
 
 def _errors(values: torch.Tensor, truth: torch.Tensor, classes: torch.Tensor) -> dict[str, float]:
@@ -142,12 +126,8 @@ def part_regression() -> dict[str, Any]:
 
 
 def _adult(data_dir: Path, n: int | None = None, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
-    frame = pd.read_csv(
-        data_dir / "adult.data", header=None, names=ADULT, na_values=["?"], skipinitialspace=True
-    )
-    if n is not None:
-        frame = frame.sample(n=n, random_state=seed).reset_index(drop=True)
-    return frame.drop(columns="income"), frame["income"]
+    frame = read_adult(data_dir, n, seed)
+    return frame.drop(columns="Income"), frame["Income"]
 
 
 def part_missing(data_dir: Path) -> dict[str, Any]:
@@ -203,9 +183,9 @@ def part_categories(data_dir: Path, folder: Path) -> dict[str, Any]:
     for seed in range(8):
         x, y = _adult(data_dir, 3000, seed)
         csv = folder / f"adult3000_{seed}.csv"
-        x.assign(income=y).to_csv(csv, index=False)
+        x.assign(Income=y).to_csv(csv, index=False)
         cfg = {
-            "dataset": {"path": str(csv), "target": "income"},
+            "dataset": {"path": str(csv), "target": "Income"},
             "seed": seed,
             "surrogate": {"hidden": 64, "layers": 3, "max_epochs": 10},
             "explainer": {
