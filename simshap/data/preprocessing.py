@@ -216,9 +216,10 @@ class Preprocessor:
                 na = _missing(values)
                 index = {v: i for i, v in enumerate(self.categories[name])}
                 other = len(index)
-                codes = (
-                    values.astype(str).str.strip().map(index).to_numpy(dtype=np.float64, copy=True)
-                )
+                # each distinct value is looked up once (a batch repeats few values many times)
+                positions, distinct = pd.factorize(values, use_na_sentinel=True)
+                lookup = np.array([index.get(_clean(v), np.nan) for v in distinct] + [np.nan])
+                codes = lookup[positions]  # position -1 (missing) takes the last entry, NaN
                 bad = ~na & np.isnan(codes)
                 codes[bad] = other
                 codes[na] = np.nan
