@@ -80,7 +80,9 @@ class Runtime:
                 path.read_bytes(), options, providers=["CPUExecutionProvider"]
             )
 
-    def __call__(self, raw: np.ndarray, encoded: np.ndarray, x: np.ndarray) -> tuple[Any, Any]:
+    def __call__(
+        self, raw: np.ndarray | None, encoded: np.ndarray, x: np.ndarray
+    ) -> tuple[Any, Any]:
         """Values ``(B, d, C)`` and prediction ``(B, C)`` of checked rows (raw, encoded, inputs)."""
         e = self.explainer
         v_full = None
@@ -189,7 +191,9 @@ class BatchExplainer:
         features = frame.drop(columns=self.passthrough)
         encoded = self.prep.encode(features)
         x = self.prep.network_inputs(encoded, first_row)
-        return self.prep.raw_array(features), encoded, x
+        # raw rows only go to the user's model (its game, or its own prediction beside the values)
+        raw = self.prep.raw_array(features) if self.explainer.model is not None else None
+        return raw, encoded, x
 
     def _row_errors(self, frame: pd.DataFrame) -> list[str | None]:
         errors: list[str | None] = []
