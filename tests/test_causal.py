@@ -9,8 +9,11 @@ import math
 import pytest
 import torch
 
+from simshap.causal.chunks import load_zoo, train_zoo
 from simshap.causal.data import load_study_data
 from simshap.causal.effects import (
+    DEFAULT_BUCKETS,
+    PAPER_BUCKETS,
     accuracy_buckets,
     analyze,
     correlations,
@@ -26,8 +29,9 @@ from simshap.causal.explanations import (
     severed_sources,
     shapley_patches,
 )
+from simshap.causal.grouped import stack_state_dicts
 from simshap.causal.study import validate_config
-from simshap.causal.zoo import GRID, SmallCNN, check_grid, load_zoo, train_zoo
+from simshap.causal.zoo import GRID, SmallCNN, check_grid
 from simshap.errors import UserError
 
 
@@ -164,6 +168,23 @@ def test_bucket_effects_ignore_models_outside_the_bucket() -> None:
     assert not torch.allclose(res1["buckets"][1]["ite"]["Y"], res2["buckets"][1]["ite"]["Y"])
 
 
+def test_buckets_follow_the_papers_percentiles() -> None:
+    # Karimi et al., Sec. 3.2 / Table 2: 0-20, 20-40, 40-60, 60-80, 80-90, 90-95, 95-99, 99-100
+    assert PAPER_BUCKETS == ((0, 20), (20, 40), (40, 60), (60, 80), (80, 90), (90, 95), (95, 99),
+                             (99, 100))
+    assert DEFAULT_BUCKETS == ((0, 100), *PAPER_BUCKETS)
+    gen = torch.Generator().manual_seed(7)
+    acc = torch.rand(1000, generator=gen)
+    members = accuracy_buckets(acc, PAPER_BUCKETS)
+    assert [len(m) for m in members] == [200, 200, 200, 200, 100, 50, 40, 10]
+    assert sorted(torch.cat(members).tolist()) == list(range(1000))
+    ranks = torch.argsort(torch.argsort(acc))  # 0 = least accurate
+    for (lo, hi), m in zip(PAPER_BUCKETS, members, strict=True):
+        assert ranks[m].min() == lo * 10 and ranks[m].max() == hi * 10 - 1
+    top = members[-1]
+    assert set(top.tolist()) == set(torch.topk(acc, 10).indices.tolist())
+
+
 def test_empty_bucket_is_a_clear_error() -> None:
     with pytest.raises(UserError, match="holds no models.*train more models"):
         accuracy_buckets(torch.rand(5), [[0, 5]])
@@ -195,6 +216,10 @@ def test_bucket_without_contrast_is_a_clear_error() -> None:
         ({"analysis": {"buckets": []}}, "analysis.buckets is empty"),
         ({"dataset": "cifar10"}, "not supported"),
         ({"n_models": 26, "chunk_size": 25}, "last chunk of one model"),
+        ({"model_seeds": "random"}, "model_seeds must be one of shared, per_model"),
+        ({"val_curve": True}, "val_curve needs a validation split"),
+        ({"n_val": -1}, "n_val must be a non-negative integer"),
+        ({"workers": 0}, "workers must be a positive integer"),
     ],
 )
 def test_bad_configs_get_clear_errors(raw: dict, pattern: str) -> None:
@@ -251,42 +276,66 @@ def test_severed_sources_are_derangements() -> None:
     assert all(sorted(src[:, j].tolist()) == list(range(7)) for j in range(50))
 
 
-def test_shapley_patches_use_the_game_layer_efficiently() -> None:
+def _stacked(n: int, stride: int = 1) -> tuple[list[SmallCNN], dict, list[str]]:
     torch.manual_seed(0)
-    model = SmallCNN(stride=1).eval()
+    acts = ["relu", "tanh", "elu"] * n
+    models = [SmallCNN(acts[k], stride=stride).eval() for k in range(n)]
+    return models, stack_state_dicts([m.state_dict() for m in models]), acts[:n]
+
+
+def test_shapley_patches_use_the_game_layer_efficiently() -> None:
+    models, params, acts = _stacked(3)
     x = torch.rand(3, 1, 8, 8)
-    vals, n_evals = shapley_patches(model, x, grid=4, n_samples=126)
-    assert vals.shape == (3, 16, 10) and n_evals == 128
-    with torch.no_grad():
-        full = torch.softmax(model(x), -1)
-        empty = torch.softmax(model(torch.zeros_like(x)), -1)
-    torch.testing.assert_close(vals.sum(1).float(), (full - empty).float(), atol=1e-5, rtol=0)
+    vals, n_evals = shapley_patches(params, acts, 1, x, grid=4, budget=128)
+    assert vals.shape == (3, 3, 16, 10) and n_evals == 128
+    for m, model in enumerate(models):
+        with torch.no_grad():
+            full = torch.softmax(model(x), -1)
+            empty = torch.softmax(model(torch.zeros_like(x)), -1)
+        torch.testing.assert_close(vals[m].sum(1).float(), (full - empty).float(), atol=1e-5,
+                                   rtol=0)
+
+
+def test_shapley_values_of_a_model_do_not_depend_on_its_group() -> None:
+    _, params, acts = _stacked(4)
+    x = torch.rand(2, 1, 8, 8)
+    together, _ = shapley_patches(params, acts, 1, x, grid=4, budget=200, seed=3)
+    for m in (0, 3):
+        alone, _ = shapley_patches({k: v[m : m + 1] for k, v in params.items()}, acts[m : m + 1],
+                                   1, x, grid=4, budget=200, seed=3)
+        torch.testing.assert_close(together[m], alone[0], atol=1e-6, rtol=1e-5)
 
 
 def test_explain_chunk_shapes_and_identity() -> None:
-    torch.manual_seed(0)
-    models = [SmallCNN(stride=1).eval() for _ in range(3)]
+    _, params, acts = _stacked(3)
     x = torch.rand(4, 1, 8, 8)
     cfg = {"smoothgrad_samples": 2, "smoothgrad_noise": 0.1, "ig_steps": 4,
            "shapley_grid": 4, "shapley_samples": 62}
-    out = explain_chunk(models, x, ["identity", "gradient", "gradcam", "shapley"], cfg, seed=0)
+    out = explain_chunk(params, acts, 1, x, ["identity", "gradient", "gradcam", "shapley"], cfg,
+                        seed=0, severed_seed=1, group_size=2)
     assert out["total"]["gradient"].shape == (3, 4, 8, 8)
     assert out["total"]["shapley"].shape == (3, 4, 16)
+    assert out["n_evals"] == 64
     torch.testing.assert_close(out["total"]["identity"], out["probs"])
     src = out["source"]
     torch.testing.assert_close(out["direct"]["identity"][1, 2], out["probs"][src[1, 2], 2])
     assert bool((out["severed"] == torch.gather(out["targets"], 0, src)).all())
+    for name in ("gradient", "gradcam", "shapley"):
+        maps = out["total"][name].float()
+        assert float(maps.min()) >= 0.0 and float(maps.max()) <= 1.0
 
 
 # --------------------------------------------------------------------------- the zoo
 
 
-def _tiny_cfg(n_models: int = 4) -> dict:
+def _tiny_cfg(n_models: int = 4, **extra: object) -> dict:
     cfg = validate_config({"dataset": "digits", "n_train": 120, "n_test": 100, "n_explain": 8,
-                           "n_models": n_models, "chunk_size": 2, "epochs": 1, "stride": 1})
+                           "n_models": n_models, "chunk_size": 2, "epochs": 1, "stride": 1,
+                           **extra})
     return cfg
 
 
+@pytest.mark.timeout(120)
 def test_tiny_zoo_trains_stores_and_resumes(tmp_path) -> None:
     cfg = _tiny_cfg()
     data = load_study_data("digits", 120, 100, 8)
@@ -296,21 +345,38 @@ def test_tiny_zoo_trains_stores_and_resumes(tmp_path) -> None:
     assert train_zoo(cfg, data, zoo_dir, log=lambda s: None) == 0  # nothing new
     again = load_zoo(zoo_dir, cfg["grid"], 1)
     assert len(first) == len(again) == 4
-    for s1, s2 in zip(first.state_dicts, again.state_dicts, strict=True):
-        for key in s1:
-            assert torch.equal(s1[key], s2[key])
-    # a lost chunk is retrained identically (fixed seed: deterministic potential outcomes)
+    for key in first.params:
+        assert torch.equal(first.params[key], again.params[key])
+    # chunks hold tensors and plain values only: they load without unpickling objects
+    part = torch.load(zoo_dir / "chunk_0000.pt", weights_only=True)
+    assert part["index"] == [0, 1] and part["params"]["conv1.weight"].shape == (2, 16, 1, 3, 3)
+    # a lost chunk is retrained identically (per-model seeds: deterministic potential outcomes)
     (zoo_dir / "chunk_0001.pt").unlink()
     assert train_zoo(cfg, data, zoo_dir, log=lambda s: None) == 2
     redone = load_zoo(zoo_dir, cfg["grid"], 1)
-    for key in first.state_dicts[3]:
-        assert torch.equal(first.state_dicts[3][key], redone.state_dicts[3][key])
+    for key in first.params:
+        assert torch.equal(first.params[key], redone.params[key])
     assert torch.equal(first.accuracy, redone.accuracy)
+    # a model loads as a SmallCNN that reproduces the stored accuracy
+    net = redone.model(3)
+    with torch.no_grad():
+        acc = float((net(data.x_test).argmax(-1) == data.y_test).double().mean())
+    assert acc == pytest.approx(float(redone.accuracy[3]))
     # growing the zoo keeps the first models and trains only the new ones
     assert train_zoo(_tiny_cfg(6), data, zoo_dir, log=lambda s: None) == 2
     other = dict(cfg, epochs=2)
     with pytest.raises(UserError, match="another config"):
         train_zoo(other, data, zoo_dir, log=lambda s: None)
+
+
+def test_time_budget_stops_between_chunks(tmp_path) -> None:
+    cfg = _tiny_cfg()
+    data = load_study_data("digits", 120, 100, 8)
+    logs: list[str] = []
+    assert train_zoo(cfg, data, tmp_path / "zoo", max_seconds=0, log=logs.append) == 0
+    assert "rerun to resume" in logs[-1]
+    with pytest.raises(UserError, match="no trained models"):
+        load_zoo(tmp_path / "zoo", cfg["grid"], 1)
 
 
 @pytest.mark.slow

@@ -20,9 +20,12 @@ _LABELS = {
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
+    """Write the figure atomically (temp file + rename)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, dpi=110)
     plt.close(fig)
+    tmp.replace(path)
 
 
 def plot_ite_scatter(res: Mapping[str, Any], path: Path) -> None:
