@@ -395,7 +395,8 @@ def test_cli_runs_and_resumes(tmp_path, capsys) -> None:
     assert res["n_models_trained"] == 8
     for bucket in res["buckets"]:
         assert bucket["corr"]["identity"]["total_pearson"]["value"] == pytest.approx(1.0)
-    for fig in ("fig2_ite_scatter.png", "fig3_correlations.png", "fig4_direct_total.png"):
+    for fig in ("fig2_optimizer_ite.png", "fig3_ite_scatter.png", "fig3_correlations.png",
+                "fig4_direct_total.png"):
         assert (out / fig).stat().st_size > 1000
     stamp = (out / "zoo" / "chunk_0000.pt").stat().st_mtime_ns
     assert main(["study", "causal", str(config), "--out", str(out)]) == 0  # resume

@@ -64,7 +64,7 @@ def _settings(cfg: Mapping[str, Any]) -> TrainSettings:
 
 def train_chunk(cfg: Mapping[str, Any], data: StudyData, indices: Sequence[int]) -> dict[str, Any]:
     """Train models ``indices`` in groups and score them; the chunk's stored payload."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     codes, hps = zoo_hparams(cfg, indices)
     seeds = [model_seed(cfg, k) for k in indices]
     val = (data.x_val, data.y_val) if cfg["val_curve"] and len(data.x_val) else None
@@ -79,7 +79,8 @@ def train_chunk(cfg: Mapping[str, Any], data: StudyData, indices: Sequence[int])
         "format": _FORMAT, "index": list(indices), "seeds": seeds,
         "codes": torch.tensor(codes, dtype=torch.long), "accuracy": acc, "val_accuracy": val_acc,
         "val_curve": res.val_curve, "train_seconds": res.seconds,
-        "seconds": time.perf_counter() - t0, "params": res.params,
+        "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu0,
+        "params": res.params,
     }
 
 
@@ -181,6 +182,8 @@ class Zoo:
         val_curve: ``(epochs, n_models)`` validation accuracy after each epoch, or None.
         params: stacked parameters ``{key: (n_models, ...)}``.
         seconds: wall seconds each chunk took (training and scoring), in chunk order.
+        cpu_seconds: CPU seconds of the process that trained each chunk (the cost on a core of
+            its own, whatever else ran on the machine).
         stride: convolution stride.
     """
 
@@ -194,6 +197,7 @@ class Zoo:
         self.val_curve = None if any(c is None for c in curves) else torch.cat(curves, dim=1)
         self.params = {k: torch.cat([p["params"][k] for p in parts]) for k in parts[0]["params"]}
         self.seconds = [float(p["seconds"]) for p in parts]
+        self.cpu_seconds = [float(p["cpu_seconds"]) for p in parts]
 
     def __len__(self) -> int:
         return len(self.codes)

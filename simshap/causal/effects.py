@@ -229,7 +229,8 @@ def analyze(
         Per bucket: members, accuracy range, contrast labels, ITE_Y and ITE_E arrays ``(V, B)``,
         mean ITEs, and for every method Pearson/Spearman corr(ITE_Y, ITE_E) for the total and
         the direct effect and their difference (the mediated part), each with an interval; the
-        paired bootstrap draws of the main statistics (for differences between methods).
+        paired half-sample draws of the main statistics and of the mean ITEs (for differences
+        between methods and buckets).
 
     Raises:
         UserError: an empty bucket, or a bucket where no hyperparameter value has both treated
@@ -273,7 +274,10 @@ def analyze(
                 interval = centered_interval(val, draws, ci, bound)
                 stats[m][key] = {"value": val, "ci": interval}
         draw_keys = ("total_pearson", "total_spearman", "mediated_pearson")
-        draws_out = {m: {k: [float(b[m][k]) for b in boots] for k in draw_keys} for m in methods}
+        draws_out: dict[str, Any] = {
+            m: {k: [float(b[m][k]) for b in boots] for k in draw_keys} for m in methods}
+        draws_out["mean_ite"] = {k: [float(b[k].mean()) if b[k].numel() else float("nan")
+                                     for b in boot_ites] for k in sources}
         acc = accuracy[idx]
         out.append({
             "name": "all" if (lo, hi) == (0, 100) else f"{lo:g}-{hi:g}%",

@@ -218,6 +218,7 @@ def run_study(
         "n_models_requested": cfg["n_models"],
         "hyperparameters": list(cfg["grid"]),
         "train_chunk_seconds": zoo.seconds,
+        "train_chunk_cpu_seconds": zoo.cpu_seconds,
         "train_wall_seconds_this_call": train_wall,
         "explain_wall_seconds_this_call": explain_wall,
         "explain_seconds_per_model": sum(p["seconds_per_model"] for p in parts) / len(parts),

@@ -1,0 +1,111 @@
+"""Zoo training throughput: the batched trainer against the one-model loops, same cores, one run.
+
+Trains the same models (the study zoo's first ``--n-models`` hyperparameter draws, Fashion-MNIST,
+50,000 training images, the study's batch size) three ways, one after the other in this process
+with the same thread setting:
+
+- ``lightning``: the study's former loop (:mod:`simshap.causal.lightning_loop`), one model at a
+  time through a Lightning ``Trainer`` and a ``DataLoader``;
+- ``single``: the batched trainer's reference, one model at a time in plain PyTorch
+  (:func:`simshap.causal.trainer.train_single`);
+- ``batched``: :func:`simshap.causal.trainer.train_models` (groups of ``--group-size``).
+
+    OMP_NUM_THREADS=1 python benchmarks/causal_throughput.py --n-models 100 --epochs 1
+
+writes ``benchmarks/results/causal_throughput.json`` (models per minute, the ratios, and each
+way's mean test accuracy as a sanity check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from _report import machine  # benchmarks/_report.py
+
+from simshap.causal.chunks import model_seed, zoo_hparams
+from simshap.causal.lightning_loop import train_model
+from simshap.causal.study import validate_config
+from simshap.causal.trainer import TrainSettings, grouped_accuracy, train_models, train_single
+from simshap.causal.workers import load_config_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:  # noqa: D103
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-models", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--group-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=32)
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    cfg = validate_config({"dataset": "fashion_mnist", "n_train": 50000, "n_val": 10000,
+                           "n_models": args.n_models, "chunk_size": args.n_models,
+                           "epochs": args.epochs, "batch_size": args.batch_size})
+    data = load_config_data(cfg)
+    indices = list(range(args.n_models))
+    _, hps = zoo_hparams(cfg, indices)
+    seeds = [model_seed(cfg, k) for k in indices]
+    settings = TrainSettings(args.epochs, args.batch_size, 2)
+    test = (data.x_test, data.y_test)
+    rows = {}
+
+    t0 = time.perf_counter()
+    res = train_models(hps, seeds, data.x_train, data.y_train, settings, args.group_size)
+    wall = time.perf_counter() - t0
+    acc = grouped_accuracy(res.params, [h["activation"] for h in hps], 2, *test)
+    rows["batched"] = {"seconds": wall, "mean_accuracy": float(acc.mean())}
+    print("batched", rows["batched"], flush=True)
+
+    t0, accs = time.perf_counter(), []
+    for hp, seed in zip(hps, seeds, strict=True):
+        net = train_single(hp, seed, data.x_train, data.y_train, settings)
+        with torch.no_grad():
+            accs.append(float((net(data.x_test).argmax(-1) == data.y_test).double().mean()))
+    rows["single"] = {"seconds": time.perf_counter() - t0, "mean_accuracy": sum(accs) / len(accs)}
+    print("single", rows["single"], flush=True)
+
+    t0, accs = time.perf_counter(), []
+    for hp, seed in zip(hps, seeds, strict=True):
+        accs.append(train_model(hp, data.x_train, data.y_train, test, args.epochs,
+                                args.batch_size, 2, seed)[1])
+    rows["lightning"] = {"seconds": time.perf_counter() - t0,
+                         "mean_accuracy": sum(accs) / len(accs)}
+    print("lightning", rows["lightning"], flush=True)
+
+    for row in rows.values():
+        row["models_per_minute"] = 60 * args.n_models / row["seconds"]
+    out = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} python "
+                   f"benchmarks/causal_throughput.py --n-models {args.n_models} --epochs "
+                   f"{args.epochs} --group-size {args.group_size} --batch-size {args.batch_size}",
+        "n_models": args.n_models, "epochs": args.epochs, "batch_size": args.batch_size,
+        "group_size": args.group_size, "n_train": 50000, "dataset": "fashion_mnist",
+        "runs": rows,
+        "batched_over_lightning": rows["batched"]["models_per_minute"]
+        / rows["lightning"]["models_per_minute"],
+        "batched_over_single": rows["batched"]["models_per_minute"]
+        / rows["single"]["models_per_minute"],
+    }
+    path = ROOT / "benchmarks" / "results" / "causal_throughput.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(out, indent=1))
+    tmp.replace(path)
+    print(json.dumps({k: out[k] for k in ("batched_over_lightning", "batched_over_single")}))
+
+
+if __name__ == "__main__":
+    main()
