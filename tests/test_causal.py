@@ -369,6 +369,21 @@ def test_tiny_zoo_trains_stores_and_resumes(tmp_path) -> None:
         train_zoo(other, data, zoo_dir, log=lambda s: None)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_worker_processes_train_the_same_zoo(tmp_path) -> None:
+    data = load_study_data("digits", 120, 100, 8)
+    serial = _tiny_cfg()
+    train_zoo(serial, data, tmp_path / "serial", log=lambda s: None)
+    parallel = _tiny_cfg(workers=2)
+    assert train_zoo(parallel, None, tmp_path / "parallel", log=lambda s: None) == 4
+    a = load_zoo(tmp_path / "serial", serial["grid"], 1)
+    b = load_zoo(tmp_path / "parallel", parallel["grid"], 1)
+    assert torch.equal(a.accuracy, b.accuracy)
+    for key in a.params:
+        assert torch.equal(a.params[key], b.params[key])
+
+
 def test_time_budget_stops_between_chunks(tmp_path) -> None:
     cfg = _tiny_cfg()
     data = load_study_data("digits", 120, 100, 8)
