@@ -87,10 +87,14 @@ def grouped_accuracy(
     stride: int,
     x: torch.Tensor,
     y: torch.Tensor,
-    batch_size: int = 1000,
+    max_rows: int = 16384,
 ) -> torch.Tensor:
-    """Top-1 accuracy ``(M,)`` of stacked models on shared images (non-finite logits: wrong)."""
+    """Top-1 accuracy ``(M,)`` of stacked models on shared images (non-finite logits: wrong).
+
+    ``max_rows`` bounds images times models per forward pass (memory).
+    """
     m = len(activations)
+    batch_size = max(1, max_rows // m)
     correct = torch.zeros(m, dtype=torch.long)
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size]
