@@ -84,3 +84,19 @@ def test_explain_chunk_shapes_and_identity() -> None:
     for name in ("gradient", "gradcam", "shapley"):
         maps = out["total"][name].float()
         assert float(maps.min()) >= 0.0 and float(maps.max()) <= 1.0
+
+
+def test_a_models_explanations_do_not_depend_on_its_chunk() -> None:
+    _, params, acts = _stacked(5)  # relu, tanh, elu, relu, tanh: regrouped by activation inside
+    x = torch.rand(3, 1, 8, 8)
+    cfg = {"smoothgrad_samples": 2, "smoothgrad_noise": 0.1, "ig_steps": 3,
+           "shapley_grid": 4, "shapley_samples": 30}
+    methods = ["identity", "gradient", "smoothgrad", "gradcam", "shapley"]
+    chunk = explain_chunk(params, acts, 1, x, methods, cfg, seed=4, severed_seed=0, group_size=2)
+    for m in (0, 2, 4):
+        alone = explain_chunk({k: v[[m, m]] for k, v in params.items()}, [acts[m]] * 2, 1, x,
+                              methods, cfg, seed=4, severed_seed=0)
+        torch.testing.assert_close(chunk["probs"][m], alone["probs"][0])
+        for name in methods[1:]:
+            torch.testing.assert_close(chunk["total"][name][m].float(),
+                                       alone["total"][name][0].float(), atol=2e-3, rtol=0)

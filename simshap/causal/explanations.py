@@ -172,18 +172,22 @@ def explain_chunk(
         explanation maps are float16 (the identity's are the float32 softmax vectors).
     """
     n = len(activations)
-    groups = [list(range(i, min(i + group_size, n))) for i in range(0, n, group_size)]
+    # groups of models sharing an activation where possible (one activation call per layer)
+    order = sorted(range(n), key=lambda k: (activations[k], k))
+    groups = [order[i : i + group_size] for i in range(0, n, group_size)]
+    back = torch.empty(n, dtype=torch.long)
+    back[torch.tensor([k for g in groups for k in g])] = torch.arange(n)
 
     def sub(ids: Sequence[int]) -> tuple[dict[str, torch.Tensor], list[str]]:
-        rows = slice(ids[0], ids[-1] + 1)
-        return {k: v[rows] for k, v in params.items()}, list(activations[rows])
+        sel = torch.tensor(list(ids))
+        return {k: v[sel] for k, v in params.items()}, [activations[k] for k in ids]
 
     with torch.no_grad():
         logits = []
         for ids in groups:
             p, acts = sub(ids)
             logits.append(grouped_forward(p, x.repeat(1, len(ids), 1, 1), acts, stride).logits)
-        probs = torch.softmax(torch.cat(logits), dim=-1)
+        probs = torch.softmax(torch.cat(logits)[back], dim=-1)
     probs = torch.nan_to_num(probs, nan=1.0 / probs.shape[-1])
     preds = probs.argmax(-1)
     source = severed_sources(n, len(x), severed_seed)
@@ -200,7 +204,7 @@ def explain_chunk(
         tot, dire = [], []
         for ids in groups:
             p, acts = sub(ids)
-            rows = slice(ids[0], ids[-1] + 1)
+            rows = torch.tensor(ids)
             if name == "shapley":
                 vals, out["n_evals"] = shapley_patches(
                     p, acts, stride, x, int(cfg["shapley_grid"]),
@@ -217,6 +221,6 @@ def explain_chunk(
                        .reshape(pair[0].shape).half())
             dire.append(clip_and_normalize(pair[1].flatten(0, 1), signed)
                         .reshape(pair[1].shape).half())
-        out["total"][name] = torch.cat(tot)
-        out["direct"][name] = torch.cat(dire)
+        out["total"][name] = torch.cat(tot)[back]
+        out["direct"][name] = torch.cat(dire)[back]
     return out

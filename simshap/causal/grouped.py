@@ -91,8 +91,16 @@ class DropoutPlan:
         return h * mask.reshape(n, hh, ww, mc).permute(0, 3, 1, 2)
 
 
+_IN_PLACE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu_, "tanh": torch.tanh_, "elu": lambda t: F.elu(t, inplace=True),
+}
+
+
 def _activate(h: torch.Tensor, activations: Sequence[str]) -> torch.Tensor:
-    """Each model's activation on its channel block; runs of equal names share one call."""
+    """Each model's activation on its channel block; runs of equal names share one call.
+
+    Without autograd (scoring, Shapley games) the activations run in place on the runs' slices.
+    """
     m = len(activations)
     c = h.shape[1] // m
     runs: list[tuple[str, int, int]] = []
@@ -101,6 +109,10 @@ def _activate(h: torch.Tensor, activations: Sequence[str]) -> torch.Tensor:
             runs[-1] = (name, runs[-1][1], k + 1)
         else:
             runs.append((name, k, k + 1))
+    if not torch.is_grad_enabled():
+        for name, a, b in runs:
+            _IN_PLACE[name](h[:, a * c : b * c])
+        return h
     if len(runs) == 1:
         return ACTIVATIONS[runs[0][0]](h)
     return torch.cat([ACTIVATIONS[name](h[:, a * c : b * c]) for name, a, b in runs], dim=1)
