@@ -42,5 +42,5 @@ def write_section(path: Path, title: str, text: str) -> None:
         path.write_text(old.rstrip("\n") + "\n\n" + body)
         return
     nxt = old.find("\n## ", start + len(title))  # the section keeps its place in the file
-    rest = old[nxt + 1:] if nxt >= 0 else ""
+    rest = old[nxt + 1 :] if nxt >= 0 else ""
     path.write_text(old[:start] + body + ("\n" + rest if rest else ""))

@@ -1,9 +1,9 @@
-"""Causal explanation-vs-prediction study (issues 15, 35): summaries of finished study runs.
+"""Causal explanation-vs-prediction study: summaries of finished study runs.
 
 The study itself is the CLI (resumable; the zoo is the expensive part):
 
-    OMP_NUM_THREADS=1 simshap study causal configs/causal_fmnist.yaml --out runs/causal
-    OMP_NUM_THREADS=1 simshap study causal configs/causal_digits.yaml --out runs/causal_digits
+    OMP_NUM_THREADS=1 simshap study causal causal_fmnist --out runs/causal
+    OMP_NUM_THREADS=1 simshap study causal causal_digits --out runs/causal_digits
 
 This script reads each run's ``results.json`` and writes ``benchmarks/results/causal_<data>.json``
 (zoo size and accuracy percentiles against the paper's Table 2, cost, correlation tables with
@@ -34,36 +34,54 @@ from causal_claims import (
 )
 from causal_tables import markdown
 
-from simshap.causal.plots import FIGURES
+from simshap.studies.causal.plots import FIGURES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SECTION = "## Do explanations follow predictions? Causal study on a CNN zoo (issues 15, 35)"
-CONFIGS = {"digits": "configs/causal_digits.yaml", "fashion_mnist": "configs/causal_fmnist.yaml"}
+SECTION = "## Causal study on a CNN zoo"
+CONFIGS = {
+    "digits": "simshap/runs/configs/causal_digits.yaml",
+    "fashion_mnist": "simshap/runs/configs/causal_fmnist.yaml",
+}
 
 
 def summarize(res: dict[str, Any]) -> dict[str, Any]:
     """Tables and checks of one run's results."""
     pct = accuracy_percentiles(res["accuracy"])
-    corr = {b["name"]: {m: {k: b["corr"][m][k] for k in (
-        "total_pearson", "total_spearman", "direct_pearson", "mediated_pearson")}
-        for m in res["methods"]} for b in res["buckets"]}
+    corr = {
+        b["name"]: {
+            m: {
+                k: b["corr"][m][k]
+                for k in ("total_pearson", "total_spearman", "direct_pearson", "mediated_pearson")
+            }
+            for m in res["methods"]
+        }
+        for b in res["buckets"]
+    }
     cfg = res["config"]
     return {
         "n_models_trained": res["n_models_trained"],
         "n_models_explained": res["n_models_explained"],
         "n_models_requested": res["n_models_requested"],
-        "epochs": cfg["epochs"], "batch_size": cfg["batch_size"], "n_train": cfg["n_train"],
-        "n_val": cfg["n_val"], "workers": cfg["workers"], "model_seeds": cfg["model_seeds"],
+        "epochs": cfg["epochs"],
+        "batch_size": cfg["batch_size"],
+        "n_train": cfg["n_train"],
+        "n_val": cfg["n_val"],
+        "workers": cfg["workers"],
+        "model_seeds": cfg["model_seeds"],
         "train_chunk_seconds": res["train_chunk_seconds"],
         "train_chunk_cpu_seconds": res.get("train_chunk_cpu_seconds"),
         "explain_seconds_per_model": res["explain_seconds_per_model"],
         "shapley_game_evaluations": res["shapley_game_evaluations"],
         "accuracy": pct,
         "table2": table2_check(pct) if res["config"]["dataset"] == "fashion_mnist" else None,
-        "buckets": [{"name": b["name"], "n_models": b["n_models"],
-                     "accuracy_range": b["accuracy_range"]} for b in res["buckets"]],
-        "methods": res["methods"], "n_bootstrap": res["n_bootstrap"], "ci": res["ci"],
+        "buckets": [
+            {"name": b["name"], "n_models": b["n_models"], "accuracy_range": b["accuracy_range"]}
+            for b in res["buckets"]
+        ],
+        "methods": res["methods"],
+        "n_bootstrap": res["n_bootstrap"],
+        "ci": res["ci"],
         "corr": corr,
         "paper_claims": paper_claims(res),
         "shapley_minus_gradient": shapley_vs_gradient(res),
@@ -79,9 +97,9 @@ def exact_check(folder: str, n_models: int, n_images: int) -> dict[str, Any]:
     """
     import torch
 
-    from simshap.causal.chunks import load_zoo
-    from simshap.causal.explanations import clip_and_normalize, shapley_patches
-    from simshap.causal.workers import load_config_data
+    from simshap.studies.causal.chunks import load_zoo
+    from simshap.studies.causal.explanations import clip_and_normalize, shapley_patches
+    from simshap.studies.causal.workers import load_config_data
 
     cfg = json.loads((Path(folder) / "results.json").read_text())["config"]
     data = load_config_data(cfg)
@@ -93,8 +111,7 @@ def exact_check(folder: str, n_models: int, n_images: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     exact, n_exact = shapley_patches(params, acts, cfg["stride"], x, g, 2 ** (g * g))
     secs = time.perf_counter() - t0
-    approx, n_evals = shapley_patches(params, acts, cfg["stride"], x, g, budget,
-                                      int(cfg["seed"]))
+    approx, n_evals = shapley_patches(params, acts, cfg["stride"], x, g, budget, int(cfg["seed"]))
     scale = exact.flatten(2).norm(dim=2).clamp_min(1e-12)
     rel = ((approx - exact).flatten(2).norm(dim=2) / scale).flatten()
     cor = []
@@ -109,11 +126,16 @@ def exact_check(folder: str, n_models: int, n_images: int) -> dict[str, Any]:
             den = float(u.norm() * v.norm())
             if den > 0:
                 cor.append(float((u * v).sum()) / den)
-    return {"n_models": len(ids), "n_images": n_images, "budget_evals": n_evals,
-            "exact_evals": n_exact, "exact_seconds_per_image": secs / (len(ids) * n_images),
-            "relative_l2_error_mean": float(rel.mean()),
-            "relative_l2_error_max": float(rel.max()),
-            "preprocessed_map_corr_mean": float(np.mean(cor)) if cor else float("nan")}
+    return {
+        "n_models": len(ids),
+        "n_images": n_images,
+        "budget_evals": n_evals,
+        "exact_evals": n_exact,
+        "exact_seconds_per_image": secs / (len(ids) * n_images),
+        "relative_l2_error_mean": float(rel.mean()),
+        "relative_l2_error_max": float(rel.max()),
+        "preprocessed_map_corr_mean": float(np.mean(cor)) if cor else float("nan"),
+    }
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -124,15 +146,24 @@ def _load(name: str) -> dict[str, Any] | None:
 def main() -> None:  # noqa: D103
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="NAME=RUN_FOLDER pairs (NAME: digits, fashion_mnist)")
-    ap.add_argument("--exact-check", type=int, nargs=2, metavar=("MODELS", "IMAGES"),
-                    help="compare the Shapley budget with exact values on the first run's zoo")
-    ap.add_argument("--conditions", default="",
-                    help="how the runs were made (machine load, wall times), for RESULTS.md")
+    ap.add_argument(
+        "--exact-check",
+        type=int,
+        nargs=2,
+        metavar=("MODELS", "IMAGES"),
+        help="compare the Shapley budget with exact values on the first run's zoo",
+    )
+    ap.add_argument(
+        "--conditions",
+        default="",
+        help="how the runs were made (machine load, wall times), for RESULTS.md",
+    )
     args = ap.parse_args()
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     mach = machine()
     parts = [
-        SECTION, "",
+        SECTION,
+        "",
         f"- summary written: {when}; machine: {mach['cpu']} ({mach['cpus']} CPUs, shared with "
         f"other work), {mach['platform']}, Python {mach['python']}, torch {mach['torch']}",
         "- estimand: kernelized Eq. (4), RBF MMD² (median-heuristic bandwidth per image and "
@@ -162,11 +193,12 @@ def main() -> None:  # noqa: D103
         tmp = RESULTS / f"causal_{name}.json.tmp"
         tmp.write_text(json.dumps(s, indent=1))
         tmp.replace(RESULTS / f"causal_{name}.json")
-        command = (f"OMP_NUM_THREADS=1 simshap study causal {CONFIGS.get(name, '?')} "
-                   f"--out {folder}")
+        command = f"OMP_NUM_THREADS=1 simshap study causal {CONFIGS.get(name, '?')} --out {folder}"
         fm = name == "fashion_mnist"
-        parts += [markdown(name, s, command, epochs if fm else None,
-                           throughput if fm else None), ""]
+        parts += [
+            markdown(name, s, command, epochs if fm else None, throughput if fm else None),
+            "",
+        ]
     write_section(ROOT / "benchmarks" / "RESULTS.md", SECTION, "\n".join(parts))
 
 

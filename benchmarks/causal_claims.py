@@ -1,7 +1,7 @@
 """The causal study's summaries: zoo percentiles against Table 2, the paper's claims, our question.
 
 Used by ``benchmarks/causal.py``. Every interval is a 95% half-sampling interval (random halves
-of a bucket's models, spread centered on the estimate, see ``simshap.causal.effects``). A
+of a bucket's models, spread centered on the estimate, see ``simshap.studies.causal.effects``). A
 statistic that pools several buckets averages their r-th draws (different buckets hold different
 models, so their draws are independent); a difference within a bucket pairs the methods' draws
 (every method shares the bucket's halves).
@@ -15,13 +15,37 @@ from typing import Any
 import numpy as np
 
 GRADIENT = ("gradient", "smoothgrad", "integrated_gradients", "gradcam")
-LABEL = {"identity": "Identity", "gradient": "Grad", "smoothgrad": "SG",
-         "integrated_gradients": "IG", "gradcam": "Grad-CAM", "shapley": "Shapley"}
-PERCENTILES = {"min": 0, "p20": 20, "p40": 40, "median": 50, "p60": 60, "p80": 80, "p90": 90,
-               "p95": 95, "p99": 99, "max": 100}
+LABEL = {
+    "identity": "Identity",
+    "gradient": "Grad",
+    "smoothgrad": "SG",
+    "integrated_gradients": "IG",
+    "gradcam": "Grad-CAM",
+    "shapley": "Shapley",
+}
+PERCENTILES = {
+    "min": 0,
+    "p20": 20,
+    "p40": 40,
+    "median": 50,
+    "p60": 60,
+    "p80": 80,
+    "p90": 90,
+    "p95": 95,
+    "p99": 99,
+    "max": 100,
+}
 # Karimi et al., Table 2, Fashion-MNIST: the upper edge (%) of each percentile bucket
-TABLE2_FASHION = {"p20": 11, "p40": 47, "p60": 68, "p80": 76, "p90": 82, "p95": 84, "p99": 85,
-                  "max": 88}
+TABLE2_FASHION = {
+    "p20": 11,
+    "p40": 47,
+    "p60": 68,
+    "p80": 76,
+    "p90": 82,
+    "p95": 84,
+    "p99": 85,
+    "max": 88,
+}
 GOAL_KEYS, GOAL_TOL = ("p40", "p60", "p80", "p99"), 8.0
 
 
@@ -33,11 +57,18 @@ def accuracy_percentiles(acc: Sequence[float]) -> dict[str, float]:
 
 def table2_check(pct: Mapping[str, float]) -> dict[str, Any]:
     """Our percentiles (in %) against Table 2's Fashion-MNIST edges; the ±8-point goal."""
-    rows = {k: {"ours": 100 * pct[k], "paper": v, "diff": 100 * pct[k] - v}
-            for k, v in TABLE2_FASHION.items()}
+    rows = {
+        k: {"ours": 100 * pct[k], "paper": v, "diff": 100 * pct[k] - v}
+        for k, v in TABLE2_FASHION.items()
+    }
     met = {k: abs(rows[k]["diff"]) <= GOAL_TOL for k in GOAL_KEYS}
-    return {"rows": rows, "goal_keys": list(GOAL_KEYS), "tolerance": GOAL_TOL,
-            "goal_met": met, "all_met": all(met.values())}
+    return {
+        "rows": rows,
+        "goal_keys": list(GOAL_KEYS),
+        "tolerance": GOAL_TOL,
+        "goal_met": met,
+        "all_met": all(met.values()),
+    }
 
 
 def interval(point: float, draws: np.ndarray, level: float = 0.95) -> list[float]:
@@ -54,16 +85,21 @@ def _stat(b: Mapping[str, Any], m: str, key: str) -> tuple[float, np.ndarray]:
     return b["corr"][m][key]["value"], np.asarray(b["bootstrap_draws"][m][key], dtype=float)
 
 
-def pooled(buckets: Sequence[Mapping[str, Any]], fn: Callable[[Mapping[str, Any]],
-           tuple[float, np.ndarray]]) -> tuple[float, np.ndarray]:
+def pooled(
+    buckets: Sequence[Mapping[str, Any]],
+    fn: Callable[[Mapping[str, Any]], tuple[float, np.ndarray]],
+) -> tuple[float, np.ndarray]:
     """Mean over buckets of a per-bucket statistic ``fn(b) -> (point, draws)``."""
     pts, draws = zip(*(fn(b) for b in buckets), strict=True)
     return float(np.mean(pts)), np.mean(np.stack(draws), axis=0)
 
 
-def contrast(top: Sequence[Mapping[str, Any]], low: Sequence[Mapping[str, Any]],
-             fn: Callable[[Mapping[str, Any]], tuple[float, np.ndarray]],
-             level: float) -> dict[str, Any]:
+def contrast(
+    top: Sequence[Mapping[str, Any]],
+    low: Sequence[Mapping[str, Any]],
+    fn: Callable[[Mapping[str, Any]], tuple[float, np.ndarray]],
+    level: float,
+) -> dict[str, Any]:
     """Mean of ``fn`` over ``top`` buckets minus its mean over ``low`` buckets, with interval."""
     pt, dt_ = pooled(top, fn)
     pl, dl = pooled(low, fn)
@@ -92,17 +128,27 @@ def paper_claims(res: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     cells = [(b["name"], m, b["corr"][m]["total_pearson"]) for b in bks for m in grad]
     out["abs_corr_le_0.5"] = {
-        "cells": len(cells), "within": sum(abs(c["value"]) <= 0.5 for *_, c in cells),
+        "cells": len(cells),
+        "within": sum(abs(c["value"]) <= 0.5 for *_, c in cells),
         "ci_above_0.5": [f"{n}/{LABEL[m]}" for n, m, c in cells if c["ci"][0] > 0.5],
-        "max_abs": max(abs(c["value"]) for *_, c in cells)}
-    out["corr_rises_with_accuracy"] = {
-        m: contrast(top, low, lambda b, m=m: _stat(b, m, "total_pearson"), level)
-        for m in ("gradient", "integrated_gradients") if m in methods} if top and low else {}
+        "max_abs": max(abs(c["value"]) for *_, c in cells),
+    }
+    out["corr_rises_with_accuracy"] = (
+        {
+            m: contrast(top, low, lambda b, m=m: _stat(b, m, "total_pearson"), level)
+            for m in ("gradient", "integrated_gradients")
+            if m in methods
+        }
+        if top and low
+        else {}
+    )
     for v in out["corr_rises_with_accuracy"].values():
         v["verdict"] = _verdict(v["ci"], True)
-    out["top1_reduced_alignment"] = {
-        m: contrast(top1, near, lambda b, m=m: _stat(b, m, "total_pearson"), level)
-        for m in grad} if top1 and near else {}
+    out["top1_reduced_alignment"] = (
+        {m: contrast(top1, near, lambda b, m=m: _stat(b, m, "total_pearson"), level) for m in grad}
+        if top1 and near
+        else {}
+    )
     for v in out["top1_reduced_alignment"].values():
         v["verdict"] = _verdict(v["ci"], False)
 
@@ -111,16 +157,24 @@ def paper_claims(res: Mapping[str, Any]) -> dict[str, Any]:
         pm, dm = _stat(b, m, "mediated_pearson")
         return pi - pm, di - dm
 
-    out["gap_to_ideal_widens"] = {
-        m: contrast(top, low, lambda b, m=m: gap(b, m), level)
-        for m in methods if m != "identity"} if top and low else {}
+    out["gap_to_ideal_widens"] = (
+        {m: contrast(top, low, lambda b, m=m: gap(b, m), level) for m in methods if m != "identity"}
+        if top and low
+        else {}
+    )
     for v in out["gap_to_ideal_widens"].values():
         v["verdict"] = _verdict(v["ci"], True)
     mid = [b for b in bks if b["bounds"][0] >= 40 and b["bounds"][1] <= 80]
     if top and mid:
+
         def mean_ite(group: Sequence[Mapping[str, Any]], key: str) -> tuple[float, np.ndarray]:
-            return pooled(group, lambda b: (b["mean_ite"][key], np.asarray(
-                b["bootstrap_draws"]["mean_ite"][key], dtype=float)))
+            return pooled(
+                group,
+                lambda b: (
+                    b["mean_ite"][key],
+                    np.asarray(b["bootstrap_draws"]["mean_ite"][key], dtype=float),
+                ),
+            )
 
         shrink = {}
         ty, dty = mean_ite(top, "Y")
@@ -141,11 +195,17 @@ def paper_claims(res: Mapping[str, Any]) -> dict[str, Any]:
         if m == "identity":
             continue
         p, d = pooled(bks, lambda b, m=m: _stat(b, m, "mediated_pearson"))
-        mediated[m] = {"mean": p, "ci": interval(p, d, level),
-                       "buckets_ci_covers_0": sum(
-                           b["corr"][m]["mediated_pearson"]["ci"][0] <= 0
-                           <= b["corr"][m]["mediated_pearson"]["ci"][1] for b in bks),
-                       "buckets": len(bks)}
+        mediated[m] = {
+            "mean": p,
+            "ci": interval(p, d, level),
+            "buckets_ci_covers_0": sum(
+                b["corr"][m]["mediated_pearson"]["ci"][0]
+                <= 0
+                <= b["corr"][m]["mediated_pearson"]["ci"][1]
+                for b in bks
+            ),
+            "buckets": len(bks),
+        }
     out["mediated_through_y"] = mediated
     if "gradcam" in methods:
         others = [m for m in grad if m != "gradcam"]
@@ -156,8 +216,11 @@ def paper_claims(res: Mapping[str, Any]) -> dict[str, Any]:
             return pc - float(np.mean([p for p, _ in po])), dc - np.mean([d for _, d in po], 0)
 
         p, d = pooled(bks, cam_minus)
-        out["gradcam_worst"] = {"diff": p, "ci": interval(p, d, level),
-                                "verdict": _verdict(interval(p, d, level), False)}
+        out["gradcam_worst"] = {
+            "diff": p,
+            "ci": interval(p, d, level),
+            "verdict": _verdict(interval(p, d, level), False),
+        }
     return out
 
 
@@ -170,8 +233,8 @@ def shapley_vs_gradient(res: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"per_bucket": {}, "pooled": {}}
     for key in ("total_pearson", "total_spearman", "mediated_pearson"):
         for g in (m for m in GRADIENT if m in res["methods"]):
-            def diff(b: Mapping[str, Any], g: str = g, key: str = key
-                     ) -> tuple[float, np.ndarray]:
+
+            def diff(b: Mapping[str, Any], g: str = g, key: str = key) -> tuple[float, np.ndarray]:
                 ps, ds = _stat(b, "shapley", key)
                 pg, dg = _stat(b, g, key)
                 return ps - pg, ds - dg
@@ -181,5 +244,7 @@ def shapley_vs_gradient(res: Mapping[str, Any]) -> dict[str, Any]:
             for b in bks:
                 pb, db = diff(b)
                 out["per_bucket"].setdefault(key, {}).setdefault(b["name"], {})[g] = {
-                    "diff": pb, "ci": interval(pb, db, level)}
+                    "diff": pb,
+                    "ci": interval(pb, db, level),
+                }
     return out

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 from _report import machine  # benchmarks/_report.py
 
-from simshap.causal.chunks import load_zoo, train_zoo
-from simshap.causal.study import validate_config
+from simshap.studies.causal.chunks import load_zoo, train_zoo
+from simshap.studies.causal.study import validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGES = (20, 40, 60, 80, 90, 95, 99)
@@ -45,18 +45,23 @@ TABLE2_FASHION = (11, 47, 68, 76, 82, 84, 85)  # Karimi et al., Table 2, upper b
 TIME_GOAL_S, GOAL_MODELS, MARGIN = 90 * 60, 1000, 0.8
 
 
-def choose_epochs(curve: np.ndarray, seconds_per_model_epoch: float, workers: int
-                  ) -> dict[str, Any]:
+def choose_epochs(
+    curve: np.ndarray, seconds_per_model_epoch: float, workers: int
+) -> dict[str, Any]:
     """Apply the rule to a pilot's ``(epochs, models)`` validation-accuracy curve."""
     cap = int(MARGIN * TIME_GOAL_S * workers / (GOAL_MODELS * seconds_per_model_epoch))
     rows = []
     for e in range(1, len(curve) + 1):
         pct = np.percentile(100 * curve[e - 1], EDGES)
         dev = pct - np.asarray(TABLE2_FASHION)
-        rows.append({"epochs": e, "percentiles": dict(zip(map(str, EDGES), pct.round(2).tolist(),
-                                                          strict=True)),
-                     "max_abs_deviation": float(np.abs(dev).max()),
-                     "fits_time_goal": e <= cap})
+        rows.append(
+            {
+                "epochs": e,
+                "percentiles": dict(zip(map(str, EDGES), pct.round(2).tolist(), strict=True)),
+                "max_abs_deviation": float(np.abs(dev).max()),
+                "fits_time_goal": e <= cap,
+            }
+        )
     feasible = [r for r in rows if r["fits_time_goal"]] or rows[:1]
     best = min(feasible, key=lambda r: r["max_abs_deviation"])
     return {"epochs": best["epochs"], "max_epochs_in_time_goal": cap, "per_epoch": rows}
@@ -69,15 +74,28 @@ def main() -> None:  # noqa: D103
     ap.add_argument("--max-epochs", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1, help="pilot zoo seed (the study uses 0)")
-    ap.add_argument("--seconds-per-model-epoch", type=float, default=None,
-                    help="the batched trainer's measured cost (default: the pilot's CPU time)")
+    ap.add_argument(
+        "--seconds-per-model-epoch",
+        type=float,
+        default=None,
+        help="the batched trainer's measured cost (default: the pilot's CPU time)",
+    )
     ap.add_argument("--cost-note", default="", help="where that cost was measured")
     args = ap.parse_args()
-    cfg = validate_config({
-        "dataset": "fashion_mnist", "n_train": 50000, "n_val": 10000, "n_models": args.n_models,
-        "chunk_size": 100, "epochs": args.max_epochs, "batch_size": 32, "seed": args.seed,
-        "workers": args.workers, "val_curve": True,
-    })
+    cfg = validate_config(
+        {
+            "dataset": "fashion_mnist",
+            "n_train": 50000,
+            "n_val": 10000,
+            "n_models": args.n_models,
+            "chunk_size": 100,
+            "epochs": args.max_epochs,
+            "batch_size": 32,
+            "seed": args.seed,
+            "workers": args.workers,
+            "val_curve": True,
+        }
+    )
     t0 = time.perf_counter()
     train_zoo(cfg, None, args.out / "zoo")
     wall = time.perf_counter() - t0
@@ -92,21 +110,31 @@ def main() -> None:  # noqa: D103
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "command": f"OMP_NUM_THREADS=1 python benchmarks/causal_epochs.py --out {args.out} "
-                   f"--n-models {args.n_models} --max-epochs {args.max_epochs} "
-                   f"--workers {args.workers} --seed {args.seed}"
-                   + (f" --seconds-per-model-epoch {args.seconds_per_model_epoch}"
-                      if args.seconds_per_model_epoch else ""),
-        "pilot": {"n_models": len(zoo), "seed": args.seed, "n_train": 50000, "n_val": 10000,
-                  "batch_size": 32, "wall_seconds_this_call": wall,
-                  "wall_seconds_training": sum(zoo.seconds) / args.workers,
-                  "worker_cpu_seconds_per_model_epoch": per_model_epoch},
+        f"--n-models {args.n_models} --max-epochs {args.max_epochs} "
+        f"--workers {args.workers} --seed {args.seed}"
+        + (
+            f" --seconds-per-model-epoch {args.seconds_per_model_epoch}"
+            if args.seconds_per_model_epoch
+            else ""
+        ),
+        "pilot": {
+            "n_models": len(zoo),
+            "seed": args.seed,
+            "n_train": 50000,
+            "n_val": 10000,
+            "batch_size": 32,
+            "wall_seconds_this_call": wall,
+            "wall_seconds_training": sum(zoo.seconds) / args.workers,
+            "worker_cpu_seconds_per_model_epoch": per_model_epoch,
+        },
         "cost_seconds_per_model_epoch": cost,
         "cost_source": args.cost_note if args.seconds_per_model_epoch else "pilot CPU time",
         "cap_at_pilot_cpu_time": choose_epochs(curve, per_model_epoch, args.workers)[
-            "max_epochs_in_time_goal"],
+            "max_epochs_in_time_goal"
+        ],
         "table2_fashion_edges": dict(zip(map(str, EDGES), TABLE2_FASHION, strict=True)),
         "rule": "smallest max |validation percentile - Table 2 edge| over the edges 20..99, "
-                "among budgets that fit 1,000 models in 90 min on the pilot's workers (80%)",
+        "among budgets that fit 1,000 models in 90 min on the pilot's workers (80%)",
         **choice,
     }
     path = ROOT / "benchmarks" / "results" / "causal_epochs.json"

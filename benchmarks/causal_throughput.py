@@ -5,12 +5,12 @@ Trains the same models (the study zoo's first ``--n-models`` hyperparameter draw
 setting, interleaved group by group (each group of the batched trainer, then the same models one
 at a time each way) so that all three see the same load on a shared machine:
 
-- ``lightning``: the study's former loop (:mod:`simshap.causal.lightning_loop`), one model at a
-  time through a Lightning ``Trainer`` and a ``DataLoader``;
+- ``lightning``: the study's former loop (:mod:`simshap.studies.causal.lightning_loop`), one
+  model at a time through a Lightning ``Trainer`` and a ``DataLoader``;
 - ``single``: the batched trainer's reference, one model at a time in plain PyTorch
-  (:func:`simshap.causal.trainer.train_single`);
-- ``batched``: :func:`simshap.causal.trainer.train_group` on the groups of
-  :func:`simshap.causal.trainer.plan_groups` (at most ``--group-size`` models).
+  (:func:`simshap.studies.causal.trainer.train_single`);
+- ``batched``: :func:`simshap.studies.causal.trainer.train_group` on the groups of
+  :func:`simshap.studies.causal.trainer.plan_groups` (at most ``--group-size`` models).
 
 Training time only (scoring the test set is not timed).
 
@@ -34,17 +34,17 @@ from pathlib import Path
 import torch
 from _report import machine  # benchmarks/_report.py
 
-from simshap.causal.chunks import model_seed, zoo_hparams
-from simshap.causal.lightning_loop import train_model
-from simshap.causal.study import validate_config
-from simshap.causal.trainer import (
+from simshap.studies.causal.chunks import model_seed, zoo_hparams
+from simshap.studies.causal.lightning_loop import train_model
+from simshap.studies.causal.study import validate_config
+from simshap.studies.causal.trainer import (
     TrainSettings,
     grouped_accuracy,
     plan_groups,
     train_group,
     train_single,
 )
-from simshap.causal.workers import load_config_data
+from simshap.studies.causal.workers import load_config_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,9 +58,17 @@ def main() -> None:  # noqa: D103
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    cfg = validate_config({"dataset": "fashion_mnist", "n_train": 50000, "n_val": 10000,
-                           "n_models": args.n_models, "chunk_size": args.n_models,
-                           "epochs": args.epochs, "batch_size": args.batch_size})
+    cfg = validate_config(
+        {
+            "dataset": "fashion_mnist",
+            "n_train": 50000,
+            "n_val": 10000,
+            "n_models": args.n_models,
+            "chunk_size": args.n_models,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+        }
+    )
     data = load_config_data(cfg)
     indices = list(range(args.n_models))
     _, hps = zoo_hparams(cfg, indices)
@@ -75,8 +83,9 @@ def main() -> None:  # noqa: D103
         t0 = time.perf_counter()
         res = train_group(g_hps, g_seeds, data.x_train, data.y_train, settings)
         seconds["batched"] += time.perf_counter() - t0
-        accs["batched"] += grouped_accuracy(res.params, [h["activation"] for h in g_hps], 2,
-                                            *test).tolist()
+        accs["batched"] += grouped_accuracy(
+            res.params, [h["activation"] for h in g_hps], 2, *test
+        ).tolist()
         for hp, seed in zip(g_hps, g_seeds, strict=True):
             t0 = time.perf_counter()
             net = train_single(hp, seed, data.x_train, data.y_train, settings)
@@ -84,15 +93,25 @@ def main() -> None:  # noqa: D103
             with torch.no_grad():
                 accs["single"].append(float((net(test[0]).argmax(-1) == test[1]).double().mean()))
             t0 = time.perf_counter()
-            net, _ = train_model(hp, data.x_train, data.y_train, (test[0][:1], test[1][:1]),
-                                 args.epochs, args.batch_size, 2, seed)  # scored below
+            net, _ = train_model(
+                hp,
+                data.x_train,
+                data.y_train,
+                (test[0][:1], test[1][:1]),
+                args.epochs,
+                args.batch_size,
+                2,
+                seed,
+            )  # scored below
             seconds["lightning"] += time.perf_counter() - t0
             with torch.no_grad():
                 accs["lightning"].append(
-                    float((net(test[0]).argmax(-1) == test[1]).double().mean()))
+                    float((net(test[0]).argmax(-1) == test[1]).double().mean())
+                )
         print({k: round(v, 1) for k, v in seconds.items()}, flush=True)
-    rows = {k: {"seconds": seconds[k], "mean_accuracy": sum(accs[k]) / len(accs[k])}
-            for k in seconds}
+    rows = {
+        k: {"seconds": seconds[k], "mean_accuracy": sum(accs[k]) / len(accs[k])} for k in seconds
+    }
     for row in rows.values():
         row["models_per_minute"] = 60 * args.n_models / row["seconds"]
     out = {
@@ -101,10 +120,14 @@ def main() -> None:  # noqa: D103
         "threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} python "
-                   f"benchmarks/causal_throughput.py --n-models {args.n_models} --epochs "
-                   f"{args.epochs} --group-size {args.group_size} --batch-size {args.batch_size}",
-        "n_models": args.n_models, "epochs": args.epochs, "batch_size": args.batch_size,
-        "group_size": args.group_size, "n_train": 50000, "dataset": "fashion_mnist",
+        f"benchmarks/causal_throughput.py --n-models {args.n_models} --epochs "
+        f"{args.epochs} --group-size {args.group_size} --batch-size {args.batch_size}",
+        "n_models": args.n_models,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "group_size": args.group_size,
+        "n_train": 50000,
+        "dataset": "fashion_mnist",
         "runs": rows,
         "batched_over_lightning": rows["batched"]["models_per_minute"]
         / rows["lightning"]["models_per_minute"],

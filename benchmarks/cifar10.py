@@ -40,19 +40,24 @@ sys.path.insert(0, str(ROOT))
 
 from _report import write_section  # noqa: E402 (benchmarks/ sits on sys.path)
 
-from simshap.config import load_config, merge_config  # noqa: E402
 from simshap.data.tabular import resolve_data_dir  # noqa: E402
 from simshap.evaluation.throughput import measure_target_throughput  # noqa: E402
-from simshap.image_pipeline import EXPLAINERS, ImageRun  # noqa: E402
+from simshap.runs.config_files import load_config, merge_config  # noqa: E402
+from simshap.runs.image import EXPLAINERS, ImageRun  # noqa: E402
 
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "cifar10.json"
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
-SECTION = "## CIFAR-10 images: SimSHAP, FastSHAP and baselines (issue 4)"
-STAGES = ("model", "surrogate", "simshap", "simshap_paper", "fastshap", "throughput",
-          "evaluate")
-OUTPUTS = {"model": "classifier.pt", "surrogate": "surrogate.pt", "simshap": "simshap.pt",
-           "simshap_paper": "simshap_paper.pt", "fastshap": "fastshap.pt",
-           "throughput": "throughput.json", "evaluate": "results.json"}
+SECTION = "## CIFAR-10 on a GPU"
+STAGES = ("model", "surrogate", "simshap", "simshap_paper", "fastshap", "throughput", "evaluate")
+OUTPUTS = {
+    "model": "classifier.pt",
+    "surrogate": "surrogate.pt",
+    "simshap": "simshap.pt",
+    "simshap_paper": "simshap_paper.pt",
+    "fastshap": "fastshap.pt",
+    "throughput": "throughput.json",
+    "evaluate": "results.json",
+}
 STAGE_MINUTES = 9  # default Lightning max_time per training stage (--stage-minutes)
 COMMAND = "python benchmarks/cifar10.py --data-dir ../shared/data"
 
@@ -60,12 +65,24 @@ SMOKE = {
     "data": {"train_size": 48, "num_workers": 0, "val_size": 16},
     "model": {"width": 4, "batch_size": 16, "max_epochs": 1},
     "surrogate": {"width": 4, "batch_size": 16, "max_epochs": 1},
-    "explainer": {"base_width": 4, "depth": 2, "batch_size": 8, "max_epochs": 1,
-                  "val_instances": 2, "val_budget": 512},
-    "evaluation": {"n_images": 3, "batch_size": 257, "figure_images": 2,
-                   "ig": {"budget": 4}, "smoothgrad": {"budget": 2, "samples_batch_size": 2},
-                   "kernelshap": {"budget": 302}, "kernelshap_s": {"budget": 302},
-                   "deepshap": {"budget": 4, "background_size": 4}},
+    "explainer": {
+        "base_width": 4,
+        "depth": 2,
+        "batch_size": 8,
+        "max_epochs": 1,
+        "val_instances": 2,
+        "val_budget": 512,
+    },
+    "evaluation": {
+        "n_images": 3,
+        "batch_size": 257,
+        "figure_images": 2,
+        "ig": {"budget": 4},
+        "smoothgrad": {"budget": 2, "samples_batch_size": 2},
+        "kernelshap": {"budget": 302},
+        "kernelshap_s": {"budget": 302},
+        "deepshap": {"budget": 4, "background_size": 4},
+    },
     "trainer": {"accelerator": "cpu", "precision": "32-true"},
 }
 
@@ -107,7 +124,7 @@ def datasets(data_dir: str | None) -> list[str]:
 
 
 def make_run(name: str, args: argparse.Namespace, smoke: bool) -> ImageRun:
-    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+    cfg = load_config(ROOT / "simshap" / "runs" / "configs" / f"{name}.yaml")
     cfg["data_dir"] = str(resolve_data_dir(args.data_dir))
     minutes = int(args.stage_minutes)
     cfg["trainer"]["max_time"] = f"00:{minutes // 60:02d}:{minutes % 60:02d}:00"
@@ -144,12 +161,18 @@ def stage_throughput(run: ImageRun, overwrite: bool, smoke: bool = False) -> dic
             continue
         res = measure_target_throughput(explainer, x_all[:b].to(run.device), iters, warmup)
         rows.append(res)
-        print(f"[throughput] B={b}: target {res['target_images_per_s']:.0f} img/s, raw "
-              f"{res['raw_images_per_s']:.0f} img/s, ratio {res['ratio']:.2f}", flush=True)
-    out = {"device": str(run.device), "precision": "bf16 autocast"
-           if run.device.type == "cuda" else "float32",
-           "channels_last": run.channels_last, "compile": run.config["surrogate"]["compile"],
-           "batches": rows}
+        print(
+            f"[throughput] B={b}: target {res['target_images_per_s']:.0f} img/s, raw "
+            f"{res['raw_images_per_s']:.0f} img/s, ratio {res['ratio']:.2f}",
+            flush=True,
+        )
+    out = {
+        "device": str(run.device),
+        "precision": "bf16 autocast" if run.device.type == "cuda" else "float32",
+        "channels_last": run.channels_last,
+        "compile": run.config["surrogate"]["compile"],
+        "batches": rows,
+    }
     target.write_text(json.dumps(out, indent=2))
     return out
 
@@ -186,20 +209,32 @@ def report(runs: list[ImageRun]) -> dict[str, Any]:
     if not per_ds:
         raise SystemExit("no data set has results yet: run the evaluate stage first")
     main = per_ds.get("cifar10-subset") or next(iter(per_ds.values()))
-    keys = ("insertion_auc_mean", "insertion_auc_std", "deletion_auc_mean", "deletion_auc_std",
-            "inference_s", "insertion_auc_prob_mean", "insertion_auc_prob_std",
-            "deletion_auc_prob_mean", "deletion_auc_prob_std", "inference_s_per_image", "used")
+    keys = (
+        "insertion_auc_mean",
+        "insertion_auc_std",
+        "deletion_auc_mean",
+        "deletion_auc_std",
+        "inference_s",
+        "insertion_auc_prob_mean",
+        "insertion_auc_prob_std",
+        "deletion_auc_prob_mean",
+        "deletion_auc_prob_std",
+        "inference_s_per_image",
+        "used",
+    )
     methods = {name: {k: m[k] for k in keys if k in m} for name, m in main["methods"].items()}
     for name in EXPLAINERS:
         if name in methods:
             methods[name]["train_minutes"] = main["methods"][name].get("train_minutes")
     sim, fast = main["methods"]["simshap"], main["methods"]["fastshap"]
     goals = {  # FastSHAP: the primary (probability) AUC; 0.755: the paper's normalization
-        "simshap_insertion_prob_ge_fastshap":
-            sim["insertion_auc_prob_mean"] >= fast["insertion_auc_prob_mean"],
+        "simshap_insertion_prob_ge_fastshap": sim["insertion_auc_prob_mean"]
+        >= fast["insertion_auc_prob_mean"],
         "simshap_insertion_paper_ge_0.755": sim["insertion_auc_mean"] >= 0.755,
-        "simshap_insertion_paper_stable_ge_0.755":
-            sim.get("insertion_auc_stable_mean", float("nan")) >= 0.755,
+        "simshap_insertion_paper_stable_ge_0.755": sim.get(
+            "insertion_auc_stable_mean", float("nan")
+        )
+        >= 0.755,
         "simshap_train_minutes_le_20": (sim.get("train_minutes") or 1e9) <= 20,
     }
     if "kernelshap" in main["methods"]:
@@ -211,9 +246,14 @@ def report(runs: list[ImageRun]) -> dict[str, Any]:
         goals["target_throughput_ratio"] = max(r["ratio"] for r in tp)
         goals["target_throughput_ge_70pct"] = goals["target_throughput_ratio"] >= 0.7
     device = main.get("device") or torch.cuda.get_device_name()  # the evaluating machine
-    blob = {"device": device, "dataset": main["dataset"],
-            "n_images": main["n_images"], "methods": methods, "goals": goals,
-            "datasets": per_ds}
+    blob = {
+        "device": device,
+        "dataset": main["dataset"],
+        "n_images": main["n_images"],
+        "methods": methods,
+        "goals": goals,
+        "datasets": per_ds,
+    }
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(blob, indent=2))
     main_run = next(r for r in runs if r.config["dataset"] == main["dataset"])
@@ -231,61 +271,81 @@ def measured_section(per_ds: dict[str, Any], goals: dict[str, Any]) -> str:
     env = next(iter(per_ds.values())).get("environment") or environment()
     command = " ".join(["python", "benchmarks/cifar10.py", *sys.argv[1:]])
     lines = [
-        SECTION, "",
+        SECTION,
+        "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- machine: {env['device']}, torch {env['torch']}, lightning {env['lightning']}, "
         f"shap {env['shap']}",
         f"- command: `{command}` (stages resumable; configs/cifar10-subset.yaml, "
-        "configs/cifar10.yaml)", "",
+        "configs/cifar10.yaml)",
+        "",
     ]
     for name, res in per_ds.items():
         lines.append(image_results_table(res))
         tp = res.get("throughput", {}).get("batches", [])
         if tp:
-            lines += ["", f"Target computation vs raw surrogate forward ({name}, "
-                      f"{res['throughput']['precision']}, channels_last="
-                      f"{res['throughput']['channels_last']}, compile="
-                      f"{res['throughput']['compile']}); masked images per second:", "",
-                      "| batch B | masked images per step B(M+2) | target img/s | raw img/s | "
-                      "ratio |", "| ---: | ---: | ---: | ---: | ---: |"]
+            lines += [
+                "",
+                f"Target computation vs raw surrogate forward ({name}, "
+                f"{res['throughput']['precision']}, channels_last="
+                f"{res['throughput']['channels_last']}, compile="
+                f"{res['throughput']['compile']}); masked images per second:",
+                "",
+                "| batch B | masked images per step B(M+2) | target img/s | raw img/s | ratio |",
+                "| ---: | ---: | ---: | ---: | ---: |",
+            ]
             for r in tp:
-                lines.append(f"| {int(r['batch_size'])} | {int(r['masked_images_per_step'])} | "
-                             f"{r['target_images_per_s']:.0f} | {r['raw_images_per_s']:.0f} | "
-                             f"{r['ratio']:.2f} |")
+                lines.append(
+                    f"| {int(r['batch_size'])} | {int(r['masked_images_per_step'])} | "
+                    f"{r['target_images_per_s']:.0f} | {r['raw_images_per_s']:.0f} | "
+                    f"{r['ratio']:.2f} |"
+                )
         lines.append("")
-    lines += ["Goals: " + ", ".join(f"{k}: {fmt(v) if isinstance(v, float) else v}"
-                                    for k, v in goals.items()), "",
-              "Figures: `benchmarks/results/cifar10_figure3.png` and `cifar10_curves.png` (copied "
-              "from the run folder `benchmarks/runs/<dataset>/`); data: "
-              "`benchmarks/results/cifar10.json`.", ""]
+    lines += [
+        "Goals: "
+        + ", ".join(f"{k}: {fmt(v) if isinstance(v, float) else v}" for k, v in goals.items()),
+        "",
+        "Figures: `benchmarks/results/cifar10_figure3.png` and `cifar10_curves.png` (copied "
+        "from the run folder `benchmarks/runs/<dataset>/`); data: "
+        "`benchmarks/results/cifar10.json`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def pending_section() -> str:
-    return "\n".join([
-        SECTION, "",
-        "**Not yet measured: these figures need a CUDA GPU** (none was available when the image "
-        "pipeline landed; every stage is covered by CPU tests with tiny networks in "
-        "`tests/test_image_pipeline.py`). To measure them on one GPU (H100 class), from the "
-        "repository root:", "",
-        "```",
-        f"{COMMAND}            # every pending stage; re-run to resume",
-        f"{COMMAND} --next     # or one stage per invocation (each under 10 minutes)",
-        "```", "",
-        "Pending figures (6,102-image subset; full CIFAR-10 too when `cifar-10-batches-py` is in "
-        "the data folder):", "",
-        "- Table 3: insertion and deletion AUC, mean and std over 100 test images, paper "
-        "normalization and softmax probability, for SimSHAP, FastSHAP, IG, SmoothGrad, GradCAM, "
-        "KernelSHAP (shap), KernelSHAP-S, DeepSHAP (or its GradientExplainer fallback).",
-        "- Table 4 (CIFAR-10 row): inference seconds for the evaluated images per method; "
-        "training minutes of SimSHAP and FastSHAP.",
-        "- Throughput of SimSHAP's target computation (surrogate on B(M+2) masked images + "
-        "Sim-Semivalue target) vs the surrogate's raw forward on the same batches, bf16 + "
-        "channels_last.",
-        "- Goals: SimSHAP insertion AUC >= FastSHAP's and >= 0.755 (paper normalization); "
-        "amortized inference >= 10^4 x faster than shap's KernelSHAP per image; SimSHAP "
-        "training <= 20 minutes on one H100; target throughput >= 70% of raw forward.", "",
-    ])
+    return "\n".join(
+        [
+            SECTION,
+            "",
+            "**Not yet measured: these figures need a CUDA GPU** (none was available when the "
+            "image pipeline landed; every stage is covered by CPU tests with tiny networks in "
+            "`tests/test_image_pipeline.py`). To measure them on one GPU (H100 class), from the "
+            "repository root:",
+            "",
+            "```",
+            f"{COMMAND}            # every pending stage; re-run to resume",
+            f"{COMMAND} --next     # or one stage per invocation (each under 10 minutes)",
+            "```",
+            "",
+            "Pending figures (6,102-image subset; full CIFAR-10 too when `cifar-10-batches-py` is "
+            "in the data folder):",
+            "",
+            "- Table 3: insertion and deletion AUC, mean and std over 100 test images, paper "
+            "normalization and softmax probability, for SimSHAP, FastSHAP, IG, SmoothGrad, "
+            "GradCAM, KernelSHAP (shap), KernelSHAP-S, DeepSHAP (or its GradientExplainer "
+            "fallback).",
+            "- Table 4 (CIFAR-10 row): inference seconds for the evaluated images per method; "
+            "training minutes of SimSHAP and FastSHAP.",
+            "- Throughput of SimSHAP's target computation (surrogate on B(M+2) masked images + "
+            "Sim-Semivalue target) vs the surrogate's raw forward on the same batches, bf16 + "
+            "channels_last.",
+            "- Goals: SimSHAP insertion AUC >= FastSHAP's and >= 0.755 (paper normalization); "
+            "amortized inference >= 10^4 x faster than shap's KernelSHAP per image; SimSHAP "
+            "training <= 20 minutes on one H100; target throughput >= 70% of raw forward.",
+            "",
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- main
@@ -293,20 +353,36 @@ def pending_section() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default=None, help="folder with cifar10-subset.npz "
-                   "(and optionally cifar-10-batches-py); default $SIMSHAP_DATA")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with cifar10-subset.npz "
+        "(and optionally cifar-10-batches-py); default $SIMSHAP_DATA",
+    )
     p.add_argument("--run-root", default=str(ROOT / "benchmarks" / "runs"))
     p.add_argument("--stage", choices=[*STAGES, "report", "all"], default="all")
     p.add_argument("--next", action="store_true", help="run only the next pending stage")
-    p.add_argument("--stage-minutes", type=int, default=STAGE_MINUTES,
-                   help="wall-clock cap of each training stage (Lightning max_time), minutes")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set explainer.max_epochs=300 (YAML value; "
-                   "repeatable)")
+    p.add_argument(
+        "--stage-minutes",
+        type=int,
+        default=STAGE_MINUTES,
+        help="wall-clock cap of each training stage (Lightning max_time), minutes",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set explainer.max_epochs=300 (YAML value; "
+        "repeatable)",
+    )
     p.add_argument("--overwrite", action="store_true", help="recompute the chosen stage")
     p.add_argument("--allow-cpu", action="store_true", help="tiny smoke run without CUDA")
-    p.add_argument("--write-pending", action="store_true",
-                   help="write the 'not yet measured' section of RESULTS.md and exit")
+    p.add_argument(
+        "--write-pending",
+        action="store_true",
+        help="write the 'not yet measured' section of RESULTS.md and exit",
+    )
     args = p.parse_args(argv)
     if args.write_pending:
         write_section(RESULTS_MD, SECTION, pending_section())
@@ -314,8 +390,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     smoke = not torch.cuda.is_available()
     if smoke and not args.allow_cpu:
-        print("benchmarks/cifar10.py needs a CUDA GPU (torch.cuda.is_available() is False); "
-              "pass --allow-cpu for a tiny smoke run that measures nothing", file=sys.stderr)
+        print(
+            "benchmarks/cifar10.py needs a CUDA GPU (torch.cuda.is_available() is False); "
+            "pass --allow-cpu for a tiny smoke run that measures nothing",
+            file=sys.stderr,
+        )
         return 2
     runs = [make_run(name, args, smoke) for name in datasets(args.data_dir)]
     stages = list(STAGES) if args.stage == "all" else [] if args.stage == "report" else [args.stage]
@@ -330,8 +409,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{run.config['dataset']}] stage {stage} ...", flush=True)
             out = run_stage(run, stage, overwrite=done, smoke=smoke)
             summary = "results.json" if stage == "evaluate" else out
-            print(f"[{run.config['dataset']}] {stage} done in {time.perf_counter() - t0:.0f} s: "
-                  f"{summary}", flush=True)
+            print(
+                f"[{run.config['dataset']}] {stage} done in {time.perf_counter() - t0:.0f} s: "
+                f"{summary}",
+                flush=True,
+            )
             if args.next:
                 return 0
     if smoke:

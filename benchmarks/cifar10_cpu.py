@@ -30,13 +30,13 @@ sys.path.insert(0, str(ROOT))
 
 from _report import machine, write_section  # noqa: E402 (benchmarks/ sits on sys.path)
 
-from simshap.config import load_config  # noqa: E402
 from simshap.data.tabular import resolve_data_dir  # noqa: E402
-from simshap.image_pipeline import ImageRun  # noqa: E402
+from simshap.runs.config_files import load_config  # noqa: E402
+from simshap.runs.image import ImageRun  # noqa: E402
 
-CONFIG = ROOT / "configs" / "cifar10-cpu.yaml"
+CONFIG = ROOT / "simshap" / "runs" / "configs" / "cifar10-cpu.yaml"
 RESULTS = ROOT / "benchmarks" / "results"
-SECTION = "## CIFAR-10 on a CPU: the 30-minute proof (issue 13)"
+SECTION = "## CIFAR-10 on a CPU in 30 minutes"
 
 
 def run_job(args: argparse.Namespace) -> tuple[ImageRun, dict[str, Any], float]:
@@ -47,8 +47,10 @@ def run_job(args: argparse.Namespace) -> tuple[ImageRun, dict[str, Any], float]:
     run.start(overwrite=args.overwrite)
     t0 = time.perf_counter()
     stages: dict[str, Any] = {}
-    steps = [("model", "classifier.pt", run.fit_model),
-             ("surrogate", "surrogate.pt", run.fit_surrogate)]
+    steps = [
+        ("model", "classifier.pt", run.fit_model),
+        ("surrogate", "surrogate.pt", run.fit_surrogate),
+    ]
     steps += [(n, f"{n}.pt", lambda n=n: run.fit_explainer(n)) for n in run.explainer_names]
     steps.append(("evaluate", "results.json", run.evaluate))
     for name, output, fit in steps:
@@ -57,8 +59,7 @@ def run_job(args: argparse.Namespace) -> tuple[ImageRun, dict[str, Any], float]:
             continue
         s0 = time.perf_counter()
         out = fit()
-        stages[name] = {"seconds": time.perf_counter() - s0,
-                        **({} if name == "evaluate" else out)}
+        stages[name] = {"seconds": time.perf_counter() - s0, **({} if name == "evaluate" else out)}
         print(f"[cifar10-cpu] {name} done in {stages[name]['seconds']:.0f} s", flush=True)
     return run, stages, time.perf_counter() - t0
 
@@ -86,8 +87,9 @@ def goals(results: dict[str, Any], explainers: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default=None, help="folder with cifar10-subset.npz "
-                   "(default $SIMSHAP_DATA)")
+    p.add_argument(
+        "--data-dir", default=None, help="folder with cifar10-subset.npz (default $SIMSHAP_DATA)"
+    )
     p.add_argument("--run-root", default=str(ROOT / "benchmarks" / "runs"))
     p.add_argument("--overwrite", action="store_true", help="start the run folder again")
     args = p.parse_args(argv)
@@ -113,23 +115,29 @@ def main(argv: list[str] | None = None) -> int:
     eval_s = stages.get("evaluate", {}).get("seconds")
     mach = machine()
     lines = [
-        SECTION, "",
+        SECTION,
+        "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- machine: {mach['cpu']} ({mach['cpus']} CPUs), {mach['platform']}, Python "
         f"{mach['python']}, torch {mach['torch']} ({mach['torch_threads']} threads)",
         "- command: `python benchmarks/cifar10_cpu.py --data-dir ../shared/data` "
         "(configs/cifar10-cpu.yaml; run folder benchmarks/runs/cifar10-cpu, resumable)",
         f"- wall time of this invocation: {wall / 60:.1f} min (training {total_train / 60:.1f} "
-        "min in all stages" + (f", evaluation {eval_s / 60:.1f} min" if eval_s else "")
+        "min in all stages"
+        + (f", evaluation {eval_s / 60:.1f} min" if eval_s else "")
         + "); goal: the whole job within 30 min",
         f"- classifier test accuracy (evaluated images): "
-        f"{results['classifier']['test_accuracy_evaluated']:.3f}", "",
-        run.table(results), "",
+        f"{results['classifier']['test_accuracy_evaluated']:.3f}",
+        "",
+        run.table(results),
+        "",
         "Goals (probability AUCs; met where the paired difference is beyond 2 standard "
         "errors): " + ", ".join(f"{k}: {v}" for k, v in blob["goals"].items()),
-        "", "Figures: `benchmarks/results/cifar10-cpu_figure3.png` (images and each method's "
+        "",
+        "Figures: `benchmarks/results/cifar10-cpu_figure3.png` (images and each method's "
         "map), `benchmarks/results/cifar10-cpu_curves.png` (mean curves); data: "
-        "`benchmarks/results/cifar10-cpu.json`.", "",
+        "`benchmarks/results/cifar10-cpu.json`.",
+        "",
     ]
     write_section(ROOT / "benchmarks" / "RESULTS.md", SECTION, "\n".join(lines))
     print("\n".join(lines))

@@ -29,15 +29,15 @@ import numpy as np
 import torch
 from _report import machine, write_section  # benchmarks/_report.py
 
-from simshap.interactions.experiments import (
+from simshap.studies.paraace.experiments import (
     ParaACEConfig,
     run_compression,
     run_detection,
     run_detections,
 )
-from simshap.interactions.paraace import paraace_num_parameters, teacher_num_parameters
-from simshap.interactions.plots import plot_heatmaps, plot_pulls
-from simshap.interactions.summary import (
+from simshap.studies.paraace.paraace import paraace_num_parameters, teacher_num_parameters
+from simshap.studies.paraace.plots import plot_heatmaps, plot_pulls
+from simshap.studies.paraace.summary import (
     comparison_table,
     compression_table,
     detection_table,
@@ -47,11 +47,11 @@ from simshap.interactions.summary import (
     teacher_description,
     triples_text,
 )
-from simshap.interactions.synthetic import FUNCTIONS
+from simshap.studies.paraace.synthetic import FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SECTION = "## ParaACE: interaction detection and compression (issue 14)"
+SECTION = "## ParaACE: interaction detection and compression"
 
 
 def parse() -> argparse.Namespace:
@@ -200,8 +200,10 @@ def why_text(res: dict) -> str:
             pulls = rec["ucb"]["pulls_per_pair"]
             at_m = sum(v >= cfg["m"] for v in pulls)
             at_init = sum(v == cfg["n_init"] for v in pulls)
-            counts.append(f"{name}: {at_m} of the 45 arms reach m pulls, {at_init} stay at their "
-                          f"{cfg['n_init']} initial pulls")  # fmt: skip
+            counts.append(
+                f"{name}: {at_m} of the 45 arms reach m pulls, {at_init} stay at their "
+                f"{cfg['n_init']} initial pulls"
+            )
     fraction = np.mean([per[n]["pulls"]["mean"] / per[n]["naive_pulls"] for n in per])
     return (
         f"Why UCB needs ~{100 * fraction:.0f}% of the naive pulls here (paper: ~1500 of 4500). "
@@ -245,8 +247,9 @@ def gpu_text(gpu: dict, cpu: dict) -> list[str]:
     same = "ucb" if cpu["config"].get("sigma") == sigma else f"ucb_sigma_{sigma}"
     if same not in cpu_det["overall"]["auc"]:
         same = "ucb"
-    rows = comparison_table(cpu_det, det, "small", "paper-size", ("ucb", "naive", "exact"),
-                            (same, "naive", "exact"))  # fmt: skip
+    rows = comparison_table(
+        cpu_det, det, "small", "paper-size", ("ucb", "naive", "exact"), (same, "naive", "exact")
+    )
     earlier = (
         f" An earlier run than the CPU table above: its UCB used σ = {sigma!r} (σ_r re-estimated "
         "after every pull) and zeroed an arm's width at its m-th pull, before the two Algorithm 1 "
@@ -421,12 +424,16 @@ def main() -> int:
         return report_only(args)
     torch.set_num_threads(1)
     start = time.perf_counter()
-    cfg = ParaACEConfig(seeds=list(range(args.seeds)), run_folds=args.folds,
-                        code_width_ablation=args.ablation,
-                        sigma_max_ablation=args.sigma_ablation,
-                        sigma_range_ablation=args.range_ablation, accelerator=args.accelerator,
-                        teacher_lr_schedule=args.lr_schedule,
-                        teacher_patience=args.teacher_patience)  # fmt: skip
+    cfg = ParaACEConfig(
+        seeds=list(range(args.seeds)),
+        run_folds=args.folds,
+        code_width_ablation=args.ablation,
+        sigma_max_ablation=args.sigma_ablation,
+        sigma_range_ablation=args.range_ablation,
+        accelerator=args.accelerator,
+        teacher_lr_schedule=args.lr_schedule,
+        teacher_patience=args.teacher_patience,
+    )
     if args.teacher_hidden:
         cfg = replace(cfg, teacher_hidden=list(args.teacher_hidden))
     if args.teacher_epochs:
@@ -462,8 +469,16 @@ def main() -> int:
     if args.skip_detect:  # the header, config and detection stay those of the earlier run
         if "detection" not in previous:
             raise SystemExit(f"--skip-detect: no detection results in {args.out}")
-        for key in ("date", "machine", "config", "seeds", "teacher_params", "command",
-                    "seconds", "detection"):  # fmt: skip
+        for key in (
+            "date",
+            "machine",
+            "config",
+            "seeds",
+            "teacher_params",
+            "command",
+            "seconds",
+            "detection",
+        ):
             res[key] = previous[key]
 
     def save() -> None:
@@ -477,10 +492,13 @@ def main() -> int:
 
     def done(rec: dict) -> None:
         records.append(rec)
-        print(f"detect {rec['dataset']} seed {rec['seed']}: AUC ucb {rec['auc']['ucb']:.3f} "
-              f"naive {rec['auc'].get('naive', float('nan')):.3f} exact "
-              f"{rec['auc'].get('exact', float('nan')):.3f} pulls {rec['ucb']['pulls']} "
-              f"({time.perf_counter() - start:.0f}s)", flush=True)  # fmt: skip
+        print(
+            f"detect {rec['dataset']} seed {rec['seed']}: AUC ucb {rec['auc']['ucb']:.3f} "
+            f"naive {rec['auc'].get('naive', float('nan')):.3f} exact "
+            f"{rec['auc'].get('exact', float('nan')):.3f} pulls {rec['ucb']['pulls']} "
+            f"({time.perf_counter() - start:.0f}s)",
+            flush=True,
+        )
         res["detection"] = {"summary": summarize_detection(records), "records": records}
         save()
 
@@ -503,10 +521,12 @@ def main() -> int:
         for name in [*args.functions, "diabetes"]:
             rec = run_compression(replace(cfg, seeds=[0]), name, 0)
             comp.append(rec)
-            print(f"compress {name}: teacher {rec['teacher_nrmse']:.4f} paraace "
-                  f"{rec['paraace_nrmse']:.4f} random {rec['random_nrmse']:.4f} CR "
-                  f"{rec['compression_ratio']:.0f} ({time.perf_counter() - start:.0f}s)",
-                  flush=True)  # fmt: skip
+            print(
+                f"compress {name}: teacher {rec['teacher_nrmse']:.4f} paraace "
+                f"{rec['paraace_nrmse']:.4f} random {rec['random_nrmse']:.4f} CR "
+                f"{rec['compression_ratio']:.0f} ({time.perf_counter() - start:.0f}s)",
+                flush=True,
+            )
             res["compression"] = {"summary": summarize_compression(comp), "records": comp}
             save()
     save()

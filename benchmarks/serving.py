@@ -15,6 +15,11 @@
 3. Times single-row ONNX Runtime against the eager PyTorch graph in-process.
 4. Explains 1,000,000 census-shaped rows from a CSV file into Parquet (``simshap explain``'s
    code path) and reports rows per second.
+5. Hostile clients (issue 29, :mod:`_serving_edges`): a soak of 30,000 requests at c = 32
+   (errors, server RSS growth), p99 at c = 16 while 200 slow connections are held open against
+   the p99 without them, and the seconds from SIGTERM to exit with stalled clients connected.
+   ``simshap-httptools`` is the SimSHAP server as it was before issue 29 (uvicorn's default
+   httptools parser, no connection limits), to show what pinning h11 costs.
 
 Writes ``benchmarks/results/serving.json`` and the "Serving" section of RESULTS.md.
 """
@@ -22,35 +27,31 @@ Writes ``benchmarks/results/serving.json`` and the "Serving" section of RESULTS.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import _serving_edges as edges  # noqa: E402
+from _loopback import load, load_httpx, run, start, stop  # noqa: E402
 from _report import machine, write_section  # noqa: E402
 
+import simshap  # noqa: E402
+from simshap.amortized.io import save_explainer  # noqa: E402
 from simshap.data.tabular import load_raw  # noqa: E402
-from simshap.explainers import FastSHAP, SimSHAP  # noqa: E402
 from simshap.games import kernel_shap  # noqa: E402
 from simshap.games.values import MaskedModelGame  # noqa: E402
-from simshap.io import save_explainer  # noqa: E402
-from simshap.original import fit_original_model, predict_probabilities  # noqa: E402
-from simshap.serve import build_app  # noqa: E402
-from simshap.serve_cli import explain_file  # noqa: E402
-from simshap.surrogate import Surrogate  # noqa: E402
+from simshap.models.original import EncodedLightGBM, fit_original_model  # noqa: E402
+from simshap.serving.app import build_app  # noqa: E402
+from simshap.serving.files import explain_file  # noqa: E402
 
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "serving.json"
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
@@ -62,143 +63,32 @@ def train(folder: Path, data_dir: str | None) -> tuple[dict[str, Path], np.ndarr
     from simshap.data.tabular import load_tabular
 
     data = load_tabular("census", data_dir=data_dir, seed=0)
-    lgbm = fit_original_model(data, seed=0, max_rounds=300)
+    lgbm = EncodedLightGBM(
+        fit_original_model(data, seed=0, max_rounds=300).booster_, data.preprocessor
+    )  # the LightGBM sees encoded rows
     frame = load_raw("census", data_dir)[0]
     rows = frame.to_numpy()
-
-    def proba(x: np.ndarray) -> np.ndarray:  # the LightGBM sees standardized features
-        return predict_probabilities(lgbm, data.standardize(np.asarray(x, dtype=np.float64)))
-
-    x_train, x_val = data.raw_train, data.raw_val
-    surrogate = Surrogate.fit(proba, x_train, x_val, hidden=512, layers=4, max_epochs=2,
-                              batch_size=256)  # fmt: skip
     paths = {}
-    for cls in (SimSHAP, FastSHAP):
-        explainer = cls.fit(surrogate, x_train[:4000], x_val[:256], hidden=512, layers=3,
-                            max_epochs=1, val_budget=256)  # fmt: skip
-        paths[cls.__name__.lower()] = folder / f"{cls.__name__.lower()}.pt"
-        save_explainer(explainer, paths[cls.__name__.lower()], overwrite=True)
+    for method in ("simshap", "fastshap"):
+        explainer = simshap.fit(
+            lgbm,
+            data.raw_train[:4000],
+            method=method,
+            accelerator="cpu",
+            surrogate={"hidden": 512, "layers": 4, "max_epochs": 2, "batch_size": 256},
+            explainer={"hidden": 512, "layers": 3, "max_epochs": 1, "val_budget": 256},
+        )
+        paths[method] = folder / f"{method}.pt"
+        save_explainer(explainer, paths[method], overwrite=True)
     return paths, rows
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(model: Path, mode: str = "uvicorn", threads: int = 1) -> tuple[subprocess.Popen, str]:
-    """Start a server (``uvicorn``, ``torch``, ``litserve`` or ``kernel``) on a loopback port."""
-    port = _port()
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    env.pop("SIMSHAP_API_TOKEN", None)
-    if mode == "kernel":
-        cmd = [sys.executable, __file__, "--kernel-server", str(model), "--port", str(port),
-               "--threads", str(threads)]  # fmt: skip
-    else:
-        cmd = [sys.executable, "-m", "simshap.cli", "serve", str(model), "--port", str(port)]
-        if mode == "litserve":
-            cmd += ["--backend", "litserve", "--max-batch-size", "64", "--batch-timeout", "2"]
-        if mode == "torch":
-            cmd += ["--runtime", "torch"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # a group: LitServe forks its workers
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/health", timeout=2).text == "ok":
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(1)
-    stop(proc)
-    raise RuntimeError(f"server for {model} did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a server's whole process group (LitServe's forked workers included)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            continue
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def run(coroutine):
-    """Run a load generator on uvloop when it is installed (less client CPU per request)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
-
-
-def _summary(latencies: list[float], errors: int, concurrency: int, wall: float) -> dict:
-    lat = np.array(latencies) * 1000.0
-    return {"concurrency": concurrency, "requests": len(lat), "errors": int(errors),
-            "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-            "p99_ms": float(np.percentile(lat, 99)), "throughput_rps": len(lat) / wall}  # fmt: skip
-
-
-async def _drive(post, rows: np.ndarray, concurrency: int, seconds: float) -> dict:
-    """``concurrency`` clients calling ``post(body) -> status`` with one row each, back to
-    back, for ``seconds``."""
-    latencies: list[float] = []
-    errors = 0
-    stop = time.perf_counter() + seconds
-
-    async def worker(k: int) -> None:
-        nonlocal errors
-        i = k
-        while time.perf_counter() < stop:
-            body = {"instances": [rows[i % len(rows)].tolist()]}
-            t0 = time.perf_counter()
-            status = await post(body)
-            latencies.append(time.perf_counter() - t0)
-            errors += status != 200
-            i += concurrency
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return _summary(latencies, errors, concurrency, time.perf_counter() - t0)
-
-
-async def load(base: str, rows: np.ndarray, concurrency: int, seconds: float) -> dict:
-    """Single-row requests from an aiohttp client with ``concurrency`` connections."""
-    import aiohttp
-
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(base, connector=connector) as session:
-
-        async def post(body: dict) -> int:
-            async with session.post("/explain", json=body) as r:
-                await r.read()
-                return r.status
-
-        return await _drive(post, rows, concurrency, seconds)
-
-
-async def load_httpx(base: str, rows: np.ndarray, concurrency: int, seconds: float) -> dict:
-    """The same load from httpx's async client (whose pool costs more CPU per request)."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-
-        async def post(body: dict) -> int:
-            return (await client.post("/explain", json=body)).status_code
-
-        return await _drive(post, rows, concurrency, seconds)
 
 
 def onnx_vs_eager(model: Path, rows: np.ndarray, folder: Path, n: int = 2000) -> dict:
     """Single-row latency of ONNX Runtime and of the same eager graph (one thread each)."""
     import onnxruntime as ort
 
-    from simshap.export import ExportGraph, export_explainer
-    from simshap.io import load_explainer
+    from simshap.amortized.export import ExportGraph, export_explainer
+    from simshap.amortized.io import load_explainer
 
     torch.set_num_threads(1)
     explainer = load_explainer(model)
@@ -209,8 +99,10 @@ def onnx_vs_eager(model: Path, rows: np.ndarray, folder: Path, n: int = 2000) ->
     graph = ExportGraph(explainer).eval()
     x = rows[:n].astype(np.float32)
     out = {}
-    for name, fn in (("onnx", lambda r: session.run(None, {"rows": r})),
-                     ("eager", lambda r: graph(torch.from_numpy(r)))):  # fmt: skip
+    for name, fn in (
+        ("onnx", lambda r: session.run(None, {"rows": r})),
+        ("eager", lambda r: graph(torch.from_numpy(r))),
+    ):
         with torch.no_grad():
             for i in range(100):
                 fn(x[i : i + 1])
@@ -226,7 +118,7 @@ def file_throughput(model: Path, rows: np.ndarray, folder: Path, n: int = 1_000_
     """Explain ``n`` census-shaped rows (sampled with replacement) from CSV into Parquet."""
     import pandas as pd
 
-    from simshap.io import load_explainer
+    from simshap.amortized.io import load_explainer
 
     names = load_explainer(model).preprocessor.feature_names
     idx = np.random.default_rng(0).integers(0, len(rows), n)
@@ -234,8 +126,9 @@ def file_throughput(model: Path, rows: np.ndarray, folder: Path, n: int = 1_000_
     pd.DataFrame(rows[idx], columns=names).to_csv(csv, index=False)
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.perf_counter()
-    done = explain_file(model, csv, folder / "values.parquet", target=1, overwrite=True,
-                        progress=False)  # fmt: skip
+    done = explain_file(
+        model, csv, folder / "values.parquet", target=1, overwrite=True, progress=False
+    )
     seconds = time.perf_counter() - t0
     return {"rows": done, "seconds": seconds, "rows_per_s": done / seconds}
 
@@ -243,7 +136,7 @@ def file_throughput(model: Path, rows: np.ndarray, folder: Path, n: int = 1_000_
 def kernel_attributions(explainer, rows: torch.Tensor) -> torch.Tensor:
     """The anchor's work per request: paired KernelSHAP on the explainer's surrogate."""
     s = explainer.surrogate
-    game = MaskedModelGame(s.masked_probs, rows, groups=s.groups)
+    game = MaskedModelGame(s.value, rows, groups=s.groups)
     gen = torch.Generator().manual_seed(0)
     return kernel_shap(game, budget=KERNEL_BUDGET, generator=gen).values
 
@@ -251,7 +144,7 @@ def kernel_attributions(explainer, rows: torch.Tensor) -> torch.Tensor:
 def anchor_threads(model: Path, rows: np.ndarray) -> dict:
     """Seconds per KernelSHAP request with one thread and with every core; the anchor gets
     the faster (on 2 shared cores, OpenMP's spinning threads can lose to one thread)."""
-    from simshap.io import load_explainer
+    from simshap.amortized.io import load_explainer
 
     explainer = load_explainer(model).eval()
     x = explainer.preprocessor.transform(rows[:6])
@@ -278,29 +171,58 @@ def kernel_server(model: str, port: int, threads: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def httptools_server(model: str, port: int) -> None:
+    """The server before issue 29: uvicorn's default httptools parser, no connection limits."""
+    import uvicorn
+
+    torch.set_num_threads(1)
+    app = build_app(model)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, http="httptools"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--file-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--only-hostile",
+        action="store_true",
+        help="run only the hostile-client rows (issue 29) and print them; writes nothing",
+    )
     parser.add_argument("--kernel-server", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--httptools-server", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.kernel_server:
         kernel_server(args.kernel_server, args.port, args.threads)
         return
+    if args.httptools_server:
+        httptools_server(args.httptools_server, args.port)
+        return
     folder = Path(tempfile.mkdtemp(prefix="simshap-serving-"))
     paths, rows = train(folder, args.data_dir)
-    results: dict = {"date": datetime.date.today().isoformat(), "machine": machine(),
-                     "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:]),
-                     "endpoints": {}}  # fmt: skip
+    if args.only_hostile:  # a quick look; the full run writes RESULTS.md
+        print(json.dumps(edges.hostile_clients(paths["simshap"], rows, args.seconds), indent=2))
+        return
+    results: dict = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:]),
+        "endpoints": {},
+    }
     kernel = f"kernelshap@{KERNEL_BUDGET}"
-    for name, path, mode in (("simshap", paths["simshap"], "uvicorn"),
-                             ("fastshap", paths["fastshap"], "uvicorn"),
-                             ("simshap-torch", paths["simshap"], "torch"),
-                             ("simshap-litserve", paths["simshap"], "litserve"),
-                             (kernel, paths["simshap"], "kernel")):  # fmt: skip
+    for name, path, mode in (
+        ("simshap", paths["simshap"], "uvicorn"),
+        ("fastshap", paths["fastshap"], "uvicorn"),
+        ("simshap-torch", paths["simshap"], "torch"),
+        ("simshap-litserve", paths["simshap"], "litserve"),
+        ("simshap-httptools", paths["simshap"], "httptools"),
+        (kernel, paths["simshap"], "kernel"),
+    ):
         threads = 1
         if mode == "kernel":
             results["anchor"] = anchor_threads(path, rows)
@@ -314,63 +236,89 @@ def main() -> None:
         finally:
             stop(proc)
         print(name, json.dumps(results["endpoints"][name]), flush=True)
+    results["hostile_clients"] = edges.hostile_clients(paths["simshap"], rows, args.seconds)
     results["onnx_vs_eager"] = onnx_vs_eager(paths["simshap"], rows, folder)
     results["file"] = file_throughput(paths["simshap"], rows, folder, args.file_rows)
     anchor = max(r["throughput_rps"] for r in results["endpoints"][kernel])
     results["throughput_ratio_vs_kernelshap"] = {
-        k: max(r["throughput_rps"] for r in v) / anchor for k, v in results["endpoints"].items()}
-    p99 = {k: next(x["p99_ms"] for x in v if x["concurrency"] == 16)
-           for k, v in results["endpoints"].items()}  # fmt: skip
+        k: max(r["throughput_rps"] for r in v) / anchor for k, v in results["endpoints"].items()
+    }
+    p99 = {
+        k: next(x["p99_ms"] for x in v if x["concurrency"] == 16)
+        for k, v in results["endpoints"].items()
+    }
     ratio = results["throughput_ratio_vs_kernelshap"]
     results["goals"] = {
         "p99_c16_le_20ms": {k: p99[k] <= 20.0 for k in ("simshap", "fastshap")},
         "throughput_ge_100x_kernelshap": {k: ratio[k] >= 100 for k in ("simshap", "fastshap")},
         "onnx_single_row_le_eager": results["onnx_vs_eager"]["ratio_onnx_over_eager"] <= 1.0,
+        "hostile_clients (issue 29)": results["hostile_clients"]["goals"],
     }
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(results, indent=2))
-    write_section(RESULTS_MD, "## Serving: latency under load, export, files (issue 12)",
-                  section(results))  # fmt: skip
+    write_section(RESULTS_MD, "## Serving: latency under load, export, files", section(results))
     print(section(results))
 
 
 def section(r: dict) -> str:
     m = r["machine"]
-    lines = ["## Serving: latency under load, export, files (issue 12)", "",
-             f"{r['date']}, {m['cpu']} ({m['cpus']} cores), torch {m['torch']}, device "
-             f"{m['device']}. Command: `{r['command']}`. Census (12 features), single-row "
-             "requests on loopback from a bounded aiohttp load generator (uvloop) on the same "
-             "cores. "
-             "Servers: `simshap serve` (uvicorn + Starlette, inference in the server process "
-             "with ONNX Runtime on the exported graph, one worker, one thread); "
-             "`simshap-torch` is the same with `--runtime torch` (eager PyTorch); "
-             "`simshap-litserve` is the same model behind `--backend litserve` (max batch 64, "
-             "2 ms batch timeout, ONNX Runtime); the KernelSHAP anchor "
-             f"is the same endpoint running paired KernelSHAP@{KERNEL_BUDGET} on the "
-             f"same surrogate per request, with {r['anchor']['threads']} torch thread(s), the "
-             "faster in an in-process check: "
-             + ", ".join(f"{k} thread(s) {v * 1000:.0f} ms"
-                         for k, v in r["anchor"]["seconds_per_request"].items())
-             + " per request.", "",
-             "| endpoint | concurrency | requests | p50 ms | p95 ms | p99 ms | req/s | errors |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        "## Serving: latency under load, export, files",
+        "",
+        f"{r['date']}, {m['cpu']} ({m['cpus']} cores), torch {m['torch']}, device "
+        f"{m['device']}. Command: `{r['command']}`. Census (12 features), single-row "
+        "requests on loopback from a bounded aiohttp load generator (uvloop) on the same "
+        "cores. "
+        "Servers: `simshap serve` (uvicorn with its h11 protocol and the connection "
+        "limits of issue 29 at their defaults, Starlette, inference in the server process "
+        "with ONNX Runtime on the exported graph, one worker, one thread); "
+        "`simshap-httptools` is the same app as served before issue 29 (uvicorn's "
+        "default httptools parser, no connection limits); "
+        "`simshap-torch` is the same with `--runtime torch` (eager PyTorch); "
+        "`simshap-litserve` is the same model behind `--backend litserve` (max batch 64, "
+        "2 ms batch timeout, ONNX Runtime); the KernelSHAP anchor "
+        f"is the same endpoint running paired KernelSHAP@{KERNEL_BUDGET} on the "
+        f"same surrogate per request, with {r['anchor']['threads']} torch thread(s), the "
+        "faster in an in-process check: "
+        + ", ".join(
+            f"{k} thread(s) {v * 1000:.0f} ms"
+            for k, v in r["anchor"]["seconds_per_request"].items()
+        )
+        + " per request.",
+        "",
+        "| endpoint | concurrency | requests | p50 ms | p95 ms | p99 ms | req/s | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, levels in r["endpoints"].items():
         for x in levels:
-            lines.append(f"| {name} | {x['concurrency']} | {x['requests']} | {x['p50_ms']:.1f} | "
-                         f"{x['p95_ms']:.1f} | {x['p99_ms']:.1f} | {x['throughput_rps']:.0f} | "
-                         f"{x['errors']} |")  # fmt: skip
+            lines.append(
+                f"| {name} | {x['concurrency']} | {x['requests']} | {x['p50_ms']:.1f} | "
+                f"{x['p95_ms']:.1f} | {x['p99_ms']:.1f} | {x['throughput_rps']:.0f} | "
+                f"{x['errors']} |"
+            )
     ratio = r["throughput_ratio_vs_kernelshap"]
     o, f, h = r["onnx_vs_eager"], r["file"], r["httpx_client"]
-    lines += ["", "Best throughput over the KernelSHAP endpoint's (same run): " + ", ".join(
-        f"{k} {v:.0f}x" for k, v in ratio.items() if not k.startswith("kernel")) + ".",
+    lines += [
+        "",
+        "Best throughput over the KernelSHAP endpoint's (same run): "
+        + ", ".join(f"{k} {v:.0f}x" for k, v in ratio.items() if not k.startswith("kernel"))
+        + ".",
         f"Load generator check: the simshap endpoint driven by httpx's async client at "
         f"concurrency 16 gives p99 {h['p99_ms']:.1f} ms and {h['throughput_rps']:.0f} req/s; "
         "the difference from the aiohttp row is the client's own CPU cost on the shared cores.",
         f"Single-row in-process latency: ONNX Runtime {o['onnx_ms']:.3f} ms, eager PyTorch "
         f"{o['eager_ms']:.3f} ms (ratio {o['ratio_onnx_over_eager']:.2f}).",
         f"`simshap explain` on {f['rows']:,} rows (CSV in, Parquet out): {f['seconds']:.1f} s, "
-        f"{f['rows_per_s']:,.0f} rows/s.", "",
-        "Goals (issue 12): " + ", ".join(f"{k}: {v}" for k, v in r["goals"].items()) + "."]
+        f"{f['rows_per_s']:,.0f} rows/s.",
+        "",
+        "Hostile clients (issue 29), the default `simshap serve` (request timeout 10 s, 1,000 "
+        "connections) on loopback, the load generator and the slow clients on the same cores "
+        "(machine shared with other jobs):",
+        "",
+        *edges.summary_lines(r["hostile_clients"]),
+        "",
+        "Goals (issues 12 and 29): " + ", ".join(f"{k}: {v}" for k, v in r["goals"].items()) + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 

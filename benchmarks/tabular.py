@@ -1,6 +1,6 @@
 """Tabular benchmark (issue 3): the paper's Fig. 2 table and Table 4's tabular timing.
 
-For each data set (census and news by default) the whole tabular job of ``simshap.pipeline``
+For each data set (census and news by default) the whole tabular job of ``simshap.runs.tabular``
 runs in one folder per data set: LightGBM original model, surrogate, SimSHAP and FastSHAP
 explainers, KernelSHAP ground truth (paired, threshold 0.01) on the first test instances, and
 every stochastic estimator at matched budgets of surrogate evaluations. All methods are compared
@@ -43,53 +43,90 @@ from typing import Any
 import torch
 from _report import machine, write_section  # benchmarks/_report.py
 
-from simshap.config import load_config
 from simshap.evaluation.report import AMORTIZED, METHOD_LABELS
-from simshap.pipeline import TabularRun
+from simshap.runs.config_files import load_config  # noqa: E402
+from simshap.runs.tabular import TabularRun
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## Tabular SimSHAP, FastSHAP and KernelSHAP (issue 3)"
-FAMILIES = ("kernelshap", "kernelshap_paired", "kernelshap_leverage", "permutation",
-            "permutation_antithetic", "simshap+kernelshap", "labels+kernelshap")
+SECTION = "## Tabular: census and news"
+FAMILIES = (
+    "kernelshap",
+    "kernelshap_paired",
+    "kernelshap_leverage",
+    "permutation",
+    "permutation_antithetic",
+    "simshap+kernelshap",
+    "labels+kernelshap",
+)
 GOAL_BUDGET = 2048
 
 # Smaller settings for --quick (merged over configs/<name>.yaml; every key exists there).
 QUICK: dict[str, dict[str, Any]] = {
     "census": {
-        "surrogate": {"hidden": 256, "layers": 3, "batch_size": 256, "masks_per_row": 4,
-                      "max_epochs": 12, "patience": 4},
+        "surrogate": {
+            "hidden": 256,
+            "layers": 3,
+            "batch_size": 256,
+            "masks_per_row": 4,
+            "max_epochs": 12,
+            "patience": 4,
+        },
         # 16 masks x 110 epochs: at the same 1,980 evaluations per row, more epochs of fewer
         # masks beat 64 x 30 for every explainer (benchmarks/RESULTS.md, masks per step)
-        "explainer": {"hidden": 512, "layers": 3, "n_masks": 16, "lr": 0.001,
-                      "weight_decay": 0.05, "cosine": True, "batch_size": 128,
-                      "max_epochs": 110, "patience": 400, "val_instances": 128,
-                      "val_budget": 2048,
-                      # SimSHAP: then 100 epochs on its mean targets, no surrogate call
-                      "memory_epochs": 100,
-                      "methods": ["simshap", "simshap_paper", "fastshap", "labels"],
-                      # labels at SimSHAP's surrogate evaluations: paired KernelSHAP at
-                      # 110 epochs x (16 + 2) = 1,980 evaluations for every training row
-                      # (exact labels, 4,096 each, would cover only 12,594 of the 26,048
-                      # rows: l2 0.0065 against 0.0041, benchmarks/RESULTS.md)
-                      "label_budget": 1980,
-                      # a labels epoch calls no surrogate: 300 epochs cost 181 s on 2 threads
-                      "label_epochs": 300},
-        "evaluation": {"n_instances": 50,
-                       "budgets": [32, 64, 128, 256, 512, 1024, 2048, 4096]},
+        "explainer": {
+            "hidden": 512,
+            "layers": 3,
+            "n_masks": 16,
+            "lr": 0.001,
+            "weight_decay": 0.05,
+            "cosine": True,
+            "batch_size": 128,
+            "max_epochs": 110,
+            "patience": 400,
+            "val_instances": 128,
+            "val_budget": 2048,
+            # SimSHAP: then 100 epochs on its mean targets, no surrogate call
+            "memory_epochs": 100,
+            "methods": ["simshap", "simshap_paper", "fastshap", "labels"],
+            # labels at SimSHAP's surrogate evaluations: paired KernelSHAP at
+            # 110 epochs x (16 + 2) = 1,980 evaluations for every training row
+            # (exact labels, 4,096 each, would cover only 12,594 of the 26,048
+            # rows: l2 0.0065 against 0.0041, benchmarks/RESULTS.md)
+            "label_budget": 1980,
+            # a labels epoch calls no surrogate: 300 epochs cost 181 s on 2 threads
+            "label_epochs": 300,
+        },
+        "evaluation": {"n_instances": 50, "budgets": [32, 64, 128, 256, 512, 1024, 2048, 4096]},
     },
     "news": {
-        "surrogate": {"hidden": 256, "layers": 3, "batch_size": 128, "masks_per_row": 4,
-                      "max_epochs": 20, "patience": 5},
-        "explainer": {"hidden": 512, "layers": 3, "n_masks": 16, "lr": 0.001,
-                      "weight_decay": 0.05, "cosine": True, "batch_size": 64,
-                      "max_epochs": 110, "patience": 400, "val_instances": 128,
-                      "val_budget": 2048, "memory_epochs": 100,
-                      "methods": ["simshap", "simshap_paper", "fastshap", "labels"],
-                      # labels at SimSHAP's surrogate evaluations: paired KernelSHAP at
-                      # 110 epochs x (16 + 2) = 1,980 evaluations for every training row
-                      "label_budget": 1980, "label_epochs": 300},
-        "evaluation": {"n_instances": 20,
-                       "budgets": [32, 64, 128, 256, 512, 1024, 2048, 4096]},
+        "surrogate": {
+            "hidden": 256,
+            "layers": 3,
+            "batch_size": 128,
+            "masks_per_row": 4,
+            "max_epochs": 20,
+            "patience": 5,
+        },
+        "explainer": {
+            "hidden": 512,
+            "layers": 3,
+            "n_masks": 16,
+            "lr": 0.001,
+            "weight_decay": 0.05,
+            "cosine": True,
+            "batch_size": 64,
+            "max_epochs": 110,
+            "patience": 400,
+            "val_instances": 128,
+            "val_budget": 2048,
+            "memory_epochs": 100,
+            "methods": ["simshap", "simshap_paper", "fastshap", "labels"],
+            # labels at SimSHAP's surrogate evaluations: paired KernelSHAP at
+            # 110 epochs x (16 + 2) = 1,980 evaluations for every training row
+            "label_budget": 1980,
+            "label_epochs": 300,
+        },
+        "evaluation": {"n_instances": 20, "budgets": [32, 64, 128, 256, 512, 1024, 2048, 4096]},
     },
 }
 
@@ -105,7 +142,7 @@ def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def config_for(name: str, data_dir: str | None, quick: bool) -> dict[str, Any]:
     """The merged config of ``configs/<name>.yaml`` (with the quick overrides)."""
-    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+    cfg = load_config(ROOT / "simshap" / "runs" / "configs" / f"{name}.yaml")
     if data_dir is not None:
         cfg["data_dir"] = data_dir
     if quick:
@@ -120,8 +157,7 @@ def run_dataset(name: str, cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
     run.start(overwrite=True)
     t0 = time.perf_counter()
     stages: dict[str, Any] = {"model": run.fit_model(), "surrogate": run.fit_surrogate()}
-    print(f"[{name}] model {stages['model']}\n[{name}] surrogate {stages['surrogate']}",
-          flush=True)
+    print(f"[{name}] model {stages['model']}\n[{name}] surrogate {stages['surrogate']}", flush=True)
     for explainer in run.explainer_names:  # SimSHAP (default and paper targets), FastSHAP
         stages[explainer] = run.fit_explainer(explainer)
         print(f"[{name}] {explainer} {stages[explainer]}", flush=True)
@@ -147,18 +183,21 @@ def _metrics(folder: Path, name: str) -> list[dict[str, str]]:
 
 def val_curve(folder: Path, name: str) -> list[tuple[int, float]]:
     """``(epoch, val_l2)`` of one explainer, from its Lightning CSV log in the run folder."""
-    return [(int(r["epoch"]), float(r["val_l2"])) for r in _metrics(folder, name)
-            if r.get("val_l2")]
+    return [
+        (int(r["epoch"]), float(r["val_l2"])) for r in _metrics(folder, name) if r.get("val_l2")
+    ]
 
 
 def epoch_seconds(folder: Path, name: str) -> dict[int, float]:
     """``{epoch: wall seconds}`` of one explainer (``epoch_s``, logged by ``fit_module``)."""
-    return {int(r["epoch"]): float(r["epoch_s"]) for r in _metrics(folder, name)
-            if r.get("epoch_s")}
+    return {
+        int(r["epoch"]): float(r["epoch_s"]) for r in _metrics(folder, name) if r.get("epoch_s")
+    }
 
 
-def minutes_to_reach(folder: Path, stages: dict[str, Any], reference: str = "fastshap"
-                     ) -> dict[str, float | None]:
+def minutes_to_reach(
+    folder: Path, stages: dict[str, Any], reference: str = "fastshap"
+) -> dict[str, float | None]:
     """Training minutes until each explainer's validation l2 first reaches ``reference``'s best.
 
     The time of epoch e is the label time (``labels``) plus the fit time times the share of
@@ -166,8 +205,9 @@ def minutes_to_reach(folder: Path, stages: dict[str, Any], reference: str = "fas
     less than its sampling epochs. Logs without ``epoch_s`` count every epoch the same.
     ``None``: never reached.
     """
-    curves = {name: val_curve(folder, name) for name in stages if name not in ("model",
-                                                                               "surrogate")}
+    curves = {
+        name: val_curve(folder, name) for name in stages if name not in ("model", "surrogate")
+    }
     if not curves.get(reference):
         return {}
     target = min(v for _, v in curves[reference])
@@ -214,10 +254,12 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
         out["simshap_over_kernelshap_paired_512_l2"] = sim["l2"] / ks512["l2"]
         if "simshap+kernelshap@64" in m:
             out["budget64_over_kernelshap_paired_512_l2"] = (
-                m["simshap+kernelshap@64"]["l2"] / ks512["l2"])
+                m["simshap+kernelshap@64"]["l2"] / ks512["l2"]
+            )
         if "labels+kernelshap@64" in m:
             out["labels_budget64_over_kernelshap_paired_512_l2"] = (
-                m["labels+kernelshap@64"]["l2"] / ks512["l2"])
+                m["labels+kernelshap@64"]["l2"] / ks512["l2"]
+            )
         if "labels" in m:
             out["labels_over_kernelshap_paired_512_l2"] = m["labels"]["l2"] / ks512["l2"]
     for prefix in ("simshap", "labels"):  # amortized + budget worse than the better source
@@ -231,8 +273,11 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
                 best = min(m[prefix]["l2"], ks["l2"]) if ks else m[prefix]["l2"]
                 if entry["l2"] > best:
                     worse.append(f"{b}: {entry['l2']:.4f} > {best:.4f}")
-        out["budget_worse_than_best_of_both" if prefix == "simshap"
-            else "labels_budget_worse_than_best_of_both"] = worse
+        out[
+            "budget_worse_than_best_of_both"
+            if prefix == "simshap"
+            else "labels_budget_worse_than_best_of_both"
+        ] = worse
     ratio = out["simshap_over_kernelshap_paired_2048_l2"]
     out["goal_simshap_le_kernelshap_paired_2048"] = None if ratio is None else ratio <= 1.0
     return out
@@ -252,8 +297,11 @@ def _minutes(res: dict[str, Any], name: str) -> str:
 def section(report: dict[str, Any]) -> str:
     """This benchmark's markdown section of RESULTS.md."""
     env = report["environment"]
-    settings = ("--quick (smaller networks, 16 masks per step, fewer instances than configs/)"
-                if report["quick"] else "configs/<name>.yaml as is")
+    settings = (
+        "--quick (smaller networks, 16 masks per step, fewer instances than configs/)"
+        if report["quick"]
+        else "configs/<name>.yaml as is"
+    )
     lines = [
         SECTION,
         "",
@@ -294,8 +342,11 @@ def section(report: dict[str, Any]) -> str:
             lines.append(f"| {fam} | " + " | ".join(cells) + " |")
         for ex in AMORTIZED:
             if ex in m:
-                lines.append(f"| {METHOD_LABELS[ex]} (1 forward pass) | " + " | ".join(
-                    [f"{m[ex]['l2']:.4f}"] * len(budgets)) + " |")
+                lines.append(
+                    f"| {METHOD_LABELS[ex]} (1 forward pass) | "
+                    + " | ".join([f"{m[ex]['l2']:.4f}"] * len(budgets))
+                    + " |"
+                )
         t = res["training_s"]
         lines += [
             "",
@@ -303,9 +354,12 @@ def section(report: dict[str, Any]) -> str:
             "",
             "| | inference s / instance | training s | minutes to FastSHAP's best val l2 |",
             "| --- | ---: | ---: | ---: |",
-            *[f"| {METHOD_LABELS[ex]} | {m[ex]['inference_s_per_instance']:.3g} | "
-              f"{t.get(f'{ex}_train_s', float('nan')):.1f} | {_minutes(res, ex)} |"
-              for ex in AMORTIZED if ex in m],
+            *[
+                f"| {METHOD_LABELS[ex]} | {m[ex]['inference_s_per_instance']:.3g} | "
+                f"{t.get(f'{ex}_train_s', float('nan')):.1f} | {_minutes(res, ex)} |"
+                for ex in AMORTIZED
+                if ex in m
+            ],
             f"| KernelSHAP ground truth | {gt['seconds_per_instance']:.3g} | — | — |",
             f"| surrogate | — | {t.get('surrogate_train_s', float('nan')):.1f} | — |",
             "",
@@ -317,17 +371,29 @@ def section(report: dict[str, Any]) -> str:
             f"Ratios in this run: SimSHAP l2 / FastSHAP l2 = {s['simshap_over_fastshap_l2']:.3f} "
             f"(goal <= 1: {'met' if s['goal_simshap_le_fastshap'] else 'MISSED'}); "
             f"SimSHAP l2 / paired KernelSHAP@{GOAL_BUDGET} l2 = "
-            + (f"{s['simshap_over_kernelshap_paired_2048_l2']:.3f} (goal <= 1: "
-               f"{'met' if s['goal_simshap_le_kernelshap_paired_2048'] else 'MISSED'})"
-               if s["simshap_over_kernelshap_paired_2048_l2"] is not None else "n/a")
+            + (
+                f"{s['simshap_over_kernelshap_paired_2048_l2']:.3f} (goal <= 1: "
+                f"{'met' if s['goal_simshap_le_kernelshap_paired_2048'] else 'MISSED'})"
+                if s["simshap_over_kernelshap_paired_2048_l2"] is not None
+                else "n/a"
+            )
             + f"; ground truth / SimSHAP inference time = "
             f"{s['ground_truth_over_simshap_time']:.3g}x, ground truth / FastSHAP = "
             f"{s['ground_truth_over_fastshap_time']:.3g}x.",
             "",
-            "Issue 11's goals: " + ", ".join(
+            "Issue 11's goals: "
+            + ", ".join(
                 f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}"
-                for k, v in s.items() if k.startswith(("goal_simshap_le_0.8", "simshap_over_kernel"
-                                                       "shap_paired_512", "budget", "labels"))),
+                for k, v in s.items()
+                if k.startswith(
+                    (
+                        "goal_simshap_le_0.8",
+                        "simshap_over_kernelshap_paired_512",
+                        "budget",
+                        "labels",
+                    )
+                )
+            ),
             "",
         ]
     return "\n".join(lines)
@@ -335,12 +401,18 @@ def section(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default=None,
-                   help="folder with adult.data and the news CSV (default: SIMSHAP_DATA)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with adult.data and the news CSV (default: SIMSHAP_DATA)",
+    )
     p.add_argument("--datasets", nargs="+", default=["census", "news"])
     p.add_argument("--quick", action="store_true", help="smaller settings for CPUs")
-    p.add_argument("--runs", default=str(ROOT / "runs" / "benchmark_tabular"),
-                   help="folder for the run folders (one per data set)")
+    p.add_argument(
+        "--runs",
+        default=str(ROOT / "runs" / "benchmark_tabular"),
+        help="folder for the run folders (one per data set)",
+    )
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "tabular.json"))
     p.add_argument("--results-md", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     args = p.parse_args(argv)
@@ -350,7 +422,8 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, Any] = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(["python", "benchmarks/tabular.py", *sys.argv[1:]])
-        if argv is None else " ".join(["python", "benchmarks/tabular.py", *argv]),
+        if argv is None
+        else " ".join(["python", "benchmarks/tabular.py", *argv]),
         "quick": args.quick,
         "environment": machine(),
         "datasets": {},

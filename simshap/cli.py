@@ -16,11 +16,11 @@ from simshap.errors import UserError
 
 # modules that define ``register(subparsers)``; each adds its own subcommands
 COMMAND_MODULES: tuple[str, ...] = (
-    "simshap.run_cli",
-    "simshap.serve_cli",
-    "simshap.hpo.cli",
-    "simshap.causal.cli",
-    "simshap.interactions.cli",
+    "simshap.runs.cli",
+    "simshap.serving.cli",
+    "simshap.studies.hpo.cli",
+    "simshap.studies.causal.cli",
+    "simshap.studies.paraace.cli",
 )
 
 
@@ -35,8 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
-
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,9 +8,7 @@ Like captum's ``feature_mask``: ``owner[f]`` is the player that owns input featu
   (superpixels: square blocks on an ``(h, w)`` grid, row-major).
 
 A player mask ``(N, d)`` becomes an input mask with :meth:`Players.feature_mask`. ``to_dict`` /
-``from_dict`` save and restore it (also the older surrogate specs). The old names
-:func:`IdentityGrouping`, :func:`FeatureGrouping` and :func:`SuperpixelGrouping` construct
-``Players``. This module sits at the bottom of the layer stack (torch only).
+``from_dict`` save and restore it. This module sits at the bottom of the layer stack (torch only).
 """
 
 from __future__ import annotations
@@ -22,13 +20,7 @@ import torch
 
 from simshap.errors import UserError
 
-__all__ = [
-    "Players",
-    "PlayerGrouping",
-    "IdentityGrouping",
-    "FeatureGrouping",
-    "SuperpixelGrouping",
-]
+__all__ = ["Players"]
 
 
 class Players:
@@ -104,9 +96,7 @@ class Players:
         return cls(owner, names=names, kind="groups")
 
     @classmethod
-    def superpixels(
-        cls, image_size: Sequence[int] = (32, 32), superpixel_size: int = 2
-    ) -> Players:
+    def superpixels(cls, image_size: Sequence[int] = (32, 32), superpixel_size: int = 2) -> Players:
         """Square ``k x k`` superpixels on an ``(H/k, W/k)`` grid, numbered row-major."""
         h, w = (int(v) for v in image_size)
         k = int(superpixel_size)
@@ -168,9 +158,7 @@ class Players:
                 )
         elif x.ndim != 4 or tuple(x.shape[-2:]) != tuple(self.owner.shape):
             h, w = self.owner.shape
-            raise UserError(
-                f"expected images of shape (B, C, {h}, {w}), got {tuple(x.shape)}"
-            )
+            raise UserError(f"expected images of shape (B, C, {h}, {w}), got {tuple(x.shape)}")
 
     # ------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:
@@ -179,8 +167,11 @@ class Players:
         if self.kind == "identity":
             out = {"kind": "identity", "num_features": self.num_features}
         elif self.kind == "superpixels":
-            out = {"kind": "superpixels", "image_size": list(self.owner.shape),
-                   "superpixel_size": self.superpixel_size}  # fmt: skip
+            out = {
+                "kind": "superpixels",
+                "image_size": list(self.owner.shape),
+                "superpixel_size": self.superpixel_size,
+            }
         else:
             out = {"kind": "groups", "owner": self.owner.tolist()}
         if self.names is not None:
@@ -224,28 +215,7 @@ class Players:
         self.__dict__.update(Players.from_dict(state).__dict__)
 
     def __repr__(self) -> str:
-        return f"Players(kind={self.kind!r}, num_players={self.num_players}, owner shape " \
-               f"{tuple(self.owner.shape)})"
-
-
-# the older names, kept as constructors (they return Players)
-PlayerGrouping = Players
-
-
-def IdentityGrouping(num_features: int) -> Players:  # noqa: N802 - the old class name
-    """One player per column (old name; returns :meth:`Players.identity`)."""
-    return Players.identity(num_features)
-
-
-def FeatureGrouping(  # noqa: N802 - the old class name
-    groups: Sequence[Sequence[int]], num_features: int | None = None
-) -> Players:
-    """Players are groups of columns (old name; returns :meth:`Players.groups`)."""
-    return Players.groups(groups, num_features)
-
-
-def SuperpixelGrouping(  # noqa: N802 - the old class name
-    image_size: Sequence[int] = (32, 32), superpixel_size: int = 2
-) -> Players:
-    """Square superpixels (old name; returns :meth:`Players.superpixels`)."""
-    return Players.superpixels(image_size, superpixel_size)
+        return (
+            f"Players(kind={self.kind!r}, num_players={self.num_players}, owner shape "
+            f"{tuple(self.owner.shape)})"
+        )

@@ -7,7 +7,6 @@ from simshap import ShapleyValues
 from simshap.errors import UserError
 from simshap.evaluation.baselines import (
     BASELINES,
-    attribute,
     deepshap,
     explain_baseline,
     gradcam,
@@ -106,13 +105,6 @@ def test_every_baseline_returns_shapley_values(method, images, resnet, surrogate
         assert out.n_evals == 1
     elif "budget" in FAST[method]:  # the same budget meaning everywhere: n_evals reports it
         assert out.n_evals == FAST[method]["budget"]
-
-
-def test_legacy_attribute_keeps_the_old_result(images, resnet):
-    with pytest.warns(DeprecationWarning):
-        out = attribute("ig", resnet, images, None, n_steps=8)
-    assert out.values.shape == (2, 16, 16) and out.method == "ig"
-    assert out.used == "captum.attr.IntegratedGradients" and out.fallback_reason is None
 
 
 def test_integrated_gradients_completeness(images, resnet):

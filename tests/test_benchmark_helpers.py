@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from simshap.config import UserError, load_config, merge_config
+from simshap.errors import UserError
+from simshap.runs.config_files import load_config, merge_config
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -27,7 +28,9 @@ def test_write_section_replaces_in_place_and_appends_new(tmp_path: Path) -> None
 def test_cifar10_set_overrides_are_validated_like_yaml_keys() -> None:
     import cifar10
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "cifar10-subset.yaml")
+    cfg = load_config(
+        Path(__file__).resolve().parents[1] / "simshap" / "runs" / "configs" / "cifar10-subset.yaml"
+    )
     out = merge_config(cfg, cifar10.parse_override("explainer.methods=[simshap, fastshap]"))
     assert out["explainer"]["methods"] == ["simshap", "fastshap"]
     assert out["explainer"]["n_masks"] == cfg["explainer"]["n_masks"]
@@ -52,10 +55,13 @@ def test_minutes_to_fastshap_val_l2_reads_the_csv_logs(tmp_path: Path) -> None:
     log("fastshap", [0.5, 0.3, 0.2, 0.25])  # best 0.2
     log("simshap", [0.4, 0.19, 0.1, 0.1])  # reaches it at epoch 1 of 4
     log("labels", [0.3, 0.25, 0.21, 0.21])  # never
-    stages = {"model": {}, "surrogate": {},
-              "fastshap": {"train_s": 120.0, "epochs": 4},
-              "simshap": {"train_s": 240.0, "epochs": 4},
-              "labels": {"train_s": 180.0, "label_s": 60.0, "epochs": 4}}  # fmt: skip
+    stages = {
+        "model": {},
+        "surrogate": {},
+        "fastshap": {"train_s": 120.0, "epochs": 4},
+        "simshap": {"train_s": 240.0, "epochs": 4},
+        "labels": {"train_s": 180.0, "label_s": 60.0, "epochs": 4},
+    }
     out = minutes_to_reach(tmp_path, stages)
     assert out["fastshap"] == pytest.approx(3 / 4 * 120 / 60)  # its best, at epoch 2
     assert out["simshap"] == pytest.approx(2 / 4 * 240 / 60)
@@ -64,8 +70,10 @@ def test_minutes_to_fastshap_val_l2_reads_the_csv_logs(tmp_path: Path) -> None:
     # with logged epoch seconds, uneven epochs (memory epochs that call no surrogate) count
     # by their share of the logged time: 3 + 1 of 3 + 1 + 1 + 1 seconds
     timed = tmp_path / "simshap_logs" / "logs" / "version_0" / "metrics.csv"
-    timed.write_text(timed.read_text() + "".join(f"{e},{10 * e},,,{s}\n" for e, s in
-                                                 enumerate([3.0, 1.0, 1.0, 1.0])))
+    timed.write_text(
+        timed.read_text()
+        + "".join(f"{e},{10 * e},,,{s}\n" for e, s in enumerate([3.0, 1.0, 1.0, 1.0]))
+    )
     timed.write_text(timed.read_text().replace("train_loss,val_l2", "train_loss,val_l2,epoch_s"))
     assert minutes_to_reach(tmp_path, stages)["simshap"] == pytest.approx(4 / 6 * 240 / 60)
 
@@ -77,13 +85,37 @@ def test_schedule_variants_spend_equal_evaluations_and_ratios_pair_schedules() -
 
     evals = [epochs * (masks + 2) for _, masks, epochs in tabular_schedule.VARIANTS]
     assert max(evals) - min(evals) <= 0.01 * max(evals)
-    rows = [{"explainer": e, "n_masks": m, "epochs": k, "evals_per_row": k * (m + 2),
-             "l2": l2, "val_l2": l2, "train_s": 1.0}
-            for (e, m, k), l2 in zip(tabular_schedule.VARIANTS, (0.01, 0.008, 0.006, 0.0075),
-                                     strict=True)]
-    machine = {"cpu": "x", "cpus": 2, "platform": "p", "python": "3", "torch": "t",
-               "torch_threads": 1}
-    text = tabular_schedule.section({"date": "d", "machine": machine, "command": "c",
-                                     "instances": 50, "rows": rows, "wall_s": 1.0})
+    rows = [
+        {
+            "explainer": e,
+            "n_masks": m,
+            "epochs": k,
+            "evals_per_row": k * (m + 2),
+            "l2": l2,
+            "val_l2": l2,
+            "train_s": 1.0,
+        }
+        for (e, m, k), l2 in zip(
+            tabular_schedule.VARIANTS, (0.01, 0.008, 0.006, 0.0075), strict=True
+        )
+    ]
+    machine = {
+        "cpu": "x",
+        "cpus": 2,
+        "platform": "p",
+        "python": "3",
+        "torch": "t",
+        "torch_threads": 1,
+    }
+    text = tabular_schedule.section(
+        {
+            "date": "d",
+            "machine": machine,
+            "command": "c",
+            "instances": 50,
+            "rows": rows,
+            "wall_s": 1.0,
+        }
+    )
     assert "| simshap | 64 | 30 | 1,980 | 0.0100 | 1.25 |" in text
     assert "| simshap | 16 | 110 | 1,980 | 0.0060 | 0.80 |" in text

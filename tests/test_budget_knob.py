@@ -14,38 +14,49 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from simshap.amortized import FastSHAP, SimSHAP
+from simshap.amortized.io import load_explainer, save_explainer
+from simshap.amortized.surrogate import Surrogate
 from simshap.errors import UserError
-from simshap.explainers import FastSHAP, SimSHAP
-from simshap.games.estimators import exact_shapley, kernel_shap
-from simshap.games.prior import (
+from simshap.estimators.exact import exact_shapley
+from simshap.estimators.kernel import kernel_shap
+from simshap.estimators.refine import (
     chi2_quantiles,
     kernel_shap_with_prior,
     mixture_weight,
     sandwich_variance,
 )
 from simshap.games.values import FunctionGame, TableGame, all_coalitions
-from simshap.io import load_explainer, save_explainer
-from simshap.surrogate import Surrogate
 
 D, C = 6, 3
 
 
 def _surrogate() -> Surrogate:
     torch.manual_seed(0)
-    return Surrogate({"kind": "mlp", "in_features": D, "num_classes": C, "hidden": 32,
-                      "layers": 2}, {"kind": "identity", "num_features": D}).eval()
+    return Surrogate(
+        {"kind": "mlp", "in_features": D, "num_classes": C, "hidden": 32, "layers": 2},
+        {"kind": "identity", "num_features": D},
+    ).eval()
 
 
 def _spec() -> dict:
-    return {"kind": "mlp", "in_features": D, "num_players": D, "num_classes": C, "hidden": 32,
-            "layers": 2}
+    return {
+        "kind": "mlp",
+        "in_features": D,
+        "num_players": D,
+        "num_classes": C,
+        "hidden": 32,
+        "layers": 2,
+    }
 
 
 def _game(n: int = 10) -> tuple[TableGame, torch.Tensor]:
     gen = torch.Generator().manual_seed(3)
     m = all_coalitions(n).double()
-    w1, w2 = torch.randn(n, generator=gen, dtype=torch.float64), torch.randn(
-        n, n, generator=gen, dtype=torch.float64)
+    w1, w2 = (
+        torch.randn(n, generator=gen, dtype=torch.float64),
+        torch.randn(n, n, generator=gen, dtype=torch.float64),
+    )
     values = m @ w1 + torch.sin(torch.einsum("mi,ij,mj->m", m, w2, m))
     game = TableGame(values)
     return game, exact_shapley(game).values
@@ -61,7 +72,7 @@ def test_budget_2_to_the_d_is_exact_and_2_is_the_efficient_prior(cls: type) -> N
     assert full.n_evals == 2**D and "kernel_shap@64" in full.method
     torch.testing.assert_close(full.values, exact, atol=1e-5, rtol=0)
     two = explainer(x, budget=2)
-    total = (exact.sum(1))  # v(N) - v(∅) per class
+    total = exact.sum(1)  # v(N) - v(∅) per class
     torch.testing.assert_close(two.values.sum(1), total, atol=1e-5, rtol=0)
     prior = explainer(x).values
     shift = (total - prior.sum(1)) / D
@@ -75,15 +86,18 @@ def test_budget_2_to_the_d_is_exact_and_2_is_the_efficient_prior(cls: type) -> N
 @pytest.mark.parametrize("sampling", ["leverage", "kernel"])
 def test_prior_weight_moves_between_prior_and_kernel_shap(sampling: str) -> None:
     game, exact = _game()
-    prior = exact + 0.2 * torch.randn(exact.shape, generator=torch.Generator().manual_seed(1),
-                                      dtype=exact.dtype)
+    prior = exact + 0.2 * torch.randn(
+        exact.shape, generator=torch.Generator().manual_seed(1), dtype=exact.dtype
+    )
     budget = 400
     runs = {}
     for tau2 in (1e-12, 1e6):
-        runs[tau2] = kernel_shap_with_prior(game, prior, tau2, budget, sampling=sampling,
-                                            generator=torch.Generator().manual_seed(2)).values
-    plain = kernel_shap(game, budget=budget, sampling=sampling,
-                        generator=torch.Generator().manual_seed(2)).values
+        runs[tau2] = kernel_shap_with_prior(
+            game, prior, tau2, budget, sampling=sampling, generator=torch.Generator().manual_seed(2)
+        ).values
+    plain = kernel_shap(
+        game, budget=budget, sampling=sampling, generator=torch.Generator().manual_seed(2)
+    ).values
     efficient_prior = prior + ((exact.sum(1) - prior.sum(1)) / prior.shape[1])[:, None]
     # a prior known to be perfect is kept; a worthless prior leaves KernelSHAP's answer
     torch.testing.assert_close(runs[1e-12], efficient_prior, atol=1e-6, rtol=0)
@@ -100,8 +114,9 @@ def test_refinement_is_no_worse_than_either_source_on_average() -> None:
     for budget in (32, 64, 128, 512):
         ours, ks = [], []
         for seed in range(8):
-            est = kernel_shap_with_prior(game, prior, 0.15**2, budget,
-                                         generator=torch.Generator().manual_seed(seed))
+            est = kernel_shap_with_prior(
+                game, prior, 0.15**2, budget, generator=torch.Generator().manual_seed(seed)
+            )
             ours.append(float((est.values - exact).norm()))
             plain = kernel_shap(game, budget=budget, generator=torch.Generator().manual_seed(seed))
             ks.append(float((plain.values - exact).norm()))
@@ -116,18 +131,26 @@ def test_validation_records_the_prior_variance_and_it_is_saved(tmp_path: Path) -
     explainer = SimSHAP(_spec(), surrogate, n_masks=8, val_budget=64)
     assert torch.isnan(explainer.prior_var).all()
     x = torch.randn(64, D)
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False)
-    trainer.fit(explainer, DataLoader(explainer.training_dataset(x[:48]), batch_size=16),
-                DataLoader(TensorDataset(x[48:]), batch_size=16))
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(
+        explainer,
+        DataLoader(explainer.training_dataset(x[:48]), batch_size=16),
+        DataLoader(TensorDataset(x[48:]), batch_size=16),
+    )
     assert torch.isfinite(explainer.prior_var).all() and (explainer.prior_var > 0).all()
     # the recorded value is the per-player mean squared error to the validation targets
     explainer.eval()
     errs = []
     with torch.no_grad():
         for i, xb in enumerate(x[48:].split(16)):
-            errs.append((explainer.attributions(xb) - explainer.validation_targets(xb, i)).pow(2))
+            errs.append((explainer.explain(xb) - explainer.validation_targets(xb, i)).pow(2))
     mse = torch.cat(errs).mean((0, 1))
     assert float(explainer._best_val) <= float(mse.mean()) + 1e-6
     path = tmp_path / "e.pt"
@@ -184,7 +207,7 @@ def test_sandwich_variance_matches_the_variance_over_seeds(
 ) -> None:
     """The noise estimate that weighs the prior is calibrated (d = 16; kernel sampling
     enumerates sizes 1 and 15; leverage sampling is stratified by size, without replacement)."""
-    import simshap.games.prior as prior_mod
+    import simshap.estimators.refine as prior_mod
 
     estimates: list[torch.Tensor] = []
     real = prior_mod.sandwich_variance
@@ -197,10 +220,11 @@ def test_sandwich_variance_matches_the_variance_over_seeds(
     monkeypatch.setattr(prior_mod, "sandwich_variance", spy)
     game, prior = _synthetic_game(16), torch.zeros(1, 16, 1, dtype=torch.float64)
     runs = [  # τ² huge: no shrinkage, the result is the prior plus the sampled correction
-        kernel_shap_with_prior(game, prior, 1e12, budget, sampling=sampling,
-                               generator=torch.Generator().manual_seed(s)).values
+        kernel_shap_with_prior(
+            game, prior, 1e12, budget, sampling=sampling, generator=torch.Generator().manual_seed(s)
+        ).values
         for s in range(80)
-    ]  # fmt: skip
+    ]
     actual = torch.stack(runs).var(0).mean()
     estimated = torch.stack(estimates)
     ratio = float(estimated.mean() / actual)
@@ -217,8 +241,9 @@ def test_sandwich_variance_of_an_exact_fit_is_zero_and_odd_samples_work() -> Non
     a = torch.einsum("bn,bni,bnj->bij", w, z, z)
     zero = sandwich_variance(a, z, w, torch.zeros(3, 41, 2, dtype=torch.float64), True)
     assert zero.shape == (3, 2) and torch.equal(zero, torch.zeros_like(zero))
-    noisy = sandwich_variance(a, z, w, torch.randn(3, 41, 2, generator=gen,
-                                                     dtype=torch.float64), True)  # fmt: skip
+    noisy = sandwich_variance(
+        a, z, w, torch.randn(3, 41, 2, generator=gen, dtype=torch.float64), True
+    )
     assert torch.isfinite(noisy).all() and (noisy > 0).all()
 
 
@@ -235,8 +260,10 @@ def test_stratified_sandwich_variance() -> None:
     resid = torch.randn(2, 40, 1, generator=gen, **f64)
     resid[:, 20:] += 3.0  # the strata differ in level
     strata = torch.arange(40) // 20  # two strata of 10 pairs
-    parts = [sandwich_variance(a, z[:, k], w[:, k], resid[:, k], True)
-             for k in (slice(0, 20), slice(20, 40))]  # fmt: skip
+    parts = [
+        sandwich_variance(a, z[:, k], w[:, k], resid[:, k], True)
+        for k in (slice(0, 20), slice(20, 40))
+    ]
     base = sandwich_variance(a, z, w, resid, True, strata)
     torch.testing.assert_close(base, parts[0] + parts[1])
     one = sandwich_variance(a, z, w, resid, True, strata, torch.tensor([0.0, 1.0], **f64))
@@ -291,12 +318,16 @@ def _shrunk_errors(nu: int, seed: int) -> dict[str, float]:
     noise = torch.randn(n, d, 1, generator=gen, **f64)
     est = delta + noise - noise.mean(1, keepdim=True)
     var_hat = torch.randn(n, nu, generator=gen, **f64).pow(2).sum(1, keepdim=True) / nu
-    weights = {"plug_in": mixture_weight(est, var_hat, tau2),
-               "uncertain": mixture_weight(est, var_hat, tau2, var_dof=nu),
-               "true_sigma": mixture_weight(est, torch.ones_like(var_hat), tau2),
-               "prior_only": torch.zeros_like(var_hat)}  # fmt: skip
-    return {k: float((est * w.unsqueeze(1) - delta).pow(2).sum((1, 2)).mean())
-            for k, w in weights.items()}  # fmt: skip
+    weights = {
+        "plug_in": mixture_weight(est, var_hat, tau2),
+        "uncertain": mixture_weight(est, var_hat, tau2, var_dof=nu),
+        "true_sigma": mixture_weight(est, torch.ones_like(var_hat), tau2),
+        "prior_only": torch.zeros_like(var_hat),
+    }
+    return {
+        k: float((est * w.unsqueeze(1) - delta).pow(2).sum((1, 2)).mean())
+        for k, w in weights.items()
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -315,8 +346,12 @@ def test_an_uncertain_noise_estimate_is_trusted_less(seed: int) -> None:
     delta = torch.randn(5, 12, 2, generator=gen, dtype=torch.float64)
     var = torch.full((5, 2), 0.5, dtype=torch.float64)
     tau2 = torch.tensor([[0.1, 0.1], [1.0, 2.0]], dtype=torch.float64)
-    torch.testing.assert_close(mixture_weight(delta, var, tau2, var_dof=1e8),
-                               mixture_weight(delta, var, tau2), rtol=1e-3, atol=1e-6)  # fmt: skip
+    torch.testing.assert_close(
+        mixture_weight(delta, var, tau2, var_dof=1e8),
+        mixture_weight(delta, var, tau2),
+        rtol=1e-3,
+        atol=1e-6,
+    )
     with pytest.raises(UserError, match="var_dof"):
         mixture_weight(delta, var, tau2, var_dof=0)
 
@@ -342,8 +377,9 @@ def test_a_mixture_prior_helps_where_the_prior_is_right_on_some_rows_only() -> N
     for name, tau2 in (("single", single), ("mixture", mixture)):
         errs = []
         for seed in range(4):
-            est = kernel_shap_with_prior(many, prior, tau2, 256,
-                                         generator=torch.Generator().manual_seed(seed))
+            est = kernel_shap_with_prior(
+                many, prior, tau2, 256, generator=torch.Generator().manual_seed(seed)
+            )
             errs.append(float((est.values - exact).norm(dim=1).mean()))
         out[name] = sum(errs) / len(errs)
     assert out["mixture"] < 0.8 * out["single"], out  # measured 0.058 vs 0.121

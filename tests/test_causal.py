@@ -9,9 +9,10 @@ import math
 import pytest
 import torch
 
-from simshap.causal.chunks import load_zoo, train_zoo
-from simshap.causal.data import load_study_data
-from simshap.causal.effects import (
+from simshap.errors import UserError
+from simshap.studies.causal.chunks import load_zoo, train_zoo
+from simshap.studies.causal.data import load_study_data
+from simshap.studies.causal.effects import (
     DEFAULT_BUCKETS,
     PAPER_BUCKETS,
     accuracy_buckets,
@@ -23,9 +24,8 @@ from simshap.causal.effects import (
     rbf_gram,
     treatment_design,
 )
-from simshap.causal.study import validate_config
-from simshap.causal.zoo import GRID, SmallCNN, check_grid
-from simshap.errors import UserError
+from simshap.studies.causal.study import validate_config
+from simshap.studies.causal.zoo import GRID, SmallCNN, check_grid
 
 
 def _factorial_codes(sizes: list[int], reps: int = 1) -> torch.Tensor:
@@ -42,10 +42,20 @@ def test_identity_correlation_is_one() -> None:
     probs = torch.softmax(torch.randn(n, b, 10, generator=gen) * 2, -1)
     codes = torch.randint(3, (n, 2), generator=gen)
     noise = torch.rand(n, b, 8, 8, generator=gen)
-    expl = {"total": {"identity": probs, "noise": noise},
-            "direct": {"identity": probs.flip(0), "noise": noise}}
-    res = analyze(probs, expl, codes, [3, 3], torch.rand(n, generator=gen),
-                  [[0, 100], [0, 50], [50, 100]], n_bootstrap=20, seed=1)
+    expl = {
+        "total": {"identity": probs, "noise": noise},
+        "direct": {"identity": probs.flip(0), "noise": noise},
+    }
+    res = analyze(
+        probs,
+        expl,
+        codes,
+        [3, 3],
+        torch.rand(n, generator=gen),
+        [[0, 100], [0, 50], [50, 100]],
+        n_bootstrap=20,
+        seed=1,
+    )
     for bucket in res["buckets"]:
         ident = bucket["corr"]["identity"]
         assert ident["total_pearson"]["value"] == pytest.approx(1.0, abs=1e-9)
@@ -95,8 +105,12 @@ def test_linear_kernel_mmd_is_squared_mean_difference() -> None:
     gen = torch.Generator().manual_seed(5)
     x, y = torch.randn(7, 3, generator=gen), torch.randn(9, 3, generator=gen) + 1
     z = torch.cat([x, y]).double()
-    a = torch.cat([torch.full((7,), 1 / 7, dtype=torch.float64),
-                   torch.full((9,), -1 / 9, dtype=torch.float64)])[None]
+    a = torch.cat(
+        [
+            torch.full((7,), 1 / 7, dtype=torch.float64),
+            torch.full((9,), -1 / 9, dtype=torch.float64),
+        ]
+    )[None]
     lin = (z @ z.T)[None]  # linear kernel on one "instance"
     want = ((x.double().mean(0) - y.double().mean(0)) ** 2).sum()
     assert float(kernel_ite(lin, a)[0, 0]) == pytest.approx(float(want), rel=1e-10)
@@ -147,13 +161,27 @@ def test_bucket_effects_ignore_models_outside_the_bucket() -> None:
     low = accuracy_buckets(acc, bounds)[0]
     outside = torch.ones(n, dtype=torch.bool)
     outside[low] = False
-    res1 = analyze(probs, {"total": {"m": maps}, "direct": {"m": maps}}, codes, [2, 2], acc,
-                   bounds, n_bootstrap=0)
+    res1 = analyze(
+        probs,
+        {"total": {"m": maps}, "direct": {"m": maps}},
+        codes,
+        [2, 2],
+        acc,
+        bounds,
+        n_bootstrap=0,
+    )
     probs2, maps2 = probs.clone(), maps.clone()
     probs2[outside] = torch.softmax(torch.randn(int(outside.sum()), b, 10, generator=gen), -1)
     maps2[outside] = 0.0
-    res2 = analyze(probs2, {"total": {"m": maps2}, "direct": {"m": maps2}}, codes, [2, 2], acc,
-                   bounds, n_bootstrap=0)
+    res2 = analyze(
+        probs2,
+        {"total": {"m": maps2}, "direct": {"m": maps2}},
+        codes,
+        [2, 2],
+        acc,
+        bounds,
+        n_bootstrap=0,
+    )
     first1, first2 = res1["buckets"][0], res2["buckets"][0]
     assert first1["members"] == first2["members"] == low.tolist()
     for key in first1["ite"]:
@@ -163,8 +191,16 @@ def test_bucket_effects_ignore_models_outside_the_bucket() -> None:
 
 def test_buckets_follow_the_papers_percentiles() -> None:
     # Karimi et al., Sec. 3.2 / Table 2: 0-20, 20-40, 40-60, 60-80, 80-90, 90-95, 95-99, 99-100
-    assert PAPER_BUCKETS == ((0, 20), (20, 40), (40, 60), (60, 80), (80, 90), (90, 95), (95, 99),
-                             (99, 100))
+    assert PAPER_BUCKETS == (
+        (0, 20),
+        (20, 40),
+        (40, 60),
+        (60, 80),
+        (80, 90),
+        (90, 95),
+        (95, 99),
+        (99, 100),
+    )
     assert DEFAULT_BUCKETS == ((0, 100), *PAPER_BUCKETS)
     gen = torch.Generator().manual_seed(7)
     acc = torch.rand(1000, generator=gen)
@@ -189,8 +225,9 @@ def test_bucket_without_contrast_is_a_clear_error() -> None:
     probs = torch.softmax(torch.randn(4, 3, 10), -1)
     codes = torch.zeros(4, 1, dtype=torch.long)  # every model has the same value
     with pytest.raises(UserError, match="no hyperparameter value with both treated and control"):
-        analyze(probs, {"total": {}, "direct": {}}, codes, [2], torch.rand(4), [[0, 100]],
-                n_bootstrap=0)
+        analyze(
+            probs, {"total": {}, "direct": {}}, codes, [2], torch.rand(4), [[0, 100]], n_bootstrap=0
+        )
 
 
 # --------------------------------------------------------------------------- configs
@@ -248,9 +285,19 @@ def test_fashion_mnist_subset_when_installed() -> None:
 
 
 def _tiny_cfg(n_models: int = 4, **extra: object) -> dict:
-    cfg = validate_config({"dataset": "digits", "n_train": 120, "n_test": 100, "n_explain": 8,
-                           "n_models": n_models, "chunk_size": 2, "epochs": 1, "stride": 1,
-                           **extra})
+    cfg = validate_config(
+        {
+            "dataset": "digits",
+            "n_train": 120,
+            "n_test": 100,
+            "n_explain": 8,
+            "n_models": n_models,
+            "chunk_size": 2,
+            "epochs": 1,
+            "stride": 1,
+            **extra,
+        }
+    )
     return cfg
 
 
@@ -329,8 +376,12 @@ def test_cli_runs_and_resumes(tmp_path, capsys) -> None:
     assert res["n_models_trained"] == 8
     for bucket in res["buckets"]:
         assert bucket["corr"]["identity"]["total_pearson"]["value"] == pytest.approx(1.0)
-    for fig in ("fig2_optimizer_ite.png", "fig3_ite_scatter.png", "fig3_correlations.png",
-                "fig4_direct_total.png"):
+    for fig in (
+        "fig2_optimizer_ite.png",
+        "fig3_ite_scatter.png",
+        "fig3_correlations.png",
+        "fig4_direct_total.png",
+    ):
         assert (out / fig).stat().st_size > 1000
     stamp = (out / "zoo" / "chunk_0000.pt").stat().st_mtime_ns
     assert main(["study", "causal", str(config), "--out", str(out)]) == 0  # resume

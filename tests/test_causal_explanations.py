@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simshap.causal.explanations import (
+from simshap.studies.causal.explanations import (
     clip_and_normalize,
     explain_chunk,
     severed_sources,
     shapley_patches,
 )
-from simshap.causal.grouped import stack_state_dicts
-from simshap.causal.zoo import SmallCNN
+from simshap.studies.causal.grouped import stack_state_dicts
+from simshap.studies.causal.zoo import SmallCNN
 
 
 def test_preprocessing_clips_and_normalizes() -> None:
@@ -53,8 +53,9 @@ def test_shapley_patches_use_the_game_layer_efficiently() -> None:
         with torch.no_grad():
             full = torch.softmax(model(x), -1)
             empty = torch.softmax(model(torch.zeros_like(x)), -1)
-        torch.testing.assert_close(vals[m].sum(1).float(), (full - empty).float(), atol=1e-5,
-                                   rtol=0)
+        torch.testing.assert_close(
+            vals[m].sum(1).float(), (full - empty).float(), atol=1e-5, rtol=0
+        )
 
 
 def test_shapley_values_of_a_model_do_not_depend_on_its_group() -> None:
@@ -62,18 +63,39 @@ def test_shapley_values_of_a_model_do_not_depend_on_its_group() -> None:
     x = torch.rand(2, 1, 8, 8)
     together, _ = shapley_patches(params, acts, 1, x, grid=4, budget=200, seed=3)
     for m in (0, 3):
-        alone, _ = shapley_patches({k: v[m : m + 1] for k, v in params.items()}, acts[m : m + 1],
-                                   1, x, grid=4, budget=200, seed=3)
+        alone, _ = shapley_patches(
+            {k: v[m : m + 1] for k, v in params.items()},
+            acts[m : m + 1],
+            1,
+            x,
+            grid=4,
+            budget=200,
+            seed=3,
+        )
         torch.testing.assert_close(together[m], alone[0], atol=1e-6, rtol=1e-5)
 
 
 def test_explain_chunk_shapes_and_identity() -> None:
     _, params, acts = _stacked(3)
     x = torch.rand(4, 1, 8, 8)
-    cfg = {"smoothgrad_samples": 2, "smoothgrad_noise": 0.1, "ig_steps": 4,
-           "shapley_grid": 4, "shapley_samples": 62}
-    out = explain_chunk(params, acts, 1, x, ["identity", "gradient", "gradcam", "shapley"], cfg,
-                        seed=0, severed_seed=1, group_size=2)
+    cfg = {
+        "smoothgrad_samples": 2,
+        "smoothgrad_noise": 0.1,
+        "ig_steps": 4,
+        "shapley_grid": 4,
+        "shapley_samples": 62,
+    }
+    out = explain_chunk(
+        params,
+        acts,
+        1,
+        x,
+        ["identity", "gradient", "gradcam", "shapley"],
+        cfg,
+        seed=0,
+        severed_seed=1,
+        group_size=2,
+    )
     assert out["total"]["gradient"].shape == (3, 4, 8, 8)
     assert out["total"]["shapley"].shape == (3, 4, 16)
     assert out["n_evals"] == 64
@@ -89,14 +111,28 @@ def test_explain_chunk_shapes_and_identity() -> None:
 def test_a_models_explanations_do_not_depend_on_its_chunk() -> None:
     _, params, acts = _stacked(5)  # relu, tanh, elu, relu, tanh: regrouped by activation inside
     x = torch.rand(3, 1, 8, 8)
-    cfg = {"smoothgrad_samples": 2, "smoothgrad_noise": 0.1, "ig_steps": 3,
-           "shapley_grid": 4, "shapley_samples": 30}
+    cfg = {
+        "smoothgrad_samples": 2,
+        "smoothgrad_noise": 0.1,
+        "ig_steps": 3,
+        "shapley_grid": 4,
+        "shapley_samples": 30,
+    }
     methods = ["identity", "gradient", "smoothgrad", "gradcam", "shapley"]
     chunk = explain_chunk(params, acts, 1, x, methods, cfg, seed=4, severed_seed=0, group_size=2)
     for m in (0, 2, 4):
-        alone = explain_chunk({k: v[[m, m]] for k, v in params.items()}, [acts[m]] * 2, 1, x,
-                              methods, cfg, seed=4, severed_seed=0)
+        alone = explain_chunk(
+            {k: v[[m, m]] for k, v in params.items()},
+            [acts[m]] * 2,
+            1,
+            x,
+            methods,
+            cfg,
+            seed=4,
+            severed_seed=0,
+        )
         torch.testing.assert_close(chunk["probs"][m], alone["probs"][0])
         for name in methods[1:]:
-            torch.testing.assert_close(chunk["total"][name][m].float(),
-                                       alone["total"][name][0].float(), atol=2e-3, rtol=0)
+            torch.testing.assert_close(
+                chunk["total"][name][m].float(), alone["total"][name][0].float(), atol=2e-3, rtol=0
+            )

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simshap.causal.grouped import stack_state_dicts
-from simshap.causal.saliency import (
+from simshap.studies.causal.grouped import stack_state_dicts
+from simshap.studies.causal.saliency import (
     SALIENCY_METHODS,
     batched_saliency,
     captum_saliency,
     smoothgrad_noise,
 )
-from simshap.causal.zoo import build_model
+from simshap.studies.causal.zoo import build_model
 
 CFG = {"smoothgrad_samples": 3, "smoothgrad_noise": 0.15, "ig_steps": 5}
 
@@ -20,8 +20,10 @@ CFG = {"smoothgrad_samples": 3, "smoothgrad_noise": 0.15, "ig_steps": 5}
 @pytest.fixture(scope="module")
 def zoo():
     acts = ["relu", "elu", "tanh", "relu"]
-    hps = [{"activation": a, "dropout": 0.2, "w_init": "he_normal", "init_std": 0.1,
-            "b_init": "zeros"} for a in acts]
+    hps = [
+        {"activation": a, "dropout": 0.2, "w_init": "he_normal", "init_std": 0.1, "b_init": "zeros"}
+        for a in acts
+    ]
     models = [build_model(hp, 2, seed).eval() for seed, hp in enumerate(hps)]
     return models, stack_state_dicts([m.state_dict() for m in models]), acts
 

@@ -8,22 +8,16 @@ import torch
 
 import simshap
 from simshap.errors import UserError
-from simshap.games import (
-    BaselineGame,
-    FunctionGame,
-    GameProtocol,
-    MaskedModelGame,
-    Players,
-    ShapleyValues,
-    TableGame,
+from simshap.estimators import (
     appro_semivalue,
     exact_shapley,
     kernel_shap,
     permutation_shapley,
-    semivalue_mc,
     sim_semivalue,
 )
-from simshap.games.values import FeatureGrouping, IdentityGrouping, SuperpixelGrouping
+from simshap.games import BaselineGame, FunctionGame, GameProtocol, MaskedModelGame, TableGame
+from simshap.players import Players
+from simshap.results import ShapleyValues
 
 
 def gen(seed=0):
@@ -54,11 +48,13 @@ class DuckGame:
 ESTIMATORS = {
     "kernel_shap": lambda g, b: kernel_shap(g, budget=b, generator=gen(1)),
     "kernel_shap_unpaired": lambda g, b: kernel_shap(g, budget=b, paired=False, generator=gen(1)),
-    "kernel_shap_leverage": lambda g, b: kernel_shap(g, budget=b, sampling="leverage",
-                                                     generator=gen(1)),
+    "kernel_shap_leverage": lambda g, b: kernel_shap(
+        g, budget=b, sampling="leverage", generator=gen(1)
+    ),
     "permutation": lambda g, b: permutation_shapley(g, budget=b, generator=gen(2)),
-    "permutation_plain": lambda g, b: permutation_shapley(g, budget=b, antithetic=False,
-                                                          generator=gen(2)),
+    "permutation_plain": lambda g, b: permutation_shapley(
+        g, budget=b, antithetic=False, generator=gen(2)
+    ),
     "appro_semivalue": lambda g, b: appro_semivalue(g, budget=b, generator=gen(3)),
     "sim_semivalue": lambda g, b: sim_semivalue(g, budget=b, generator=gen(4)),
 }
@@ -106,27 +102,15 @@ def test_full_budget_is_exact_for_both_samplings():
         assert torch.allclose(res.values, exact, atol=1e-10), sampling
 
 
-def test_old_keywords_are_deprecated_aliases():
+def test_the_one_budget_keyword_is_refused_in_its_old_forms():
     game = TableGame(random_table(6, seed=4))
-    with pytest.warns(DeprecationWarning):
-        old = kernel_shap(game, n_samples=40, generator=gen(0))
-    assert torch.equal(old.values, kernel_shap(game, budget=42, generator=gen(0)).values)
-    with pytest.warns(DeprecationWarning):
-        old = permutation_shapley(game, n_permutations=4, generator=gen(0))
-    assert old.n_evals == 4 * 5 + 2
-    with pytest.warns(DeprecationWarning):
-        old = semivalue_mc(game, n_samples=3, generator=gen(0))
-    assert old.n_evals == 2 * 6 * 3 + 2 and semivalue_mc is appro_semivalue
-    with pytest.raises(UserError, match="not both"):
-        sim_semivalue(game, budget=10, n_samples=8)
-
-
-def test_shapley_estimate_alias_keeps_old_positional_order():
-    values = torch.randn(2, 3, 1)
-    with pytest.warns(DeprecationWarning):
-        est = simshap.games.ShapleyEstimate(values, None, 8)
-    assert isinstance(est, ShapleyValues) and est.n_evals == 8 and est.std is None
-    assert torch.isnan(est.base_values).all() and est.base_values.shape == (2, 1)
+    for call in (
+        lambda: kernel_shap(game, n_samples=40),
+        lambda: permutation_shapley(game, n_permutations=4),
+        lambda: appro_semivalue(game, n_samples=3),
+    ):
+        with pytest.raises(TypeError):
+            call()
 
 
 # --------------------------------------------------------------------------- ShapleyValues
@@ -227,19 +211,18 @@ def test_players_round_trip(players):
     assert torch.equal(back.feature_mask(masks), players.feature_mask(masks))
 
 
-def test_players_owner_map_and_old_names():
-    p = FeatureGrouping([[0, 2], [1]])
+def test_players_owner_map():
+    p = Players.groups([[0, 2], [1]])
     assert isinstance(p, Players) and p.owner.tolist() == [0, 1, 0]
     fm = p.feature_mask(torch.tensor([[True, False]]))
     assert fm.tolist() == [[True, False, True]]
-    sp = SuperpixelGrouping((4, 4), 2)
+    sp = Players.superpixels((4, 4), 2)
     generic = Players(sp.owner)  # the same map, through the generic path
     masks = torch.rand(5, 4, generator=gen(1)) < 0.5
     assert torch.equal(sp.feature_mask(masks), generic.feature_mask(masks))
     assert sp.feature_mask(masks).shape == (5, 1, 4, 4) and sp.grid == (2, 2)
-    assert IdentityGrouping(3) == Players.identity(3)
     # the surrogate's older saved specs still load
-    from simshap.surrogate import _grouping_spec, build_grouping
+    from simshap.amortized.surrogate import _grouping_spec, build_grouping
 
     assert build_grouping({"kind": "identity", "num_features": 3}) == Players.identity(3)
     old = {"kind": "superpixels", "image_size": [32, 32], "superpixel_size": 2}

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from simshap.errors import UserError
+from simshap.estimators import convergence_ratio, exact_shapley, kernel_shap
+from simshap.estimators.leverage import leverage_allocation, leverage_designs
+from simshap.estimators.regression import gram
+from simshap.estimators.tree_adjusted import tree_adjusted_values
 from simshap.evaluation import ground_truth
-from simshap.games import FunctionGame, TableGame, convergence_ratio, exact_shapley, kernel_shap
-from simshap.games.adjusted import tree_adjusted_values
-from simshap.games.leverage import leverage_allocation, leverage_designs
-from simshap.games.regression import gram
+from simshap.games import FunctionGame, TableGame
 from simshap.games.sampling import shapley_kernel_subset_prob
 from simshap.games.values import all_coalitions
 
@@ -179,8 +180,10 @@ def test_tree_adjustment_beats_plain_kernel_shap_on_higher_order_structure():
     exact = exact_shapley(game).values
 
     def mean_error(**opts):
-        runs = [kernel_shap(game, budget=120, sampling="leverage", generator=gen(s), **opts)
-                for s in range(5)]  # fmt: skip
+        runs = [
+            kernel_shap(game, budget=120, sampling="leverage", generator=gen(s), **opts)
+            for s in range(5)
+        ]
         return sum(float((r.values - exact).norm()) for r in runs) / len(runs)
 
     plain, adjusted = mean_error(), mean_error(adjust="tree")
@@ -192,22 +195,24 @@ def test_tree_adjustment_is_reproducible_exact_on_additive_games_and_checks_inpu
     one, two = (kernel_shap(a, budget=40, adjust="tree", generator=gen(3)) for _ in range(2))
     assert torch.equal(one.values, two.values)
     coef = torch.linspace(-1.0, 1.0, 9)[:8].double()
-    additive = FunctionGame(lambda m: (m.double() * coef).sum(-1, keepdim=True), num_players=8,
-                            num_instances=2)  # fmt: skip
+    additive = FunctionGame(
+        lambda m: (m.double() * coef).sum(-1, keepdim=True), num_players=8, num_instances=2
+    )
     est = kernel_shap(additive, budget=30, adjust="tree", sampling="leverage", generator=gen())
     assert torch.allclose(est.values[..., 0], coef.expand(2, -1), atol=1e-9)
     with pytest.raises(UserError, match="budget to at least 6"):
         kernel_shap(a, budget=5, adjust="tree", sampling="leverage", generator=gen())
     m, w = torch.ones(1, 6, 8, dtype=torch.bool), torch.ones(1, 6, dtype=torch.float64)
     with pytest.raises(UserError, match="folds"):
-        tree_adjusted_values(m, w, torch.zeros(1, 6, 1), torch.zeros(1, 1), torch.ones(1, 1),
-                             folds=1)  # fmt: skip
+        tree_adjusted_values(
+            m, w, torch.zeros(1, 6, 1), torch.zeros(1, 1), torch.ones(1, 1), folds=1
+        )
 
 
 def test_estimators_at_budgets_skip_permutations_below_one_permutation():
     """A budget below d + 1 buys no permutation: those rows are left out, the rest run."""
+    from simshap.estimators.exact import exact_shapley
     from simshap.evaluation.tabular import estimators_at_budgets
-    from simshap.games.estimators import exact_shapley
     from simshap.games.values import TableGame, all_coalitions
 
     d = 6

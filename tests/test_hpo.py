@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from simshap.games.interactions import ExactInteractionComputer, exact_interactions
 from simshap.games.values import all_coalitions
-from simshap.hpo.games import (
+from simshap.interactions.exact import ExactInteractionComputer, exact_interactions
+from simshap.studies.hpo.games import (
     AblationGame,
     MultiDataTunabilityGame,
     OneAtATimeSearch,
@@ -14,8 +14,8 @@ from simshap.hpo.games import (
     TunabilityGame,
     aggregate,
 )
-from simshap.hpo.objectives import LightGBMObjective, SurrogateObjective
-from simshap.hpo.space import Categorical, ConfigSpace, Float, Integer
+from simshap.studies.hpo.objectives import LightGBMObjective, SurrogateObjective
+from simshap.studies.hpo.space import Categorical, ConfigSpace, Float, Integer
 
 
 def make_space() -> ConfigSpace:
@@ -291,7 +291,7 @@ def test_cli_refuses_existing_out_and_bad_keys(tmp_path, capsys):
 def test_census_ablation_endpoints(data_dir):
     if not (data_dir / "adult.data").exists():
         pytest.skip(f"census needs adult.data in {data_dir} (set SIMSHAP_DATA)")
-    from simshap.hpo.study import LIGHTGBM_SPACE, load_study_data
+    from simshap.studies.hpo.study import LIGHTGBM_SPACE, load_study_data
 
     space = ConfigSpace.from_dict(LIGHTGBM_SPACE)
     xt, yt, xv, yv = load_study_data("census", str(data_dir), 0, 1000)

@@ -5,8 +5,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.models import ResNet
 
-from simshap.classifier import ImageClassifier
 from simshap.models import UNet, cifar_resnet18
+from simshap.models.classifier import ImageClassifier
 
 torch.set_num_threads(1)
 
@@ -154,8 +154,11 @@ def test_resnet_blocks_let_shap_deepexplainer_run_with_additivity():
     torch.manual_seed(0)
     net = cifar_resnet18(10, 3, 4).eval()
     # the same parameters and state-dict keys as torchvision's ResNet-18
-    assert {k: v.shape for k, v in net.state_dict().items() if "conv1" not in k and "fc" not in k
-            and "layer" not in k}.keys() <= resnet18(weights=None).state_dict().keys()
+    assert {
+        k: v.shape
+        for k, v in net.state_dict().items()
+        if "conv1" not in k and "fc" not in k and "layer" not in k
+    }.keys() <= resnet18(weights=None).state_dict().keys()
     assert not any(getattr(m, "inplace", False) for m in net.modules())
     background, x = torch.randn(6, 3, 32, 32), torch.randn(2, 3, 32, 32)
     values = shap.DeepExplainer(net, background).shap_values(x, check_additivity=True)

@@ -9,19 +9,25 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
+from simshap.amortized.training import fit_module
 from simshap.cli import main as cli_main
-from simshap.config import IMAGE_DEFAULTS, load_config
 from simshap.evaluation.baselines import BASELINES
 from simshap.evaluation.report import image_results_table
 from simshap.evaluation.throughput import measure_target_throughput
-from simshap.image_pipeline import EXPLAINERS, ImageRun
-from simshap.run import resolve_precision
-from simshap.run_cli import make_run
-from simshap.training import fit_module
+from simshap.runs.cli import make_run
+from simshap.runs.config import IMAGE_DEFAULTS
+from simshap.runs.config_files import load_config
+from simshap.runs.image import EXPLAINERS, ImageRun
+from simshap.runs.run import resolve_precision
 
 SUBSET = "cifar10-subset.npz"
-RESULT_KEYS = ("insertion_auc_mean", "insertion_auc_std", "deletion_auc_mean",
-               "deletion_auc_std", "inference_s")
+RESULT_KEYS = (
+    "insertion_auc_mean",
+    "insertion_auc_std",
+    "deletion_auc_mean",
+    "deletion_auc_std",
+    "inference_s",
+)
 
 
 def tiny_config(data_dir: Path) -> dict:
@@ -33,12 +39,23 @@ def tiny_config(data_dir: Path) -> dict:
         "data": {"train_size": 48, "num_workers": 0, "val_size": 16},
         "model": {"width": 4, "batch_size": 16, "max_epochs": 1, "lr": 0.05},
         "surrogate": {"width": 4, "batch_size": 16, "max_epochs": 1},
-        "explainer": {"base_width": 4, "depth": 2, "n_masks": 8, "batch_size": 8,
-                      "max_epochs": 1, "val_instances": 2, "val_budget": 512},
+        "explainer": {
+            "base_width": 4,
+            "depth": 2,
+            "n_masks": 8,
+            "batch_size": 8,
+            "max_epochs": 1,
+            "val_instances": 2,
+            "val_budget": 512,
+        },
         "evaluation": {
-            "n_images": 3, "batch_size": 257, "figure_images": 2,
-            "ig": {"budget": 4}, "smoothgrad": {"budget": 2, "samples_batch_size": 2},
-            "kernelshap": {"budget": 302}, "kernelshap_s": {"budget": 302},
+            "n_images": 3,
+            "batch_size": 257,
+            "figure_images": 2,
+            "ig": {"budget": 4},
+            "smoothgrad": {"budget": 2, "samples_batch_size": 2},
+            "kernelshap": {"budget": 302},
+            "kernelshap_s": {"budget": 302},
             "deepshap": {"budget": 4, "background_size": 4},
         },
         "trainer": {"accelerator": "cpu", "progress_bar": False},
@@ -82,12 +99,21 @@ def finished_run(subset_dir, tmp_path_factory):
 def test_every_stage_runs_and_writes_its_outputs(finished_run):
     run, stages, results = finished_run
     assert 0.0 <= stages["model"]["test_accuracy"] <= 1.0
-    assert stages["surrogate"]["val_kl"] >= 0.0
+    assert stages["surrogate"]["val_loss"] >= 0.0
     for name in EXPLAINERS:
         assert torch.isfinite(torch.tensor(stages[name]["val_l2"]))
-    for f in ("classifier.pt", "surrogate.pt", "simshap.pt", "simshap_paper.pt", "fastshap.pt",
-              "results.json",
-              "results.md", "figure3.png", "curves.png", "timings.json"):
+    for f in (
+        "classifier.pt",
+        "surrogate.pt",
+        "simshap.pt",
+        "simshap_paper.pt",
+        "fastshap.pt",
+        "results.json",
+        "results.md",
+        "figure3.png",
+        "curves.png",
+        "timings.json",
+    ):
         assert run.path(f).is_file(), f
     on_disk = json.loads(run.path("results.json").read_text())
     assert on_disk["n_images"] == 3
@@ -110,8 +136,13 @@ def test_every_stage_runs_and_writes_its_outputs(finished_run):
     table = run.table(on_disk)
     assert "Table 3" in table and "Table 4" in table
     assert table.count("\n| ") >= len(expected) + 3
-    for label in ("SimSHAP (default target)", "SimSHAP (paper target)", "FastSHAP",
-                  "KernelSHAP-S", "GradCAM"):
+    for label in (
+        "SimSHAP (default target)",
+        "SimSHAP (paper target)",
+        "FastSHAP",
+        "KernelSHAP-S",
+        "GradCAM",
+    ):
         assert f"| {label} |" in table
 
 
@@ -143,7 +174,7 @@ def test_evaluate_overwrite_recomputes_and_matches_explainer_output(finished_run
     x, _ = run.data.test_tensors(3)
     classifier = run.classifier()
     tgt = classifier.predict_logits(x).argmax(1)
-    from simshap.explainers import load_explainer
+    from simshap.amortized.io import load_explainer
 
     phi = load_explainer(run.path("simshap.pt")).explain(x)[torch.arange(3), :, tgt]
     cached = torch.load(run.path("attributions/simshap.pt"), weights_only=True)["values"]
@@ -173,7 +204,7 @@ def test_cli_runs_a_tiny_config_resumes_it_and_refuses_another(subset_dir, tmp_p
     # the same command again resumes: every stage is kept, nothing is recomputed
     before = (out / "results.json").read_text()
     assert cli_main(["run", str(cfg), "--out", str(out)]) == 0
-    assert "exists, kept" in capsys.readouterr().out
+    assert "done, kept" in capsys.readouterr().out
     assert (out / "results.json").read_text() == before
     other = tmp_path / "other.yaml"
     other.write_text(cfg.read_text().replace("seed: 0", "seed: 1"))
@@ -203,14 +234,23 @@ def test_simshap_step_calls_the_surrogate_once_on_all_masked_images(subset_dir, 
     run = ImageRun(tmp_path / "run", load_config(write_config(tmp_path / "c.yaml", subset_dir)))
     surrogate = run.build_surrogate().eval()
     explainer = run.build_explainer("simshap", surrogate)
-    counter = CountingCalls(surrogate.masked_probs, explainer)
-    surrogate.masked_probs = counter  # the game binds this callable in every step
+    counter = CountingCalls(surrogate.value, explainer)
+    surrogate.value = counter  # the game binds this callable in every step
     x, _ = run.data.test_tensors(12, split="train")
     b, m = 4, explainer.hparams.n_masks
     train = DataLoader(TensorDataset(x), batch_size=b)  # 3 steps
     val = DataLoader(TensorDataset(x[:2]), batch_size=2)
-    fit_module(explainer, train, val, monitor="val_l2", max_epochs=1, patience=1,
-               accelerator="cpu", devices=1, progress_bar=False)
+    fit_module(
+        explainer,
+        train,
+        val,
+        monitor="val_l2",
+        max_epochs=1,
+        patience=1,
+        accelerator="cpu",
+        devices=1,
+        progress_bar=False,
+    )
     assert counter.rows == [b * (m + 2)] * 3
     assert not surrogate.training  # the frozen surrogate's BatchNorm stays in eval mode
 
@@ -236,7 +276,7 @@ def test_speed_ups_apply_on_cuda_only(subset_dir, tmp_path, capsys):
     if not torch.cuda.is_available():
         assert resolve_precision("auto") == "32-true"
     assert resolve_precision("16-mixed") == "16-mixed"
-    assert run._trainer_kwargs()["precision"] == resolve_precision("auto")
+    assert run.trainer_kwargs()["precision"] == resolve_precision("auto")
 
 
 @pytest.mark.timeout(60)
@@ -249,8 +289,17 @@ def test_cpu_training_step_of_image_surrogate_finishes(subset_dir, tmp_path):
     surrogate = run.build_surrogate(original=run.build_classifier().model)
     x, y = run.data.test_tensors(16, split="train")
     loader = DataLoader(TensorDataset(x, y), batch_size=16)
-    fit_module(surrogate, loader, loader, monitor="val_kl", max_epochs=1, patience=1,
-               accelerator="cpu", devices=1, progress_bar=False)
+    fit_module(
+        surrogate,
+        loader,
+        loader,
+        monitor="val_kl",
+        max_epochs=1,
+        patience=1,
+        accelerator="cpu",
+        devices=1,
+        progress_bar=False,
+    )
     assert surrogate.trainer.global_step == 1
 
 
@@ -293,16 +342,16 @@ def test_superpixel_size_and_surrogate_init_are_checked(subset_dir, tmp_path):
     assert run.build_surrogate().groups.num_players == 64
     assert run.explainer_net_spec()["superpixel_size"] == 4
     for bad in (3, 16, "2", True):
-        with pytest.raises(ValueError, match="superpixel_size must be 1, 2, 4 or 8"):
+        with pytest.raises(ValueError, match="superpixel_size' should be 1, 2, 4 or 8"):
             ImageRun(tmp_path / "bad", {**cfg, "superpixel_size": bad})
     cfg = load_config(write_config(tmp_path / "ok2.yaml", subset_dir))
     cfg["surrogate"]["init"] = "pretrained"
+    with pytest.raises(ValueError, match="'random' or 'classifier'"):
+        ImageRun(tmp_path / "run-init", cfg)  # checked before any work
+    cfg["surrogate"]["init"] = "classifier"
     run = ImageRun(tmp_path / "run-init", cfg)
     run.start()
     run.fit_model()
-    with pytest.raises(ValueError, match="'random' or 'classifier'"):
-        run.training_surrogate()
-    run.config["surrogate"]["init"] = "classifier"
     surrogate, classifier = run.training_surrogate(), run.classifier()
     x = run.data.test_tensors(2)[0]
     full = torch.ones(2, 1, 32, 32, dtype=torch.bool)
@@ -313,7 +362,7 @@ def test_superpixel_size_and_surrogate_init_are_checked(subset_dir, tmp_path):
 def test_resnet_explainer_backbone_starts_from_the_classifier(subset_dir, tmp_path):
     """explainer.backbone: resnet18 with init: classifier trains, saves and reloads exactly;
     its trunk starts as the classifier's; bad values and the U-Net warm start are refused."""
-    from simshap.io import load_explainer
+    from simshap.amortized.io import load_explainer
 
     cfg = load_config(write_config(tmp_path / "ok.yaml", subset_dir))
     cfg["superpixel_size"] = 4
@@ -335,8 +384,10 @@ def test_resnet_explainer_backbone_starts_from_the_classifier(subset_dir, tmp_pa
     assert loaded.explain(x).shape == (3, 64, 10)
     module.load_state_dict(loaded.state_dict())  # the saved weights give the saved outputs
     torch.testing.assert_close(loaded.explain(x), module.eval().explain(x))
-    for key, bad, match in (("backbone", "vit", "'unet' or 'resnet18'"),
-                            ("init", "imagenet", "'random' or 'classifier'")):
+    for key, bad, match in (
+        ("backbone", "vit", "'unet' or 'resnet18'"),
+        ("init", "imagenet", "'random' or 'classifier'"),
+    ):
         run.config["explainer"][key] = bad
         with pytest.raises(ValueError, match=match):
             run.build_explainer("simshap", run.surrogate())
@@ -349,7 +400,7 @@ def test_resnet_explainer_backbone_starts_from_the_classifier(subset_dir, tmp_pa
 @pytest.mark.parametrize("name", ["cifar10", "cifar10-subset", "fashion_mnist"])
 def test_shipped_image_configs_load(name):
     root = Path(__file__).resolve().parents[1]
-    cfg = load_config(root / "configs" / f"{name}.yaml")
+    cfg = load_config(root / "simshap" / "runs" / "configs" / f"{name}.yaml")
     assert cfg["dataset"] == name
     assert cfg["explainer"]["n_masks"] == 8 and cfg["explainer"]["centered"]
     assert cfg["trainer"]["precision"] == "auto" and cfg["trainer"]["channels_last"]
@@ -359,24 +410,40 @@ def test_cpu_proof_config_loads_and_builds(tmp_path):
     """configs/cifar10-cpu.yaml: 64 players of 4x4 pixels, a warm-started surrogate and a
     ResNet-18 explainer trunk started from the classifier."""
     root = Path(__file__).resolve().parents[1]
-    cfg = load_config(root / "configs" / "cifar10-cpu.yaml")
+    cfg = load_config(root / "simshap" / "runs" / "configs" / "cifar10-cpu.yaml")
     assert cfg["superpixel_size"] == 4 and cfg["surrogate"]["init"] == "classifier"
     assert cfg["model"]["width"] == cfg["surrogate"]["width"]  # the warm start needs it
     assert cfg["explainer"]["backbone"] == "resnet18" and cfg["explainer"]["init"] == "classifier"
     run = ImageRun(tmp_path / "run", cfg)
     assert run.build_surrogate().groups.num_players == 64
-    assert run.explainer_net_spec() == {"kind": "resnet18", "in_channels": 3, "num_classes": 10,
-                                        "width": 16, "superpixel_size": 4}  # fmt: skip
+    assert run.explainer_net_spec() == {
+        "kind": "resnet18",
+        "in_channels": 3,
+        "num_classes": 10,
+        "width": 16,
+        "superpixel_size": 4,
+    }
 
 
 def test_results_table_from_a_results_dict():
-    row = {"label": "SimSHAP", "used": "simshap.SimSHAP", "fallback_reason": None,
-           "inference_s": 0.5, "train_minutes": 3.0}
+    row = {
+        "label": "SimSHAP",
+        "used": "simshap.SimSHAP",
+        "fallback_reason": None,
+        "inference_s": 0.5,
+        "train_minutes": 3.0,
+    }
     for key in ("insertion_auc", "deletion_auc", "insertion_auc_prob", "deletion_auc_prob"):
         row[f"{key}_mean"], row[f"{key}_std"] = 0.75, 0.1
     fast = {**row, "label": "FastSHAP", "used": "simshap.FastSHAP", "train_minutes": 4.0}
-    table = image_results_table({"dataset": "cifar10", "n_images": 10, "device": "GPU",
-                                 "methods": {"simshap": row, "fastshap": fast}})
+    table = image_results_table(
+        {
+            "dataset": "cifar10",
+            "n_images": 10,
+            "device": "GPU",
+            "methods": {"simshap": row, "fastshap": fast},
+        }
+    )
     assert "| SimSHAP | simshap.SimSHAP | 0.750 ± 0.100 |" in table
     assert "| cifar10 | 0.5 | 0.5 | 3.00 | 4.00 |" in table
 

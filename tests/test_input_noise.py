@@ -5,22 +5,30 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simshap.config import TABULAR_DEFAULTS
-from simshap.explainers import FastSHAP, SimSHAP
-from simshap.surrogate import Surrogate
+from simshap.amortized import FastSHAP, SimSHAP
+from simshap.amortized.surrogate import Surrogate
+from simshap.runs.config import TABULAR_DEFAULTS
 
 D, C = 6, 2
 
 
 def _surrogate() -> Surrogate:
     torch.manual_seed(0)
-    return Surrogate({"kind": "mlp", "in_features": D, "num_classes": C, "hidden": 16,
-                      "layers": 2}, {"kind": "identity", "num_features": D}).eval()
+    return Surrogate(
+        {"kind": "mlp", "in_features": D, "num_classes": C, "hidden": 16, "layers": 2},
+        {"kind": "identity", "num_features": D},
+    ).eval()
 
 
 def _spec() -> dict:
-    return {"kind": "mlp", "in_features": D, "num_players": D, "num_classes": C,
-            "hidden": 16, "layers": 2}
+    return {
+        "kind": "mlp",
+        "in_features": D,
+        "num_players": D,
+        "num_classes": C,
+        "hidden": 16,
+        "layers": 2,
+    }
 
 
 class _Seen(Exception):
@@ -31,7 +39,7 @@ def _step_input(module, x: torch.Tensor) -> torch.Tensor:
     """The inputs one training step hands to the game (the step stops right there)."""
     seen = {}
 
-    def capture(inputs):
+    def capture(inputs, raw=None):
         seen["x"] = inputs.clone()
         raise _Seen
 
@@ -61,4 +69,9 @@ def test_bad_input_noise_is_refused():
     for bad in (-0.1, float("nan"), float("inf"), True, "0.3"):
         with pytest.raises(ValueError, match="input_noise"):
             SimSHAP(_spec(), _surrogate(), input_noise=bad)
-    assert TABULAR_DEFAULTS["explainer"]["input_noise"] == 0.0
+    # the default is the profile's: none on large tables, 0.3 on small ones (the main job's)
+    assert TABULAR_DEFAULTS["explainer"]["input_noise"] is None
+    from simshap.runs.profiles import resolve_profile
+
+    assert resolve_profile(TABULAR_DEFAULTS, 20_000)["explainer"]["input_noise"] == 0.0
+    assert resolve_profile(TABULAR_DEFAULTS, 400)["explainer"]["input_noise"] == 0.3

@@ -4,10 +4,11 @@ import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
+from simshap.estimators.kernel import kernel_shap
 from simshap.evaluation.insertion_deletion import insertion_deletion, superpixel_order
-from simshap.games.estimators import kernel_shap
-from simshap.games.values import BaselineGame, SuperpixelGrouping
+from simshap.games.values import BaselineGame
 from simshap.models import cifar_resnet18
+from simshap.players import Players
 
 torch.set_num_threads(1)
 
@@ -143,7 +144,7 @@ def test_exact_shapley_beats_random_on_linear_superpixel_game(data_dir):
         t_del = model(images).argmax(1)
         phi_del = linear_game_values(model, images, zeros, t_del)
         # they are the Shapley values: KernelSHAP is exact on additive games
-        game = BaselineGame(model, images, zeros[0], groups=SuperpixelGrouping())
+        game = BaselineGame(model, images, zeros[0], groups=Players.superpixels())
         est = kernel_shap(game, budget=602, generator=torch.Generator().manual_seed(0))
         torch.testing.assert_close(est.values[torch.arange(n), :, t_del], phi_del)
         # insertion is the game with the blurred image as baseline; track the class it helps most
@@ -250,11 +251,25 @@ def test_paper_denominators_are_counted_and_unstable_images_set_apart():
     attributions = torch.rand(4, 4, 4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # image 3's curves are NaN, as documented
-        res = insertion_deletion(Energy(), images, attributions, target=target,
-                                 superpixel_size=2, normalize="paper", batch_size=4096)
+        res = insertion_deletion(
+            Energy(),
+            images,
+            attributions,
+            target=target,
+            superpixel_size=2,
+            normalize="paper",
+            batch_size=4096,
+        )
     f_x, f_0 = Energy()(images)[:, 0], Energy()(torch.zeros_like(images))[:, 0]
-    raw = insertion_deletion(Energy(), images, attributions, target=target, superpixel_size=2,
-                             normalize="prob", batch_size=4096)
+    raw = insertion_deletion(
+        Energy(),
+        images,
+        attributions,
+        target=target,
+        superpixel_size=2,
+        normalize="prob",
+        batch_size=4096,
+    )
     assert raw.denominator is None and stable_mask(raw).all()
     # the signed denominator is min(f_x - f_blur, f_x - f_0); image 3 has f_x == f_blur
     assert res.denominator[3].abs() < 1e-5
@@ -290,6 +305,13 @@ def test_paired_differences_cancel_the_image_spread_and_skip_nan_images():
     row = {"label": "x", "used": "u", "inference_s": 0.0}
     for k in ("insertion_auc", "deletion_auc", "insertion_auc_prob", "deletion_auc_prob"):
         row |= {f"{k}_mean": 0.5, f"{k}_std": 0.1}
-    table = image_results_table({"dataset": "d", "device": "cpu", "n_images": 50,
-                                 "methods": {"simshap": row, "random": row}, "paired": out})
+    table = image_results_table(
+        {
+            "dataset": "d",
+            "device": "cpu",
+            "n_images": 50,
+            "methods": {"simshap": row, "random": row},
+            "paired": out,
+        }
+    )
     assert f"| x | x | {d.mean():+.3f} ± {e['insertion_se']:.3f} | -0.020 ± 0.000 | 49 |" in table

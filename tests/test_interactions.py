@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from simshap.games.fsii import approx_fsii
-from simshap.games.interactions import (
+from simshap.games.sampling import shapley_kernel_subset_prob
+from simshap.games.values import FunctionGame, TableGame, all_coalitions, coalition_index
+from simshap.interactions.exact import (
     ExactInteractionComputer,
     InteractionValues,
     exact_interactions,
@@ -15,8 +16,7 @@ from simshap.games.interactions import (
     superset_transform,
     zeta_transform,
 )
-from simshap.games.sampling import shapley_kernel_subset_prob
-from simshap.games.values import FunctionGame, TableGame, all_coalitions, coalition_index
+from simshap.interactions.fsii import approx_fsii
 
 shapiq = pytest.importorskip("shapiq")
 
@@ -34,9 +34,7 @@ def shapiq_reference(table_1d: torch.Tensor, n: int):
 
 
 def max_diff(ours: InteractionValues, ref, instance: int = 0, output: int = 0) -> float:
-    return max(
-        abs(float(ours[t][instance, output]) - float(ref[t])) for t in ours.interactions
-    )
+    return max(abs(float(ours[t][instance, output]) - float(ref[t])) for t in ours.interactions)
 
 
 @pytest.mark.parametrize("n", [3, 5, 8])
@@ -125,7 +123,7 @@ def test_efficiency(index):
 
 
 def test_sv_is_exact_shapley_and_order_one_indices_agree():
-    from simshap.games.estimators import exact_shapley
+    from simshap.estimators.exact import exact_shapley
 
     n = 6
     table = random_table(n, seed=6, b=2, c=2)

@@ -7,33 +7,42 @@ from pathlib import Path
 import pytest
 import torch
 
-from simshap.config import TABULAR_DEFAULTS, merge_config
+from simshap.amortized.io import load_explainer
+from simshap.amortized.labels import LabelRegression
+from simshap.amortized.surrogate import Surrogate
+from simshap.amortized.training import fit_module
 from simshap.errors import UserError
-from simshap.explainers.labels import LabelRegression
-from simshap.games.estimators import exact_shapley
-from simshap.io import load_explainer
-from simshap.pipeline import TabularRun
-from simshap.surrogate import Surrogate
-from simshap.training import fit_module
+from simshap.estimators.exact import exact_shapley
+from simshap.runs.config import TABULAR_DEFAULTS
+from simshap.runs.config_files import merge_config
+from simshap.runs.tabular import TabularRun
 
 D, C = 6, 2
 
 
 def _surrogate() -> Surrogate:
     torch.manual_seed(0)
-    return Surrogate({"kind": "mlp", "in_features": D, "num_classes": C, "hidden": 32,
-                      "layers": 2}, {"kind": "identity", "num_features": D}).eval()
+    return Surrogate(
+        {"kind": "mlp", "in_features": D, "num_classes": C, "hidden": 32, "layers": 2},
+        {"kind": "identity", "num_features": D},
+    ).eval()
 
 
 def _spec(hidden: int = 64) -> dict:
-    return {"kind": "mlp", "in_features": D, "num_players": D, "num_classes": C,
-            "hidden": hidden, "layers": 2}
+    return {
+        "kind": "mlp",
+        "in_features": D,
+        "num_players": D,
+        "num_classes": C,
+        "hidden": hidden,
+        "layers": 2,
+    }
 
 
 def test_exact_labels_are_the_exact_shapley_values() -> None:
     module = LabelRegression(_spec(), _surrogate())
     x = torch.randn(10, D)
-    labels, evals = module.compute_labels(x, batch_size=4)
+    labels, evals = module.compute_labels(x, chunk_rows=4)
     exact = exact_shapley(module.game(x))
     assert evals == 2**D and labels.shape == (10, D, C)
     torch.testing.assert_close(labels, exact.values.float())
@@ -64,11 +73,20 @@ def test_regression_on_labels_learns_the_shapley_values() -> None:
     x_train, x_test = torch.randn(768, D), torch.randn(64, D)
     module = LabelRegression(_spec(128), surrogate, lr=3e-3, max_epochs_hint=30, val_budget=64)
     ds = module.training_dataset(x_train)
-    loader = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_test[:32]), batch_size=32)
-    fit_module(module, loader, val, monitor="val_l2", max_epochs=30, patience=30,
-               accelerator="cpu", progress_bar=False)
+    fit_module(
+        module,
+        loader,
+        val,
+        monitor="val_l2",
+        max_epochs=30,
+        patience=30,
+        accelerator="cpu",
+        progress_bar=False,
+    )
     truth = exact_shapley(module.game(x_test)).values.float()
     err = (module.explain(x_test) - truth).norm(dim=1).mean()
     const = (ds.tensors[1].mean(0) - truth).norm(dim=1).mean()
@@ -78,15 +96,28 @@ def test_regression_on_labels_learns_the_shapley_values() -> None:
 def test_labels_explainer_in_a_run_cache_and_round_trip(tmp_path: Path) -> None:
     """A tabular run trains 'labels' (KernelSHAP labels, d = 30), caches them, evaluates."""
     torch.set_num_threads(1)
-    cfg = merge_config(TABULAR_DEFAULTS, {
-        "dataset": "breast_cancer", "seed": 0,
-        "surrogate": {"hidden": 32, "layers": 2, "batch_size": 64, "max_epochs": 2},
-        "explainer": {"methods": ["labels"], "hidden": 32, "layers": 2, "batch_size": 32,
-                      "max_epochs": 2, "val_instances": 8, "val_budget": 64,
-                      "label_budget": 96, "label_rows": 40, "label_epochs": 3},
-        "evaluation": {"n_instances": 4, "threshold": 0.2, "budgets": [64]},
-        "trainer": {"accelerator": "cpu", "progress_bar": False},
-    })  # fmt: skip
+    cfg = merge_config(
+        TABULAR_DEFAULTS,
+        {
+            "dataset": "breast_cancer",
+            "seed": 0,
+            "surrogate": {"hidden": 32, "layers": 2, "batch_size": 64, "max_epochs": 2},
+            "explainer": {
+                "methods": ["labels"],
+                "hidden": 32,
+                "layers": 2,
+                "batch_size": 32,
+                "max_epochs": 2,
+                "val_instances": 8,
+                "val_budget": 64,
+                "label_budget": 96,
+                "label_rows": 40,
+                "label_epochs": 3,
+            },
+            "evaluation": {"n_instances": 4, "threshold": 0.2, "budgets": [64]},
+            "trainer": {"accelerator": "cpu", "progress_bar": False},
+        },
+    )
     run = TabularRun(tmp_path / "run", cfg)
     run.start()
     run.fit_model()
@@ -109,10 +140,12 @@ def test_labels_explainer_in_a_run_cache_and_round_trip(tmp_path: Path) -> None:
 
 
 def test_image_runs_refuse_the_labels_explainer(tmp_path: Path) -> None:
-    from simshap.config import IMAGE_DEFAULTS
-    from simshap.image_pipeline import ImageRun
+    from simshap.runs.config import IMAGE_DEFAULTS
+    from simshap.runs.image import ImageRun
 
-    cfg = merge_config(IMAGE_DEFAULTS, {"dataset": "cifar10-subset",
-                                        "explainer": {"methods": ["simshap", "labels"]}})
+    cfg = merge_config(
+        IMAGE_DEFAULTS,
+        {"dataset": "cifar10-subset", "explainer": {"methods": ["simshap", "labels"]}},
+    )
     with pytest.raises(UserError, match="explainer.methods"):
         _ = ImageRun(tmp_path / "img", cfg).explainer_names

@@ -42,17 +42,32 @@ def test_notebook_executes(name: str, tmp_path: Path, monkeypatch: pytest.Monkey
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     kernel, env = _kernel_name(tmp_path)
-    for key, value in {**env, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
-                       "PYTHONWARNINGS": "ignore"}.items():
+    for key, value in {
+        **env,
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+    }.items():
         monkeypatch.setenv(key, value)
     nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name=kernel,
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name=kernel, resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors
-    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                     for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    text = "\n".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "stream"
+    )
     assert "ground truth:" in text and "SimSHAP" in text
     assert os.environ["MPLBACKEND"] == "Agg"

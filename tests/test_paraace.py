@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from simshap.errors import UserError
-from simshap.interactions import (
+from simshap.studies.paraace import (
     all_pairs,
     detect_interactions,
     interaction_strength,
@@ -15,8 +15,8 @@ from simshap.interactions import (
     naive_interactions,
     ucb_best_k_arms,
 )
-from simshap.interactions.finite_differences import as_batch_function
-from simshap.interactions.synthetic import (
+from simshap.studies.paraace.finite_differences import as_batch_function
+from simshap.studies.paraace.synthetic import (
     FUNCTIONS,
     INTERACTION_SETS,
     input_bounds,
@@ -119,7 +119,7 @@ def test_ucb_pulls_the_top_ucb_arm_and_tests_only_that_arm_each_iteration():
 
 
 def test_ucb_width_follows_eq_2_and_is_zero_beyond_m_pulls():
-    from simshap.interactions.ucb import confidence_width, default_delta
+    from simshap.studies.paraace.ucb import confidence_width, default_delta
 
     delta = default_delta(45, 100)
     assert delta == pytest.approx(2 / (45**3 * 100))
@@ -245,7 +245,7 @@ def test_interaction_sets_cover_the_issue_table():
     "p,pairs,fixup", [(10, 20, True), (10, 20, False), (8, 20, True), (3, 0, True)]
 )
 def test_paraace_parameter_count_matches_formula(p, pairs, fixup):
-    from simshap.interactions.paraace import (
+    from simshap.studies.paraace.paraace import (
         ParaACE,
         count_parameters,
         paraace_num_parameters,
@@ -263,7 +263,7 @@ def test_paraace_parameter_count_matches_formula(p, pairs, fixup):
 
 
 def test_paraace_is_additive_over_its_subnets_without_fixup():
-    from simshap.interactions.paraace import ParaACE
+    from simshap.studies.paraace.paraace import ParaACE
 
     torch.manual_seed(0)
     model = ParaACE(4, [(0, 1)], fixup=False)
@@ -277,7 +277,11 @@ def test_paraace_is_additive_over_its_subnets_without_fixup():
 
 
 def test_teacher_parameter_count_matches_paper():
-    from simshap.interactions.paraace import count_parameters, teacher_mlp, teacher_num_parameters
+    from simshap.studies.paraace.paraace import (
+        count_parameters,
+        teacher_mlp,
+        teacher_num_parameters,
+    )
 
     assert teacher_num_parameters(10) == 4_959_461  # paper Table 3 lists 4,949,461 for p = 8
     assert teacher_num_parameters(8) == 4_949_461
@@ -287,15 +291,16 @@ def test_teacher_parameter_count_matches_paper():
 
 
 def test_fit_regressor_learns_and_selects_on_validation():
-    from simshap.interactions.paraace import ParaACE
-    from simshap.interactions.training import fit_regressor, nrmse
+    from simshap.studies.paraace.paraace import ParaACE
+    from simshap.studies.paraace.training import fit_regressor, nrmse
 
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, size=(400, 3))
     y = X[:, 0] * X[:, 1] + np.sin(2 * X[:, 2])
     torch.manual_seed(0)
-    fit = fit_regressor(ParaACE(3, [(0, 1)]), X, y, max_epochs=40, patience=40, seed=0,
-                        passes_per_epoch=5)  # fmt: skip
+    fit = fit_regressor(
+        ParaACE(3, [(0, 1)]), X, y, max_epochs=40, patience=40, seed=0, passes_per_epoch=5
+    )
     pred = fit.model(torch.as_tensor(X, dtype=torch.float32)).detach().numpy().ravel()
     assert nrmse(y, pred) < 0.1
     assert 0 <= fit.best_epoch < fit.epochs
@@ -304,8 +309,8 @@ def test_fit_regressor_learns_and_selects_on_validation():
 
 
 def test_cosine_schedule_anneals_the_teacher_learning_rate_and_bad_options_raise():
-    from simshap.interactions.paraace import teacher_mlp
-    from simshap.interactions.training import RegressionTask, fit_regressor
+    from simshap.studies.paraace.paraace import teacher_mlp
+    from simshap.studies.paraace.training import RegressionTask, fit_regressor
 
     task = RegressionTask(teacher_mlp(2, [4]), lr=1e-3, cosine_steps=10)
     conf = task.configure_optimizers()
@@ -325,7 +330,7 @@ def test_cosine_schedule_anneals_the_teacher_learning_rate_and_bad_options_raise
 
 
 def test_cliques_and_refinement_follow_algorithm_2():
-    from simshap.interactions.higher_order import cliques, refine_candidates
+    from simshap.studies.paraace.higher_order import cliques, refine_candidates
 
     edges = [(0, 1), (1, 2), (0, 2), (2, 3), (1, 3), (4, 5)]
     assert cliques(edges, 3) == [(0, 1, 2), (1, 2, 3)]
@@ -337,7 +342,7 @@ def test_cliques_and_refinement_follow_algorithm_2():
 
 
 def test_detect_higher_order_finds_the_planted_triple():
-    from simshap.interactions.higher_order import detect_higher_order
+    from simshap.studies.paraace.higher_order import detect_higher_order
 
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, size=(1000, 5))
@@ -362,7 +367,7 @@ def test_detect_higher_order_finds_the_planted_triple():
 
 
 def test_exact_stii_and_nid_scores_rank_the_true_pair_first():
-    from simshap.interactions.baselines import exact_interaction_scores, nid_scores
+    from simshap.studies.paraace.baselines import exact_interaction_scores, nid_scores
 
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, size=(200, 4))

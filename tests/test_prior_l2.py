@@ -11,12 +11,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from simshap.amortized import SimSHAP
+from simshap.amortized.surrogate import Surrogate
 from simshap.errors import UserError
-from simshap.explainers import SimSHAP
-from simshap.games.posterior import VAR_GRID, _mean_distance, chi2_quantiles, mixture_weight
-from simshap.games.prior import kernel_shap_with_prior
+from simshap.estimators.posterior import VAR_GRID, _mean_distance, chi2_quantiles, mixture_weight
+from simshap.estimators.refine import kernel_shap_with_prior
 from simshap.games.values import FunctionGame
-from simshap.surrogate import Surrogate
 
 F64 = torch.float64
 
@@ -74,8 +74,11 @@ def test_l2_weight_minimizes_the_posterior_expected_distance() -> None:
         # δ on the k dimensions orthogonal to 1, in a basis whose first axis is δ̂'s direction
         e = torch.randn(n, k, generator=gen, dtype=F64) * vb.sqrt().unsqueeze(1)
         e[:, 0] += wb * delta[b].norm()
-        dist = ((grid.view(-1, 1) * delta[b].norm() - e[:, 0]).pow(2)
-                + e[:, 1:].pow(2).sum(1)).sqrt().mean(1)  # fmt: skip
+        dist = (
+            ((grid.view(-1, 1) * delta[b].norm() - e[:, 0]).pow(2) + e[:, 1:].pow(2).sum(1))
+            .sqrt()
+            .mean(1)
+        )
         best = float(grid[dist.argmin()])
         assert float(a_l2[b]) == pytest.approx(best, abs=0.01)
 
@@ -91,10 +94,8 @@ def test_the_loss_is_checked() -> None:
     """A wrong loss name is refused, naming the choices."""
     delta = torch.zeros(1, 4, 1, dtype=F64)
     with pytest.raises(UserError, match="loss must be one of"):
-        mixture_weight(delta, torch.ones(1, 1, dtype=F64), torch.ones(1, 1, dtype=F64),
-                       loss="l1")  # fmt: skip
-    game = FunctionGame(lambda m: m.to(F64).sum(-1, keepdim=True), num_players=4,
-                        num_instances=1)  # fmt: skip
+        mixture_weight(delta, torch.ones(1, 1, dtype=F64), torch.ones(1, 1, dtype=F64), loss="l1")
+    game = FunctionGame(lambda m: m.to(F64).sum(-1, keepdim=True), num_players=4, num_instances=1)
     with pytest.raises(UserError, match="loss must be one of"):
         kernel_shap_with_prior(game, torch.zeros(1, 4, 1), 0.1, 8, loss="median")
 
@@ -102,14 +103,22 @@ def test_the_loss_is_checked() -> None:
 @pytest.mark.timeout(120)
 def test_the_explainer_passes_its_loss_to_the_refinement(monkeypatch: pytest.MonkeyPatch) -> None:
     """``explainer(x, budget=k, loss=...)`` refines with that loss (``"l2"`` by default)."""
-    import simshap.explainers.base as base_mod
+    import simshap.amortized.inference as base_mod
 
     d, c = 12, 2
     torch.manual_seed(0)
-    surrogate = Surrogate({"kind": "mlp", "in_features": d, "num_classes": c, "hidden": 32,
-                           "layers": 2}, {"kind": "identity", "num_features": d}).eval()
-    spec = {"kind": "mlp", "in_features": d, "num_players": d, "num_classes": c, "hidden": 32,
-            "layers": 2}  # fmt: skip
+    surrogate = Surrogate(
+        {"kind": "mlp", "in_features": d, "num_classes": c, "hidden": 32, "layers": 2},
+        {"kind": "identity", "num_features": d},
+    ).eval()
+    spec = {
+        "kind": "mlp",
+        "in_features": d,
+        "num_players": d,
+        "num_classes": c,
+        "hidden": 32,
+        "layers": 2,
+    }
     explainer = SimSHAP(spec, surrogate)
     explainer.prior_var.fill_(1e-3)
     x = torch.randn(8, d)
@@ -124,8 +133,14 @@ def test_the_explainer_passes_its_loss_to_the_refinement(monkeypatch: pytest.Mon
     for loss in (None, "l2", "squared"):
         extra = {} if loss is None else {"loss": loss}
         got = explainer(x, budget=64, generator=torch.Generator().manual_seed(0), **extra)
-        ref = real(explainer.game(x), explainer(x).values, explainer.prior_variances(), 64,
-                   generator=torch.Generator().manual_seed(0), loss=loss or "l2")  # fmt: skip
+        ref = real(
+            explainer.game(x),
+            explainer(x).values,
+            explainer.prior_variances(),
+            64,
+            generator=torch.Generator().manual_seed(0),
+            loss=loss or "l2",
+        )
         torch.testing.assert_close(got.values, ref.values.float())
     assert seen == ["l2", "l2", "squared"]
     with pytest.raises(UserError, match="loss must be one of"):

@@ -28,12 +28,28 @@ RESUME_CONFIG = {
     "dataset": "breast_cancer",
     "seed": 0,
     "model": {"max_rounds": 50},
-    "surrogate": {"hidden": 32, "layers": 2, "batch_size": 8, "masks_per_row": 2,
-                  "max_epochs": 30, "patience": 1000, "cosine": True},
+    "surrogate": {
+        "hidden": 32,
+        "layers": 2,
+        "batch_size": 8,
+        "masks_per_row": 2,
+        "max_epochs": 30,
+        "patience": 1000,
+        "cosine": True,
+    },
     # SimSHAP: 8 sampling epochs, then 16 on its mean targets (the kill lands in either
     # phase, and a resume from the sampling epochs crosses into the memory epochs)
-    "explainer": {"hidden": 32, "layers": 2, "n_masks": 8, "batch_size": 8, "max_epochs": 8,
-                  "memory_epochs": 16, "patience": 1000, "val_instances": 8, "val_budget": 512},
+    "explainer": {
+        "hidden": 32,
+        "layers": 2,
+        "n_masks": 8,
+        "batch_size": 8,
+        "max_epochs": 8,
+        "memory_epochs": 16,
+        "patience": 1000,
+        "val_instances": 8,
+        "val_budget": 512,
+    },
     "evaluation": {"n_instances": 4, "threshold": 0.2, "budgets": [64]},
     "trainer": {"accelerator": "cpu", "progress_bar": False},
 }
@@ -41,8 +57,13 @@ RESUME_CONFIG = {
 
 def _simshap(*args: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "simshap.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "simshap.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> str:
@@ -67,8 +88,9 @@ def _kill_after_epochs(proc: subprocess.Popen, ckpt: Path, epochs: int) -> int:
             proc.wait()
             return epoch
         time.sleep(0.05)
-    raise AssertionError(f"the run ended before {epochs} epochs were checkpointed: "
-                         f"{proc.communicate()[0]}")
+    raise AssertionError(
+        f"the run ended before {epochs} epochs were checkpointed: {proc.communicate()[0]}"
+    )
 
 
 def _weights(path: Path, key: str = "state_dict") -> dict[str, torch.Tensor]:
@@ -111,11 +133,14 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path):
 
 @pytest.mark.timeout(600)
 def test_stale_ground_truth_is_never_reused(tmp_path, monkeypatch):
-    from simshap.pipeline import TabularRun
+    from simshap.runs.tabular import TabularRun
 
     cfg = tmp_path / "c.yaml"
-    small = {**RESUME_CONFIG, "surrogate": {**RESUME_CONFIG["surrogate"], "max_epochs": 2},
-             "explainer": {**RESUME_CONFIG["explainer"], "max_epochs": 1, "memory_epochs": 0}}
+    small = {
+        **RESUME_CONFIG,
+        "surrogate": {**RESUME_CONFIG["surrogate"], "max_epochs": 2},
+        "explainer": {**RESUME_CONFIG["explainer"], "max_epochs": 1, "memory_epochs": 0},
+    }
     cfg.write_text(yaml.safe_dump(small))
     out = tmp_path / "run"
     assert main(["run", str(cfg), "--out", str(out)]) == 0
@@ -123,8 +148,8 @@ def test_stale_ground_truth_is_never_reused(tmp_path, monkeypatch):
     calls = []
     real = TabularRun._ground_truth
 
-    def spy(self, game, surrogate, method, threshold):
-        est, seconds = real(self, game, surrogate, method, threshold)
+    def spy(self, game, method, threshold):
+        est, seconds = real(self, game, method, threshold)
         calls.append(est.values)
         return est, seconds
 
@@ -137,6 +162,9 @@ def test_stale_ground_truth_is_never_reused(tmp_path, monkeypatch):
     run_cfg["surrogate"]["max_epochs"] = 3
     (out / "config.yaml").write_text(yaml.safe_dump(run_cfg))
     assert main(["fit-surrogate", "--out", str(out), "--overwrite"]) == 0
+    # the explainers were trained on the old surrogate: they are stale until retrained
+    assert main(["evaluate", "--out", str(out), "--overwrite"]) == 2
+    assert main(["fit-explainer", "--out", str(out)]) == 0
     assert main(["evaluate", "--out", str(out), "--overwrite"]) == 0
     second = torch.load(out / "ground_truth.pt", weights_only=True)
     assert second["key"] != first["key"]
@@ -146,8 +174,13 @@ def test_stale_ground_truth_is_never_reused(tmp_path, monkeypatch):
 @pytest.mark.timeout(600)
 def test_two_process_ddp_draws_per_rank_masks_and_all_reduces(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "ddp_train.py"), str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=500)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "ddp_train.py"), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for stage in ("surrogate", "simshap"):
         r0, r1 = (json.loads((tmp_path / f"rank{r}_{stage}.json").read_text()) for r in (0, 1))
@@ -164,7 +197,9 @@ def test_two_process_ddp_draws_per_rank_masks_and_all_reduces(tmp_path):
     # rank 0 alone writes: one file per stage, and one checkpoint folder
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["simshap.pt", "surrogate.pt"]
     assert sorted(p.name for p in (tmp_path / "surrogate_logs" / "checkpoints").iterdir()) == [
-        "best.ckpt", "last.ckpt"]
+        "best.ckpt",
+        "last.ckpt",
+    ]
 
 
 def test_cli_user_error_is_one_line_and_bug_keeps_traceback(tmp_path, capsys, monkeypatch):
@@ -176,7 +211,7 @@ def test_cli_user_error_is_one_line_and_bug_keeps_traceback(tmp_path, capsys, mo
     assert main(["evaluate", "--out", str(tmp_path / "nothing")]) == 2
     assert "config.yaml not found" in capsys.readouterr().err
 
-    from simshap import pipeline
+    from simshap.runs import tabular as pipeline
 
     def broken(self, overwrite=False):
         raise ValueError("an internal bug")

@@ -21,12 +21,22 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 
-from simshap.explainers import FastSHAP, SimSHAP
-from simshap.io import load_explainer, save_explainer
-from simshap.serve_cli import explain_file
-from simshap.surrogate import Surrogate
+import simshap
+from simshap.amortized import FastSHAP, SimSHAP
+from simshap.amortized.io import load_explainer, save_explainer
+from simshap.serving.files import explain_file
 
 TOKEN = "s3cret-token"
+TINY = {
+    "surrogate": {"hidden": 32, "layers": 2, "max_epochs": 2},
+    "explainer": {
+        "hidden": 32,
+        "layers": 2,
+        "max_epochs": 1,
+        "val_instances": 16,
+        "val_budget": 64,
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +50,10 @@ def trained(tmp_path_factory) -> dict:
     def proba(rows: pd.DataFrame) -> np.ndarray:
         return model.predict_proba(rows.drop(columns="site"))
 
-    x_train, x_val = x.iloc[:400], x.iloc[400:]
-    surrogate = Surrogate.fit(proba, x_train, x_val, hidden=32, layers=2, max_epochs=2)
     folder = tmp_path_factory.mktemp("serving")
     out = {"x": x, "folder": folder}
     for cls in (SimSHAP, FastSHAP):
-        explainer = cls.fit(surrogate, x_train, x_val, hidden=32, max_epochs=1, val_budget=64)
+        explainer = simshap.fit(proba, x, y, method=cls.__name__.lower(), accelerator="cpu", **TINY)
         path = folder / f"{cls.__name__.lower()}.pt"
         save_explainer(explainer, path)
         out[cls.__name__] = path
@@ -61,27 +69,32 @@ def test_export_round_trip_equals_eager(trained, name, fmt, tmp_path):
     explainer = load_explainer(trained[name])
     rows = pd.concat([trained["x"]] * 2).iloc[:1000]
     codes = explainer.preprocessor.encode(rows).astype(np.float32)  # strings -> their codes
-    want = explainer.explain(rows).numpy()
-    path = explainer.export(tmp_path / f"g.{fmt}", format=fmt)
+    sv = explainer(rows)
+    want = sv.values.numpy()
+    path = simshap.export_explainer(explainer, tmp_path / f"g.{fmt}", format=fmt)
     if fmt == "onnx":
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path))
-        got = session.run(None, {"rows": codes})[0]
+        got, prediction = session.run(None, {"rows": codes})
         meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
     else:
         files = {"simshap.json": ""}
         graph = torch.jit.load(str(path), _extra_files=files)
         with torch.no_grad():
-            got = graph(torch.from_numpy(codes)).numpy()
+            got, prediction = (t.numpy() for t in graph(torch.from_numpy(codes)))
         meta = json.loads(files["simshap.json"])
     assert got.shape == (1000, 5, 2)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(prediction, sv.prediction.numpy(), atol=1e-5, rtol=0)
+    # the exported values add up too: base + Σφ = prediction
+    base = np.asarray(meta["base_values"], dtype=np.float32)
+    np.testing.assert_allclose(base + got.sum(1), prediction, atol=1e-5, rtol=0)
     assert meta["feature_names"] == list(trained["x"].columns)
     assert meta["categories"] == {"site": ["north", "south"]}
-    assert meta["version"] == 1 and meta["method"] == name
+    assert meta["version"] == 2 and meta["method"] == name and meta["game"] == "surrogate"
     with pytest.raises(FileExistsError, match="overwrite"):
-        explainer.export(path, format=fmt)
+        simshap.export_explainer(explainer, path, format=fmt)
 
 
 def test_export_cli(trained, tmp_path):
@@ -104,9 +117,15 @@ def test_explain_file_streams_in_chunks(trained, tmp_path):
     n = explain_file(trained["SimSHAP"], csv, out, target=1, chunk_rows=64, progress=False)
     assert n == 150
     table = pd.read_parquet(out)
-    want = load_explainer(trained["SimSHAP"]).explain(rows)[..., 1].numpy()
-    np.testing.assert_allclose(table.to_numpy(), want, atol=1e-6)
-    assert list(table.columns) == list(rows.columns)
+    sv = load_explainer(trained["SimSHAP"])(rows)
+    np.testing.assert_allclose(
+        table[list(rows.columns)].to_numpy(), sv.values[..., 1].numpy(), atol=1e-6
+    )
+    assert list(table.columns) == [*rows.columns, "base_value", "prediction"]
+    # each row of the file rebuilds: base + Σφ = prediction
+    np.testing.assert_allclose(
+        table["base_value"] + table[list(rows.columns)].sum(1), table["prediction"], atol=1e-5
+    )
     with pytest.raises(FileExistsError):
         explain_file(trained["SimSHAP"], csv, out)
 
@@ -142,13 +161,26 @@ def _launch(trained: dict, *extra: str) -> tuple[subprocess.Popen, str, object]:
     """Start ``simshap serve`` (with the token set) and wait until /health answers."""
     port = _free_port()
     env = {**os.environ, "SIMSHAP_API_TOKEN": TOKEN, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "simshap.cli", "serve", str(trained["SimSHAP"]), "--port",
-           str(port), "--max-rows", "50", "--max-body-bytes", "20000", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "simshap.cli",
+        "serve",
+        str(trained["SimSHAP"]),
+        "--port",
+        str(port),
+        "--max-rows",
+        "50",
+        "--max-body-bytes",
+        "20000",
+        *extra,
+    ]
     log_path = trained["folder"] / f"server-{port}.log"
-    log = open(log_path, "w")  # noqa: SIM115
+    log = open(log_path, "w")
     # its own process group: uvicorn workers or LitServe's forked processes must go too
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -170,8 +202,7 @@ def _launch(trained: dict, *extra: str) -> tuple[subprocess.Popen, str, object]:
 def server(trained) -> dict:
     """The default server: FastAPI + uvicorn, inference in-process."""
     proc, base, log = _launch(trained)
-    client = httpx.Client(base_url=base, timeout=30,
-                          headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+    client = httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"})
     yield {"client": client, "proc": proc, "x": trained["x"], "base": base}
     client.close()
     _stop(proc)
@@ -179,8 +210,10 @@ def server(trained) -> dict:
 
 
 def _rows(x: pd.DataFrame, n: int = 3) -> list:
-    return [[v if isinstance(v, str) else float(v) for v in r] for r in x.iloc[:n].itertuples(
-        index=False)]
+    return [
+        [v if isinstance(v, str) else float(v) for v in r]
+        for r in x.iloc[:n].itertuples(index=False)
+    ]
 
 
 @pytest.mark.timeout(400)
@@ -210,7 +243,7 @@ def test_server_rejects_every_bad_input_with_4xx(server):
         "unknown feature": ({"instances": [{**x.iloc[0].to_dict(), "zzz": 1}]}, 422, "unknown"),
         "missing feature": ({"instances": [{"mean radius": 1.0}]}, 422, "missing"),
         "string for number": ({"instances": [[good[0], "abc", *good[2:]]]}, 422, "number"),
-        "unknown category": ({"instances": [[*good[:2], "east", *good[3:]]]}, 422, "never seen"),
+        "missing value": ({"instances": [[None, *good[1:]]]}, 422, "allow_missing"),
         "empty list": ({"instances": []}, 422, "non-empty"),
         "too many rows": ({"instances": [good] * 51}, 422, "limit of 50"),
         "no instances": ({"rows": [good]}, 422, "unknown keys"),
@@ -220,10 +253,13 @@ def test_server_rejects_every_bad_input_with_4xx(server):
     for name, (body, status, words) in cases.items():
         r = client.post("/explain", json=body)
         assert r.status_code == status and words in r.json()["detail"], (name, r.text)
-    for value in ("NaN", "Infinity"):
+    for value, words in (("NaN", "allow_missing"), ("Infinity", "infinite")):
         raw = json.dumps({"instances": [good]}).replace(str(good[0]), value, 1)
         r = client.post("/explain", content=raw, headers={"Content-Type": "application/json"})
-        assert r.status_code == 422 and "NaN or infinite" in r.json()["detail"], r.text
+        assert r.status_code == 422 and words in r.json()["detail"], r.text
+    # a category never seen in training is explained as 'other', with a warning and the count
+    r = client.post("/explain", json={"instances": [[*good[:2], "east", *good[3:]]] * 2})
+    assert r.status_code == 200 and "2 value(s) of 'site'" in r.json()["warnings"][0], r.text
     r = client.post("/explain", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and "malformed JSON" in r.json()["detail"]
     r = client.post("/explain", content=b"a=1", headers={"Content-Type": "text/plain"})
@@ -245,22 +281,28 @@ def test_server_requires_the_token(server):
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False)
-    | st.integers() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=6), inner,
-                                                                max_size=4),
+    st.none()
+    | st.booleans()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers()
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
 @pytest.mark.timeout(600)
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-@given(body=st.one_of(
-    _json,
-    st.fixed_dictionaries({"instances": _json}),
-    st.fixed_dictionaries({"instances": st.lists(st.lists(_json, max_size=7), max_size=3)}),
-    st.binary(max_size=64),
-))
+@given(
+    body=st.one_of(
+        _json,
+        st.fixed_dictionaries({"instances": _json}),
+        st.fixed_dictionaries({"instances": st.lists(st.lists(_json, max_size=7), max_size=3)}),
+        st.binary(max_size=64),
+    )
+)
 def test_fuzz_junk_never_gets_a_5xx(server, body):
     client = server["client"]
     if isinstance(body, bytes):
@@ -288,9 +330,11 @@ def _check_happy_and_bad(base: str, trained: dict) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("extra", [("--workers", "2"), ("--backend", "litserve"),
-                                   ("--runtime", "torch")],
-                         ids=["fastapi-2-workers", "litserve", "torch-runtime"])
+@pytest.mark.parametrize(
+    "extra",
+    [("--workers", "2"), ("--backend", "litserve"), ("--runtime", "torch")],
+    ids=["fastapi-2-workers", "litserve", "torch-runtime"],
+)
 def test_other_server_setups_answer_the_same(trained, extra):
     """Two uvicorn workers, the LitServe backend and the PyTorch runtime (the default is
     ONNX Runtime) give the same answers and errors."""
@@ -305,11 +349,14 @@ def test_other_server_setups_answer_the_same(trained, extra):
 def test_serve_options_are_checked(trained, capsys):
     """LitServe-only options with the default backend are an error, not silently ignored."""
     from simshap.cli import main
-    from simshap.serve_litserve import build_server
+    from simshap.serving.litserve import build_server
 
     assert build_server(str(trained["SimSHAP"]), fast_queue=True).use_zmq is True
     assert build_server(str(trained["SimSHAP"])).use_zmq is False
-    for args in (["--fast-queue"], ["--max-batch-size", "8"], ["--backend", "litserve",
-                                                               "--workers", "2"]):
+    for args in (
+        ["--fast-queue"],
+        ["--max-batch-size", "8"],
+        ["--backend", "litserve", "--workers", "2"],
+    ):
         assert main(["serve", str(trained["SimSHAP"]), *args]) == 2, args
         assert "to --backend" in capsys.readouterr().err, args

@@ -21,17 +21,19 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
+from simshap.amortized import FastSHAP, SimSHAP, efficient_normalization
+from simshap.amortized.io import load_explainer, save_explainer
+from simshap.amortized.simshap import optimal_cv_coef, residual_target
 from simshap.cli import build_parser, main
-from simshap.config import TABULAR_DEFAULTS, load_config, merge_config
 from simshap.data.tabular import load_tabular
+from simshap.estimators.semivalues import sim_semivalue_target
 from simshap.evaluation.metrics import attribution_errors
-from simshap.evaluation.tabular import estimators_at_budgets, ground_truth
-from simshap.explainers import FastSHAP, SimSHAP, additive_efficient_normalization
-from simshap.explainers.simshap import optimal_cv_coef, residual_target
-from simshap.games.estimators import sim_semivalue_target
+from simshap.evaluation.tabular import estimators_at_budgets
+from simshap.evaluation.truth import ground_truth
 from simshap.games.values import MaskedModelGame
-from simshap.io import load_explainer, save_explainer
-from simshap.pipeline import TabularRun
+from simshap.runs.config import TABULAR_DEFAULTS
+from simshap.runs.config_files import load_config, merge_config
+from simshap.runs.tabular import TabularRun
 
 SEED = 0
 EPOCHS = 40  # SimSHAP epochs in the l2 test (cosine schedule over them)
@@ -40,18 +42,38 @@ EPOCHS = 40  # SimSHAP epochs in the l2 test (cosine schedule over them)
 TINY_CONFIG = {
     "dataset": "breast_cancer",
     "seed": SEED,
-    "surrogate": {"hidden": 128, "layers": 3, "batch_size": 64, "masks_per_row": 8,
-                  "max_epochs": 40, "patience": 6},
-    "explainer": {"hidden": 128, "layers": 3, "n_masks": 16, "batch_size": 32,
-                  "max_epochs": 4, "patience": 4, "val_instances": 16, "val_budget": 512},
+    "surrogate": {
+        "hidden": 128,
+        "layers": 3,
+        "batch_size": 64,
+        "masks_per_row": 8,
+        "max_epochs": 40,
+        "patience": 6,
+    },
+    "explainer": {
+        "hidden": 128,
+        "layers": 3,
+        "n_masks": 16,
+        "batch_size": 32,
+        "max_epochs": 4,
+        "patience": 4,
+        "val_instances": 16,
+        "val_budget": 512,
+    },
     "evaluation": {"n_instances": 6, "threshold": 0.05, "budgets": [64, 128]},
     "trainer": {"accelerator": "cpu", "progress_bar": False},
 }
 
 
 def _explainer_spec(d: int, c: int) -> dict:
-    return {"kind": "mlp", "in_features": d, "num_players": d, "num_classes": c,
-            "hidden": 128, "layers": 3}
+    return {
+        "kind": "mlp",
+        "in_features": d,
+        "num_players": d,
+        "num_classes": c,
+        "hidden": 128,
+        "layers": 3,
+    }
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -94,30 +116,51 @@ def trained_simshap(bc_run: dict) -> dict:
     data, surrogate, run = bc_run["data"], bc_run["surrogate"], bc_run["run"]
     n = 12
     x = torch.as_tensor(data.x_test[:n])
-    classes = torch.as_tensor(run.original_model().predict(data.x_test[:n]))
-    game = MaskedModelGame(surrogate.masked_probs, x, groups=surrogate.groups)
-    truth, _ = ground_truth(game, threshold=0.01, seed=SEED)
+    classes = torch.as_tensor(run.original_model().predict(data.raw_test[:n]))
+    game = MaskedModelGame(surrogate.value, x, groups=surrogate.groups)
+    truth = ground_truth(game, method="kernel_shap", threshold=0.01, seed=SEED)
 
     torch.manual_seed(SEED)
     d, c = data.n_features, data.n_classes
     # the paper's target (Algorithm 1): these tests check the paper's claims about it
-    module = SimSHAP(_explainer_spec(d, c) | {"hidden": 256}, surrogate, target="paper",
-                     n_masks=64, lr=2e-3,
-                     max_epochs_hint=EPOCHS, val_budget=256, seed=SEED,
-                     feature_names=data.feature_names)
+    module = SimSHAP(
+        _explainer_spec(d, c) | {"hidden": 256},
+        surrogate,
+        target="paper",
+        n_masks=64,
+        lr=2e-3,
+        max_epochs_hint=EPOCHS,
+        val_budget=256,
+        seed=SEED,
+        feature_names=data.feature_names,
+    )
     history = _L2History(x, truth.values, classes)
     gen = torch.Generator().manual_seed(SEED)
-    train = DataLoader(TensorDataset(torch.as_tensor(data.x_train)), batch_size=32,
-                       shuffle=True, generator=gen)
-    trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[history],
-                         limit_val_batches=0, num_sanity_val_steps=0)
+    train = DataLoader(
+        TensorDataset(torch.as_tensor(data.x_train)), batch_size=32, shuffle=True, generator=gen
+    )
+    trainer = pl.Trainer(
+        max_epochs=EPOCHS,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[history],
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, train)
     module.eval()
     baselines = estimators_at_budgets(game, truth.values, classes, [512], seed=SEED)
-    return {"module": module, "history": history.l2, "baselines": baselines, "x": x,
-            "truth": truth.values, "classes": classes}
+    return {
+        "module": module,
+        "history": history.l2,
+        "baselines": baselines,
+        "x": x,
+        "truth": truth.values,
+        "classes": classes,
+    }
 
 
 # --------------------------------------------------------------------------- surrogate
@@ -130,11 +173,13 @@ def test_surrogate_learns_full_mask_accuracy(bc_run: dict) -> None:
     # and it agrees with the original's predictions, which is what it was trained on
     x = torch.as_tensor(run.data.x_test)
     full = torch.ones_like(x, dtype=torch.bool)
-    pred = bc_run["surrogate"].masked_probs(x, full).argmax(-1).numpy()
-    agreement = float((pred == run.original_model().predict(run.data.x_test)).mean())
+    pred = bc_run["surrogate"].value(x, full).argmax(-1).numpy()
+    agreement = float((pred == run.original_model().predict(run.data.raw_test)).mean())
     assert agreement >= 0.93
     # the KL under random masks is far below that of an untrained surrogate on the same masks
-    assert stats["val_kl"] < 0.3
+    assert stats["val_loss"] < 0.3
+    # the fidelity to the model on held-out rows is reported
+    assert stats["fidelity"]["agreement"] >= 0.9 and stats["fidelity"]["rows"] == 57
 
 
 # --------------------------------------------------------------------------- SimSHAP
@@ -156,12 +201,21 @@ def test_simshap_l2_falls_and_beats_kernelshap_512(trained_simshap: dict) -> Non
     assert final < 1.15 * baselines["kernelshap_paired@512"]["l2"]
 
 
-def test_simshap_outputs_are_nearly_efficient(trained_simshap: dict, bc_run: dict) -> None:
-    # every training target sums to v(N) - v(∅), so the trained net's sums approach it
+def test_simshap_outputs_are_efficient(trained_simshap: dict, bc_run: dict) -> None:
+    # every training target sums to v(N) - v(∅), so the trained net's raw sums approach it
     module, x = trained_simshap["module"], trained_simshap["x"]
     v0, v1 = module.game(x).empty_and_full()
-    gap = (module.explain(x).sum(1) - (v1 - v0)).abs()
+    gap = (module.explain(x, efficient=False).sum(1) - (v1 - v0)).abs()
     assert float(gap.mean()) < 0.1 * float((v1 - v0).abs().mean())
+    assert float(gap.max()) > 1e-4  # not exactly: the raw network output
+    # and the values users get add up exactly: base + Σφ = v(N) = prediction
+    sv = module(x)
+    torch.testing.assert_close(sv.base_values + sv.values.sum(1), v1, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sv.prediction, v1, atol=1e-6, rtol=0)
+    # the projection onto the efficient values never moves them away from the truth
+    truth, classes = trained_simshap["truth"], trained_simshap["classes"]
+    raw = attribution_errors(module.explain(x, efficient=False), truth, classes)["l2"]
+    assert attribution_errors(sv.values, truth, classes)["l2"] <= raw + 1e-6
 
 
 # --------------------------------------------------------------------------- FastSHAP
@@ -176,22 +230,28 @@ def test_fastshap_normalized_outputs_sum_to_total(bc_run: dict, batch: int) -> N
     phi = module.explain(x)
     assert phi.shape == (batch, data.n_features, data.n_classes)
     ones = torch.ones_like(x, dtype=torch.bool)
-    total = surrogate.masked_probs(x, ones) - surrogate.masked_probs(x, ~ones)
+    total = surrogate.value(x, ones) - surrogate.value(x, ~ones)
     torch.testing.assert_close(phi.sum(1), total, atol=1e-5, rtol=0)
     # the raw network output is not efficient: the normalization does the work
     assert float((module.net(x).sum(1) - total).abs().max()) > 1e-3
 
 
 @pytest.mark.parametrize("batch", [1, 7, 64])
-def test_additive_efficient_normalization_any_batch(batch: int) -> None:
+def test_efficient_normalization_any_batch(batch: int) -> None:
     gen = torch.Generator().manual_seed(batch)
     raw = torch.randn(batch, 5, 3, generator=gen)
     total = torch.randn(batch, 3, generator=gen)
-    out = additive_efficient_normalization(raw, total)
+    out = efficient_normalization(raw, total)
     torch.testing.assert_close(out.sum(1), total)
     # the same shift for every player of an instance and class
     shift = out - raw
     torch.testing.assert_close(shift, shift[:, :1].expand_as(shift))
+    # dummy players keep their value (0): the others share the gap
+    players = torch.tensor([True, False, True, True, False])
+    raw[:, ~players] = 0
+    out = efficient_normalization(raw, total, players)
+    torch.testing.assert_close(out.sum(1), total)
+    assert torch.equal(out[:, ~players], torch.zeros_like(out[:, ~players]))
 
 
 # --------------------------------------------------------------------------- persistence
@@ -223,14 +283,14 @@ def test_load_explainer_rejects_other_files(tmp_path: Path) -> None:
         load_explainer(tmp_path / "absent.pt")
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)
-    with pytest.raises(ValueError, match="not a simshap explainer"):
+    with pytest.raises(ValueError, match="not written by simshap.save"):
         load_explainer(other)
 
 
 # --------------------------------------------------------------------------- shap plots
 
 
-def test_to_shap_explanation_feeds_shap_bar(trained_simshap: dict, bc_run: dict) -> None:
+def test_to_shap_feeds_shap_bar(trained_simshap: dict, bc_run: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -238,7 +298,7 @@ def test_to_shap_explanation_feeds_shap_bar(trained_simshap: dict, bc_run: dict)
     import shap
 
     module, x = trained_simshap["module"], trained_simshap["x"]
-    exp = module.to_shap_explanation(x, output=1)
+    exp = module(x).to_shap(target=1)
     assert exp.values.shape == (x.shape[0], x.shape[1])
     np.testing.assert_allclose(exp.values, module.explain(x)[..., 1].numpy())
     assert list(exp.feature_names) == list(bc_run["data"].feature_names)
@@ -251,7 +311,7 @@ def test_to_shap_explanation_feeds_shap_bar(trained_simshap: dict, bc_run: dict)
     top = bc_run["data"].feature_names[int(np.abs(exp.values).mean(0).argmax())]
     assert top in labels  # the most important feature is labelled
     plt.close("all")
-    full = module.to_shap_explanation(x)
+    full = module(x).to_shap()
     assert full.values.shape == (x.shape[0], x.shape[1], 2)
 
 
@@ -268,12 +328,11 @@ def test_wrong_feature_count_and_nan_are_refused(trained_simshap: dict) -> None:
     bad[0, 3] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         module.explain(bad)
-    with pytest.raises(ValueError, match="NaN"):
-        module.to_shap_explanation(bad)
 
 
-def test_missing_data_file_names_file_and_folder(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_data_file_names_file_and_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SIMSHAP_OFFLINE", "1")
     with pytest.raises(FileNotFoundError) as err:
         load_tabular("census", data_dir=tmp_path)
@@ -288,8 +347,9 @@ def _write_config(path: Path, config: dict) -> Path:
 
 
 def test_unknown_config_key(tmp_path: Path, capsys) -> None:
-    bad = _write_config(tmp_path / "bad.yaml",
-                        {"dataset": "breast_cancer", "surrogate": {"hiden": 64}})
+    bad = _write_config(
+        tmp_path / "bad.yaml", {"dataset": "breast_cancer", "surrogate": {"hiden": 64}}
+    )
     with pytest.raises(ValueError, match=r"unknown config key 'surrogate\.hiden'.*hidden"):
         load_config(bad)
     top = _write_config(tmp_path / "top.yaml", {"dataset": "breast_cancer", "epochs": 3})
@@ -302,11 +362,14 @@ def test_unknown_config_key(tmp_path: Path, capsys) -> None:
 
 
 def test_unknown_config_key_console_script(tmp_path: Path) -> None:
-    bad = _write_config(tmp_path / "bad.yaml",
-                        {"dataset": "breast_cancer", "explainer": {"n_mask": 8}})
+    bad = _write_config(
+        tmp_path / "bad.yaml", {"dataset": "breast_cancer", "explainer": {"n_mask": 8}}
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "simshap.cli", "run", str(bad), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode != 0
@@ -334,8 +397,9 @@ def _subcommands() -> dict[str, object]:
 
 
 def test_help_lists_only_existing_subcommands() -> None:
-    proc = subprocess.run([sys.executable, "-m", "simshap.cli", "--help"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "simshap.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0
     commands = _subcommands()
     for name in ("run", "fit-model", "fit-surrogate", "fit-explainer", "evaluate"):
@@ -406,9 +470,6 @@ def test_simshap_targets_and_their_old_name() -> None:
     spec = _explainer_spec(5, 2)
     assert SimSHAP(spec).hparams.target == "default"
     assert SimSHAP(spec, target="paper").hparams.target == "paper"
-    with pytest.warns(DeprecationWarning, match="target="):
-        old = SimSHAP(spec, control_variate=False)  # what files saved before the rename hold
-    assert old.hparams.target == "paper" and old.hparams.control_variate is None
     with pytest.raises(ValueError, match="target must be one of"):
         SimSHAP(spec, target="cv")
 
@@ -452,20 +513,13 @@ def test_optimal_cv_coef_is_one_for_the_exact_additive_prior_and_zero_for_noise(
     assert float(optimal_cv_coef(masks, noise, v0, phi)) < 0.3
 
 
-def test_config_target_rename_and_methods_check(tmp_path: Path) -> None:
-    old = _write_config(tmp_path / "old.yaml",
-                        {**TINY_CONFIG, "explainer": {**TINY_CONFIG["explainer"],
-                                                      "control_variate": True}})
-    assert load_config(old)["explainer"]["target"] == "default"
-    both = _write_config(tmp_path / "both.yaml",
-                         {**TINY_CONFIG, "explainer": {**TINY_CONFIG["explainer"],
-                                                       "control_variate": True,
-                                                       "target": "paper"}})
-    with pytest.raises(ValueError, match="explainer.target only"):
-        load_config(both)
+def test_config_methods_check(tmp_path: Path) -> None:
     cfg = merge_config(TABULAR_DEFAULTS, TINY_CONFIG)
-    assert TabularRun(tmp_path / "r", cfg).explainer_names == ["simshap", "simshap_paper",
-                                                               "fastshap"]
+    assert TabularRun(tmp_path / "r", cfg).explainer_names == [
+        "simshap",
+        "simshap_paper",
+        "fastshap",
+    ]
     for bad in (["simshap", "kernelshap"], [], ["fastshap", "fastshap"]):
         cfg["explainer"]["methods"] = bad
         with pytest.raises(ValueError, match="explainer.methods"):

@@ -10,11 +10,11 @@ import torch
 from test_input_noise import C, D, _spec, _surrogate  # the same tiny surrogate and network
 from torch.utils.data import DataLoader, TensorDataset
 
+from simshap.amortized import SimSHAP
+from simshap.amortized.target_memory import TargetMemory
+from simshap.amortized.training import EpochSampler, fit_module
 from simshap.errors import UserError
-from simshap.explainers import SimSHAP
-from simshap.explainers.target_memory import TargetMemory
-from simshap.games.estimators import exact_shapley
-from simshap.training import EpochSampler, fit_module
+from simshap.estimators.exact import exact_shapley
 
 
 def test_memory_means_are_the_exact_means_of_the_updates_and_round_trip():
@@ -70,8 +70,16 @@ def test_training_on_target_means_counts_every_row_once_per_epoch_and_the_means_
 
     explainer.target_memory.update = spy
     epochs = 40
-    fit_module(explainer, train, val, monitor="val_l2", max_epochs=epochs, patience=1000,
-               accelerator="cpu", progress_bar=False)
+    fit_module(
+        explainer,
+        train,
+        val,
+        monitor="val_l2",
+        max_epochs=epochs,
+        patience=1000,
+        accelerator="cpu",
+        progress_bar=False,
+    )
     memory = explainer.target_memory
     assert torch.equal(memory.counts, torch.full((24,), float(epochs)))
     exact = exact_shapley(explainer.game(x)).values.float()
@@ -98,40 +106,72 @@ def test_average_targets_needs_the_default_target_and_indexed_batches():
     explainer.init_mask_generator()
     with pytest.raises(UserError, match="training_dataset"):
         explainer.training_step((torch.randn(4, D),), 0)  # no row indices
-    # without averaging the rows go in alone, as before
+    # without averaging the rows come with their indices too, but no memory is kept
     plain = SimSHAP(_spec(), surrogate, average_targets=False)
-    assert len(plain.training_dataset(torch.randn(4, D)).tensors) == 1
+    assert len(plain.training_dataset(torch.randn(4, D)).tensors) == 2
+    assert plain.target_memory is None
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"average_targets": "yes"}, "true, false or null"),
-    ({"average_targets": True, "target": "paper"}, "needs explainer.target: default"),
-    ({"memory_epochs": -1}, "memory_epochs must be an integer >= 0"),
-    ({"memory_epochs": 1.5}, "memory_epochs must be an integer >= 0"),
-    ({"memory_epochs": 5, "average_targets": False}, "needs averaged targets"),
-    ({"memory_epochs": 5, "input_noise": 0.3}, "needs averaged targets"),
-])
-def test_run_config_checks_averaging_options(tmp_path, change, message):
-    from simshap.config import TABULAR_DEFAULTS, merge_config
-    from simshap.pipeline import TabularRun
+def _run(tmp_path, explainer: dict):
+    """A breast_cancer run with its (quick) original model trained, for building explainers."""
+    from simshap.runs.config import TABULAR_DEFAULTS
+    from simshap.runs.config_files import merge_config
+    from simshap.runs.tabular import TabularRun
+
+    cfg = merge_config(
+        TABULAR_DEFAULTS,
+        {"dataset": "breast_cancer", "explainer": explainer, "model": {"max_rounds": 20}},
+    )
+    run = TabularRun(tmp_path / "run", cfg)
+    run.start(overwrite=True)
+    run.fit_model()
+    return run
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"average_targets": "yes"}, "average_targets' should be a valid boolean"),
+        ({"memory_epochs": -1}, "memory_epochs' should be greater than or equal to 0"),
+        ({"memory_epochs": 1.5}, "memory_epochs' should be a valid integer"),
+    ],
+)
+def test_run_config_values_are_typed(tmp_path, change, message):
+    from simshap.runs.config import TABULAR_DEFAULTS
+    from simshap.runs.config_files import merge_config
+    from simshap.runs.tabular import TabularRun
 
     cfg = merge_config(TABULAR_DEFAULTS, {"dataset": "breast_cancer", "explainer": change})
-    run = TabularRun(tmp_path / "run", cfg)
     with pytest.raises(UserError, match=message):
-        run.build_explainer("simshap", _surrogate())
+        TabularRun(tmp_path / "run", cfg)  # before any work
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"average_targets": True, "target": "paper"}, "needs explainer.target: default"),
+        ({"memory_epochs": 5, "average_targets": False}, "needs averaged targets"),
+        ({"memory_epochs": 5, "input_noise": 0.3}, "needs averaged targets"),
+    ],
+)
+def test_run_config_checks_averaging_options(tmp_path, change, message):
+    run = _run(tmp_path, change)
+    with pytest.raises(UserError, match=message):
+        run.build_explainer("simshap", run.build_surrogate())
 
 
 def test_run_config_resolves_average_targets(tmp_path):
-    from simshap.config import TABULAR_DEFAULTS, merge_config
-    from simshap.pipeline import TabularRun
-
-    for extra, expected in [({}, True), ({"input_noise": 0.3}, False),
-                            ({"input_noise": 0.3, "average_targets": True}, True),
-                            ({"average_targets": False}, False)]:
-        cfg = merge_config(TABULAR_DEFAULTS, {"dataset": "breast_cancer", "explainer": extra})
-        run = TabularRun(tmp_path / "run", cfg)
-        assert run.build_explainer("simshap", _surrogate()).averages_targets is expected
-        assert not run.build_explainer("simshap_paper", _surrogate()).averages_targets
+    # breast_cancer is a small table: its profile trains on noised inputs, without averaging
+    for extra, expected in [
+        ({}, False),
+        ({"input_noise": 0.0}, True),
+        ({"input_noise": 0.3}, False),
+        ({"input_noise": 0.3, "average_targets": True}, True),
+        ({"average_targets": False}, False),
+    ]:
+        run = _run(tmp_path, extra)
+        assert run.build_explainer("simshap", run.build_surrogate()).averages_targets is expected
+        assert not run.build_explainer("simshap_paper", run.build_surrogate()).averages_targets
 
 
 @pytest.mark.timeout(300)
@@ -141,16 +181,17 @@ def test_memory_epochs_fit_the_means_without_calling_the_surrogate():
     surrogate = _surrogate()
     torch.manual_seed(1)
     x = torch.randn(24, D)
-    explainer = SimSHAP(_spec(), surrogate, n_masks=4, val_budget=32, seed=2, sampling_epochs=3,
-                        max_epochs_hint=7)
+    explainer = SimSHAP(
+        _spec(), surrogate, n_masks=4, val_budget=32, seed=2, sampling_epochs=3, max_epochs_hint=7
+    )
     train = DataLoader(explainer.training_dataset(x), batch_size=8, sampler=EpochSampler(24, 0))
     val = DataLoader(TensorDataset(x[:8]), batch_size=8)
     calls: list[int] = []
     real_sample = explainer.sample_values
 
-    def counting(xb):
+    def counting(xb, raw=None):
         calls.append(explainer.current_epoch)
-        return real_sample(xb)
+        return real_sample(xb, raw)
 
     explainer.sample_values = counting
     seen: dict[str, Any] = {}
@@ -165,8 +206,17 @@ def test_memory_epochs_fit_the_means_without_calling_the_surrogate():
             if module.current_epoch >= 3:
                 seen["memory_steps"] = seen.get("memory_steps", 0) + 1
 
-    fit_module(explainer, train, val, monitor="val_l2", max_epochs=7, patience=1000,
-               accelerator="cpu", progress_bar=False, callbacks=[Snapshot()])
+    fit_module(
+        explainer,
+        train,
+        val,
+        monitor="val_l2",
+        max_epochs=7,
+        patience=1000,
+        accelerator="cpu",
+        progress_bar=False,
+        callbacks=[Snapshot()],
+    )
     assert sorted(set(calls)) == [0, 1, 2] and len(calls) == 3 * 3  # 3 batches per epoch
     memory = explainer.target_memory
     assert torch.equal(memory.counts, torch.full((24,), 3.0))
@@ -195,23 +245,27 @@ def test_sampling_epochs_is_checked():
     x = torch.randn(8, D)
     train = DataLoader(explainer.training_dataset(x), batch_size=8)
     with pytest.raises(UserError, match="leaves no epoch to fit"):
-        fit_module(explainer, train, DataLoader(TensorDataset(x), batch_size=8),
-                   monitor="val_l2", max_epochs=3, accelerator="cpu", progress_bar=False)
+        fit_module(
+            explainer,
+            train,
+            DataLoader(TensorDataset(x), batch_size=8),
+            monitor="val_l2",
+            max_epochs=3,
+            accelerator="cpu",
+            progress_bar=False,
+        )
 
 
 def test_run_config_memory_epochs_follow_the_sampling_epochs(tmp_path):
-    from simshap.config import TABULAR_DEFAULTS, merge_config
-    from simshap.pipeline import TabularRun
-
-    cfg = merge_config(TABULAR_DEFAULTS, {"dataset": "breast_cancer",
-                                          "explainer": {"max_epochs": 30, "memory_epochs": 20}})
-    run = TabularRun(tmp_path / "run", cfg)
-    sim = run.build_explainer("simshap", _surrogate())
+    run = _run(tmp_path, {"max_epochs": 30, "memory_epochs": 20, "input_noise": 0.0})
+    sim = run.build_explainer("simshap", run.build_surrogate())
     assert run.explainer_epochs("simshap") == 50
     assert sim.hparams.sampling_epochs == 30 and sim.hparams.max_epochs_hint == 50
     # the other explainers keep max_epochs (the paper target and FastSHAP draw every epoch)
     for name in ("simshap_paper", "fastshap"):
         assert run.explainer_epochs(name) == 30
-        assert run.build_explainer(name, _surrogate()).hparams.max_epochs_hint == 30
-    assert run.build_explainer("simshap_paper", _surrogate()).hparams.get(
-        "sampling_epochs") is None
+        assert run.build_explainer(name, run.build_surrogate()).hparams.max_epochs_hint == 30
+    assert (
+        run.build_explainer("simshap_paper", run.build_surrogate()).hparams.get("sampling_epochs")
+        is None
+    )

@@ -8,22 +8,37 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from simshap.amortized.io import load_explainer
 from simshap.cli import main
-from simshap.io import load_explainer
 
 TINY = {
     "seed": 0,
     "model": {"max_rounds": 50},
-    "surrogate": {"hidden": 32, "layers": 2, "batch_size": 32, "masks_per_row": 2,
-                  "max_epochs": 4, "patience": 10},
-    "explainer": {"hidden": 32, "layers": 2, "n_masks": 8, "batch_size": 32, "max_epochs": 3,
-                  "patience": 10, "val_instances": 16, "val_budget": 64},
+    "surrogate": {
+        "hidden": 32,
+        "layers": 2,
+        "batch_size": 32,
+        "masks_per_row": 2,
+        "max_epochs": 4,
+        "patience": 10,
+    },
+    "explainer": {
+        "hidden": 32,
+        "layers": 2,
+        "n_masks": 8,
+        "batch_size": 32,
+        "max_epochs": 3,
+        "patience": 10,
+        "val_instances": 16,
+        "val_budget": 64,
+    },
     "evaluation": {"n_instances": 8, "threshold": 0.2, "budgets": [16, 32]},
     "trainer": {"accelerator": "cpu", "progress_bar": False},
 }
@@ -33,12 +48,14 @@ TINY = {
 def table(tmp_path_factory) -> tuple:
     rng = np.random.default_rng(0)
     n = 400
-    frame = pd.DataFrame({
-        "age": rng.integers(18, 80, n).astype(float),
-        "colour": rng.choice(["red", "green", "blue"], n),
-        "income": rng.normal(50.0, 10.0, n),
-        "hours": rng.normal(40.0, 5.0, n),
-    })
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n).astype(float),
+            "colour": rng.choice(["red", "green", "blue"], n),
+            "income": rng.normal(50.0, 10.0, n),
+            "hours": rng.normal(40.0, 5.0, n),
+        }
+    )
     score = (frame["income"] - 50) / 10 + (frame["colour"] == "red") - (frame["age"] - 50) / 30
     frame["label"] = np.where(score + rng.normal(0, 0.3, n) > 0, "yes", "no")
     folder = tmp_path_factory.mktemp("user")
@@ -72,8 +89,17 @@ def test_run_on_a_user_csv_with_strings(table, tmp_path):
     sv = explainer(rows)
     assert sv.player_names == ["age", "colour", "income", "hours"]
     assert sv.class_names == ["no", "yes"]
-    np.testing.assert_array_equal(explainer(rows[["hours", "colour", "income", "age"]]).values,
-                                  sv.values)
+    np.testing.assert_array_equal(
+        explainer(rows[["hours", "colour", "income", "age"]]).values, sv.values
+    )
+    # a category never seen is explained as 'other' (the model may handle it) ...
+    other = explainer(rows.assign(colour="purple"))
+    assert torch.isfinite(other.values).all()
+    torch.testing.assert_close(
+        other.base_values + other.values.sum(1), other.prediction, atol=1e-5, rtol=0
+    )
+    # ... or refused, with unseen_categories: error
+    explainer.preprocessor.unseen_categories = "error"
     with pytest.raises(ValueError, match="never seen in training"):
         explainer(rows.assign(colour="purple"))
 
@@ -94,5 +120,6 @@ def test_run_with_the_users_own_model(table, tmp_path):
     results = json.loads((out / "results.json").read_text())
     # the surrogate was fitted to the user's model: with all features it agrees with it
     assert results["surrogate"]["original_accuracy"] == pytest.approx(
-        float((clf.predict(features) == frame["label"]).mean()), abs=0.1)
+        float((clf.predict(features) == frame["label"]).mean()), abs=0.1
+    )
     assert not (out / "model.txt").read_text().startswith("tree")  # nothing trained here

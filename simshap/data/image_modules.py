@@ -123,10 +123,13 @@ class ImageDataModule(pl.LightningDataModule, ABC):
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
         val, train = perm[:n_val].sort().values, perm[n_val:].sort().values
         self._arrays = {
-            "x_train": x_tr[train], "y_train": y_tr[train],
-            "x_val": x_tr[val], "y_val": y_tr[val],
-            "x_test": x_te, "y_test": y_te,
-        }  # fmt: skip
+            "x_train": x_tr[train],
+            "y_train": y_tr[train],
+            "x_val": x_tr[val],
+            "y_val": y_tr[val],
+            "x_test": x_te,
+            "y_test": y_te,
+        }
 
     def arrays(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw ``uint8`` images and labels of ``split`` (``train``, ``val`` or ``test``)."""

@@ -40,8 +40,17 @@ __all__ = [
 CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
 CIFAR10_CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
-)  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 CIFAR10_SUBSET_FILE = "cifar10-subset.npz"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
@@ -49,9 +58,17 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 FASHION_MNIST_MEAN: tuple[float] = (0.2860,)
 FASHION_MNIST_STD: tuple[float] = (0.3530,)
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_URL = "https://github.com/zalandoresearch/fashion-mnist"
 
@@ -98,8 +115,8 @@ def load_cifar10_arrays(
         raise UserError(f"source must be 'torchvision', 'subset' or 'auto', got {source!r}")
     if source == "auto":
         has_tv = (folder / "cifar-10-batches-py").is_dir()
-        source = "torchvision" if has_tv or not (folder / CIFAR10_SUBSET_FILE).is_file() else (
-            "subset"
+        source = (
+            "torchvision" if has_tv or not (folder / CIFAR10_SUBSET_FILE).is_file() else ("subset")
         )
     if source == "subset":
         return _cifar10_subset(folder)
@@ -122,9 +139,7 @@ def _cifar10_subset(folder: Path) -> Arrays:
         arrays = [npz[k] for k in ("x_train", "y_train", "x_test", "y_test")]
     for x in arrays[0::2]:
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (3, 32, 32):
-            raise UserError(
-                f"{path}: images must be uint8 (N, 3, 32, 32), got {x.dtype} {x.shape}"
-            )
+            raise UserError(f"{path}: images must be uint8 (N, 3, 32, 32), got {x.dtype} {x.shape}")
     x_tr, y_tr, x_te, y_te = arrays
     return (
         torch.from_numpy(x_tr.copy()),

@@ -28,7 +28,14 @@ import pandas as pd
 
 from simshap.errors import MissingFileError, UserError
 
-__all__ = ["CENSUS_CATEGORICAL", "TABULAR_DATASETS", "load_raw", "resolve_data_dir"]
+__all__ = [
+    "CENSUS_CATEGORICAL",
+    "REGRESSION_DATASETS",
+    "TABULAR_DATASETS",
+    "data_file",
+    "load_raw",
+    "resolve_data_dir",
+]
 
 DOWNLOAD_TIMEOUT_S = 10.0
 
@@ -86,7 +93,17 @@ _SOURCES: dict[str, _Source] = {
     ),
 }
 
-TABULAR_DATASETS: tuple[str, ...] = ("breast_cancer", "census", "news", "bankruptcy")
+TABULAR_DATASETS: tuple[str, ...] = (
+    "breast_cancer",
+    "wine",
+    "digits",
+    "diabetes",
+    "census",
+    "news",
+    "bankruptcy",
+)
+#: the named data sets whose target is a number (the others are classifications)
+REGRESSION_DATASETS: tuple[str, ...] = ("diabetes",)
 
 
 # --------------------------------------------------------------------------- files
@@ -112,7 +129,7 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def _download(source: _Source, folder: Path, timeout: float) -> Path:
     """Fetch ``source`` into ``folder``; raise ``OSError`` on any network failure."""
-    with urllib.request.urlopen(source.url, timeout=timeout) as response:  # noqa: S310
+    with urllib.request.urlopen(source.url, timeout=timeout) as response:
         payload = response.read()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / source.filenames[0]
@@ -129,9 +146,7 @@ def _download(source: _Source, folder: Path, timeout: float) -> Path:
     return target
 
 
-def _find_file(
-    name: str, data_dir: str | os.PathLike[str] | None, download: bool | None
-) -> Path:
+def _find_file(name: str, data_dir: str | os.PathLike[str] | None, download: bool | None) -> Path:
     source = _SOURCES[name]
     folder = resolve_data_dir(data_dir)
     for filename in source.filenames:
@@ -165,6 +180,20 @@ def _raw_breast_cancer(
 
     bunch = load_breast_cancer(as_frame=True)
     return bunch.data.reset_index(drop=True), bunch.target.to_numpy().astype(np.int64)
+
+
+def _raw_sklearn(loader: str) -> Callable[..., tuple[pd.DataFrame, np.ndarray]]:
+    def load(
+        data_dir: str | os.PathLike[str] | None, download: bool | None
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        import sklearn.datasets
+
+        bunch = getattr(sklearn.datasets, loader)(as_frame=True)
+        y = bunch.target.to_numpy()
+        y = y.astype(np.float64) if loader == "load_diabetes" else y.astype(np.int64)
+        return bunch.data.reset_index(drop=True).astype(np.float64), y
+
+    return load
 
 
 def _raw_census(
@@ -230,11 +259,12 @@ def _raw_bankruptcy(
 
 _RAW_LOADERS: dict[
     str,
-    Callable[
-        [str | os.PathLike[str] | None, bool | None], tuple[pd.DataFrame, np.ndarray]
-    ],
+    Callable[[str | os.PathLike[str] | None, bool | None], tuple[pd.DataFrame, np.ndarray]],
 ] = {
     "breast_cancer": _raw_breast_cancer,
+    "wine": _raw_sklearn("load_wine"),
+    "digits": _raw_sklearn("load_digits"),
+    "diabetes": _raw_sklearn("load_diabetes"),
     "census": _raw_census,
     "news": _raw_news,
     "bankruptcy": _raw_bankruptcy,
@@ -257,7 +287,8 @@ def load_raw(
     """Features and labels of a tabular data set, unsplit and unstandardized.
 
     Args:
-        name: one of ``TABULAR_DATASETS``: ``breast_cancer`` (scikit-learn, embedded),
+        name: one of ``TABULAR_DATASETS``: ``breast_cancer``, ``wine``, ``digits`` and
+            ``diabetes`` (a regression) (scikit-learn, embedded),
             ``census`` (UCI Adult ``adult.data``: 12 features, fnlwgt and Education dropped,
             categoricals as integer codes, label >50K), ``news`` (UCI Online News Popularity
             ``OnlineNewsPopularity.csv`` or ``OnlineNewsPopularity-head.csv``: url and timedelta
@@ -268,7 +299,8 @@ def load_raw(
             without network the error says where to put the file.
 
     Returns:
-        ``(X, y)``: a float ``DataFrame`` with named columns and an ``int64`` label array.
+        ``(X, y)``: a float ``DataFrame`` with named columns and the target: ``int64`` class
+        labels, or ``float64`` values for ``diabetes`` (regression).
 
     Raises:
         ValueError: unknown ``name`` (the message lists the available ones) or a malformed file.
@@ -277,3 +309,14 @@ def load_raw(
     """
     x, y = _RAW_LOADERS[_check_name(name)](data_dir, download)
     return x, y
+
+
+def data_file(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The local file a named data set is read from (``None`` for the embedded ones)."""
+    if name not in _SOURCES:
+        return None
+    folder = resolve_data_dir(data_dir)
+    for filename in _SOURCES[name].filenames:
+        if (folder / filename).is_file():
+            return folder / filename
+    return None

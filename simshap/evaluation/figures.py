@@ -37,8 +37,9 @@ def attribution_grid(
     names = list(maps)
     pixels = images.permute(0, 2, 3, 1).numpy()
     h, w = pixels.shape[1:3]
-    fig, axes = plt.subplots(k, len(names) + 1, figsize=(1.6 * (len(names) + 1), 1.6 * k),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        k, len(names) + 1, figsize=(1.6 * (len(names) + 1), 1.6 * k), squeeze=False
+    )
     for i in range(k):
         img = pixels[i].squeeze(-1) if pixels.shape[-1] == 1 else pixels[i]
         cmap = "gray" if img.ndim == 2 else None
@@ -49,15 +50,22 @@ def attribution_grid(
             a = maps[name][i].numpy()
             lim = float(np.abs(a).max()) or 1.0
             axes[i, j].imshow(img, cmap=cmap, alpha=0.35)
-            axes[i, j].imshow(a, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.8,
-                              extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="nearest")
+            axes[i, j].imshow(
+                a,
+                cmap="bwr",
+                vmin=-lim,
+                vmax=lim,
+                alpha=0.8,
+                extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+                interpolation="nearest",
+            )
     for j, title in enumerate(["image", *names]):
         axes[0, j].set_title(title, fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -75,9 +83,12 @@ def mean_curves(curves: dict[str, dict[str, torch.Tensor]], path: Path) -> None:
             steps = torch.linspace(0, 1, curve.shape[1])
             ax.plot(steps, torch.nanmean(curve, 0), label=name)
     for ax, kind in zip(axes, ("insertion", "deletion"), strict=True):
-        ax.set(xlabel="fraction of superpixels", ylabel="normalized logit (paper)",
-               title=f"mean {kind} curve")  # fmt: skip
+        ax.set(
+            xlabel="fraction of superpixels",
+            ylabel="normalized logit (paper)",
+            title=f"mean {kind} curve",
+        )
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)

@@ -51,14 +51,21 @@ def score_attributions(
     curves: dict[str, torch.Tensor] = {}
     per_image: dict[str, torch.Tensor] = {}
     results = insertion_deletion_all(
-        net, x, values, target=target, superpixel_size=superpixel_size,
-        normalize=NORMALIZATIONS, batch_size=batch_size,
+        net,
+        x,
+        values,
+        target=target,
+        superpixel_size=superpixel_size,
+        normalize=NORMALIZATIONS,
+        batch_size=batch_size,
     )  # one set of forward passes for both normalizations
     for norm, res in results.items():
         suffix = "" if norm == "paper" else "_prob"
         if norm == "prob":  # per image, for paired comparisons between methods
-            per_image = {f"{kind}_auc_prob": getattr(res, f"{kind}_auc").cpu()
-                         for kind in ("insertion", "deletion")}  # fmt: skip
+            per_image = {
+                f"{kind}_auc_prob": getattr(res, f"{kind}_auc").cpu()
+                for kind in ("insertion", "deletion")
+            }
         for kind in ("insertion", "deletion"):
             row[f"{kind}_auc{suffix}_mean"], row[f"{kind}_auc{suffix}_std"] = nan_stats(
                 getattr(res, f"{kind}_auc")
@@ -100,9 +107,11 @@ def paired_differences(
         for ref in references:
             if ref not in per_image or ref == name:
                 continue
-            diffs = {kind: per_image[name][f"{kind}_auc_prob"].double()
-                     - per_image[ref][f"{kind}_auc_prob"].double()
-                     for kind in ("insertion", "deletion")}  # fmt: skip
+            diffs = {
+                kind: per_image[name][f"{kind}_auc_prob"].double()
+                - per_image[ref][f"{kind}_auc_prob"].double()
+                for kind in ("insertion", "deletion")
+            }
             ok = torch.isfinite(diffs["insertion"]) & torch.isfinite(diffs["deletion"])
             n = int(ok.sum())
             entry: dict[str, float] = {"n": n}

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from simshap.players import Players, SuperpixelGrouping
+from simshap.players import Players
 
 __all__ = [
     "InsertionDeletionResult",
@@ -124,8 +124,14 @@ def insertion_deletion(
 
     """
     return insertion_deletion_all(
-        model, images, attributions, target=target, superpixel_size=superpixel_size,
-        normalize=(normalize,), batch_size=batch_size, blur_kernel_size=blur_kernel_size,
+        model,
+        images,
+        attributions,
+        target=target,
+        superpixel_size=superpixel_size,
+        normalize=(normalize,),
+        batch_size=batch_size,
+        blur_kernel_size=blur_kernel_size,
         blur_sigma=blur_sigma,
     )[normalize]
 
@@ -249,9 +255,13 @@ def _curves(
         if not out.is_floating_point() or out.dtype in (torch.float16, torch.bfloat16):
             out = out.float()  # score in at least single precision
         if start == 0:
-            scores = {kind: (torch.empty(total, device=device, dtype=out.dtype),
-                             torch.empty(total, device=device, dtype=out.dtype))
-                      for kind in ("logit", "prob")}  # fmt: skip
+            scores = {
+                kind: (
+                    torch.empty(total, device=device, dtype=out.dtype),
+                    torch.empty(total, device=device, dtype=out.dtype),
+                )
+                for kind in ("logit", "prob")
+            }
         tgt = target[img].repeat(2).unsqueeze(1)
         m = len(idx)
         for kind, z in (("logit", out), ("prob", out.softmax(dim=1))):
@@ -317,7 +327,7 @@ def _check_inputs(
         raise ValueError("images is empty")
     if isinstance(superpixel_size, bool) or not isinstance(superpixel_size, int):
         raise ValueError(f"superpixel_size must be an int, got {superpixel_size!r}")
-    groups = SuperpixelGrouping((h, w), superpixel_size)
+    groups = Players.superpixels((h, w), superpixel_size)
     grid = groups.grid
     if tuple(attributions.shape) != (n, *grid):
         raise ValueError(

@@ -34,16 +34,21 @@ def attribution_errors(
         classes: ``(N,)`` explained class per instance.
 
     Returns:
-        ``{"l1": ..., "l2": ...}``.
+        ``{"l1", "l2", "rel_l2"}``: ``rel_l2`` is the l2 distance over the truth's own l2 norm
+        per instance (mean over instances with a non-zero truth), comparable across models and
+        tasks of different scales.
     """
     if pred.shape != truth.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ")
-    diff = explained_class_values(pred.double().cpu(), classes.cpu()) - explained_class_values(
-        truth.double().cpu(), classes.cpu()
-    )
+    want = explained_class_values(truth.double().cpu(), classes.cpu())
+    diff = explained_class_values(pred.double().cpu(), classes.cpu()) - want
+    dist, norm = diff.pow(2).sum(1).sqrt(), want.pow(2).sum(1).sqrt()
+    keep = norm > 0
+    rel = float((dist[keep] / norm[keep]).mean()) if bool(keep.any()) else float("nan")
     return {
         "l1": float(diff.abs().sum(1).mean()),
-        "l2": float(diff.pow(2).sum(1).sqrt().mean()),
+        "l2": float(dist.mean()),
+        "rel_l2": rel,
     }
 
 

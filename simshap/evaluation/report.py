@@ -57,27 +57,49 @@ def results_table(results: dict[str, Any]) -> str:
     """Markdown table of ``results.json``'s methods (sorted by l2)."""
     gt = results["ground_truth"]
     noise = gt.get("noise_l2", 0.0)
-    how = (f"kernel_shap to Covert & Lee's per-class threshold {gt['threshold']}, mean std "
-           f"{gt.get('mean_std', float('nan')):.2g}, noise l2 {noise:.2g}"
-           if gt["method"] == "kernel_shap" else f"{gt['method']} (all 2^d coalitions)")
+    how = (
+        f"kernel_shap to Covert & Lee's per-class threshold {gt['threshold']}, mean std "
+        f"{gt.get('mean_std', float('nan')):.2g}, noise l2 {noise:.2g}"
+        if gt["method"] == "kernel_shap"
+        else f"{gt['method']} (all 2^d coalitions)"
+    )
+    explained = results.get("explained", {}).get("explained")
+    game = results.get("game")
+    what = []
+    if game:
+        what.append(f"Game: {game}" + (f", explaining {explained}" if explained else "") + ".")
+    fid = (results.get("surrogate") or {}).get("fidelity")
+    if fid:
+        agree = (
+            f"class agreement {fid['agreement']:.1%}"
+            if "agreement" in fid
+            else f"R² {fid.get('r2', float('nan')):.3f}"
+        )
+        what.append(
+            f"Surrogate fidelity to the model on {fid['rows']} held-out rows: {agree}, "
+            f"mean |v(N) − f(x)| {fid['mean_abs_gap']:.3g} (max "
+            f"{fid['max_abs_gap']:.3g})."
+        )
     lines = [
         f"## {results['dataset']} ({results['n_features']} features)",
         "",
+        *([" ".join(what), ""] if what else []),
         f"Ground truth: {how}; {gt['n_instances']} test instances, "
         f"{gt['seconds_per_instance']:.3g} s per instance."
         + (" † marks an l2 below the ground truth's own noise: not resolvable." if noise else ""),
         "",
-        "| method | l1 | l2 | evaluations | inference s / instance | train s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| method | l1 | l2 | relative l2 | evaluations | inference s / instance | train s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     rows = sorted(results["methods"].items(), key=lambda kv: kv[1]["l2"])
     for name, m in rows:
         evals = m.get("n_evals", "1 forward")
         train = f"{m['train_s']:.1f}" if "train_s" in m else ""
         flag = " †" if m["l2"] < noise else ""
+        rel = f"{m['rel_l2']:.3f}" if "rel_l2" in m else ""
         lines.append(
-            f"| {METHOD_LABELS.get(name, name)} | {m['l1']:.4f} | {m['l2']:.4f}{flag} | {evals} | "
-            f"{m['inference_s_per_instance']:.3g} | {train} |"
+            f"| {METHOD_LABELS.get(name, name)} | {m['l1']:.4f} | {m['l2']:.4f}{flag} | {rel} | "
+            f"{evals} | {m['inference_s_per_instance']:.3g} | {train} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -115,9 +137,12 @@ def image_results_table(results: dict[str, Any]) -> str:
     ]
     for m in methods.values():
         used = m["used"] + (" (fallback)" if m.get("fallback_reason") else "")
-        stable = (f"{ms(m, 'insertion_auc_stable')} | {ms(m, 'deletion_auc_stable')} | "
-                  f"{m['paper_unstable_images']}" if "paper_unstable_images" in m
-                  else "- | - | -")  # fmt: skip
+        stable = (
+            f"{ms(m, 'insertion_auc_stable')} | {ms(m, 'deletion_auc_stable')} | "
+            f"{m['paper_unstable_images']}"
+            if "paper_unstable_images" in m
+            else "- | - | -"
+        )
         lines.append(
             f"| {m['label']} | {used} | {ms(m, 'insertion_auc_prob')} | "
             f"{ms(m, 'deletion_auc_prob')} | {ms(m, 'insertion_auc')} | "
@@ -129,12 +154,17 @@ def image_results_table(results: dict[str, Any]) -> str:
         "",
         f"### Table 4 row: inference seconds for the {n} evaluated images; training minutes",
         "",
-        "| data set | " + " | ".join(methods[k]["label"] for k in names) + " | "
-        + " | ".join(f"{methods[k]['label']} train (min)" for k in trained) + " |",
+        "| data set | "
+        + " | ".join(methods[k]["label"] for k in names)
+        + " | "
+        + " | ".join(f"{methods[k]['label']} train (min)" for k in trained)
+        + " |",
         "| --- | " + " | ".join("---:" for _ in [*names, *trained]) + " |",
-        f"| {results['dataset']} | " + " | ".join(f"{methods[k]['inference_s']:.3g}" for k in names)
-        + " | " + " | ".join(f"{methods[k].get('train_minutes', float('nan')):.2f}"
-                             for k in trained) + " |",
+        f"| {results['dataset']} | "
+        + " | ".join(f"{methods[k]['inference_s']:.3g}" for k in names)
+        + " | "
+        + " | ".join(f"{methods[k].get('train_minutes', float('nan')):.2f}" for k in trained)
+        + " |",
     ]
     paired = results.get("paired") or {}
     if paired:

@@ -6,20 +6,19 @@ directly; there is no budget-to-parameter table.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import torch
 
+from simshap.estimators.kernel import kernel_shap
+from simshap.estimators.permutation import permutation_shapley
 from simshap.evaluation.metrics import attribution_errors
 from simshap.evaluation.timing import timed
-from simshap.evaluation.truth import ground_truth as _ground_truth
-from simshap.games.estimators import kernel_shap, permutation_shapley
-from simshap.shapley_values import ShapleyValues
+from simshap.results import ShapleyValues
 
-__all__ = ["ground_truth", "estimators_at_budgets", "amortized_at_budgets", "BUDGET_METHODS"]
+__all__ = ["BUDGET_METHODS", "amortized_at_budgets", "estimators_at_budgets"]
 
 # name prefix -> (estimator, its options); each is called with budget=...
 BUDGET_METHODS: dict[str, tuple[Callable[..., ShapleyValues], dict[str, Any]]] = {
@@ -29,26 +28,6 @@ BUDGET_METHODS: dict[str, tuple[Callable[..., ShapleyValues], dict[str, Any]]] =
     "permutation": (permutation_shapley, {"antithetic": False}),
     "permutation_antithetic": (permutation_shapley, {"antithetic": True}),
 }
-
-
-def ground_truth(
-    game: Any, threshold: float = 0.01, seed: int = 0, batch_size: int = 512,
-    method: str = "kernel_shap",
-) -> tuple[ShapleyValues, float]:
-    """Deprecated tuple form of :func:`simshap.evaluation.ground_truth`: (values, seconds/instance).
-
-    Kept for the pipeline until it moves to ``simshap.evaluation.ground_truth`` (which defaults
-    to ``method="auto"``: exact when d <= 16).
-    """
-    warnings.warn(
-        "simshap.evaluation.tabular.ground_truth is deprecated; use "
-        "simshap.evaluation.ground_truth(game, method='auto') (returns ShapleyValues)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    est, seconds = timed(lambda: _ground_truth(game, method=method, threshold=threshold,
-                                               seed=seed, batch_size=batch_size))  # fmt: skip
-    return est, seconds / game.num_instances
 
 
 def estimators_at_budgets(
@@ -110,6 +89,7 @@ def amortized_at_budgets(
         out[f"{name}+kernelshap@{budget}"] = {
             "l1": sum(e["l1"] for e in errs) / n_seeds,
             "l2": sum(e["l2"] for e in errs) / n_seeds,
+            "rel_l2": sum(e["rel_l2"] for e in errs) / n_seeds,
             "l2_seeds": [e["l2"] for e in errs],
             "n_evals": int(est.n_evals),
             "inference_s_per_instance": secs / n_seeds / n,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from simshap.amortized.simshap import SimSHAP
+from simshap.estimators.semivalues import sim_semivalue_target
 from simshap.evaluation.timing import timed
-from simshap.explainers.simshap import SimSHAP
-from simshap.games.estimators import sim_semivalue_target
 
 __all__ = ["measure_target_throughput"]
 
@@ -56,8 +56,10 @@ def measure_target_throughput(
         fmask = surrogate.groups.feature_mask(flat).to(x.dtype)
         xr = x.repeat_interleave(masks.shape[1] + 2, 0)
         inputs = torch.cat([xr * fmask, fmask], 1)
-        if any(p.is_contiguous(memory_format=torch.channels_last) and p.ndim == 4
-               for p in surrogate.net.parameters()):  # fmt: skip
+        if any(
+            p.is_contiguous(memory_format=torch.channels_last) and p.ndim == 4
+            for p in surrogate.net.parameters()
+        ):
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         resnet = surrogate.net.net
 

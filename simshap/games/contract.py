@@ -100,9 +100,7 @@ def empty_and_full(game: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 def can_select(game: Any) -> bool:
     """Whether ``game.select(index)`` restricts the game to some instances."""
-    return bool(getattr(game, "supports_select", False)) and callable(
-        getattr(game, "select", None)
-    )
+    return bool(getattr(game, "supports_select", False)) and callable(getattr(game, "select", None))
 
 
 def coalitions_range(

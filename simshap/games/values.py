@@ -30,13 +30,7 @@ from simshap.games.contract import (
     coalition_index,
     coalitions_range,
 )
-from simshap.players import (
-    FeatureGrouping,
-    IdentityGrouping,
-    PlayerGrouping,
-    Players,
-    SuperpixelGrouping,
-)
+from simshap.players import Players
 
 __all__ = [
     "Game",
@@ -48,10 +42,6 @@ __all__ = [
     "BaselineGame",
     "MarginalGame",
     "MaskedModelGame",
-    "PlayerGrouping",
-    "IdentityGrouping",
-    "FeatureGrouping",
-    "SuperpixelGrouping",
     "SklearnModel",
     "all_coalitions",
     "coalitions_range",
@@ -169,7 +159,7 @@ class ModelGame(Game):
     def __init__(
         self,
         x: torch.Tensor,
-        groups: PlayerGrouping | None = None,
+        groups: Players | None = None,
         batch_size: int = 4096,
         check_finite: bool = True,
     ) -> None:
@@ -185,7 +175,7 @@ class ModelGame(Game):
         if groups is None:
             if x.ndim != 2:
                 raise UserError("inputs with more than 2 dims need a grouping (e.g. superpixels)")
-            groups = IdentityGrouping(x.shape[1])
+            groups = Players.identity(x.shape[1])
         groups.check_input(x)
         if batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {batch_size}")
@@ -251,7 +241,7 @@ class BaselineGame(ModelGame):
         model: Model,
         x: torch.Tensor,
         baseline: torch.Tensor,
-        groups: PlayerGrouping | None = None,
+        groups: Players | None = None,
         batch_size: int = 4096,
     ) -> None:
         super().__init__(x, groups, batch_size)
@@ -294,7 +284,7 @@ class MarginalGame(ModelGame):
         model: Model,
         x: torch.Tensor,
         background: torch.Tensor,
-        groups: PlayerGrouping | None = None,
+        groups: Players | None = None,
         batch_size: int = 4096,
     ) -> None:
         super().__init__(x, groups, batch_size)
@@ -338,7 +328,7 @@ class MaskedModelGame(ModelGame):
         self,
         masked_model: MaskedModel,
         x: torch.Tensor,
-        groups: PlayerGrouping | None = None,
+        groups: Players | None = None,
         batch_size: int = 4096,
         output_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         check_finite: bool = True,

@@ -1,59 +1,19 @@
-"""Interaction detection and compression: ParaACE's UCB detector and the ParaACE model.
+"""Shapley interactions: Möbius, SII, k-SII, STII and FSII (exact), and sampled FSII."""
 
-Zhang, Yin & Luo, "Fast Generic Interaction Detection for Model Interpretability and
-Compression" (ICLR 2022). Layers used: :mod:`simshap.games` (exact STII/FSII baseline) and
-:mod:`simshap.errors`.
-"""
-
-from simshap.interactions.baselines import exact_interaction_scores, nid_scores
-from simshap.interactions.detect import (
-    InteractionDetection,
-    all_pairs,
-    detect_interactions,
-    naive_interactions,
+from simshap.interactions.exact import (
+    INDICES,
+    ExactInteractionComputer,
+    exact_interactions,
+    faithfulness_r2,
 )
-from simshap.interactions.finite_differences import (
-    as_batch_function,
-    interaction_strength,
-    mixed_difference,
-)
-from simshap.interactions.higher_order import (
-    HigherOrderDetection,
-    cliques,
-    detect_higher_order,
-    refine_candidates,
-)
-from simshap.interactions.paraace import (
-    ParaACE,
-    count_parameters,
-    paraace_num_parameters,
-    teacher_mlp,
-    teacher_num_parameters,
-)
-from simshap.interactions.training import fit_regressor, nrmse
-from simshap.interactions.ucb import UCBResult, ucb_best_k_arms
+from simshap.interactions.fsii import approx_fsii
+from simshap.interactions.values import InteractionValues
 
 __all__ = [
-    "HigherOrderDetection",
-    "InteractionDetection",
-    "ParaACE",
-    "UCBResult",
-    "all_pairs",
-    "as_batch_function",
-    "cliques",
-    "count_parameters",
-    "detect_higher_order",
-    "detect_interactions",
-    "exact_interaction_scores",
-    "fit_regressor",
-    "interaction_strength",
-    "mixed_difference",
-    "naive_interactions",
-    "nid_scores",
-    "nrmse",
-    "paraace_num_parameters",
-    "refine_candidates",
-    "teacher_mlp",
-    "teacher_num_parameters",
-    "ucb_best_k_arms",
+    "INDICES",
+    "ExactInteractionComputer",
+    "InteractionValues",
+    "approx_fsii",
+    "exact_interactions",
+    "faithfulness_r2",
 ]

@@ -30,13 +30,21 @@ class MLPExplainerNet(nn.Module):
     """
 
     def __init__(
-        self, in_features: int, num_players: int, num_classes: int, hidden: int = 128,
+        self,
+        in_features: int,
+        num_players: int,
+        num_classes: int,
+        hidden: int = 128,
         layers: int = 3,
     ) -> None:
         super().__init__()
         self.spec = {
-            "kind": "mlp", "in_features": in_features, "num_players": num_players,
-            "num_classes": num_classes, "hidden": hidden, "layers": layers,
+            "kind": "mlp",
+            "in_features": in_features,
+            "num_players": num_players,
+            "num_classes": num_classes,
+            "hidden": hidden,
+            "layers": layers,
         }
         self.num_players, self.num_classes = num_players, num_classes
         self.mlp = MLP(in_features, num_players * num_classes, hidden, layers, "relu")
@@ -49,7 +57,7 @@ class MLPExplainerNet(nn.Module):
 class UNetExplainerNet(nn.Module):
     """Image explainer: a U-Net ``(B, 3, H, W) -> (B, C, h, w)``, returned as ``(B, h*w, C)``.
 
-    Players are the superpixels in row-major order, as in ``SuperpixelGrouping``.
+    Players are the superpixels in row-major order, as in ``Players.superpixels``.
 
     Args:
         in_channels: image channels.
@@ -60,13 +68,21 @@ class UNetExplainerNet(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 3, num_classes: int = 10, base_width: int = 64, depth: int = 3,
+        self,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        base_width: int = 64,
+        depth: int = 3,
         superpixel_size: int = 2,
     ) -> None:
         super().__init__()
         self.spec = {
-            "kind": "unet", "in_channels": in_channels, "num_classes": num_classes,
-            "base_width": base_width, "depth": depth, "superpixel_size": superpixel_size,
+            "kind": "unet",
+            "in_channels": in_channels,
+            "num_classes": num_classes,
+            "base_width": base_width,
+            "depth": depth,
+            "superpixel_size": superpixel_size,
         }
         self.unet = UNet(in_channels, num_classes, base_width, depth, superpixel_size)
 
@@ -94,16 +110,24 @@ class ResNetExplainerNet(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 3, num_classes: int = 10, width: int = 64,
+        self,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        width: int = 64,
         superpixel_size: int = 2,
     ) -> None:
         super().__init__()
         if superpixel_size not in _RESNET_STAGES:
-            raise ValueError(f"the resnet18 explainer needs superpixel_size in "
-                             f"{sorted(_RESNET_STAGES)}, got {superpixel_size}")  # fmt: skip
+            raise ValueError(
+                f"the resnet18 explainer needs superpixel_size in "
+                f"{sorted(_RESNET_STAGES)}, got {superpixel_size}"
+            )
         self.spec = {
-            "kind": "resnet18", "in_channels": in_channels, "num_classes": num_classes,
-            "width": width, "superpixel_size": superpixel_size,
+            "kind": "resnet18",
+            "in_channels": in_channels,
+            "num_classes": num_classes,
+            "width": width,
+            "superpixel_size": superpixel_size,
         }
         full = cifar_resnet18(num_classes, in_channels, width)
         stages = _RESNET_STAGES[superpixel_size]
@@ -119,14 +143,16 @@ class ResNetExplainerNet(nn.Module):
         Raises:
             ValueError: if the classifier is not a ResNet-18 of the same width and channels.
         """
-        warm_start_from_classifier(self.trunk, classifier, "explainer.init",
-                                   "the explainer's width")  # fmt: skip
+        warm_start_from_classifier(
+            self.trunk, classifier, "explainer.init", "the explainer's width"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, H, W) -> (B, d, C)``."""
         if x.ndim != 4:
-            raise ValueError(f"the resnet18 explainer expects images (N, C, H, W), got shape "
-                             f"{tuple(x.shape)}")  # fmt: skip
+            raise ValueError(
+                f"the resnet18 explainer expects images (N, C, H, W), got shape {tuple(x.shape)}"
+            )
         return self.head(self.trunk(x)).flatten(2).transpose(1, 2)
 
 
@@ -140,5 +166,6 @@ def build_explainer_net(spec: dict[str, Any]) -> nn.Module:
         return UNetExplainerNet(**spec)
     if kind == "resnet18":
         return ResNetExplainerNet(**spec)
-    raise ValueError(f"unknown explainer network kind {kind!r}; expected 'mlp', 'unet' or "
-                     "'resnet18'")
+    raise ValueError(
+        f"unknown explainer network kind {kind!r}; expected 'mlp', 'unet' or 'resnet18'"
+    )

@@ -85,7 +85,9 @@ def _torchvision_init(module: nn.Module) -> None:
 
 
 def warm_start_from_classifier(
-    target: nn.Module, classifier_net: nn.Module, option: str = "surrogate.init",
+    target: nn.Module,
+    classifier_net: nn.Module,
+    option: str = "surrogate.init",
     width_key: str = "surrogate.width",
 ) -> None:
     """Copy a ResNet classifier's weights into ``target`` (in place), key by key.
@@ -109,15 +111,19 @@ def warm_start_from_classifier(
     source, wanted = classifier_net.state_dict(), target.state_dict()
     missing = [key for key in wanted if key not in source]
     if missing:
-        raise ValueError(f"{option}: classifier needs a ResNet-18 classifier of the same "
-                         f"architecture; the classifier has no {missing[0]!r}")  # fmt: skip
+        raise ValueError(
+            f"{option}: classifier needs a ResNet-18 classifier of the same "
+            f"architecture; the classifier has no {missing[0]!r}"
+        )
     new = {}
     for key, want in wanted.items():
         value = source[key]
         if key == "conv1.weight" and value.shape[1] + 1 == want.shape[1]:
             value = torch.cat([value, torch.zeros_like(value[:, :1])], dim=1)
         if value.shape != want.shape:
-            raise ValueError(f"{option}: classifier needs {width_key} = model.width "
-                             f"({key}: {tuple(value.shape)} vs {tuple(want.shape)})")  # fmt: skip
+            raise ValueError(
+                f"{option}: classifier needs {width_key} = model.width "
+                f"({key}: {tuple(value.shape)} vs {tuple(want.shape)})"
+            )
         new[key] = value.to(want.dtype)
     target.load_state_dict(new)

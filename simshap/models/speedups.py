@@ -47,8 +47,11 @@ def apply_speedups(
         return net
     if not speedups_allowed(device):
         asked = [n for n, on in (("channels_last", channels_last), ("compile", compile_net)) if on]
-        print(f"[simshap] {' and '.join(asked)} skipped on {torch.device(device).type} "
-              "(applied only on CUDA)", flush=True)
+        print(
+            f"[simshap] {' and '.join(asked)} skipped on {torch.device(device).type} "
+            "(applied only on CUDA)",
+            flush=True,
+        )
         return net
     if channels_last:
         net.to(memory_format=torch.channels_last)

@@ -14,11 +14,11 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, TensorDataset
 
-from simshap.explainers import SimSHAP
+from simshap.amortized import SimSHAP
+from simshap.amortized.io import save_explainer, save_surrogate
+from simshap.amortized.surrogate import Surrogate
+from simshap.amortized.training import EpochSampler, fit_module, is_rank_zero
 from simshap.games.sampling import ShapleyKernelSampler
-from simshap.io import save_explainer, save_surrogate
-from simshap.surrogate import Surrogate
-from simshap.training import EpochSampler, fit_module, is_rank_zero
 
 
 class Record(pl.Callback):
@@ -36,13 +36,17 @@ class Record(pl.Callback):
 
     def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dl_idx=0):
         with torch.no_grad():
-            fn = module.validation_kl if self.stage == "surrogate" else module.validation_l2
+            fn = module.validation_loss if self.stage == "surrogate" else module.validation_l2
             self.local.append(float(fn(batch, batch_idx)))
 
     def on_validation_end(self, trainer, module) -> None:
-        rec = {"rank": trainer.global_rank, "world_size": trainer.world_size,
-               "masks": self.first_masks, "local": sum(self.local) / len(self.local),
-               "logged": float(trainer.callback_metrics[self.metric])}
+        rec = {
+            "rank": trainer.global_rank,
+            "world_size": trainer.world_size,
+            "masks": self.first_masks,
+            "local": sum(self.local) / len(self.local),
+            "logged": float(trainer.callback_metrics[self.metric]),
+        }
         path = self.out / f"rank{trainer.global_rank}_{self.stage}.json"
         path.write_text(json.dumps(rec))
         self.local = []
@@ -56,24 +60,59 @@ def main(out: Path) -> None:
     y = p.argmax(1)
     train = DataLoader(TensorDataset(x, p, y), batch_size=16, sampler=EpochSampler(n, 0))
     val = DataLoader(TensorDataset(x[:32], p[:32], y[:32]), batch_size=16)
-    trainer = {"accelerator": "cpu", "devices": 2, "strategy": "ddp", "progress_bar": False,
-               "max_epochs": 2, "patience": 5}
-    surrogate = Surrogate({"kind": "mlp", "in_features": d, "num_classes": 2, "hidden": 16,
-                           "layers": 2}, {"kind": "identity", "num_features": d}, seed=3)
+    trainer = {
+        "accelerator": "cpu",
+        "devices": 2,
+        "strategy": "ddp",
+        "progress_bar": False,
+        "max_epochs": 2,
+        "patience": 5,
+    }
+    surrogate = Surrogate(
+        {"kind": "mlp", "in_features": d, "num_classes": 2, "hidden": 16, "layers": 2},
+        {"kind": "identity", "num_features": d},
+        seed=3,
+    )
     pl.seed_everything(0)
-    fit_module(surrogate, train, val, monitor="val_kl", out_dir=out / "surrogate_logs",
-               **trainer, callbacks=[Record(out, "surrogate", "val_kl")])
+    fit_module(
+        surrogate,
+        train,
+        val,
+        monitor="val_kl",
+        out_dir=out / "surrogate_logs",
+        **trainer,
+        callbacks=[Record(out, "surrogate", "val_kl")],
+    )
     if is_rank_zero():
         save_surrogate(surrogate, out / "surrogate.pt")
-    explainer = SimSHAP({"kind": "mlp", "in_features": d, "num_players": d, "num_classes": 2,
-                         "hidden": 16, "layers": 2}, surrogate.eval(), n_masks=4,
-                        val_budget=64, seed=5, sampling_epochs=2)
+    explainer = SimSHAP(
+        {
+            "kind": "mlp",
+            "in_features": d,
+            "num_players": d,
+            "num_classes": 2,
+            "hidden": 16,
+            "layers": 2,
+        },
+        surrogate.eval(),
+        n_masks=4,
+        val_budget=64,
+        seed=5,
+        sampling_epochs=2,
+    )
     # (x, row index) batches: the default target regresses on each row's mean target
     xtrain = DataLoader(explainer.training_dataset(x), batch_size=16, sampler=EpochSampler(n, 0))
     xval = DataLoader(TensorDataset(x[:32]), batch_size=16)
     # two sampling epochs, then one on the mean targets
-    fit_module(explainer, xtrain, xval, monitor="val_l2", out_dir=out / "simshap_logs",
-               **{**trainer, "max_epochs": 3}, callbacks=[Record(out, "simshap", "val_l2")])
+    fit_module(
+        explainer,
+        xtrain,
+        xval,
+        monitor="val_l2",
+        out_dir=out / "simshap_logs",
+        **{**trainer, "max_epochs": 3},
+        callbacks=[Record(out, "simshap", "val_l2")],
+    )
     memory = explainer.target_memory  # every rank keeps the means of all rows
     torch.save(memory.state_dict(), out / f"rank{dist.get_rank()}_memory.bin")
     if is_rank_zero():

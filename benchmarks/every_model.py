@@ -1,0 +1,397 @@
+"""Every model and every task, values users can check: the measured goals, in one script.
+
+Parts (``--parts`` picks some; each writes its entry of benchmarks/results/every_model.json and
+the section "## Every model and task" of benchmarks/RESULTS.md):
+
+* ``readme``: the README's one call on breast_cancer: wall seconds and relative l2 against the
+  converged KernelSHAP values of its surrogate game (goal: <= 0.15 in <= 2 minutes on 2 cores).
+* ``regression``: diabetes (d = 10, exact truth of the surrogate game on the test split) with
+  LightGBM and with scikit-learn's GradientBoostingRegressor (goal: SimSHAP's relative l2
+  <= 0.25 and <= FastSHAP's).
+* ``missing``: UCI Adult with '?' read as missing, explained for a HistGradientBoosting
+  pipeline that handles missing values itself (exact truth, d = 14).
+* ``categories``: `simshap run` on 3,000-row samples of Adult (strings, rare categories),
+  8 seeds (goal: 8 of 8 complete).
+* ``small``: wine (178 rows, 3 classes, ~110 training rows): the default one call against paired
+  KernelSHAP@512 on the same game (goal: within 2x, or a warning whose recommended budget is).
+* ``marginal``: census, LightGBM, 100 background rows, the marginal game (no surrogate): the
+  amortized explainer against paired KernelSHAP@512 (goal: l2 <= KernelSHAP@512's), and the
+  exact truth against shap.KernelExplainer's (goal: equal to 1e-6).
+
+    OMP_NUM_THREADS=2 python benchmarks/every_model.py --data-dir ../shared/data [--parts readme]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import machine, write_section  # noqa: E402
+
+import simshap  # noqa: E402
+from simshap.estimators import exact_shapley, kernel_shap  # noqa: E402
+from simshap.evaluation.metrics import attribution_errors  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "results" / "every_model.json"
+ADULT = [
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education-num",
+    "marital-status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital-gain",
+    "capital-loss",
+    "hours-per-week",
+    "native-country",
+    "income",
+]
+
+
+def _errors(values: torch.Tensor, truth: torch.Tensor, classes: torch.Tensor) -> dict[str, float]:
+    return {k: round(v, 6) for k, v in attribution_errors(values, truth, classes).items()}
+
+
+def _classes(explainer: Any, rows: Any) -> torch.Tensor:
+    pred = explainer(rows).prediction
+    return pred.argmax(1) if pred.shape[1] > 1 else torch.zeros(len(pred), dtype=torch.long)
+
+
+def _truth(explainer: Any, rows: Any) -> Any:
+    x, raw = explainer._inputs(rows)
+    game = explainer.game(x, raw)
+    if game.num_players <= 16:
+        return game, exact_shapley(game)
+    return game, kernel_shap(game, threshold=0.01, generator=torch.Generator().manual_seed(1))
+
+
+def _kernel(game: Any, budget: int, seed: int = 0) -> torch.Tensor:
+    return kernel_shap(
+        game, budget=budget, paired=True, generator=torch.Generator().manual_seed(seed)
+    ).values
+
+
+def part_readme() -> dict[str, Any]:
+    import lightgbm
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    start = time.perf_counter()
+    x, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    x_train, x_test, y_train, _ = train_test_split(x, y, test_size=0.2, random_state=0)
+    model = lightgbm.LGBMClassifier(n_estimators=100, verbose=-1).fit(x_train, y_train)
+    explainer = simshap.fit(model, x_train, y_train)
+    sv = explainer(x_test)
+    seconds = time.perf_counter() - start
+    _, truth = _truth(explainer, x_test)
+    return {
+        "seconds": round(seconds, 1),
+        **_errors(sv.values, truth.values, _classes(explainer, x_test)),
+        "accuracy": explainer.hparams.model_info.get("accuracy"),
+    }
+
+
+def _regression_row(name: str, model: Any, data: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for method in ("simshap", "fastshap"):
+        start = time.perf_counter()
+        explainer = simshap.fit(model, data.raw_train, method=method, seed=0)
+        seconds = time.perf_counter() - start
+        sv = explainer(data.raw_test)
+        game, truth = _truth(explainer, data.raw_test)
+        zero = torch.zeros(len(sv.values), dtype=torch.long)
+        out[method] = {**_errors(sv.values, truth.values, zero), "train_s": round(seconds, 1)}
+        out["kernelshap_paired@512"] = _errors(_kernel(game, 512), truth.values, zero)
+        out["fidelity"] = explainer.hparams.model_info.get("fidelity")
+    return {"model": name, **out}
+
+
+def part_regression() -> dict[str, Any]:
+    import lightgbm
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from simshap.data.tabular import load_tabular
+
+    data = load_tabular("diabetes", seed=0)
+    lgbm = lightgbm.LGBMRegressor(
+        n_estimators=200, learning_rate=0.05, num_leaves=10, verbose=-1
+    ).fit(data.raw_train, data.y_train)
+    gbr = GradientBoostingRegressor(random_state=0).fit(data.raw_train, data.y_train)
+    return {
+        "rows": [
+            _regression_row("LightGBM", lgbm, data),
+            _regression_row("GradientBoostingRegressor", gbr, data),
+        ]
+    }
+
+
+def _adult(data_dir: Path, n: int | None = None, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    frame = pd.read_csv(
+        data_dir / "adult.data", header=None, names=ADULT, na_values=["?"], skipinitialspace=True
+    )
+    if n is not None:
+        frame = frame.sample(n=n, random_state=seed).reset_index(drop=True)
+    return frame.drop(columns="income"), frame["income"]
+
+
+def part_missing(data_dir: Path) -> dict[str, Any]:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    x, y = _adult(data_dir)
+    strings = [c for c in x.columns if not pd.api.types.is_numeric_dtype(x[c])]
+    model = make_pipeline(
+        ColumnTransformer(
+            [
+                (
+                    "s",
+                    OrdinalEncoder(
+                        handle_unknown="use_encoded_value",
+                        unknown_value=-1,
+                        encoded_missing_value=np.nan,
+                    ),
+                    strings,
+                )
+            ],
+            remainder="passthrough",
+        ),
+        HistGradientBoostingClassifier(random_state=0),
+    ).fit(x, y)
+    train, test = x.iloc[:8000], x.iloc[-200:]
+    start = time.perf_counter()
+    explainer = simshap.fit(model, train, y.iloc[:8000])
+    seconds = time.perf_counter() - start
+    sv = explainer(test)
+    _, truth = _truth(explainer, test)
+    missing = test.isna().any(axis=1).to_numpy()
+    cols = [i for i, c in enumerate(x.columns) if test[c].isna().any()]
+    nan_attr = float(sv.values[missing][:, cols].abs().mean()) if missing.any() else 0.0
+    return {
+        "rows_with_missing": int(missing.sum()),
+        "columns_with_missing": [x.columns[i] for i in cols],
+        "train_s": round(seconds, 1),
+        **_errors(sv.values, truth.values, _classes(explainer, test)),
+        "mean_abs_attribution_of_missing_features": round(nan_attr, 4),
+        "fidelity": explainer.hparams.model_info.get("fidelity"),
+    }
+
+
+def part_categories(data_dir: Path, folder: Path) -> dict[str, Any]:
+    import yaml
+
+    from simshap.cli import main
+
+    done = []
+    for seed in range(8):
+        x, y = _adult(data_dir, 3000, seed)
+        csv = folder / f"adult3000_{seed}.csv"
+        x.assign(income=y).to_csv(csv, index=False)
+        cfg = {
+            "dataset": {"path": str(csv), "target": "income"},
+            "seed": seed,
+            "surrogate": {"hidden": 64, "layers": 3, "max_epochs": 10},
+            "explainer": {
+                "methods": ["simshap"],
+                "hidden": 64,
+                "max_epochs": 5,
+                "val_instances": 32,
+                "val_budget": 256,
+            },
+            "evaluation": {
+                "n_instances": 10,
+                "ground_truth": "kernel_shap",
+                "threshold": 0.1,
+                "budgets": [128],
+            },
+            "trainer": {"accelerator": "cpu", "progress_bar": False},
+        }
+        path = folder / f"adult3000_{seed}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        start = time.perf_counter()
+        rc = main(["run", str(path), "--out", str(folder / f"run{seed}"), "--overwrite"])
+        done.append({"seed": seed, "exit": rc, "seconds": round(time.perf_counter() - start, 1)})
+    return {"runs": done, "completed": sum(r["exit"] == 0 for r in done)}
+
+
+def part_small() -> dict[str, Any]:
+    from sklearn.datasets import load_wine
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_wine(return_X_y=True, as_frame=True)
+    x_train, x_test, y_train, _ = train_test_split(x, y, test_size=48, random_state=0, stratify=y)
+    model = RandomForestClassifier(random_state=0).fit(x_train, y_train)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        explainer = simshap.fit(model, x_train, y_train)
+    report = explainer.hparams.model_info["accuracy"]
+    sv = explainer(x_test)
+    game, truth = _truth(explainer, x_test)
+    classes = _classes(explainer, x_test)
+    out = {
+        "train_rows": int(round(len(x_train) * (1 - 0.25))),
+        "one_call": _errors(sv.values, truth.values, classes),
+        "kernelshap_paired@512": _errors(_kernel(game, 512), truth.values, classes),
+        "warned": any("less accurate than KernelSHAP" in str(w.message) for w in caught),
+        "recommended_budget": report.get("recommended_budget"),
+    }
+    k = report.get("recommended_budget")
+    if k:
+        refined = explainer(x_test, budget=k, generator=torch.Generator().manual_seed(0))
+        out[f"one_call+budget@{k}"] = _errors(refined.values, truth.values, classes)
+    return out
+
+
+def part_marginal(data_dir: Path) -> dict[str, Any]:
+    import shap
+
+    from simshap.data.tabular import load_tabular
+    from simshap.models.original import EncodedLightGBM, fit_original_model
+
+    data = load_tabular("census", data_dir=data_dir, seed=0)
+    model = EncodedLightGBM(fit_original_model(data, seed=0).booster_, data.preprocessor)
+    start = time.perf_counter()
+    explainer = simshap.fit(model, data.raw_train, game="marginal", background_size=100)
+    seconds = time.perf_counter() - start
+    rows = data.raw_test.iloc[:50]
+    sv = explainer(rows)
+    game, truth = _truth(explainer, rows)
+    classes = _classes(explainer, rows)
+    out = {
+        "train_s": round(seconds, 1),
+        "simshap": _errors(sv.values, truth.values, classes),
+        "kernelshap_paired@512": _errors(_kernel(game, 512), truth.values, classes),
+    }
+    background = explainer.source.background.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kernel = shap.KernelExplainer(
+            lambda r: model.predict_proba(pd.DataFrame(r, columns=data.feature_names)), background
+        )
+        theirs = np.asarray(
+            kernel.shap_values(rows.iloc[:3].to_numpy(np.float64), nsamples=2**12, silent=True)
+        )
+    if theirs.shape != tuple(truth.values[:3].shape):
+        theirs = np.transpose(theirs, (1, 2, 0))
+    out["max_abs_difference_to_shap_kernel_explainer"] = float(
+        np.abs(theirs - truth.values[:3].numpy()).max()
+    )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["readme", "regression", "missing", "categories", "small", "marginal"],
+    )
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "runs" / "every_model")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    report = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    report.update(
+        {
+            "date": datetime.date.today().isoformat(),
+            "machine": machine(),
+            "command": "python benchmarks/every_model.py " + " ".join(sys.argv[1:]),
+        }
+    )
+    calls = {
+        "readme": part_readme,
+        "regression": part_regression,
+        "missing": lambda: part_missing(args.data_dir),
+        "categories": lambda: part_categories(args.data_dir, args.work),
+        "small": part_small,
+        "marginal": lambda: part_marginal(args.data_dir),
+    }
+    for part in args.parts:
+        print(f"[every_model] {part} ...", flush=True)
+        report[part] = calls[part]()
+        print(json.dumps(report[part], indent=1), flush=True)
+        OUT.write_text(json.dumps(report, indent=2))
+    write_section(ROOT / "benchmarks" / "RESULTS.md", "## Every model and task", _section(report))
+
+
+def _section(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        "## Every model and task",
+        "",
+        f"{r['date']}, {m['cpu']} ({m['cpus']} cores, OMP_NUM_THREADS={m['OMP_NUM_THREADS']}"
+        f"), `{r['command']}`; `benchmarks/results/every_model.json`.",
+        "",
+    ]
+    if "readme" in r:
+        x = r["readme"]
+        lines.append(
+            f"- README one call (breast_cancer): {x['seconds']} s, relative l2 "
+            f"{x['rel_l2']:.3f} against converged KernelSHAP (goal: <= 0.15 in <= 120 s)."
+        )
+    if "regression" in r:
+        for row in r["regression"]["rows"]:
+            lines.append(
+                f"- diabetes, {row['model']}: relative l2 SimSHAP "
+                f"{row['simshap']['rel_l2']:.3f}, FastSHAP {row['fastshap']['rel_l2']:.3f}, "
+                f"paired KernelSHAP@512 {row['kernelshap_paired@512']['rel_l2']:.3f}; "
+                f"surrogate R² {row['fidelity']['r2']:.3f} (goal: SimSHAP <= 0.25 and "
+                "<= FastSHAP)."
+            )
+    if "missing" in r:
+        x = r["missing"]
+        lines.append(
+            f"- Adult with '?' as missing ({x['rows_with_missing']} of 200 explained rows "
+            f"hold one), HistGradientBoosting pipeline: l2 {x['l2']:.4f}, relative "
+            f"{x['rel_l2']:.3f}; the missing features' mean |attribution| "
+            f"{x['mean_abs_attribution_of_missing_features']}; trained in "
+            f"{x['train_s']} s."
+        )
+    if "categories" in r:
+        x = r["categories"]
+        lines.append(
+            f"- `simshap run` on 3,000-row samples of Adult: {x['completed']} of 8 seeds "
+            "completed (goal: 8 of 8)."
+        )
+    if "small" in r:
+        x = r["small"]
+        extra = "".join(f", {k} {v['l2']:.4f}" for k, v in x.items() if k.startswith("one_call+"))
+        lines.append(
+            f"- wine (~{x['train_rows']} training rows): one call l2 "
+            f"{x['one_call']['l2']:.4f}, paired KernelSHAP@512 "
+            f"{x['kernelshap_paired@512']['l2']:.4f} (ratio "
+            f"{x['one_call']['l2'] / x['kernelshap_paired@512']['l2']:.2f}); warned: "
+            f"{x['warned']}, recommended budget {x['recommended_budget']}{extra}."
+        )
+    if "marginal" in r:
+        x = r["marginal"]
+        lines.append(
+            f"- census, marginal game (100 background rows, no surrogate): SimSHAP l2 "
+            f"{x['simshap']['l2']:.4f} against paired KernelSHAP@512's "
+            f"{x['kernelshap_paired@512']['l2']:.4f}; exact truth vs "
+            f"shap.KernelExplainer: max |difference| "
+            f"{x['max_abs_difference_to_shap_kernel_explainer']:.1e}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

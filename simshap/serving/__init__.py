@@ -1,0 +1,1 @@
+"""Serving explanations: the HTTP app and its guard, connection limits, LitServe, files."""
