@@ -59,6 +59,19 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
         for b in res["buckets"]
     }
     cfg = res["config"]
+    cpu = res.get("train_chunk_cpu_seconds") or []
+    cost = None
+    if cpu:  # CPU time of the process that trained each chunk: the cost on a core of its own
+        per_model = sum(cpu) / res["n_models_trained"]
+        cost = {
+            "cpu_seconds_per_model": per_model,
+            "cpu_seconds_per_model_epoch": per_model / cfg["epochs"],
+            "projected_minutes_1000_models_on_2_cores": 1000 * per_model / 2 / 60,
+            "basis": "training + test scoring CPU seconds of the chunk processes (one thread "
+            "each), summed, per model; projection = 1000 x that / 2 cores, assuming two "
+            "one-thread workers on two otherwise idle cores scale linearly (not timed)",
+        }
+    sub = cfg.get("explain_subset") or {"per_bucket": None}
     return {
         "n_models_trained": res["n_models_trained"],
         "n_models_explained": res["n_models_explained"],
@@ -71,7 +84,10 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
         "model_seeds": cfg["model_seeds"],
         "train_chunk_seconds": res["train_chunk_seconds"],
         "train_chunk_cpu_seconds": res.get("train_chunk_cpu_seconds"),
+        "train_cost": cost,
         "explain_seconds_per_model": res["explain_seconds_per_model"],
+        "explain_subset": sub if sub.get("per_bucket") is not None else None,
+        "explained_models": res.get("explained_models", "all"),
         "shapley_game_evaluations": res["shapley_game_evaluations"],
         "accuracy": pct,
         "table2": table2_check(pct) if res["config"]["dataset"] == "fashion_mnist" else None,

@@ -29,6 +29,23 @@ def _zoo_lines(
         + (f", CPU {sum(cpu) / 60:.1f} min" if cpu else "")
         + f"; explaining {s['explain_seconds_per_model']:.2f} s per model (one worker's time)",
     ]
+    cost = s.get("train_cost")
+    if cost:
+        lines.append(
+            f"- training cost: {cost['cpu_seconds_per_model']:.1f} CPU s per model "
+            f"({cost['cpu_seconds_per_model_epoch']:.2f} per model-epoch), training and test "
+            "scoring, CPU time of the one-thread chunk processes; **projected** 1,000 models on 2 "
+            f"quiet cores: {cost['projected_minutes_1000_models_on_2_cores']:.0f} min (CPU "
+            "seconds / 2 cores; a projection, not a wall-clock timing: the cores were shared)"
+        )
+    sub = s.get("explain_subset")
+    if sub:
+        lines.append(
+            f"- explained: a seeded random subset of {s['n_models_explained']} models, at most "
+            f"{sub['per_bucket']} drawn from each of the zoo's accuracy buckets (seed "
+            f"{sub['seed']}; config `explain_subset`), the buckets being the whole zoo's "
+            "percentiles; the row 'all' pools this subset (top buckets over-represented)"
+        )
     if epochs is not None:
         chosen = next(r for r in epochs["per_epoch"] if r["epochs"] == epochs["epochs"])
         lines.append(

@@ -216,6 +216,7 @@ def analyze(
     n_bootstrap: int = 200,
     ci: float = 0.95,
     seed: int = 0,
+    members: Sequence[torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """ITE_Y, ITE_E (total and direct) and their correlations per bucket and method.
 
@@ -229,6 +230,9 @@ def analyze(
         n_bootstrap: random halves of each bucket's models (0: no intervals).
         ci: confidence level of the percentile intervals.
         seed: bootstrap seed.
+        members: each bucket's models (rows of ``probs``), when the buckets were drawn from a
+            larger zoo (:mod:`~simshap.studies.causal.subset`); default: the percentiles of
+            ``accuracy``.
 
     Returns:
         Per bucket: members, accuracy range, contrast labels, ITE_Y and ITE_E arrays ``(V, B)``,
@@ -241,7 +245,8 @@ def analyze(
         UserError: an empty bucket, or a bucket where no hyperparameter value has both treated
             and control models.
     """
-    members = accuracy_buckets(accuracy, bounds)
+    if members is None:
+        members = accuracy_buckets(accuracy, bounds)
     gen = torch.Generator().manual_seed(seed)
     methods = list(explanations["total"])
     sources = {"Y": probs}

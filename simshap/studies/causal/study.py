@@ -23,6 +23,7 @@ from simshap.studies.causal.chunks import MODEL_SEEDS, load_zoo, train_zoo
 from simshap.studies.causal.data import STUDY_DATASETS, StudyData
 from simshap.studies.causal.effects import DEFAULT_BUCKETS, analyze
 from simshap.studies.causal.explanations import METHODS, explain_chunk
+from simshap.studies.causal.subset import stratified_subset, subset_members
 from simshap.studies.causal.workers import load_config_data, run_jobs
 from simshap.studies.causal.zoo import check_grid
 
@@ -56,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
         "shapley_samples": 510,
         "group_size": 10,
     },
+    "explain_subset": {"per_bucket": None, "seed": 0},  # None: explain every trained model
     "analysis": {
         "buckets": [list(b) for b in DEFAULT_BUCKETS],
         "n_bootstrap": 200,
@@ -121,6 +123,15 @@ def validate_config(raw: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("smoothgrad_samples", "ig_steps", "shapley_grid", "shapley_samples", "group_size"):
         if not isinstance(ex[key], int) or ex[key] < 1:
             raise UserError(f"explanations.{key} must be a positive integer, got {ex[key]!r}")
+    sub = cfg["explain_subset"]
+    if sub["per_bucket"] is not None and (
+        not isinstance(sub["per_bucket"], int) or sub["per_bucket"] < 2
+    ):
+        raise UserError(
+            f"explain_subset.per_bucket must be null or an integer >= 2, got {sub['per_bucket']!r}"
+        )
+    if not isinstance(sub["seed"], int):
+        raise UserError(f"explain_subset.seed must be an integer, got {sub['seed']!r}")
     an = cfg["analysis"]
     if not an["buckets"]:
         raise UserError("analysis.buckets is empty; give [lo, hi] percentile pairs, e.g. [[0, 20]]")
@@ -133,17 +144,24 @@ def _explain_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {"explanations": cfg["explanations"], "n_explain": cfg["n_explain"], "seed": cfg["seed"]}
 
 
-def _explain_job(cfg: Mapping[str, Any], data: StudyData, c: int, out: str) -> dict[str, Any]:
-    """Explain zoo chunk ``c`` (read from ``<out>/zoo``) and write it atomically."""
+def _explain_job(
+    cfg: Mapping[str, Any], data: StudyData, c: int, out: str, ids: list[int] | None = None
+) -> dict[str, Any]:
+    """Explain zoo chunk ``c`` (or the models ``ids`` of subset chunk ``c``); write atomically."""
     root = Path(out)
-    zoo_part = torch.load(root / "zoo" / f"chunk_{c:04d}.pt", weights_only=True)
+    if ids is None:
+        zoo_part = torch.load(root / "zoo" / f"chunk_{c:04d}.pt", weights_only=True)
+        params, codes = zoo_part["params"], zoo_part["codes"]
+        path = root / "explanations" / f"chunk_{c:04d}.pt"
+    else:
+        zoo = load_zoo(root / "zoo", cfg["grid"], cfg["stride"])
+        params, codes = zoo.group(ids), zoo.codes[ids]
+        path = root / "explanations_subset" / f"chunk_{c:04d}.pt"
     grid = cfg["grid"]
-    acts = [
-        grid["activation"][int(code[list(grid).index("activation")])] for code in zoo_part["codes"]
-    ]
+    acts = [grid["activation"][int(code[list(grid).index("activation")])] for code in codes]
     t0 = time.perf_counter()
     part = explain_chunk(
-        zoo_part["params"],
+        params,
         acts,
         int(cfg["stride"]),
         data.x_explain,
@@ -155,7 +173,7 @@ def _explain_job(cfg: Mapping[str, Any], data: StudyData, c: int, out: str) -> d
     )
     part["seconds_per_model"] = (time.perf_counter() - t0) / len(acts)
     part["settings"] = json.loads(json.dumps(_explain_settings(cfg)))
-    path = root / "explanations" / f"chunk_{c:04d}.pt"
+    part["ids"] = ids
     tmp = path.with_name(path.name + ".tmp")
     torch.save(part, tmp)
     tmp.replace(path)
@@ -168,24 +186,35 @@ def explain_zoo(
     out: Path,
     n_models: int,
     log: Callable[[str], None] = print,
+    ids: list[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Explain the missing chunks of the first ``n_models`` models; load every chunk.
+    """Explain the missing chunks of the first ``n_models`` models (or of the models ``ids``).
+
+    Subset chunks hold ``chunk_size`` consecutive ids each and live in ``explanations_subset/``;
+    every chunk is loaded and returned.
 
     Raises:
         UserError: a stored chunk was computed with other explanation settings.
     """
-    ex_dir = out / "explanations"
+    ex_dir = out / ("explanations" if ids is None else "explanations_subset")
     ex_dir.mkdir(exist_ok=True)
     settings = json.loads(json.dumps(_explain_settings(cfg)))
     size = cfg["chunk_size"]
-    n_chunks = math.ceil(n_models / size)
+    if ids is None:
+        n_chunks = math.ceil(n_models / size)
+        groups: list[list[int] | None] = [None] * n_chunks
+        counts = [min((c + 1) * size, n_models) - c * size for c in range(n_chunks)]
+    else:
+        groups = [ids[i : i + size] for i in range(0, len(ids), size)]
+        if len(groups) > 1 and len(groups[-1]) < 2:  # the direct effect needs two per chunk
+            groups[-2] = [*groups[-2], *groups.pop()]
+        n_chunks, counts = len(groups), [len(g) for g in groups]
     todo = []
     for c in range(n_chunks):
         path = ex_dir / f"chunk_{c:04d}.pt"
-        n_ids = min((c + 1) * size, n_models) - c * size
         part = torch.load(path, weights_only=True) if path.is_file() else None
-        if part is None or len(part["probs"]) != n_ids:
-            todo.append((c, str(out)))  # missing, or the zoo chunk grew since
+        if part is None or len(part["probs"]) != counts[c] or part.get("ids") != groups[c]:
+            todo.append((c, str(out), groups[c]))  # missing, the zoo chunk grew, other ids
         elif part["settings"] != settings:
             raise UserError(
                 f"{path} was computed with other explanation settings; use the same config "
@@ -221,32 +250,39 @@ def run_study(
     train_zoo(cfg, data, out / "zoo", max_seconds, log)
     train_wall = time.perf_counter() - t0
     zoo = load_zoo(out / "zoo", cfg["grid"], cfg["stride"], cfg["n_models"])
+    an, sub = cfg["analysis"], cfg["explain_subset"]
+    ids = None
+    if sub["per_bucket"] is not None:
+        ids = stratified_subset(zoo.accuracy, an["buckets"], sub["per_bucket"], sub["seed"])
     t0 = time.perf_counter()
-    parts = explain_zoo(cfg, data, out, len(zoo), log)
+    parts = explain_zoo(cfg, data, out, len(zoo), log, ids)
     explain_wall = time.perf_counter() - t0
     probs = torch.cat([p["probs"] for p in parts])
     expl = {
         var: {m: torch.cat([p[var][m] for p in parts]) for m in parts[0][var]}
         for var in ("total", "direct")
     }
-    n = len(probs)
+    sel = list(range(len(probs))) if ids is None else ids
     sizes = [len(v) for v in cfg["grid"].values()]
-    an = cfg["analysis"]
     res = analyze(
         probs,
         expl,
-        zoo.codes[:n],
+        zoo.codes[sel],
         sizes,
-        zoo.accuracy[:n],
+        zoo.accuracy[sel],
         an["buckets"],
         int(an["n_bootstrap"]),
         float(an["ci"]),
         cfg["seed"],
+        None if ids is None else subset_members(zoo.accuracy, an["buckets"], ids),
     )
+    for b in res["buckets"]:  # members as zoo model ids
+        b["members"] = [sel[i] for i in b["members"]]
     results = {
         "config": json.loads(json.dumps(cfg)),
         "n_models_trained": len(zoo),
-        "n_models_explained": n,
+        "n_models_explained": len(sel),
+        "explained_models": "all" if ids is None else ids,
         "n_models_requested": cfg["n_models"],
         "hyperparameters": list(cfg["grid"]),
         "train_chunk_seconds": zoo.seconds,
