@@ -67,7 +67,21 @@ def _zoo_lines(
             f"{r['single']['models_per_minute']:.1f}, the former Lightning loop "
             f"{r['lightning']['models_per_minute']:.1f}: "
             f"**{throughput['batched_over_lightning']:.2f}x** the Lightning loop, "
-            f"{throughput['batched_over_single']:.2f}x the plain loop (mean "
+            f"{throughput['batched_over_single']:.2f}x the plain loop"
+            + (
+                f"; CPU time: batched {r['batched']['models_per_cpu_minute']:.1f}, plain "
+                f"{r['single']['models_per_cpu_minute']:.1f}, Lightning "
+                f"{r['lightning']['models_per_cpu_minute']:.1f} models per CPU minute"
+                if "models_per_cpu_minute" in r["batched"]
+                else ""
+            )
+            + (
+                f"; timed: the first full group of {throughput.get('n_models', 0) // len(fr)} "
+                f"models at each train fraction {', '.join(map(str, fr))}"
+                if (fr := throughput.get("fractions"))
+                else ""
+            )
+            + " (mean "
             f"test accuracy {r['batched']['mean_accuracy']:.3f} / "
             f"{r['single']['mean_accuracy']:.3f} / {r['lightning']['mean_accuracy']:.3f})"
         )

@@ -12,7 +12,10 @@ at a time each way) so that all three see the same load on a shared machine:
 - ``batched``: :func:`simshap.studies.causal.trainer.train_group` on the groups of
   :func:`simshap.studies.causal.trainer.plan_groups` (at most ``--group-size`` models).
 
-Training time only (scoring the test set is not timed).
+Training time only (scoring the test set is not timed), as wall seconds and as this process's
+CPU seconds. ``--fractions`` times only the first full group (``--group-size`` models) of each
+listed train fraction among the ``--n-models`` draws: groups as large as the zoo's, at a fraction
+of the cost of timing all of them.
 
     OMP_NUM_THREADS=1 python benchmarks/causal_throughput.py --n-models 100 --epochs 1
 
@@ -55,6 +58,13 @@ def main() -> None:  # noqa: D103
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--group-size", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument(
+        "--fractions",
+        type=float,
+        nargs="*",
+        default=None,
+        help="time only the first full group of each of these train fractions",
+    )
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -76,23 +86,31 @@ def main() -> None:  # noqa: D103
     settings = TrainSettings(args.epochs, args.batch_size, 2)
     test = (data.x_test, data.y_test)
     seconds = {"batched": 0.0, "single": 0.0, "lightning": 0.0}
+    cpu = dict.fromkeys(seconds, 0.0)
+    groups = plan_groups(hps, args.group_size)
+    if args.fractions is not None:
+        full = [g for g in groups if len(g) == args.group_size]
+        groups = [next(g for g in full if hps[g[0]]["train_fraction"] == f) for f in args.fractions]
+    n_timed = sum(len(g) for g in groups)
     accs: dict[str, list[float]] = {k: [] for k in seconds}
     # interleaved by group, so that the three ways see the same machine load over time
-    for members in plan_groups(hps, args.group_size):
+    for members in groups:
         g_hps, g_seeds = [hps[k] for k in members], [seeds[k] for k in members]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = train_group(g_hps, g_seeds, data.x_train, data.y_train, settings)
         seconds["batched"] += time.perf_counter() - t0
+        cpu["batched"] += time.process_time() - c0
         accs["batched"] += grouped_accuracy(
             res.params, [h["activation"] for h in g_hps], 2, *test
         ).tolist()
         for hp, seed in zip(g_hps, g_seeds, strict=True):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             net = train_single(hp, seed, data.x_train, data.y_train, settings)
             seconds["single"] += time.perf_counter() - t0
+            cpu["single"] += time.process_time() - c0
             with torch.no_grad():
                 accs["single"].append(float((net(test[0]).argmax(-1) == test[1]).double().mean()))
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             net, _ = train_model(
                 hp,
                 data.x_train,
@@ -104,16 +122,23 @@ def main() -> None:  # noqa: D103
                 seed,
             )  # scored below
             seconds["lightning"] += time.perf_counter() - t0
+            cpu["lightning"] += time.process_time() - c0
             with torch.no_grad():
                 accs["lightning"].append(
                     float((net(test[0]).argmax(-1) == test[1]).double().mean())
                 )
         print({k: round(v, 1) for k, v in seconds.items()}, flush=True)
     rows = {
-        k: {"seconds": seconds[k], "mean_accuracy": sum(accs[k]) / len(accs[k])} for k in seconds
+        k: {
+            "seconds": seconds[k],
+            "cpu_seconds": cpu[k],
+            "mean_accuracy": sum(accs[k]) / len(accs[k]),
+        }
+        for k in seconds
     }
     for row in rows.values():
-        row["models_per_minute"] = 60 * args.n_models / row["seconds"]
+        row["models_per_minute"] = 60 * n_timed / row["seconds"]
+        row["models_per_cpu_minute"] = 60 * n_timed / row["cpu_seconds"]
     out = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
@@ -121,8 +146,11 @@ def main() -> None:  # noqa: D103
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} python "
         f"benchmarks/causal_throughput.py --n-models {args.n_models} --epochs "
-        f"{args.epochs} --group-size {args.group_size} --batch-size {args.batch_size}",
-        "n_models": args.n_models,
+        f"{args.epochs} --group-size {args.group_size} --batch-size {args.batch_size}"
+        + ("" if args.fractions is None else " --fractions " + " ".join(map(str, args.fractions))),
+        "n_models": n_timed,
+        "n_models_drawn": args.n_models,
+        "fractions": args.fractions,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "group_size": args.group_size,
