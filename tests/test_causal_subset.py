@@ -52,3 +52,14 @@ def test_study_explains_only_the_subset(tmp_path) -> None:
     assert set(by_name["0-50%"]["members"]) <= low and set(by_name["50-100%"]["members"]) <= high
     assert sorted(by_name["all"]["members"]) == ids
     assert not (out / "explanations").exists()
+
+
+@pytest.mark.parametrize("name", ["causal_fmnist", "causal_digits"])
+def test_shipped_configs_resolve_by_name_and_validate(name: str) -> None:
+    import yaml
+
+    from simshap.runs.config_files import resolve_config_path
+    from simshap.studies.causal.study import validate_config
+
+    cfg = validate_config(yaml.safe_load(resolve_config_path(name).read_text()))
+    assert len(cfg["analysis"]["buckets"]) == 9  # all models, then the paper's 8 buckets
