@@ -31,7 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "methods and Shapley values, and compare the treatment effects of hyperparameters on "
         "predictions and explanations per accuracy bucket.",
     )
-    p.add_argument("config", type=Path, help="YAML config (see configs/causal_fmnist.yaml)")
+    p.add_argument(
+        "config",
+        type=Path,
+        help="YAML config, or a shipped one: causal_fmnist, causal_digits",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/causal"), help="output folder")
     p.add_argument("--overwrite", action="store_true", help="start afresh in an existing --out")
     p.add_argument(
@@ -48,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the study; a rerun with the same config and --out resumes the stored zoo."""
     import yaml
 
+    from simshap.runs.config_files import resolve_config_path
     from simshap.studies.causal.study import run_study, validate_config
 
-    if not args.config.is_file():
-        raise UserError(f"config file {args.config} not found (see configs/causal_*.yaml)")
+    args.config = resolve_config_path(args.config)
     try:
         raw = yaml.safe_load(args.config.read_text()) or {}
     except yaml.YAMLError as err:

@@ -2,6 +2,8 @@
 
 Both come back as float images in [0, 1] of shape ``(N, 1, H, W)`` with fixed, seeded splits, so
 that every model of a zoo sees the same training subset and the same 100 explained test images.
+An optional validation split is held out of the training images (for choices such as the
+number of epochs, which must not look at the test set).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class StudyData:
         y_test: test labels.
         x_explain: the fixed images that every model explains ``(n_explain, 1, H, W)``.
         y_explain: their labels.
+        x_val: validation images held out of the training set (possibly empty).
+        y_val: their labels.
     """
 
     name: str
@@ -38,6 +42,8 @@ class StudyData:
     y_test: torch.Tensor
     x_explain: torch.Tensor
     y_explain: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -60,12 +66,15 @@ def load_study_data(
     n_explain: int = 100,
     seed: int = 0,
     data_dir: str | None = None,
+    n_val: int = 0,
 ) -> StudyData:
     """Load a study data set with seeded, fixed splits.
 
     ``digits`` (1,797 images, 8x8) is split 70/30 into train and test. ``fashion_mnist`` uses its
-    own 60k/10k split. ``n_train`` / ``n_test`` take the first images of a seeded permutation;
-    the explained images are the first ``n_explain`` test images of that permutation.
+    own 60k/10k split. The validation images are the last ``n_val`` of a seeded permutation of
+    the training images; ``n_train`` / ``n_test`` take the first of the remaining training images
+    and of a permutation of the test images; the explained images are the first ``n_explain``
+    test images of that permutation.
 
     Args:
         name: ``"digits"`` or ``"fashion_mnist"``.
@@ -74,6 +83,7 @@ def load_study_data(
         n_explain: number of fixed explained test images.
         seed: seed of the split permutations.
         data_dir: where the Fashion-MNIST idx files are (default: the project's search path).
+        n_val: validation images held out of the training images (0: none).
 
     Returns:
         The :class:`StudyData`.
@@ -104,6 +114,10 @@ def load_study_data(
         raise UserError(
             f"unknown study dataset {name!r}; choose one of {', '.join(STUDY_DATASETS)}"
         )
+    if not 0 <= n_val < len(x_tr):
+        raise UserError(f"n_val={n_val} is out of range for {name}: choose 0..{len(x_tr) - 1}")
+    x_va, y_va = x_tr[len(x_tr) - n_val :], y_tr[len(y_tr) - n_val :]
+    x_tr, y_tr = x_tr[: len(x_tr) - n_val], y_tr[: len(y_tr) - n_val]
     for label, n, avail in (("n_train", n_train, len(x_tr)), ("n_test", n_test, len(x_te))):
         if n is not None and not 1 <= n <= avail:
             raise UserError(f"{label}={n} is out of range for {name}: choose 1..{avail}")
@@ -114,5 +128,13 @@ def load_study_data(
     if not 1 <= n_explain <= len(x_te):
         raise UserError(f"n_explain={n_explain} must be between 1 and the test size {len(x_te)}")
     return StudyData(
-        name, x_tr, y_tr, x_te, y_te, x_te[:n_explain].clone(), y_te[:n_explain].clone()
+        name,
+        x_tr,
+        y_tr,
+        x_te,
+        y_te,
+        x_te[:n_explain].clone(),
+        y_te[:n_explain].clone(),
+        x_va,
+        y_va,
     )

@@ -17,9 +17,11 @@ the models' outcomes on x. The RBF bandwidth is the median heuristic (γ = 1 / m
 squared distance among the bucket's models on x), so the identity explanation (E = Y) gets
 exactly the Gram matrix of Y and its ITEs equal ITE_Y.
 
-Models are stratified by accuracy first, and every treated/control contrast is formed within a
-bucket. corr(ITE_Y, ITE_E) pools the (treatment value, instance) pairs of a bucket; confidence
-intervals come from random halves of the bucket's models (see :func:`centered_interval`).
+Models are stratified by accuracy first (the paper's 8 percentile buckets, :data:`PAPER_BUCKETS`,
+plus all models), and every treated/control contrast is formed within a bucket (within-bucket
+control groups). corr(ITE_Y, ITE_E) pools the (treatment value, instance) pairs of a bucket;
+confidence intervals come from random halves of the bucket's models (see
+:func:`centered_interval`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from simshap.errors import UserError
 
 __all__ = [
     "DEFAULT_BUCKETS",
+    "PAPER_BUCKETS",
     "accuracy_buckets",
     "analyze",
     "centered_interval",
@@ -47,16 +50,20 @@ __all__ = [
     "treatment_design",
 ]
 
-# quintiles, then the top 10% (nested in the top quintile); "all" is the global setting
-DEFAULT_BUCKETS: tuple[tuple[float, float], ...] = (
-    (0, 100),
+# Karimi et al., Sec. 3.2 and Table 2: 0-20, 20-40, 40-60, 60-80, 80-90, 90-95, 95-99 and
+# 99-100th percentiles of the zoo's accuracy ("finer granularity for top models")
+PAPER_BUCKETS: tuple[tuple[float, float], ...] = (
     (0, 20),
     (20, 40),
     (40, 60),
     (60, 80),
-    (80, 100),
-    (90, 100),
+    (80, 90),
+    (90, 95),
+    (95, 99),
+    (99, 100),
 )
+# the global setting (all models) first, then the paper's buckets
+DEFAULT_BUCKETS: tuple[tuple[float, float], ...] = ((0, 100), *PAPER_BUCKETS)
 
 
 def rbf_gram(
@@ -199,16 +206,6 @@ def accuracy_buckets(
     return out
 
 
-def _bucket_ites(
-    grams: Mapping[str, torch.Tensor],
-    codes: torch.Tensor,
-    sizes: Sequence[int],
-    weights: torch.Tensor | None = None,
-) -> tuple[dict[str, torch.Tensor], list[tuple[int, int]]]:
-    a, labels = treatment_design(codes, sizes, weights)
-    return {name: kernel_ite(k, a) for name, k in grams.items()}, labels
-
-
 def analyze(
     probs: torch.Tensor,
     explanations: Mapping[str, Mapping[str, torch.Tensor]],
@@ -219,6 +216,7 @@ def analyze(
     n_bootstrap: int = 200,
     ci: float = 0.95,
     seed: int = 0,
+    members: Sequence[torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """ITE_Y, ITE_E (total and direct) and their correlations per bucket and method.
 
@@ -232,39 +230,52 @@ def analyze(
         n_bootstrap: random halves of each bucket's models (0: no intervals).
         ci: confidence level of the percentile intervals.
         seed: bootstrap seed.
+        members: each bucket's models (rows of ``probs``), when the buckets were drawn from a
+            larger zoo (:mod:`~simshap.studies.causal.subset`); default: the percentiles of
+            ``accuracy``.
 
     Returns:
         Per bucket: members, accuracy range, contrast labels, ITE_Y and ITE_E arrays ``(V, B)``,
         mean ITEs, and for every method Pearson/Spearman corr(ITE_Y, ITE_E) for the total and
         the direct effect and their difference (the mediated part), each with an interval; the
-        paired bootstrap draws of the main statistics (for differences between methods).
+        paired half-sample draws of the main statistics and of the mean ITEs (for differences
+        between methods and buckets).
 
     Raises:
         UserError: an empty bucket, or a bucket where no hyperparameter value has both treated
             and control models.
     """
-    members = accuracy_buckets(accuracy, bounds)
+    if members is None:
+        members = accuracy_buckets(accuracy, bounds)
     gen = torch.Generator().manual_seed(seed)
     methods = list(explanations["total"])
+    sources = {"Y": probs}
+    for var in ("total", "direct"):
+        for m in methods:
+            sources[f"{var}/{m}"] = explanations[var][m]
     out: list[dict[str, Any]] = []
     for (lo, hi), idx in zip(bounds, members, strict=True):
-        grams = {"Y": rbf_gram(probs[idx])[0]}
-        for var in ("total", "direct"):
-            for m in methods:
-                grams[f"{var}/{m}"] = rbf_gram(explanations[var][m][idx].float())[0]
-        ites, labels = _bucket_ites(grams, codes[idx], sizes)
+        a, labels = treatment_design(codes[idx], sizes)
         if not labels:
             raise UserError(
                 f"accuracy bucket {lo:g}-{hi:g}% ({len(idx)} models) has no hyperparameter value "
                 "with both treated and control models; train more models or widen the bucket"
             )
+        halves = [
+            torch.randperm(len(idx), generator=gen)[: (len(idx) + 1) // 2].sort().values
+            for _ in range(n_bootstrap)
+        ]
+        designs = [treatment_design(codes[idx][h], sizes)[0] for h in halves]
+        ites: dict[str, torch.Tensor] = {}
+        boot_ites: list[dict[str, torch.Tensor]] = [{} for _ in halves]
+        for key, z in sources.items():  # one Gram matrix in memory at a time
+            gram = rbf_gram(z[idx].float())[0]
+            ites[key] = kernel_ite(gram, a)
+            for h, design, store in zip(halves, designs, boot_ites, strict=True):
+                store[key] = kernel_ite(gram[:, h][:, :, h], design)
+            del gram
         point = _corr_table(ites, methods)
-        boots: list[dict[str, dict[str, float]]] = []
-        for _ in range(n_bootstrap):
-            half = torch.randperm(len(idx), generator=gen)[: (len(idx) + 1) // 2].sort().values
-            sub = {k: g[:, half][:, :, half] for k, g in grams.items()}
-            b_ites, _ = _bucket_ites(sub, codes[idx][half], sizes)
-            boots.append(_corr_table(b_ites, methods))
+        boots = [_corr_table(b, methods) for b in boot_ites]
         stats = {}
         for m in methods:
             stats[m] = {}
@@ -275,7 +286,13 @@ def analyze(
                 interval = centered_interval(val, draws, ci, bound)
                 stats[m][key] = {"value": val, "ci": interval}
         draw_keys = ("total_pearson", "total_spearman", "mediated_pearson")
-        draws_out = {m: {k: [float(b[m][k]) for b in boots] for k in draw_keys} for m in methods}
+        draws_out: dict[str, Any] = {
+            m: {k: [float(b[m][k]) for b in boots] for k in draw_keys} for m in methods
+        }
+        draws_out["mean_ite"] = {
+            k: [float(b[k].mean()) if b[k].numel() else float("nan") for b in boot_ites]
+            for k in sources
+        }
         acc = accuracy[idx]
         out.append(
             {

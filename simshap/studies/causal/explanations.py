@@ -1,10 +1,12 @@
 """Explanations E_h(x) of the zoo's models on fixed images, preprocessed as in the paper.
 
-Saliency maps (captum): Gradient, SmoothGrad, Integrated Gradients and Grad-CAM. Shapley values
-over a 4x4 grid of image patches, from simshap's game layer: a :class:`~simshap.games.BaselineGame`
-(absent patches are black, the images' background) with :meth:`~simshap.players.Players.superpixels`
-players, estimated by :func:`~simshap.games.kernel_shap` at a stated coalition budget. Identity
-(E := the softmax output) is the reference.
+Saliency maps: Gradient, SmoothGrad, Integrated Gradients and Grad-CAM, batched over models
+(:mod:`simshap.studies.causal.saliency`, checked against captum). Shapley values over a 4x4 grid of
+image patches, from simshap's game layer: one :class:`~simshap.games.BaselineGame` for a group of
+models (absent patches are black, the images' background) with superpixel players, estimated by
+:func:`~simshap.games.kernel_shap` at a stated budget. Identity (E := the softmax output) is the
+reference. All models share the random draws (SmoothGrad's noise, the coalitions), so a model's
+explanations are the same in any chunk.
 
 Preprocessing (Karimi et al., App. A.3): values above the 99th percentile are clipped, then maps
 are normalized to [0, 1]; signed maps are first normalized to [-1, 1] (by the 99th percentile of
@@ -22,23 +24,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
 from simshap.estimators import kernel_shap
 from simshap.games import BaselineGame
 from simshap.players import Players
+from simshap.studies.causal.grouped import grouped_forward
+from simshap.studies.causal.saliency import SALIENCY_METHODS, batched_saliency, smoothgrad_noise
 
 __all__ = [
     "METHODS",
     "SALIENCY_METHODS",
     "clip_and_normalize",
     "explain_chunk",
-    "saliency",
     "severed_sources",
     "shapley_patches",
 ]
 
-SALIENCY_METHODS: tuple[str, ...] = ("gradient", "smoothgrad", "integrated_gradients", "gradcam")
 METHODS: tuple[str, ...] = ("identity", *SALIENCY_METHODS, "shapley")
 
 
@@ -71,101 +72,58 @@ def clip_and_normalize(maps: torch.Tensor, signed: bool, q: float = 0.99) -> tor
     return out.reshape(maps.shape)
 
 
-def saliency(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    method: str,
-    cfg: Mapping[str, Any],
-    seed: int = 0,
-) -> torch.Tensor:
-    """Raw captum attribution maps ``(B, H, W)`` for class ``target`` (B,) of images ``x``.
-
-    Args:
-        model: CNN with a ``conv3`` layer (used by Grad-CAM).
-        x: images ``(B, 1, H, W)``.
-        target: explained class per image.
-        method: one of :data:`SALIENCY_METHODS`.
-        cfg: ``smoothgrad_samples``, ``smoothgrad_noise`` (std as a fraction of the input range)
-            and ``ig_steps``.
-        seed: seed of SmoothGrad's noise.
-    """
-    from captum.attr import (
-        IntegratedGradients,
-        LayerAttribution,
-        LayerGradCam,
-        NoiseTunnel,
-        Saliency,
-    )
-
-    x = x.clone().requires_grad_(True)
-    tgt = target.tolist()
-    if method == "gradient":
-        a = Saliency(model).attribute(x, target=tgt, abs=False)
-    elif method == "smoothgrad":
-        torch.manual_seed(seed)  # captum draws the noise from the global generator
-        span = float(x.detach().amax() - x.detach().amin())
-        a = NoiseTunnel(Saliency(model)).attribute(
-            x,
-            nt_type="smoothgrad",
-            nt_samples=int(cfg["smoothgrad_samples"]),
-            nt_samples_batch_size=int(cfg["smoothgrad_samples"]),
-            stdevs=float(cfg["smoothgrad_noise"]) * span,
-            target=tgt,
-            abs=False,
-        )
-    elif method == "integrated_gradients":
-        a = IntegratedGradients(model).attribute(
-            x,
-            baselines=torch.zeros_like(x),
-            target=tgt,
-            n_steps=int(cfg["ig_steps"]),
-            internal_batch_size=len(x) * int(cfg["ig_steps"]),
-        )
-    elif method == "gradcam":
-        cam = LayerGradCam(model, model.conv3).attribute(x, target=tgt, relu_attributions=True)
-        a = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
-    else:
-        raise ValueError(f"unknown saliency method {method!r}; choose from {SALIENCY_METHODS}")
-    return a.detach().sum(dim=1)
-
-
 def shapley_patches(
-    model: nn.Module,
+    params: Mapping[str, torch.Tensor],
+    activations: Sequence[str],
+    stride: int,
     x: torch.Tensor,
     grid: int,
-    n_samples: int,
+    budget: int,
     seed: int = 0,
+    max_rows: int = 8192,
 ) -> tuple[torch.Tensor, int]:
-    """Shapley values of a ``grid`` x ``grid`` patch game for every class.
+    """Shapley values of a ``grid`` x ``grid`` patch game for every class of M stacked models.
 
-    The game is v_x(S) = softmax(f(x_S, 0_{N∖S})): patches outside S are set to 0 (black).
+    The game is v_x(S) = softmax(f_m(x_S, 0_{N∖S})) for every model m at once: one
+    :class:`~simshap.games.BaselineGame` whose output concatenates the models' class
+    probabilities, so KernelSHAP draws one set of coalitions (seeded, the same for every model)
+    and solves every model's values in one batched least-squares solve. A model's values are the
+    ones it gets alone. Non-finite probabilities (a diverged model) count as uniform, so such a
+    model gets zero values.
 
     Args:
-        model: classifier returning logits.
-        x: images ``(B, 1, H, W)``; H and W divisible by ``grid``.
+        params: stacked parameters.
+        activations: activation per model.
+        stride: convolution stride.
+        x: images ``(B, C, H, W)``; H and W divisible by ``grid``.
         grid: patches per side (4 -> 16 players).
-        n_samples: KernelSHAP coalition budget besides ∅ and N (``2**(grid*grid) - 2`` is exact).
-        seed: sampling seed.
+        budget: KernelSHAP game evaluations per image, ∅ and N included (``2**(grid*grid)``
+            is exact).
+        seed: seed of the coalitions.
+        max_rows: images times models per forward pass.
 
     Returns:
-        (values ``(B, grid*grid, C)``, game evaluations per instance incl. ∅ and N).
+        (values ``(M, B, grid*grid, C)``, game evaluations per image incl. ∅ and N).
     """
+    m = len(activations)
     size = x.shape[-1] // grid
 
     def probs(z: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return torch.softmax(model(z), dim=-1)
+            logits = grouped_forward(params, z.repeat(1, m, 1, 1), activations, stride).logits
+            p = torch.nan_to_num(torch.softmax(logits, dim=-1), nan=1.0 / logits.shape[-1])
+        return p.transpose(0, 1).reshape(len(z), -1)  # (rows, M * C)
 
     game = BaselineGame(
         probs,
         x,
         torch.zeros_like(x[0]),
         Players.superpixels(tuple(x.shape[-2:]), size),
-        batch_size=8192,
+        batch_size=max(1, max_rows // m),
     )
-    est = kernel_shap(game, budget=n_samples + 2, generator=torch.Generator().manual_seed(seed))
-    return est.values, int(est.n_evals)
+    est = kernel_shap(game, budget=budget, generator=torch.Generator().manual_seed(seed))
+    vals = est.values.reshape(len(x), grid * grid, m, -1).permute(2, 0, 1, 3)
+    return vals, int(est.n_evals)
 
 
 def severed_sources(n_models: int, n_images: int, seed: int) -> torch.Tensor:
@@ -189,32 +147,55 @@ def severed_sources(n_models: int, n_images: int, seed: int) -> torch.Tensor:
 
 
 def explain_chunk(
-    models: Sequence[nn.Module],
+    params: Mapping[str, torch.Tensor],
+    activations: Sequence[str],
+    stride: int,
     x: torch.Tensor,
     methods: Sequence[str],
     cfg: Mapping[str, Any],
     seed: int,
+    severed_seed: int,
+    group_size: int = 10,
 ) -> dict[str, Any]:
     """Predictions and preprocessed explanations (total and direct) of a chunk of models.
 
     Args:
-        models: the chunk's models (eval mode).
+        params: the chunk's stacked parameters.
+        activations: activation per model.
+        stride: convolution stride.
         x: the fixed images ``(B, 1, H, W)``.
         methods: subset of :data:`METHODS`.
-        cfg: explanation settings (see :func:`saliency`; ``shapley_grid``, ``shapley_samples``).
-        seed: seed of the severed targets and of the stochastic methods.
+        cfg: explanation settings (``smoothgrad_samples``, ``smoothgrad_noise``, ``ig_steps``,
+            ``shapley_grid``, ``shapley_samples``: KernelSHAP's budget besides ∅ and N).
+        seed: seed of SmoothGrad's noise and of the Shapley coalitions (shared by every model).
+        severed_seed: seed of the chunk's severed targets (:func:`severed_sources`).
+        group_size: models per batched pass.
 
     Returns:
         ``{"probs": (n, B, C), "targets": (n, B), "severed": (n, B), "source": (n, B),
-        "n_evals": int,
-        "total": {method: (n, B, ...)}, "direct": {method: (n, B, ...)}}``; explanation maps are
-        float16 (the identity's are the float32 softmax vectors).
+        "n_evals": int, "total": {method: (n, B, ...)}, "direct": {method: (n, B, ...)}}``;
+        explanation maps are float16 (the identity's are the float32 softmax vectors).
     """
+    n = len(activations)
+    # groups of models sharing an activation where possible (one activation call per layer)
+    order = sorted(range(n), key=lambda k: (activations[k], k))
+    groups = [order[i : i + group_size] for i in range(0, n, group_size)]
+    back = torch.empty(n, dtype=torch.long)
+    back[torch.tensor([k for g in groups for k in g])] = torch.arange(n)
+
+    def sub(ids: Sequence[int]) -> tuple[dict[str, torch.Tensor], list[str]]:
+        sel = torch.tensor(list(ids))
+        return {k: v[sel] for k, v in params.items()}, [activations[k] for k in ids]
+
     with torch.no_grad():
-        probs = torch.stack([torch.softmax(m(x), dim=-1) for m in models])
+        logits = []
+        for ids in groups:
+            p, acts = sub(ids)
+            logits.append(grouped_forward(p, x.repeat(1, len(ids), 1, 1), acts, stride).logits)
+        probs = torch.softmax(torch.cat(logits)[back], dim=-1)
     probs = torch.nan_to_num(probs, nan=1.0 / probs.shape[-1])
     preds = probs.argmax(-1)
-    source = severed_sources(len(models), len(x), seed)
+    source = severed_sources(n, len(x), severed_seed)
     severed = torch.gather(preds, 0, source)
     out: dict[str, Any] = {
         "probs": probs,
@@ -225,30 +206,51 @@ def explain_chunk(
         "total": {},
         "direct": {},
     }
-    rows = torch.arange(len(x))
+    noise = smoothgrad_noise(
+        x,
+        int(cfg["smoothgrad_samples"]),
+        float(cfg["smoothgrad_noise"]),
+        torch.Generator().manual_seed(seed),
+    )
     for name in methods:
         if name == "identity":
             out["total"][name] = probs
             out["direct"][name] = torch.gather(probs, 0, source[..., None].expand_as(probs))
             continue
         tot, dire = [], []
-        for i, m in enumerate(models):
+        for ids in groups:
+            p, acts = sub(ids)
+            rows = torch.tensor(ids)
             if name == "shapley":
-                vals, n_evals = shapley_patches(
-                    m, x, int(cfg["shapley_grid"]), int(cfg["shapley_samples"]), seed + i
+                vals, out["n_evals"] = shapley_patches(
+                    p,
+                    acts,
+                    stride,
+                    x,
+                    int(cfg["shapley_grid"]),
+                    int(cfg["shapley_samples"]) + 2,
+                    seed,
                 )
-                out["n_evals"] = n_evals
                 vals = torch.nan_to_num(vals.float())
-                pair = (vals[rows, :, preds[i]], vals[rows, :, severed[i]])
+                pair = [
+                    vals.gather(3, t[:, :, None, None].expand(*vals.shape[:3], 1))[..., 0]
+                    for t in (preds[rows], severed[rows])
+                ]
                 signed = True
             else:
-                pair = tuple(
-                    torch.nan_to_num(saliency(m, x, t, name, cfg, seed + i))
-                    for t in (preds[i], severed[i])
-                )
+                pair = [
+                    torch.nan_to_num(a)
+                    for a in batched_saliency(
+                        p, acts, stride, x, [preds[rows], severed[rows]], name, cfg, noise
+                    )
+                ]
                 signed = name != "gradcam"
-            tot.append(clip_and_normalize(pair[0], signed).half())
-            dire.append(clip_and_normalize(pair[1], signed).half())
-        out["total"][name] = torch.stack(tot)
-        out["direct"][name] = torch.stack(dire)
+            tot.append(
+                clip_and_normalize(pair[0].flatten(0, 1), signed).reshape(pair[0].shape).half()
+            )
+            dire.append(
+                clip_and_normalize(pair[1].flatten(0, 1), signed).reshape(pair[1].shape).half()
+            )
+        out["total"][name] = torch.cat(tot)[back]
+        out["direct"][name] = torch.cat(dire)[back]
     return out

@@ -1,4 +1,9 @@
-"""Figures of the causal study: analogues of the paper's Figs. 2, 3 and 4."""
+"""Figures of the causal study: analogues of the paper's Figs. 2, 3 and 4.
+
+``fig2_optimizer_ite.png``: ITE of each optimizer value on Y and on E per bucket (Fig. 2);
+``fig3_ite_scatter.png`` and ``fig3_correlations.png``: ITE_Y against ITE_E and their
+correlations (Fig. 3, left and right); ``fig4_direct_total.png``: total vs direct (Fig. 4).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["plot_correlations", "plot_direct_total", "plot_ite_scatter", "write_figures"]
+__all__ = [
+    "plot_correlations",
+    "plot_direct_total",
+    "plot_ite_scatter",
+    "plot_optimizer_ites",
+    "write_figures",
+]
 
 _LABELS = {
     "identity": "Identity",
@@ -24,9 +36,12 @@ _LABELS = {
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
+    """Write the figure atomically (temp file + rename)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, dpi=110)
     plt.close(fig)
+    tmp.replace(path)
 
 
 def plot_ite_scatter(res: Mapping[str, Any], path: Path) -> None:
@@ -50,6 +65,41 @@ def plot_ite_scatter(res: Mapping[str, Any], path: Path) -> None:
                 ax.set_ylabel(f"ITE_E {_LABELS.get(m, m)}", fontsize=7)
             if i == len(methods) - 1:
                 ax.set_xlabel("ITE_Y", fontsize=7)
+    _save(fig, path)
+
+
+def plot_optimizer_ites(
+    res: Mapping[str, Any], grid: Mapping[str, Any], path: Path, hparam: str = "optimizer"
+) -> None:
+    """Mean ITE (± std over images) of each value of ``hparam`` on Y and E, per bucket (Fig. 2).
+
+    Rows: Y, then each method's total effect; columns: buckets. Within a bucket the ITEs are
+    relative to that bucket's control group, so compare patterns, not heights, across columns.
+    """
+    names = list(grid)
+    i = names.index(hparam)
+    buckets, methods = res["buckets"], res["methods"]
+    keys = ["Y"] + [f"total/{m}" for m in methods if m != "identity"]
+    fig, axes = plt.subplots(
+        len(keys), len(buckets), figsize=(1.9 * len(buckets), 1.5 * len(keys)), squeeze=False
+    )
+    for j, b in enumerate(buckets):
+        rows = [(r, v) for r, (h, v) in enumerate(b["contrasts"]) if h == i]
+        for r, key in enumerate(keys):
+            ax = axes[r, j]
+            ite = b["ite"][key]
+            vals = [np.asarray(ite[row], dtype=float) for row, _ in rows]
+            ax.bar(
+                range(len(rows)), [v.mean() for v in vals], yerr=[v.std() for v in vals], capsize=2
+            )
+            ax.set_xticks(range(len(rows)))
+            ax.set_xticklabels([str(grid[hparam][v]) for _, v in rows], fontsize=6)
+            ax.tick_params(labelsize=6)
+            if r == 0:
+                ax.set_title(b["name"], fontsize=7)
+            if j == 0:
+                label = "ITE_Y" if key == "Y" else f"ITE_E {_LABELS.get(key[6:], key[6:])}"
+                ax.set_ylabel(label, fontsize=7)
     _save(fig, path)
 
 
@@ -115,14 +165,20 @@ def plot_direct_total(res: Mapping[str, Any], path: Path) -> None:
     _save(fig, path)
 
 
+FIGURES: tuple[str, ...] = (
+    "fig2_optimizer_ite",
+    "fig3_ite_scatter",
+    "fig3_correlations",
+    "fig4_direct_total",
+)
+
+
 def write_figures(res: Mapping[str, Any], out: Path, grid: Mapping[str, Any]) -> list[Path]:
-    """Write ``fig2_ite_scatter.png``, ``fig3_correlations.png``, ``fig4_direct_total.png``."""
-    del grid
-    paths = [
-        out / "fig2_ite_scatter.png",
-        out / "fig3_correlations.png",
-        out / "fig4_direct_total.png",
-    ]
-    for fn, p in zip((plot_ite_scatter, plot_correlations, plot_direct_total), paths, strict=True):
+    """Write the four figures of :data:`FIGURES` as PNG files into ``out``."""
+    paths = [out / f"{name}.png" for name in FIGURES]
+    plot_optimizer_ites(res, grid, paths[0])
+    for fn, p in zip(
+        (plot_ite_scatter, plot_correlations, plot_direct_total), paths[1:], strict=True
+    ):
         fn(res, p)
     return paths

@@ -1,46 +1,28 @@
-"""The model zoo: the paper's small CNN, its hyperparameter grid, Lightning training, storage.
+"""The model zoo's definition: the paper's small CNN, its hyperparameter grid and initializers.
 
 Each model's hyperparameters are drawn independently from the grid with a generator seeded by
-(zoo seed, model index), so model ``k`` is the same whatever the zoo size. Training uses one fixed
-seed for every model (weight init, dropout, mini-batch order), so a model is a deterministic
-function of its hyperparameters: the potential outcomes Y_h(x), E_h(x) are well defined.
-
-The zoo is stored in chunks (``chunk_0000.pt``, ...), each written atomically once it is
-complete; :func:`train_zoo` only trains the chunks that are missing, so an interrupted run resumes
-where it stopped and a finished one trains nothing.
+(zoo seed, model index), so model ``k`` is the same whatever the zoo size. Training lives in
+:mod:`simshap.studies.causal.trainer` (batched) and storage in :mod:`simshap.studies.causal.chunks`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
-from simshap.amortized.training import quiet_cpu_trainer
 from simshap.errors import UserError
-from simshap.studies.causal.data import StudyData
 
 __all__ = [
     "GRID",
     "SmallCNN",
-    "Zoo",
-    "ZooModule",
     "build_model",
     "check_grid",
-    "load_zoo",
+    "init_weights",
     "sample_hyperparameters",
-    "train_model",
-    "train_zoo",
 ]
 
 # the zoo's grid (Unterthiner et al. 2020, as used by Karimi et al.); continuous values are the
@@ -156,7 +138,7 @@ class SmallCNN(nn.Module):
         return self.fc(h.mean(dim=(2, 3)))
 
 
-def _init_weights(model: nn.Module, hp: Mapping[str, Any], gen: torch.Generator) -> None:
+def init_weights(model: nn.Module, hp: Mapping[str, Any], gen: torch.Generator) -> None:
     """Weight and bias initialization; ``init_std`` scales the ``normal`` initializer only.
 
     As in the original zoo (Keras initializers), he_normal, glorot_uniform and orthogonal carry
@@ -178,223 +160,15 @@ def _init_weights(model: nn.Module, hp: Mapping[str, Any], gen: torch.Generator)
         nn.init.constant_(mod.bias, 1.0 if hp["b_init"] == "ones" else 0.0)
 
 
-def build_model(hp: Mapping[str, Any], stride: int, seed: int) -> SmallCNN:
-    """The CNN of hyperparameters ``hp`` (values, not positions), initialized from ``seed``."""
-    model = SmallCNN(hp["activation"], float(hp["dropout"]), stride)
-    _init_weights(model, hp, torch.Generator().manual_seed(seed))
-    return model
-
-
-class ZooModule(pl.LightningModule):
-    """Lightning module that trains one zoo member with cross-entropy plus an L2 penalty.
+def build_model(hp: Mapping[str, Any], stride: int, seed: int | torch.Generator) -> SmallCNN:
+    """The CNN of hyperparameters ``hp`` (values, not positions), initialized from ``seed``.
 
     Args:
-        model: the CNN.
-        hp: hyperparameter values (optimizer, learning_rate, l2).
-    """
-
-    def __init__(self, model: SmallCNN, hp: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.model = model
-        self.hp = dict(hp)
-
-    def training_step(  # noqa: D102
-        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
-    ) -> torch.Tensor:
-        x, y = batch
-        loss = F.cross_entropy(self.model(x), y)
-        penalty = sum((p**2).sum() for n, p in self.model.named_parameters() if "weight" in n)
-        return loss + float(self.hp["l2"]) * penalty
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:  # noqa: D102
-        lr = float(self.hp["learning_rate"])
-        cls = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
-        return cls[self.hp["optimizer"]](self.model.parameters(), lr=lr)
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> float:
-    """Top-1 accuracy of ``model`` in eval mode (NaN outputs count as wrong)."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += int((model(x[i : i + batch_size]).argmax(-1) == y[i : i + batch_size]).sum())
-    return correct / len(x)
-
-
-def train_model(
-    hp: Mapping[str, Any], data: StudyData, epochs: int, batch_size: int, stride: int, seed: int
-) -> tuple[SmallCNN, float]:
-    """Train one model with Lightning; returns the model (eval mode) and its test accuracy.
-
-    The training subset is the first ``train_fraction`` of ``data.x_train``; init, dropout and
-    batch order all come from ``seed``.
-    """
-    torch.manual_seed(seed)  # dropout masks draw from the global generator
-    model = build_model(hp, stride, seed)
-    n = max(1, int(round(float(hp["train_fraction"]) * len(data.x_train))))
-    loader = DataLoader(
-        TensorDataset(data.x_train[:n], data.y_train[:n]),
-        batch_size=batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    trainer = quiet_cpu_trainer(epochs)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    trainer.fit(ZooModule(model, hp), loader)
-    model.eval()
-    return model, accuracy(model, data.x_test, data.y_test)
-
-
-class Zoo:
-    """A loaded zoo.
-
-    Attributes:
-        grid: the hyperparameter grid.
-        codes: ``(n_models, n_hparams)`` grid positions (columns in ``grid`` order).
-        accuracy: ``(n_models,)`` test accuracies.
-        seconds: ``(n_models,)`` training seconds.
-        state_dicts: one state dict per model.
+        hp: hyperparameter values.
         stride: convolution stride.
+        seed: an int seed, or the generator to draw the initial weights from.
     """
-
-    def __init__(
-        self,
-        grid: dict[str, list[Any]],
-        codes: torch.Tensor,
-        accuracy: torch.Tensor,
-        seconds: torch.Tensor,
-        state_dicts: list[dict[str, torch.Tensor]],
-        stride: int,
-    ) -> None:
-        self.grid, self.codes, self.accuracy = grid, codes, accuracy
-        self.seconds, self.state_dicts, self.stride = seconds, state_dicts, stride
-
-    def __len__(self) -> int:
-        return len(self.state_dicts)
-
-    def hparams(self, k: int) -> dict[str, Any]:
-        """Hyperparameter values of model ``k``."""
-        pairs = zip(self.grid, self.codes[k], strict=True)
-        return {name: self.grid[name][int(c)] for name, c in pairs}
-
-    def model(self, k: int) -> SmallCNN:
-        """Model ``k`` in eval mode."""
-        hp = self.hparams(k)
-        net = SmallCNN(hp["activation"], float(hp["dropout"]), self.stride)
-        net.load_state_dict(self.state_dicts[k])
-        return net.eval()
-
-
-def _manifest(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("dataset", "n_train", "n_test", "epochs", "batch_size", "seed", "stride", "grid")
-    return {k: cfg[k] for k in keys}
-
-
-def train_zoo(
-    cfg: Mapping[str, Any],
-    data: StudyData,
-    zoo_dir: Path,
-    max_seconds: float | None = None,
-    log: Callable[[str], None] = print,
-) -> int:
-    """Train the missing chunks of a zoo of ``cfg["n_models"]`` models into ``zoo_dir``.
-
-    Args:
-        cfg: study config (dataset, n_train, n_test, epochs, batch_size, seed, stride, grid,
-            n_models, chunk_size).
-        data: the data set.
-        zoo_dir: folder of the chunks; its ``zoo.json`` must match ``cfg`` when it exists.
-        max_seconds: start no new chunk once this much training time has passed (0: train
-            nothing, use the stored chunks).
-        log: progress printer.
-
-    Returns:
-        Number of models trained by this call.
-
-    Raises:
-        UserError: ``zoo_dir`` holds a zoo trained with a different config.
-    """
-    zoo_dir.mkdir(parents=True, exist_ok=True)
-    manifest = _manifest(cfg)
-    path = zoo_dir / "zoo.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != json.loads(json.dumps(manifest)):
-            raise UserError(
-                f"{zoo_dir} holds a zoo trained with another config ({old}); use the same config "
-                "to resume, or another --out (or --overwrite) to start afresh"
-            )
-    else:
-        path.write_text(json.dumps(manifest, indent=1))
-    n_models, size = int(cfg["n_models"]), int(cfg["chunk_size"])
-    start, trained = time.perf_counter(), 0
-    for c in range(math.ceil(n_models / size)):
-        target = zoo_dir / f"chunk_{c:04d}.pt"
-        indices = list(range(c * size, min((c + 1) * size, n_models)))
-        if target.is_file():
-            if len(torch.load(target, weights_only=True)["index"]) == len(indices):
-                continue  # complete chunk: nothing to do
-        if max_seconds is not None and time.perf_counter() - start >= max_seconds:
-            log(f"time budget reached after {trained} new models; rerun to resume")
-            break
-        chunk: dict[str, list[Any]] = {
-            "index": [],
-            "codes": [],
-            "accuracy": [],
-            "seconds": [],
-            "state_dicts": [],
-        }
-        for k in indices:
-            codes = sample_hyperparameters(cfg["grid"], k, int(cfg["seed"]))
-            hp = {name: cfg["grid"][name][i] for name, i in codes.items()}
-            t0 = time.perf_counter()
-            net, acc = train_model(
-                hp,
-                data,
-                int(cfg["epochs"]),
-                int(cfg["batch_size"]),
-                int(cfg["stride"]),
-                int(cfg["seed"]),
-            )
-            chunk["index"].append(k)
-            chunk["codes"].append(list(codes.values()))
-            chunk["accuracy"].append(acc)
-            chunk["seconds"].append(time.perf_counter() - t0)
-            chunk["state_dicts"].append({n: t.clone() for n, t in net.state_dict().items()})
-            trained += 1
-        tmp = target.with_suffix(".tmp")
-        torch.save(chunk, tmp)
-        tmp.replace(target)
-        log(
-            f"zoo chunk {c}: models {indices[0]}-{indices[-1]}, mean acc "
-            f"{sum(chunk['accuracy']) / len(indices):.3f}, "
-            f"{sum(chunk['seconds']) / len(indices):.2f} s/model"
-        )
-    return trained
-
-
-def load_zoo(
-    zoo_dir: Path, grid: dict[str, list[Any]], stride: int, n_models: int | None = None
-) -> Zoo:
-    """Load the complete chunks of a zoo, in model order (at most ``n_models`` models).
-
-    Raises:
-        UserError: the folder holds no trained models.
-    """
-    chunks = sorted(zoo_dir.glob("chunk_*.pt"))
-    parts = [torch.load(p, weights_only=True) for p in chunks]
-    if not parts:
-        raise UserError(f"{zoo_dir} holds no trained models; train the zoo first")
-    cat = {k: [v for p in parts for v in p[k]] for k in parts[0]}
-    keep = len(cat["index"]) if n_models is None else min(n_models, len(cat["index"]))
-    if cat["index"][:keep] != list(range(keep)):
-        raise UserError(f"{zoo_dir}: chunks are not contiguous; rerun the study to fill the gaps")
-    return Zoo(
-        grid,
-        torch.tensor(cat["codes"][:keep], dtype=torch.long),
-        torch.tensor(cat["accuracy"][:keep], dtype=torch.float64),
-        torch.tensor(cat["seconds"][:keep], dtype=torch.float64),
-        cat["state_dicts"][:keep],
-        stride,
-    )
+    model = SmallCNN(hp["activation"], float(hp["dropout"]), stride)
+    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    init_weights(model, hp, gen)
+    return model
