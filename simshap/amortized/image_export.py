@@ -18,7 +18,7 @@ from torch import nn
 from simshap.amortized.base import AmortizedExplainer
 from simshap.errors import ExistingOutputError, UserError
 
-__all__ = ["ImageExportGraph", "export_image_explainer"]
+__all__ = ["ImageExportGraph", "export_image_explainer", "onnx_parity"]
 
 
 class ImageExportGraph(nn.Module):
@@ -45,10 +45,24 @@ class ImageExportGraph(nn.Module):
         return phi + gap.unsqueeze(1) / phi.shape[1], v_full
 
 
+def onnx_parity(graph: nn.Module, path: Path, image_shape: tuple[int, int, int]) -> float:
+    """Largest absolute difference of the ONNX file's values from eager on random images."""
+    import onnxruntime as ort
+
+    x = torch.randn(3, *image_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        eager = graph(x)[0].numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"images": x.numpy()})[0]
+    return float(abs(got - eager).max())
+
+
 def export_image_explainer(
     explainer: AmortizedExplainer,
     path: str | os.PathLike[str],
     image_shape: tuple[int, int, int],
+    mean: list[float],
+    std: list[float],
     overwrite: bool = False,
 ) -> Path:
     """Write the image explainer as ONNX (``path``) plus ``path + ".json"`` metadata.
@@ -57,6 +71,8 @@ def export_image_explainer(
         explainer: a trained image explainer (on the CPU).
         path: the ``.onnx`` file.
         image_shape: ``(C, H, W)``.
+        mean: the per-channel normalization mean (the server normalizes request images).
+        std: the per-channel standard deviation.
         overwrite: replace an existing file.
 
     Returns:
@@ -89,6 +105,10 @@ def export_image_explainer(
         "superpixel_size": groups.superpixel_size,
         "grid": list(groups.grid),
         "base_value": explainer.base_value.tolist(),
+        "mean": list(mean),
+        "std": list(std),
+        "class_names": explainer.hparams.get("class_names"),
+        "max_abs_diff_onnx_eager": onnx_parity(graph, path, image_shape),
     }
     Path(str(path) + ".json").write_text(json.dumps(meta))
     return path

@@ -37,7 +37,12 @@ from simshap.models.user_image import describe_model, find_grid_node, load_image
 from simshap.players import Players
 from simshap.runs.user_image_eval import evaluate_user_image
 
-__all__ = ["USER_IMAGE_DEFAULTS", "UserImageRun", "merge_user_image_config"]
+__all__ = [
+    "USER_IMAGE_DEFAULTS",
+    "UserImageRun",
+    "merge_user_image_config",
+    "user_image_table",
+]
 
 USER_IMAGE_DEFAULTS: dict[str, Any] = {
     "modality": "image",
@@ -254,9 +259,16 @@ class UserImageRun:
         }
         if "simshap" in explainers:
             path = export_image_explainer(
-                explainers["simshap"], self.out / "simshap.onnx", self.image_shape, overwrite=True
+                explainers["simshap"],
+                self.out / "simshap.onnx",
+                self.image_shape,
+                self.data.mean,
+                self.data.std,
+                overwrite=True,
             )
             results["onnx"] = str(path)
+            meta = json.loads(Path(str(path) + ".json").read_text())
+            results["onnx_max_abs_diff"] = meta["max_abs_diff_onnx_eager"]
         ev = self.config["evaluation"]
         results["methods"] = evaluate_user_image(
             self.classifier, surrogate, explainers, x_te[: ev["images"]], self.players,
@@ -266,3 +278,21 @@ class UserImageRun:
         results["timings"] = {**self.timings, "total_s": time.perf_counter() - t0}
         (self.out / "results.json").write_text(json.dumps(results, indent=2))
         return results
+
+
+def user_image_table(results: dict[str, Any]) -> str:
+    """Markdown table of a user-image run's results (one row per method)."""
+    head = (
+        "| method | l2 on the game | insertion (game) | deletion (game) | insertion (prob) "
+        "| deletion (prob) | s / image |\n| --- | --- | --- | --- | --- | --- | --- |"
+    )
+    rows = [head]
+    for name, m in results["methods"].items():
+        if name == "ground_truth":
+            continue
+        rows.append(
+            f"| {name} | {m['l2_game']:.4f} ± {m['l2_game_se']:.4f} | {m['insertion_game']:.3f} "
+            f"| {m['deletion_game']:.3f} | {m['insertion_prob']:.3f} | {m['deletion_prob']:.3f} "
+            f"| {m['seconds_per_image']:.4f} |"
+        )
+    return "\n".join(rows)
