@@ -103,14 +103,15 @@ def prepare(which: str, work: Path) -> tuple[dict, dict]:
                 folder.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(np.asarray(img).transpose(1, 2, 0)).save(folder / f"{i}.png")
         mean, std, channels, epochs = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26], 3, 15
-    xt = torch.from_numpy(np.asarray(x_tr)).float().div(255)
+    xt = torch.from_numpy(np.array(x_tr)).float().div(255)
     xt = xt.unsqueeze(1) if xt.ndim == 3 else xt
     xt = (xt - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
     t0 = time.perf_counter()
     model = train_cnn(xt, torch.from_numpy(np.asarray(y_tr)).long(), epochs)
     model_s = time.perf_counter() - t0
     path = work / "user_cnn.pt2"
-    torch.export.save(torch.export.export(model, (xt[:2],)), str(path))
+    batch = {0: torch.export.Dim("batch", min=1)}
+    torch.export.save(torch.export.export(model, (xt[:4],), dynamic_shapes=(batch,)), str(path))
     cfg = {
         "modality": "image",
         "model": {"path": str(path)},
@@ -120,7 +121,7 @@ def prepare(which: str, work: Path) -> tuple[dict, dict]:
         "explainer": {"max_epochs": 4, "batch_size": 64, "n_masks": 16, "train_size": 4000,
                       "val_instances": 32, "val_budget": 1024, "lr": 1e-3},
         "evaluation": {"images": 50, "budgets": [512, 2048], "truth_threshold": 0.02,
-                       "truth_max_evals": 200000},
+                       "truth_max_evals": 40000},
     }  # fmt: skip
     return cfg, {"user_model_train_s": model_s, "user_model_epochs": epochs}
 

@@ -17,7 +17,12 @@ from torch import nn
 
 from simshap.data.image_folder import load_image_dataset
 from simshap.errors import UserError
-from simshap.models.user_image import UserTrunkExplainerNet, find_grid_node, load_image_model
+from simshap.models.user_image import (
+    UserTrunkExplainerNet,
+    describe_model,
+    find_grid_node,
+    load_image_model,
+)
 from simshap.players import Players
 
 TINY = textwrap.dedent(
@@ -99,9 +104,16 @@ def test_model_path_forms_and_trunk_cut(tmp_path, tiny_module):
     script = tmp_path / "m.pt"
     torch.jit.save(torch.jit.script(model), str(script))
     exported = tmp_path / "m.pt2"
-    torch.export.save(torch.export.export(model, (x,)), str(exported))
+    batch = {0: torch.export.Dim("batch", min=1)}
+    torch.export.save(torch.export.export(model, (x,), dynamic_shapes=(batch,)), str(exported))
     for ref in (str(script), str(exported)):
         torch.testing.assert_close(load_image_model(ref)(x), model(x))
+    net = UserTrunkExplainerNet(str(exported), 3, 3, [16, 16], 4)  # .pt2: traced and trainable
+    assert net.train()(x).shape == (2, 16, 3)
+    fixed = tmp_path / "fixed.pt2"
+    torch.export.save(torch.export.export(model, (x,)), str(fixed))
+    with pytest.raises(UserError, match="dynamic batch"):
+        describe_model(load_image_model(str(fixed)), torch.zeros(3, 3, 16, 16))
     with pytest.raises(UserError, match="not a TorchScript file"):
         (tmp_path / "junk.pt").write_bytes(b"junk")
         load_image_model(str(tmp_path / "junk.pt"))

@@ -57,9 +57,12 @@ def load_image_model(ref: str) -> nn.Module:
         )
     if path.suffix == ".pt2":
         try:
-            return torch.export.load(str(path)).module()
+            program = torch.export.load(str(path)).module()
         except Exception as err:  # noqa: BLE001 - any failure is the file's
             raise UserError(f"model.path {ref!r}: not a torch.export program ({err})") from None
+        # a plain GraphModule of the same graph and weights: the exported module refuses
+        # .train(), which fine-tuning and torchvision's feature extraction both call
+        return torch.fx.GraphModule(program, program.graph)
     try:
         return torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as err:  # noqa: BLE001
@@ -157,16 +160,21 @@ class UserTrunkExplainerNet(nn.Module):
 def describe_model(model: nn.Module, probe: torch.Tensor) -> dict[str, Any]:
     """Number of classes the model outputs on ``probe`` (a check that it maps images to logits).
 
+    The model runs on the first image alone and on all of ``probe`` (a ``torch.export`` program
+    exported with a fixed batch size fails here, with the fix in the message).
+
     Raises:
         UserError: the model fails on the probe or does not return ``(N, K)`` logits.
     """
     try:
         with torch.no_grad():
-            out = model.eval()(probe)
+            model.eval()(probe[:1])
+            out = model(probe)
     except Exception as err:  # noqa: BLE001
         raise UserError(
             f"the model fails on images of shape {tuple(probe.shape)} ({type(err).__name__}: "
-            f"{err}); check dataset.channels / image_size"
+            f"{str(err)[:200]}); check dataset.channels / image_size, and export .pt2 files "
+            "with a dynamic batch: dynamic_shapes=({0: torch.export.Dim('batch', min=1)},)"
         ) from None
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         raise UserError(f"the model must return (N, K) logits, got {getattr(out, 'shape', out)}")

@@ -127,7 +127,7 @@ class UserImageRun:
         self.players = Players.superpixels(self.image_shape[1:], self.config["superpixel_size"])
         self.model_ref = str(self.config["model"]["path"])
         self.classifier = load_image_model(self.model_ref)
-        probe = self.data.x_train[:2]
+        probe = self.data.x_train[:3]
         self.num_classes = describe_model(self.classifier, probe)["num_classes"]
         if int(self.data.y_train.max()) >= self.num_classes:
             raise UserError(
