@@ -92,7 +92,7 @@ def prepare(which: str, work: Path) -> tuple[dict, dict]:
         x_te, y_te = _idx("t10k-images-idx3-ubyte.gz"), _idx("t10k-labels-idx1-ubyte.gz")
         data = work / "fashion_mnist.npz"
         np.savez(data, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
-        mean, std, channels, epochs = [0.286], [0.353], 1, 2
+        mean, std, channels, epochs = [0.286], [0.353], 1, 1
     else:
         z = np.load(Path(os.environ.get("SIMSHAP_DATA", "../shared/data")) / "cifar10-subset.npz")
         x_tr, y_tr, x_te, y_te = z["x_train"], z["y_train"], z["x_test"], z["y_test"]
@@ -102,7 +102,7 @@ def prepare(which: str, work: Path) -> tuple[dict, dict]:
                 folder = data / split / f"class_{int(label)}"
                 folder.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(np.asarray(img).transpose(1, 2, 0)).save(folder / f"{i}.png")
-        mean, std, channels, epochs = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26], 3, 15
+        mean, std, channels, epochs = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26], 3, 8
     xt = torch.from_numpy(np.array(x_tr)).float().div(255)
     xt = xt.unsqueeze(1) if xt.ndim == 3 else xt
     xt = (xt - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
@@ -117,11 +117,11 @@ def prepare(which: str, work: Path) -> tuple[dict, dict]:
         "model": {"path": str(path)},
         "dataset": {"path": str(data), "channels": channels, "mean": mean, "std": std},
         "superpixel_size": 4,
-        "surrogate": {"max_epochs": 2, "batch_size": 128, "train_size": 10000, "lr": 3e-4},
-        "explainer": {"max_epochs": 4, "batch_size": 64, "n_masks": 16, "train_size": 4000,
-                      "val_instances": 32, "val_budget": 1024, "lr": 1e-3},
+        "surrogate": {"max_epochs": 2, "batch_size": 128, "train_size": 5000, "lr": 3e-4},
+        "explainer": {"max_epochs": 3, "batch_size": 64, "n_masks": 8, "train_size": 2000,
+                      "val_instances": 16, "val_budget": 512, "lr": 1e-3},
         "evaluation": {"images": 50, "budgets": [512, 2048], "truth_threshold": 0.02,
-                       "truth_max_evals": 40000},
+                       "truth_max_evals": 10240},
     }  # fmt: skip
     return cfg, {"user_model_train_s": model_s, "user_model_epochs": epochs}
 
