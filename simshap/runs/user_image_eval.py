@@ -92,6 +92,9 @@ def evaluate_user_image(
             "seconds_per_image": truth_s / len(images),
         }
     }
+    if truth.std is not None:  # the truth's own l2 noise (explained class, mean over images)
+        noise = explained_class_values(truth.std.double().cpu(), target.cpu()).pow(2).sum(1)
+        out["ground_truth"]["l2_noise"] = float(noise.sqrt().mean())
     per_image: dict[str, torch.Tensor] = {}
     for name, (values, sec) in estimates.items():
         attr = explained_class_values(values.double().cpu(), target.cpu())
