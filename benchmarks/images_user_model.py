@@ -172,7 +172,8 @@ def main() -> None:
         f"benchmarks/images_user_model.py --which {args.which} --work WORK",
         "config": cfg,
         **facts,
-        **{k: v for k, v in results.items() if k not in ("onnx",)},
+        **{k: v for k, v in results.items() if k not in ("onnx", "dataset")},
+        "data_path": results["dataset"],
         "served_heatmap": served,
         "wall_s": time.perf_counter() - t0,
     }
