@@ -31,6 +31,7 @@ from simshap.errors import UserError
 from simshap.games.sampling import UniformSampler
 from simshap.models.mlp import MLP, MaskedInput
 from simshap.models.resnet import cifar_resnet18
+from simshap.models.user_image import ImputedInput, load_image_model
 from simshap.players import Players
 
 __all__ = [
@@ -46,12 +47,13 @@ __all__ = [
 _VAL_SEED_STRIDE = 1_000_003
 
 
-def build_surrogate_net(spec: dict[str, Any]) -> MaskedInput:
+def build_surrogate_net(spec: dict[str, Any]) -> nn.Module:
     """Build the masked-input network from a spec.
 
     ``{"kind": "mlp", "in_features", "num_classes", "hidden", "layers"}`` (ELU MLP on
     ``[x*m, m]``) or ``{"kind": "resnet18", "in_channels", "num_classes", "width"}`` (the CIFAR
-    ResNet-18 with ``in_channels + 1`` input channels).
+    ResNet-18 with ``in_channels + 1`` input channels) or ``{"kind": "user", "model",
+    "in_channels", "num_classes"}`` (the user's image classifier on ``x * m``).
     """
     spec = dict(spec)
     kind = spec.pop("kind", None)
@@ -66,7 +68,9 @@ def build_surrogate_net(spec: dict[str, Any]) -> MaskedInput:
                 spec["num_classes"], spec.get("in_channels", 3) + 1, spec.get("width", 64)
             )
         )
-    raise ValueError(f"unknown surrogate kind {kind!r}; expected 'mlp' or 'resnet18'")
+    if kind == "user":  # a copy of the user's image classifier on x * m
+        return ImputedInput(load_image_model(spec["model"]))
+    raise ValueError(f"unknown surrogate kind {kind!r}; expected 'mlp', 'resnet18' or 'user'")
 
 
 def build_grouping(spec: dict[str, Any]) -> Players:

@@ -166,6 +166,10 @@ def build_explainer_net(spec: dict[str, Any]) -> nn.Module:
         return UNetExplainerNet(**spec)
     if kind == "resnet18":
         return ResNetExplainerNet(**spec)
+    if kind == "user_trunk":
+        from simshap.models.user_image import UserTrunkExplainerNet
+
+        return UserTrunkExplainerNet(**spec)
     raise ValueError(
         f"unknown explainer network kind {kind!r}; expected 'mlp', 'unet' or 'resnet18'"
     )

@@ -55,7 +55,30 @@ def _run_for(args: argparse.Namespace, new: bool) -> Any:
     return run
 
 
+def user_image_config(config: str) -> dict[str, Any] | None:
+    """The raw config of a user-image run (a YAML file with ``modality: image``), else None."""
+    import yaml
+
+    path = Path(config)
+    if not path.is_file():
+        return None
+    raw = yaml.safe_load(path.read_text())
+    return raw if isinstance(raw, dict) and raw.get("modality") == "image" else None
+
+
+def _cmd_user_image(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+    from simshap.runs.user_image import UserImageRun, user_image_table
+
+    results = UserImageRun(args.out, cfg, overwrite=args.overwrite).run()
+    print(user_image_table(results))
+    print(f"[simshap] results in {args.out}/results.json, explainer in {args.out}/simshap.onnx")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    image_cfg = user_image_config(args.config)
+    if image_cfg is not None:
+        return _cmd_user_image(args, image_cfg)
     load_config(args.config)  # every value checked before anything is touched
     with lock_folder(args.out):
         run = _run_for(args, new=True)

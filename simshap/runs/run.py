@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,9 @@ from simshap.amortized.simshap import SIMSHAP_TARGETS
 from simshap.amortized.surrogate import Surrogate
 from simshap.amortized.training import fit_module, is_rank_zero
 from simshap.errors import UserError
-from simshap.files import read_cache, torch_save_atomic
 from simshap.runs.config import validate_config
 from simshap.runs.folder import RunFolder
+from simshap.runs.labelled import labelled_loader, module_loader
 
 __all__ = ["EXPLAINERS", "Run", "resolve_precision"]
 
@@ -385,85 +384,11 @@ class Run(RunFolder):
             raise UserError(f"explainer.memory_epochs must be an integer >= 0, got {n!r}")
         return n
 
-    @staticmethod
-    def _module_loader(module: AmortizedExplainer, train: DataLoader) -> DataLoader:
-        """The training loader rebuilt from ``module.training_dataset`` for a table of rows.
-
-        SimSHAP adds row indices for its target means. Other loaders (augmented images) are
-        kept as they are.
-        """
-        tensors = getattr(train.dataset, "tensors", None)
-        if tensors is None or len(tensors) not in (1, 2):
-            return train
-        return DataLoader(
-            module.training_dataset(tensors[0]), batch_size=train.batch_size, sampler=train.sampler
-        )
+    #: the training loader rebuilt from ``module.training_dataset`` (see :func:`module_loader`)
+    _module_loader = staticmethod(module_loader)
 
     def _labelled_loader(
         self, module: LabelRegression, train: DataLoader
     ) -> tuple[DataLoader, dict[str, Any]]:
-        """Training rows with their labels (computed once, cached in the run folder).
-
-        Returns the loader and ``{"label_s", "label_evals_per_row", "label_rows"}``.
-        """
-        from torch.utils.data import TensorDataset
-
-        from simshap.amortized.training import EpochSampler
-        from simshap.fingerprint import fingerprint
-
-        tensors = getattr(train.dataset, "tensors", None)
-        if tensors is None or len(tensors) not in (1, 2) or self.modality != "tabular":
-            raise UserError(
-                "the 'labels' explainer needs a fixed table of training rows "
-                "(tabular runs); image runs augment their inputs"
-            )
-        e = self.config["explainer"]
-        x = tensors[0]
-        rows = len(x) if e["label_rows"] is None else int(e["label_rows"])
-        if rows < 1:
-            raise UserError(f"explainer.label_rows must be >= 1 or null, got {e['label_rows']!r}")
-        x = x[:rows]
-        cache = self.path("label_cache.pt")
-        what = module.surrogate.net if module.surrogate is not None else self.stage_digest("model")
-        key = fingerprint(
-            what,
-            {
-                "budget": e["label_budget"],
-                "seed": self.seed,
-                "game": self.game_name,
-                "chunks": "v1",
-            },
-            x,
-        )
-        start = time.perf_counter()
-        blob = read_cache(cache)
-        if blob.get("key") == key:
-            labels, evals = blob["labels"], int(blob["evals"])
-            module.base_value.copy_(blob["base_value"])
-            seconds = float(blob["seconds"])
-        else:
-            labels, evals = module.compute_labels(
-                x,
-                seed=self.seed,
-                engine=e["label_engine"],
-                cache_dir=self.path("label_chunks"),
-                key=key,
-            )
-            seconds = time.perf_counter() - start
-            if is_rank_zero():
-                torch_save_atomic(
-                    {
-                        "labels": labels,
-                        "evals": evals,
-                        "key": key,
-                        "seconds": seconds,
-                        "base_value": module.base_value.cpu(),
-                    },
-                    cache,
-                )
-        loader = DataLoader(
-            TensorDataset(x, labels, torch.arange(rows)),
-            batch_size=e["batch_size"],
-            sampler=EpochSampler(rows, self.seed),
-        )
-        return loader, {"label_s": seconds, "label_evals_per_row": evals, "label_rows": rows}
+        """Training rows with their labels (see :func:`simshap.runs.labelled.labelled_loader`)."""
+        return labelled_loader(self, module, train)

@@ -23,6 +23,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     if not Path(args.model).is_file():
         raise MissingFileError(f"no explainer file at {args.model}")
+    from simshap.serving.image_app import is_image_export
+
+    if is_image_export(args.model):  # an image explainer's ONNX export
+        import uvicorn
+
+        from simshap.serving.image_app import build_image_app
+
+        app = build_image_app(args.model, max_body_bytes=args.max_body_bytes)
+        print(f"[simshap] serving image explainer {args.model} at {args.host}:{args.port}")
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        return 0
     litserve_only = {
         "--max-batch-size": args.max_batch_size,
         "--batch-timeout": args.batch_timeout,
