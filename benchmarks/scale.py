@@ -236,6 +236,10 @@ def _report(res: dict[str, Any], command: str) -> str:
         s, r = e["engines"]["spark"], e["engines"]["ray"]
         lines += [
             "",
+            "Spark's JVM (Parquet reading and writing, Arrow conversion) and Ray's read and write "
+            "tasks run on the same cores as the explaining workers; local does its file work in "
+            "its one process. The ratios count only the workers' cores.",
+            "",
             f"Projection for 100M rows on 64 cores at these per-core rates: Spark "
             f"{s['projection_100M_64_cores_min']:.1f} min, Ray "
             f"{r['projection_100M_64_cores_min']:.1f} min (linear scaling assumed: no "
