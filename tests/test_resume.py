@@ -46,6 +46,7 @@ RESUME_CONFIG = {
         "batch_size": 8,
         "max_epochs": 8,
         "memory_epochs": 16,
+        "input_noise": 0.0,  # averaged targets (the small profile's noise would turn them off)
         "patience": 1000,
         "val_instances": 8,
         "val_budget": 512,
