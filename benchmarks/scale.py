@@ -141,7 +141,8 @@ def _engine(
         path, rows_dir, out, engine=engine, workers=workers, chunk_rows=batch, progress=False
     )
     seconds = time.perf_counter() - start
-    shutil.rmtree(out, ignore_errors=True)
+    # local writes one file, Spark and Ray a folder of parts
+    shutil.rmtree(out) if out.is_dir() else out.unlink(missing_ok=True)
     return n / seconds, n
 
 

@@ -169,20 +169,29 @@ class Preprocessor:
         return torch.tensor([n in self.constant for n in self.feature_names], dtype=torch.bool)
 
     # ------------------------------------------------------------------ applying
+    def _check_names(self, frame: pd.DataFrame) -> None:
+        names = [str(c) for c in frame.columns]
+        missing = [c for c in self.feature_names if c not in names]
+        unknown = [c for c in names if c not in self.feature_names]
+        if missing or unknown:
+            raise UserError(
+                f"DataFrame columns do not match the features the explainer was trained on: "
+                f"missing {missing}, unknown {unknown}; expected {self.feature_names}"
+            )
+
+    def _series(self, rows: Any) -> list[pd.Series]:
+        """The raw columns of ``rows`` in feature order as pandas Series (their dtypes kept)."""
+        if not isinstance(rows, pd.DataFrame):
+            return [pd.Series(c) for c in self.columns(rows)]
+        self._check_names(rows)
+        by_name = {str(c): rows[c] for c in rows.columns}
+        return [by_name[c].reset_index(drop=True) for c in self.feature_names]
+
     def columns(self, rows: Any) -> list[np.ndarray]:
         """The raw columns of ``rows`` in feature order, checked."""
         d = self.num_features
         if isinstance(rows, pd.DataFrame):
-            names = [str(c) for c in rows.columns]
-            missing = [c for c in self.feature_names if c not in names]
-            unknown = [c for c in names if c not in self.feature_names]
-            if missing or unknown:
-                raise UserError(
-                    f"DataFrame columns do not match the features the explainer was trained on: "
-                    f"missing {missing}, unknown {unknown}; expected {self.feature_names}"
-                )
-            by_name = {str(c): rows[c] for c in rows.columns}
-            return [by_name[c].to_numpy() for c in self.feature_names]
+            return [c.to_numpy() for c in self._series(rows)]
         if isinstance(rows, torch.Tensor):
             rows = rows.detach().cpu().numpy()
         arr = np.asarray(rows, dtype=object if self.categories else None)
@@ -210,21 +219,20 @@ class Preprocessor:
             unseen: when given, filled with the count of unseen categories per column.
         """
         out = []
-        for name, col in zip(self.feature_names, self.columns(rows), strict=True):
-            values = pd.Series(col).astype(object) if name in self.categories else None
-            if values is not None:
-                na = _missing(values)
+        for name, col in zip(self.feature_names, self._series(rows), strict=True):
+            if name in self.categories:
+                # each distinct value is looked up once (a batch repeats few values many times);
+                # factorize works on the column's own dtype (Arrow strings stay in C)
+                positions, distinct = pd.factorize(col, use_na_sentinel=True)
+                na = positions < 0
                 index = {v: i for i, v in enumerate(self.categories[name])}
                 other = len(index)
-                # each distinct value is looked up once (a batch repeats few values many times)
-                positions, distinct = pd.factorize(values, use_na_sentinel=True)
                 lookup = np.array([index.get(_clean(v), np.nan) for v in distinct] + [np.nan])
                 codes = lookup[positions]  # position -1 (missing) takes the last entry, NaN
                 bad = ~na & np.isnan(codes)
                 codes[bad] = other
-                codes[na] = np.nan
                 if bad.any():
-                    seen = sorted({_clean(v) for v in values[bad]})
+                    seen = sorted({_clean(v) for v in col[bad]})
                     if self.unseen_categories == "error":
                         raise UserError(
                             f"column {name!r} has values never seen in training: {seen[:5]}; "
@@ -236,12 +244,10 @@ class Preprocessor:
                 num = codes
             else:
                 try:
-                    num = np.asarray(
-                        pd.to_numeric(pd.Series(col), errors="raise"), dtype=np.float64
-                    )
+                    num = np.asarray(pd.to_numeric(col, errors="raise"), dtype=np.float64)
                 except (TypeError, ValueError):
                     raise UserError(
-                        f"column {name!r} must hold numbers, got values like {list(col[:3])}"
+                        f"column {name!r} must hold numbers, got values like {list(col.iloc[:3])}"
                     ) from None
                 if np.isinf(num).any():
                     raise UserError(
