@@ -1,0 +1,100 @@
+"""Image explainers' schedule: the time budget, the best weights restored, time to accuracy,
+fixed augmented rows."""
+
+from __future__ import annotations
+
+import time
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from simshap.amortized.schedule import budget_callbacks, max_time
+from simshap.amortized.training import adamw_cosine, fit_module
+from simshap.data.image_folder import augment_images
+
+
+class _Sleepy(pl.LightningModule):
+    """One parameter walking up by 0.5 per epoch; validation is (w - 1)^2: best at epoch 1.
+
+    Each training step sleeps, so an epoch takes wall time but (almost) no CPU.
+    """
+
+    def __init__(self, sleep_s: float = 0.0, cosine_epochs: int = 0) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+        self.sleep_s = sleep_s
+        self.cosine_epochs = cosine_epochs
+
+    def training_step(self, batch, batch_idx):
+        time.sleep(self.sleep_s)
+        return -self.w * (1.0 / self.trainer.num_training_batches)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_l2", (self.w.detach() - 1.0) ** 2)
+
+    def configure_optimizers(self):
+        if self.cosine_epochs:
+            return adamw_cosine([self.w], 0.5, 0.0, self.cosine_epochs)
+        return torch.optim.SGD([self.w], lr=0.5)
+
+
+def _loaders(n: int = 4):
+    data = TensorDataset(torch.zeros(n, 1))
+    return DataLoader(data, batch_size=1), DataLoader(TensorDataset(torch.zeros(1, 1)))
+
+
+@pytest.mark.timeout(60)
+def test_best_validation_weights_are_restored_and_time_to_best_recorded(tmp_path):
+    module = _Sleepy()
+    curve, budget = budget_callbacks(None, "val_l2")
+    assert budget is None
+    train, val = _loaders(1)
+    fit = fit_module(
+        module, train, val, "val_l2", max_epochs=20, patience=2, out_dir=tmp_path,
+        accelerator="cpu", progress_bar=False, resume=False, callbacks=[curve],
+    )  # fmt: skip
+    s = curve.summary()
+    assert s["stopped_by"] == "early_stopping" and fit.epochs < 20
+    assert s["best_epoch"] == 1 and s["best_val"] == pytest.approx(0.0)
+    assert float(module.w.detach()) == pytest.approx(1.0)  # the best epoch, not the last
+    assert len(s["val_curve"]) == s["validations"] >= 3
+    seconds = [p[0] for p in s["val_curve"]]
+    assert seconds == sorted(seconds) and s["time_to_best_s"] == seconds[1]
+    assert 0 < s["time_to_best_s"] <= s["train_s"]
+
+
+@pytest.mark.timeout(60)
+def test_time_budget_stops_training_and_sizes_the_schedule(tmp_path):
+    module = _Sleepy(sleep_s=0.05, cosine_epochs=1000)  # about 0.2 s per epoch, little CPU
+    curve, budget = budget_callbacks(0.02, "val_l2")  # 1.2 seconds
+    train, val = _loaders(4)
+    t0 = time.perf_counter()
+    fit = fit_module(
+        module, train, val, "val_l2", max_epochs=1000, patience=1000, out_dir=tmp_path,
+        accelerator="cpu", progress_bar=False, resume=False, max_time=max_time(0.02),
+        callbacks=[curve, budget],
+    )  # fmt: skip
+    assert time.perf_counter() - t0 < 20
+    b, s = budget.summary(), curve.summary()
+    assert b["budget_s"] == pytest.approx(1.2)
+    assert 1 <= b["schedule_epochs"] < 20  # sized from the first epoch, not max_epochs
+    assert fit.epochs <= b["schedule_epochs"] and s["stopped_by"] in ("max_epochs", "max_time")
+    sched = module.trainer.lr_scheduler_configs[0].scheduler
+    assert sched.T_max == b["schedule_epochs"]  # the cosine decay ends with the budget
+    assert s["validations"] >= 1 and s["time_to_best_s"] <= s["train_s"] < 10
+    with pytest.raises(ValueError, match="positive number of minutes"):
+        max_time(0)
+
+
+@pytest.mark.timeout(60)
+def test_augmented_rows_are_fixed_flips_and_shifts():
+    x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8)
+    a = augment_images(x, flips=True, crops=2, pad=2, seed=3)
+    assert a.shape == (2 * 2 * 3, 1, 8, 8)
+    assert torch.equal(a[:2], x) and torch.equal(a[2:4], x.flip(-1))
+    assert torch.equal(a, augment_images(x, flips=True, crops=2, pad=2, seed=3))  # seeded
+    assert not torch.equal(a[4:8], a[:4])  # shifted copies differ from their sources
+    assert augment_images(x, flips=False, crops=0).shape == x.shape
