@@ -1,5 +1,5 @@
-"""Image explainers' schedule: the time budget, the best weights restored, time to accuracy,
-fixed augmented rows."""
+"""Image explainers' schedule and gradient rows: the time budget, the best weights restored,
+time to accuracy, fixed augmented rows, and IG / DeepSHAP rescaled to efficiency."""
 
 from __future__ import annotations
 
@@ -14,6 +14,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from simshap.amortized.schedule import budget_callbacks, max_time
 from simshap.amortized.training import adamw_cosine, fit_module
 from simshap.data.image_folder import augment_images
+from simshap.evaluation.baselines.rescaled import (
+    deeplift_supported,
+    efficient_gradient_attributions,
+)
+from simshap.games.values import MaskedModelGame
+from simshap.models.user_image import ImputedInput
+from simshap.players import Players
 
 
 class _Sleepy(pl.LightningModule):
@@ -98,3 +105,50 @@ def test_augmented_rows_are_fixed_flips_and_shifts():
     assert torch.equal(a, augment_images(x, flips=True, crops=2, pad=2, seed=3))  # seeded
     assert not torch.equal(a[4:8], a[:4])  # shifted copies differ from their sources
     assert augment_images(x, flips=False, crops=0).shape == x.shape
+
+
+def _tiny_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1, stride=2),
+        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("method", ["ig", "deepshap"])
+@pytest.mark.parametrize("rescale", ["additive", "multiplicative"])
+def test_rescaled_gradients_are_efficient_on_the_game(method, rescale):
+    net = ImputedInput(_tiny_net()).eval()
+    players = Players.superpixels((8, 8), 4)
+    x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+
+    def value(z, mask):
+        with torch.no_grad():
+            return torch.softmax(net(z, mask), -1)
+
+    game = MaskedModelGame(value, x, groups=players)
+    ends = torch.zeros(3, 2, 4, dtype=torch.bool)
+    ends[:, 1] = True
+    v = game(ends).double()
+    target = torch.tensor([0, 2, 3])
+    rows = torch.arange(3)
+    delta = v[rows, 1, target] - v[rows, 0, target]
+    phi, info = efficient_gradient_attributions(
+        method, net, x, target, players, delta, rescale=rescale, steps=32
+    )
+    assert phi.shape == (3, 4)
+    torch.testing.assert_close(phi.sum(1), delta, atol=1e-10, rtol=0)  # efficiency
+    assert rescale in info["rescaled"]
+    if method == "ig":  # completeness from the zero input: only the integration error moved
+        assert info["efficiency_gap_before"] < 0.05
+    else:
+        assert "DeepLiftShap" in info["used"]
+
+
+@pytest.mark.timeout(60)
+def test_deeplift_needs_eager_nonlinearities():
+    net = _tiny_net()
+    assert deeplift_supported(net)
+    graph = torch.export.export(net, (torch.zeros(2, 3, 8, 8),)).module()
+    assert not deeplift_supported(graph)

@@ -159,6 +159,9 @@ def test_tiny_user_model_end_to_end_and_served(tmp_path, tiny_module):
         m = methods[name]
         for key in ("l2_game", "insertion_game", "deletion_game", "insertion_prob"):
             assert np.isfinite(m[key]), (name, key)
+    for name in ("ig", "deepshap"):  # rescaled to the game's v(N) - v(∅): scored the same
+        assert np.isfinite(methods[name]["l2_game"]) and "rescaled" in methods[name]
+        assert "l2_game_minus_kernelshap_32" in methods[name]
     for name in ("simshap", "fastshap"):  # the budget's schedule and time to accuracy
         t = res["training"][name]
         assert t["train_rows"] == 18 * 2 * 2  # 18 training images, flips, one crop round

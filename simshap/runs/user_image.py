@@ -79,6 +79,7 @@ USER_IMAGE_DEFAULTS: dict[str, Any] = {
     },
     "evaluation": {
         "images": 50,
+        "gradient_baselines": True,  # IG and DeepSHAP, rescaled to efficiency, as rows
         "budgets": [512, 2048],
         "truth_threshold": 0.02,
         "truth_max_evals": 100000,
@@ -316,6 +317,7 @@ class UserImageRun:
             self.classifier, surrogate, explainers, x_te[: ev["images"]], self.players,
             budgets=ev["budgets"], threshold=ev["truth_threshold"],
             max_evals=ev["truth_max_evals"], seed=self.seed,
+            gradient_baselines=ev["gradient_baselines"],
         )  # fmt: skip
         results["training"] = self.training
         results["timings"] = {**self.timings, "total_s": time.perf_counter() - t0}
