@@ -19,7 +19,7 @@ from simshap.evaluation.baselines.rescaled import (
     efficient_gradient_attributions,
 )
 from simshap.games.values import MaskedModelGame
-from simshap.models.user_image import ImputedInput
+from simshap.models.user_image import ImputedInput, load_image_model
 from simshap.players import Players
 
 
@@ -147,8 +147,18 @@ def test_rescaled_gradients_are_efficient_on_the_game(method, rescale):
 
 
 @pytest.mark.timeout(60)
-def test_deeplift_needs_eager_nonlinearities():
-    net = _tiny_net()
+def test_deeplift_needs_eager_nonlinearities_else_gradientshap(tmp_path):
+    net = _tiny_net().eval()
     assert deeplift_supported(net)
-    graph = torch.export.export(net, (torch.zeros(2, 3, 8, 8),)).module()
+    path = tmp_path / "m.pt2"
+    batch = {0: torch.export.Dim("batch", min=1)}
+    x = torch.randn(2, 3, 8, 8)
+    torch.export.save(torch.export.export(net, (x,), dynamic_shapes=(batch,)), str(path))
+    graph = ImputedInput(load_image_model(str(path)))  # what a .pt2 model.path gives
     assert not deeplift_supported(graph)
+    delta = torch.tensor([0.1, -0.2], dtype=torch.float64)
+    phi, info = efficient_gradient_attributions(
+        "deepshap", graph, x, torch.tensor([1, 2]), Players.superpixels((8, 8), 4), delta, steps=8
+    )
+    assert "GradientShap" in info["used"]
+    torch.testing.assert_close(phi.sum(1), delta, atol=1e-10, rtol=0)
