@@ -14,12 +14,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from simshap.amortized.schedule import budget_callbacks, max_time
 from simshap.amortized.training import adamw_cosine, fit_module
 from simshap.data.image_folder import augment_images
+from simshap.errors import UserError
 from simshap.evaluation.baselines.rescaled import (
     deeplift_supported,
     efficient_gradient_attributions,
 )
 from simshap.games.values import MaskedModelGame
-from simshap.models.user_image import ImputedInput, load_image_model
+from simshap.models.user_image import ImputedInput, MaskChannelInput, load_image_model
 from simshap.players import Players
 
 
@@ -162,3 +163,28 @@ def test_deeplift_needs_eager_nonlinearities_else_gradientshap(tmp_path):
     )
     assert "GradientShap" in info["used"]
     torch.testing.assert_close(phi.sum(1), delta, atol=1e-10, rtol=0)
+
+
+@pytest.mark.timeout(60)
+def test_mask_channel_surrogate_starts_as_the_user_model(tmp_path):
+    from simshap.amortized.surrogate import build_surrogate_net
+
+    net = _tiny_net().eval()
+    x = torch.randn(2, 3, 8, 8)
+    path = tmp_path / "m.pt2"
+    batch = {0: torch.export.Dim("batch", min=1)}
+    torch.export.save(torch.export.export(net, (x,), dynamic_shapes=(batch,)), str(path))
+    mask = torch.rand(2, 1, 8, 8) > 0.5
+    for ref in (str(path), net):  # an exported graph, and an eager model traced by torch.fx
+        model = load_image_model(ref) if isinstance(ref, str) else _tiny_net().eval()
+        masked = MaskChannelInput(model)
+        torch.testing.assert_close(masked(x, mask), net(x * mask))  # new weights start at 0
+        conv_w = [p for p in masked.parameters() if p.ndim == 4][0]
+        assert conv_w.shape[1] == 4  # 3 image channels and the mask
+        masked(x, mask).sum().backward()
+        assert conv_w.grad[:, 3].abs().sum() > 0  # the mask channel learns
+    spec = {"kind": "user", "model": str(path), "num_classes": 4, "mask_channel": True}
+    a, b = build_surrogate_net(spec), build_surrogate_net(spec)
+    b.load_state_dict(a.state_dict())  # a saved surrogate rebuilds from its spec
+    with pytest.raises(UserError, match="TorchScript"):
+        MaskChannelInput(torch.jit.script(_tiny_net()))

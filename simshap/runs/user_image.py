@@ -61,6 +61,7 @@ USER_IMAGE_DEFAULTS: dict[str, Any] = {
         "lr": 1e-4,
         "batch_size": 64,
         "train_size": None,
+        "mask_channel": False,  # the mask as one more input channel of the first convolution
     },
     "explainer": {
         "methods": ["simshap", "fastshap"],
@@ -181,6 +182,7 @@ class UserImageRun:
                 "model": self.model_ref,
                 "in_channels": self.image_shape[0],
                 "num_classes": self.num_classes,
+                "mask_channel": bool(s["mask_channel"]),
             },
             self.players.to_dict(),
             original=load_image_model(self.model_ref),
