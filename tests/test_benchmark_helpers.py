@@ -119,3 +119,26 @@ def test_schedule_variants_spend_equal_evaluations_and_ratios_pair_schedules() -
     )
     assert "| simshap | 64 | 30 | 1,980 | 0.0100 | 1.25 |" in text
     assert "| simshap | 16 | 110 | 1,980 | 0.0060 | 0.80 |" in text
+
+
+@pytest.mark.timeout(60)
+def test_images_user_model_budget_split_fits_the_budget() -> None:
+    import copy
+
+    import images_user_model as bench
+
+    cfg = {
+        "surrogate": {},
+        "explainer": {"val_instances": 64, "val_budget": 2048},
+        "evaluation": {"images": 50, "budgets": [512, 2048], "truth_max_evals": 10240},
+    }
+    plan = bench.plan_budget(copy.deepcopy(cfg), 1800.0, 3000.0, 49)
+    stages = {k: v for k, v in plan.items() if k.endswith("_s") and k != "seconds_left_at_plan"}
+    assert sum(stages.values()) == pytest.approx(1800.0)  # every second is planned once
+    assert plan["simshap_s"] == plan["fastshap_s"] > 0.3 * 1800  # the bulk goes to them
+    assert plan["ground_truth_s"] == pytest.approx(1.25 * 50 * 10240 / 3000)
+    sized = copy.deepcopy(cfg)
+    bench.plan_budget(sized, 1800.0, 3000.0, 49)
+    assert sized["explainer"]["max_minutes"] == pytest.approx(plan["simshap_s"] / 60)
+    with pytest.raises(SystemExit, match="raise --budget-minutes"):
+        bench.plan_budget(copy.deepcopy(cfg), 400.0, 3000.0, 49)

@@ -133,7 +133,14 @@ def _run(tmp_path, tiny_module):
         "dataset": {"path": str(_folder(tmp_path / "imgs"))},
         "superpixel_size": 4,
         "surrogate": {"max_epochs": 1},
-        "explainer": {"max_epochs": 1, "val_budget": 64, "n_masks": 4, "val_instances": 2},
+        "explainer": {
+            "max_epochs": 2,
+            "max_minutes": 1.0,
+            "crops": 1,
+            "val_budget": 64,
+            "n_masks": 4,
+            "val_instances": 2,
+        },
         "evaluation": {"images": 3, "budgets": [32, 64], "truth_threshold": 0.2},
     }
     run = UserImageRun(tmp_path / "run", cfg)
@@ -152,6 +159,15 @@ def test_tiny_user_model_end_to_end_and_served(tmp_path, tiny_module):
         m = methods[name]
         for key in ("l2_game", "insertion_game", "deletion_game", "insertion_prob"):
             assert np.isfinite(m[key]), (name, key)
+    for name in ("ig", "deepshap"):  # rescaled to the game's v(N) - v(∅): scored the same
+        assert np.isfinite(methods[name]["l2_game"]) and "rescaled" in methods[name]
+        assert "l2_game_minus_kernelshap_32" in methods[name]
+    for name in ("simshap", "fastshap"):  # the budget's schedule and time to accuracy
+        t = res["training"][name]
+        assert t["train_rows"] == 18 * 2 * 2  # 18 training images, flips, one crop round
+        assert 1 <= t["schedule_epochs"] <= 2 and len(t["val_curve"]) == t["validations"] >= 1
+        assert 0 < t["time_to_best_s"] <= t["train_s"]
+    assert res["timings"]["val_targets_s"] > 0  # computed once, shared by both
     assert res["onnx_max_abs_diff"] < 1e-4  # the ONNX export matches eager
     assert json.loads((tmp_path / "run" / "results.json").read_text())["players"] == 16
 

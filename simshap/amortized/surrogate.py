@@ -31,7 +31,7 @@ from simshap.errors import UserError
 from simshap.games.sampling import UniformSampler
 from simshap.models.mlp import MLP, MaskedInput
 from simshap.models.resnet import cifar_resnet18
-from simshap.models.user_image import ImputedInput, load_image_model
+from simshap.models.user_image import ImputedInput, MaskChannelInput, load_image_model
 from simshap.players import Players
 
 __all__ = [
@@ -53,7 +53,8 @@ def build_surrogate_net(spec: dict[str, Any]) -> nn.Module:
     ``{"kind": "mlp", "in_features", "num_classes", "hidden", "layers"}`` (ELU MLP on
     ``[x*m, m]``) or ``{"kind": "resnet18", "in_channels", "num_classes", "width"}`` (the CIFAR
     ResNet-18 with ``in_channels + 1`` input channels) or ``{"kind": "user", "model",
-    "in_channels", "num_classes"}`` (the user's image classifier on ``x * m``).
+    "in_channels", "num_classes", "mask_channel"}`` (the user's image classifier on ``x * m``,
+    and with ``mask_channel`` the mask as one more input channel).
     """
     spec = dict(spec)
     kind = spec.pop("kind", None)
@@ -68,8 +69,9 @@ def build_surrogate_net(spec: dict[str, Any]) -> nn.Module:
                 spec["num_classes"], spec.get("in_channels", 3) + 1, spec.get("width", 64)
             )
         )
-    if kind == "user":  # a copy of the user's image classifier on x * m
-        return ImputedInput(load_image_model(spec["model"]))
+    if kind == "user":  # a copy of the user's image classifier on x * m (and m)
+        user = load_image_model(spec["model"])
+        return MaskChannelInput(user) if spec.get("mask_channel") else ImputedInput(user)
     raise ValueError(f"unknown surrogate kind {kind!r}; expected 'mlp', 'resnet18' or 'user'")
 
 

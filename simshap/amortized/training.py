@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +273,7 @@ def fit_module(
     devices: int | str = "auto",
     precision: str | int = "32-true",
     progress_bar: bool = True,
-    max_time: str | None = None,
+    max_time: str | timedelta | None = None,
     strategy: str = "auto",
     num_nodes: int = 1,
     resume: bool = True,
@@ -297,7 +298,7 @@ def fit_module(
         devices: Lightning devices (e.g. ``4`` with ``strategy="ddp"`` for multi-GPU).
         precision: Lightning precision (``"bf16-mixed"`` on recent GPUs).
         progress_bar: show Lightning's progress bar.
-        max_time: optional wall-clock limit, ``"DD:HH:MM:SS"``.
+        max_time: optional wall-clock limit, ``"DD:HH:MM:SS"`` or a ``timedelta``.
         strategy: Lightning strategy (``"ddp"`` for several GPUs or CPU processes).
         num_nodes: machines for multi-node DDP.
         resume: continue from ``out_dir/checkpoints/last.ckpt`` when it exists.

@@ -24,7 +24,13 @@ from torchvision.transforms import v2
 
 from simshap.errors import MissingFileError, UserError
 
-__all__ = ["ImageArrays", "check_image", "image_transform", "load_image_dataset"]
+__all__ = [
+    "ImageArrays",
+    "augment_images",
+    "check_image",
+    "image_transform",
+    "load_image_dataset",
+]
 
 MODES = {1: "L", 3: "RGB"}
 
@@ -237,3 +243,45 @@ def load_image_dataset(
         mean,
         std,
     )
+
+
+def augment_images(
+    x: torch.Tensor, flips: bool = True, crops: int = 0, pad: int = 4, seed: int = 0
+) -> torch.Tensor:
+    """Training rows of ``x`` with fixed augmented copies: flips, then shifted crops.
+
+    The copies are fixed rows, drawn once from ``seed`` (so SimSHAP's per-row target averaging
+    stays valid: a row is always the same image). ``flips`` appends the horizontal mirror
+    images; each of ``crops`` rounds then appends every row so far shifted by a random offset
+    of up to ``pad`` pixels each way (reflection padding, then a crop of the original size, as
+    ``RandomCrop(size, padding=pad, padding_mode="reflect")``).
+
+    Args:
+        x: ``(N, C, H, W)`` images.
+        flips: add the mirror images.
+        crops: rounds of shifted copies (0: none).
+        pad: the largest shift in pixels (below H and W).
+        seed: seeds the offsets.
+
+    Returns:
+        ``(N * (1 + flips) * (1 + crops), C, H, W)`` rows, the originals first.
+    """
+    if isinstance(crops, bool) or not isinstance(crops, int) or crops < 0:
+        raise UserError(f"explainer.crops must be an integer >= 0, got {crops!r}")
+    base = torch.cat([x, x.flip(-1)]) if flips else x
+    if crops == 0:
+        return base
+    n, _, h, w = base.shape
+    if not 0 < pad < min(h, w):
+        raise UserError(f"the crop padding must lie in 1..{min(h, w) - 1} pixels, got {pad}")
+    gen = torch.Generator().manual_seed(seed)
+    padded = torch.nn.functional.pad(base, (pad, pad, pad, pad), mode="reflect")
+    out = [base]
+    for _ in range(crops):
+        offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=gen)
+        shifted = torch.empty_like(base)
+        for dy, dx in offsets.unique(dim=0).tolist():  # at most (2 pad + 1)^2 groups
+            rows = ((offsets[:, 0] == dy) & (offsets[:, 1] == dx)).nonzero().squeeze(1)
+            shifted[rows] = padded[rows, :, dy : dy + h, dx : dx + w]
+        out.append(shifted)
+    return torch.cat(out)

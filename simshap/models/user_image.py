@@ -7,6 +7,9 @@ returns an ``nn.Module``). The model maps normalized images ``(N, C, H, W)`` to 
 
 * :class:`ImputedInput`: the surrogate's network, a copy of the user's classifier on
   ``x * m`` (a masked pixel is 0 after normalization: the normalization mean).
+* :class:`MaskChannelInput` (``surrogate.mask_channel: true``): the same copy with the mask as
+  one more input channel of its first convolution (:func:`add_mask_channel`; the new weights
+  start at zero, so the copy starts as the user's model on ``x * m``).
 * :class:`UserTrunkExplainerNet`: the explainer, the user's model cut with
   ``torchvision.models.feature_extraction`` at the last node whose output has the superpixel
   grid's resolution, then a 1x1 convolution (started at zero) to one value per superpixel and
@@ -22,11 +25,21 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 from simshap.errors import MissingFileError, UserError
 
-__all__ = ["ImputedInput", "UserTrunkExplainerNet", "find_grid_node", "load_image_model"]
+__all__ = [
+    "ImputedInput",
+    "MaskChannelInput",
+    "UserTrunkExplainerNet",
+    "add_mask_channel",
+    "find_grid_node",
+    "load_image_model",
+]
+
+_CONV_FUNCTIONS = (torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default, F.conv2d)
 
 
 def load_image_model(ref: str) -> nn.Module:
@@ -87,6 +100,79 @@ class ImputedInput(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, K)`` of ``x * mask``."""
         return self.net(x * mask.to(x.dtype))
+
+
+def _first_conv_weight(gm: torch.fx.GraphModule, x: torch.fx.Node) -> tuple[Any, str]:
+    """The module (or parent) and attribute name of the weight of the conv that reads ``x``."""
+    users = list(x.users)
+    if len(users) == 1 and users[0].op == "call_module":
+        mod = gm.get_submodule(str(users[0].target))
+        if isinstance(mod, nn.Conv2d) and mod.groups == 1:
+            return mod, "weight"
+    if len(users) == 1 and users[0].op == "call_function" and users[0].target in _CONV_FUNCTIONS:
+        w = users[0].args[1]
+        if users[0].args[0] is x and isinstance(w, torch.fx.Node) and w.op == "get_attr":
+            parent, _, name = str(w.target).rpartition(".")
+            return gm.get_submodule(parent) if parent else gm, name
+    raise UserError(
+        "surrogate.mask_channel needs a model whose input goes only to a first convolution "
+        f"(found {[u.format_node() for u in users]}); set surrogate.mask_channel: false"
+    )
+
+
+def add_mask_channel(net: nn.Module) -> torch.fx.GraphModule:
+    """The user's classifier taking one more input channel (the mask) in its first convolution.
+
+    The graph (a ``.pt2`` program's, or ``torch.fx``'s trace of a ``module:function`` model) is
+    edited: the input guard of an exported program is dropped (it checks the old channel
+    count), and the first convolution's weight gets one more input channel, started at zero.
+
+    Raises:
+        UserError: a TorchScript model, an untraceable one, or an input that reaches anything
+            but one convolution.
+    """
+    if isinstance(net, torch.jit.ScriptModule):
+        raise UserError(
+            "surrogate.mask_channel cannot edit a TorchScript model: give model.path as .pt2 "
+            "or module:function, or set surrogate.mask_channel: false"
+        )
+    try:
+        gm = net if isinstance(net, torch.fx.GraphModule) else torch.fx.symbolic_trace(net)
+    except Exception as err:  # noqa: BLE001 - any tracing failure is the model's
+        raise UserError(f"surrogate.mask_channel: cannot trace the model ({err})") from None
+    x = next(n for n in gm.graph.nodes if n.op == "placeholder")
+    for user in list(x.users):  # torch.export's input guard: it checks the old shape
+        if user.op == "call_module" and "guards" in str(user.target) and not user.users:
+            gm.graph.erase_node(user)
+    owner, name = _first_conv_weight(gm, x)
+    w = getattr(owner, name)
+    extra = torch.zeros(w.shape[0], 1, *w.shape[2:], dtype=w.dtype)
+    setattr(owner, name, nn.Parameter(torch.cat([w.detach(), extra], dim=1)))
+    if isinstance(owner, nn.Conv2d):
+        owner.in_channels += 1
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return gm
+
+
+class MaskChannelInput(nn.Module):
+    """The user's classifier on ``[x * m, m]``, its first convolution edited for the mask.
+
+    See :func:`add_mask_channel`.
+
+    Args:
+        net: the user's classifier, before the edit.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = add_mask_channel(net)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, K)`` of the masked image and its mask as one more channel."""
+        m = mask.to(x.dtype).expand(x.shape[0], 1, *x.shape[-2:])
+        return self.net(torch.cat([x * m, m], dim=1))
 
 
 def find_grid_node(model: nn.Module, probe: torch.Tensor, grid: tuple[int, int]) -> tuple:

@@ -28,10 +28,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from simshap.amortized.fastshap import FastSHAP
 from simshap.amortized.image_export import export_image_explainer
 from simshap.amortized.io import save_explainer
+from simshap.amortized.schedule import budget_callbacks, max_time
 from simshap.amortized.simshap import SimSHAP
 from simshap.amortized.surrogate import Surrogate
 from simshap.amortized.training import fit_module
-from simshap.data.image_folder import ImageArrays, load_image_dataset
+from simshap.data.image_folder import ImageArrays, augment_images, load_image_dataset
 from simshap.errors import ExistingOutputError, UserError
 from simshap.models.user_image import describe_model, find_grid_node, load_image_model
 from simshap.players import Players
@@ -50,21 +51,36 @@ USER_IMAGE_DEFAULTS: dict[str, Any] = {
     "model": {"path": None},
     "dataset": {"path": None, "channels": 3, "image_size": None, "mean": None, "std": None},
     "superpixel_size": 4,
-    "surrogate": {"max_epochs": 3, "lr": 1e-4, "batch_size": 64, "train_size": None},
+    # max_minutes: a wall-clock budget (Trainer(max_time)); the cosine schedule is then sized to
+    # it after the first epoch (simshap.amortized.schedule). None: max_epochs alone, exactly
+    # reproducible for a seed. patience: validations without improvement before stopping.
+    "surrogate": {
+        "max_epochs": 3,
+        "max_minutes": None,
+        "patience": 5,
+        "lr": 1e-4,
+        "batch_size": 64,
+        "train_size": None,
+        "mask_channel": False,  # the mask as one more input channel of the first convolution
+    },
     "explainer": {
         "methods": ["simshap", "fastshap"],
         "backbone": "user",
         "max_epochs": 5,
+        "max_minutes": None,
+        "patience": 5,
         "lr": 1e-3,
         "batch_size": 32,
         "n_masks": 16,
-        "augment": True,
+        "augment": True,  # the mirror images as extra rows
+        "crops": 0,  # rounds of copies shifted by up to superpixel_size pixels (reflect pad)
         "val_instances": 32,
         "val_budget": 1024,
         "train_size": None,
     },
     "evaluation": {
         "images": 50,
+        "gradient_baselines": True,  # IG and DeepSHAP, rescaled to efficiency, as rows
         "budgets": [512, 2048],
         "truth_threshold": 0.02,
         "truth_max_evals": 100000,
@@ -98,7 +114,15 @@ def merge_user_image_config(cfg: dict[str, Any]) -> dict[str, Any]:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise UserError(f"superpixel_size must be a positive integer, got {k!r}")
     if out["explainer"]["backbone"] not in ("user", "unet"):
-        raise UserError(f"explainer.backbone must be 'user' or 'unet', got {k!r}")
+        raise UserError(
+            f"explainer.backbone must be 'user' or 'unet', got {out['explainer']['backbone']!r}"
+        )
+    for section in ("surrogate", "explainer"):
+        minutes = out[section]["max_minutes"]
+        if minutes is not None and (
+            isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0
+        ):
+            raise UserError(f"{section}.max_minutes must be a positive number, got {minutes!r}")
     return out
 
 
@@ -119,6 +143,8 @@ class UserImageRun:
         self.out.mkdir(parents=True, exist_ok=True)
         self.seed = int(self.config["seed"])
         self.timings: dict[str, float] = {}
+        self.training: dict[str, dict[str, Any]] = {}  # per stage: epochs, time to accuracy
+        self._val_targets: tuple[dict, dict] | None = None
         d = self.config["dataset"]
         self.data: ImageArrays = load_image_dataset(
             d["path"], d["channels"], d["image_size"], d["mean"], d["std"], self.seed
@@ -156,6 +182,7 @@ class UserImageRun:
                 "model": self.model_ref,
                 "in_channels": self.image_shape[0],
                 "num_classes": self.num_classes,
+                "mask_channel": bool(s["mask_channel"]),
             },
             self.players.to_dict(),
             original=load_image_model(self.model_ref),
@@ -167,14 +194,27 @@ class UserImageRun:
         n_val = max(1, min(512, len(x) // 10))
         train = DataLoader(TensorDataset(x[n_val:], y[n_val:]), s["batch_size"], shuffle=True)
         val = DataLoader(TensorDataset(x[:n_val], y[:n_val]), s["batch_size"])
-        fit = fit_module(
-            surrogate, train, val, "val_loss", s["max_epochs"], 100, self.out / "logs/surrogate",
-            accelerator="cpu", progress_bar=False, resume=False,
-        )  # fmt: skip
-        self.timings["surrogate_train_s"] = fit.train_seconds
+        self._fit("surrogate", surrogate, train, val, "val_loss", s)
         surrogate.original = None
         torch.save(surrogate.state_dict(), self.out / "surrogate.pt")
         return surrogate.eval()
+
+    def _fit(self, name: str, module: Any, train: Any, val: Any, monitor: str, c: dict) -> None:
+        """Lightning fit: early stopping, best weights restored, optional time budget.
+
+        Records the training seconds, and the validation curve with the time to the best score.
+        """
+        curve, budget = budget_callbacks(c["max_minutes"], monitor)
+        fit = fit_module(
+            module, train, val, monitor, c["max_epochs"], c["patience"], self.out / f"logs/{name}",
+            accelerator="cpu", progress_bar=False, resume=False,
+            max_time=max_time(c["max_minutes"]), callbacks=[curve, *([budget] if budget else [])],
+        )  # fmt: skip
+        self.timings[f"{name}_train_s"] = fit.train_seconds
+        self.training[name] = {
+            **self.training.get(name, {}), "epochs": fit.epochs, "best_" + monitor: fit.best_score,
+            **curve.summary(), **(budget.summary() if budget else {}),
+        }  # fmt: skip
 
     def explainer_net_spec(self) -> dict[str, Any]:
         """The user's trunk at the superpixel grid (1x1 head), or a U-Net."""
@@ -221,16 +261,21 @@ class UserImageRun:
             module = SimSHAP(spec, surrogate, **common)
         x, _ = self._train_rows(e["train_size"])
         n_val = min(e["val_instances"], max(1, len(x) // 10))
-        x_train = x[n_val:]
-        if e["augment"]:  # horizontal flips: the same images seen mirrored
-            x_train = torch.cat([x_train, x_train.flip(-1)])
+        x_train = augment_images(
+            x[n_val:], e["augment"], e["crops"], self.config["superpixel_size"], self.seed
+        )  # fixed rows: flips, then shifted copies
         train = DataLoader(module.training_dataset(x_train), e["batch_size"], shuffle=True)
         val = DataLoader(TensorDataset(x[:n_val]), batch_size=n_val)
-        fit = fit_module(
-            module, train, val, "val_l2", e["max_epochs"], 100, self.out / f"logs/{name}",
-            accelerator="cpu", progress_bar=False, resume=False,
-        )  # fmt: skip
-        self.timings[f"{name}_train_s"] = fit.train_seconds
+        # the validation targets: computed once, shared (same game, seed and budget), timed
+        # apart from each explainer's training budget
+        if self._val_targets is None:
+            t0 = time.perf_counter()
+            module.validation_targets(x[:n_val], 0)
+            self.timings["val_targets_s"] = time.perf_counter() - t0
+            self._val_targets = (module._val_targets, module._val_full)
+        module._val_targets, module._val_full = self._val_targets
+        self.training[name] = {"train_rows": len(x_train), "val_instances": n_val}
+        self._fit(name, module, train, val, "val_l2", e)
         save_explainer(module, self.out / f"{name}.pt", overwrite=True)
         return module.eval()
 
@@ -274,7 +319,9 @@ class UserImageRun:
             self.classifier, surrogate, explainers, x_te[: ev["images"]], self.players,
             budgets=ev["budgets"], threshold=ev["truth_threshold"],
             max_evals=ev["truth_max_evals"], seed=self.seed,
+            gradient_baselines=ev["gradient_baselines"],
         )  # fmt: skip
+        results["training"] = self.training
         results["timings"] = {**self.timings, "total_s": time.perf_counter() - t0}
         (self.out / "results.json").write_text(json.dumps(results, indent=2))
         return results

@@ -1,6 +1,6 @@
 """Honest image accuracy for the user-image job.
 
-Per method (the amortized explainers, KernelSHAP at each budget):
+Per method (the amortized explainers, IG and DeepSHAP rescaled, KernelSHAP at each budget):
 
 * ``l2_game``: the l2 distance (explained class, mean over images) to a converged KernelSHAP
   ground truth on the image game (the surrogate's masking), with its standard error and the
@@ -10,6 +10,10 @@ Per method (the amortized explainers, KernelSHAP at each budget):
 * insertion / deletion AUCs under the game's own masking (``insertion_game``,
   ``deletion_game``);
 * ``seconds_per_image``.
+
+IG and DeepSHAP (``ig``, ``deepshap``) explain the surrogate at the full mask from the zero
+input, summed per superpixel and rescaled to add up to the game's v(N) − v(∅) (each row's
+``rescaled`` and ``used`` say how), and get the same scores.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import torch
 
 from simshap.estimators.kernel import kernel_shap
+from simshap.evaluation.baselines.rescaled import efficient_gradient_attributions
 from simshap.evaluation.image_game import game_insertion_deletion
 from simshap.evaluation.insertion_deletion import insertion_deletion
 from simshap.evaluation.metrics import explained_class_values
@@ -45,6 +50,7 @@ def evaluate_user_image(
     threshold: float = 0.02,
     max_evals: int = 100_000,
     seed: int = 0,
+    gradient_baselines: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Scores of every method on ``images`` (see the module docstring).
 
@@ -58,6 +64,8 @@ def evaluate_user_image(
         threshold: the ground truth's convergence threshold (Covert & Lee).
         max_evals: the ground truth's evaluation cap per image.
         seed: seed of the KernelSHAP samplers.
+        gradient_baselines: add IG and DeepSHAP on the surrogate, rescaled for efficiency
+            (:mod:`simshap.evaluation.baselines.rescaled`; each row says how).
 
     Returns:
         method -> scores.
@@ -78,6 +86,23 @@ def evaluate_user_image(
         with torch.no_grad():
             values = explainer(images).values
         estimates[name] = (values, (time.perf_counter() - t0) / len(images))
+    info: dict[str, dict[str, Any]] = {}
+    if gradient_baselines:  # IG and DeepSHAP, rescaled to the game's v(N) - v(∅)
+        ends = torch.zeros(len(images), 2, players.num_players, dtype=torch.bool)
+        ends[:, 1] = True
+        with torch.no_grad():
+            v = game(ends.to(images.device)).double().cpu()
+        rows = torch.arange(len(images))
+        delta = v[rows, 1, target.cpu()] - v[rows, 0, target.cpu()]
+        for name in ("ig", "deepshap"):
+            t0 = time.perf_counter()
+            phi, info[name] = efficient_gradient_attributions(
+                name, surrogate.net, images, target, players, delta, seed=seed
+            )
+            sec = (time.perf_counter() - t0) / len(images)
+            full = torch.zeros(len(images), players.num_players, int(v.shape[-1]), dtype=phi.dtype)
+            full[rows, :, target.cpu()] = phi.cpu()  # the explained class only
+            estimates[name] = (full, sec)
     for b in budgets:
         gen = torch.Generator().manual_seed(seed + b)
         t0 = time.perf_counter()
@@ -116,9 +141,10 @@ def evaluate_user_image(
             "deletion_game": float(on_game["deletion"].mean()),
             "seconds_per_image": sec,
         }
+        out[name].update(info.get(name, {}))
         per_image[f"{name}/insertion_game"] = on_game["insertion"]
     ref = f"kernelshap_{min(budgets)}"
-    for name in explainers:
+    for name in [*explainers, *info]:
         diff, diff_se = _mean_se(per_image[name] - per_image[ref])
         ins, ins_se = _mean_se(
             per_image[f"{name}/insertion_game"] - per_image[f"{ref}/insertion_game"]
