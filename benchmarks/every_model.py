@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 import time
 import warnings
@@ -307,6 +308,12 @@ def main() -> None:
     for part in args.parts:
         print(f"[every_model] {part} ...", flush=True)
         report[part] = calls[part]()
+        # parts may be measured in separate runs: each says when, on how many threads, how loaded
+        report[part]["measured"] = {
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "load_average_1min": round(os.getloadavg()[0], 1),
+        }
         print(json.dumps(report[part], indent=1), flush=True)
         OUT.write_text(json.dumps(report, indent=2))
     write_section(ROOT / "benchmarks" / "RESULTS.md", "## Every model and task", _section(report))
@@ -317,8 +324,9 @@ def _section(r: dict[str, Any]) -> str:
     lines = [
         "## Every model and task",
         "",
-        f"{r['date']}, {m['cpu']} ({m['cpus']} cores, OMP_NUM_THREADS={m['OMP_NUM_THREADS']}"
-        f"), `{r['command']}`; `benchmarks/results/every_model.json`.",
+        f"{m['cpu']} ({m['cpus']} cores); last command `{r['command']}`; raw figures in "
+        "`benchmarks/results/every_model.json`. Each bullet says when it was measured, on how "
+        "many threads and at what load average (2 cores: above 2 means shared).",
         "",
     ]
     if "readme" in r:
@@ -327,6 +335,7 @@ def _section(r: dict[str, Any]) -> str:
             f"- README one call (breast_cancer): {x['seconds']} s, relative l2 "
             f"{x['rel_l2']:.3f} against converged KernelSHAP (goal: <= 0.15 in <= 120 s)."
         )
+        lines[-1] += _measured(r["readme"])
     if "regression" in r:
         for row in r["regression"]["rows"]:
             lines.append(
@@ -336,6 +345,7 @@ def _section(r: dict[str, Any]) -> str:
                 f"surrogate R² {row['fidelity']['r2']:.3f} (goal: SimSHAP <= 0.25 and "
                 "<= FastSHAP)."
             )
+        lines[-1] += _measured(r["regression"])
     if "missing" in r:
         x = r["missing"]
         lines.append(
@@ -345,12 +355,14 @@ def _section(r: dict[str, Any]) -> str:
             f"{x['mean_abs_attribution_of_missing_features']}; trained in "
             f"{x['train_s']} s."
         )
+        lines[-1] += _measured(r["missing"])
     if "categories" in r:
         x = r["categories"]
         lines.append(
             f"- `simshap run` on 3,000-row samples of Adult: {x['completed']} of 8 seeds "
             "completed (goal: 8 of 8)."
         )
+        lines[-1] += _measured(r["categories"])
     if "small" in r:
         x = r["small"]
         extra = "".join(f", {k} {v['l2']:.4f}" for k, v in x.items() if k.startswith("one_call+"))
@@ -361,6 +373,7 @@ def _section(r: dict[str, Any]) -> str:
             f"{x['one_call']['l2'] / x['kernelshap_paired@512']['l2']:.2f}); warned: "
             f"{x['warned']}, recommended budget {x['recommended_budget']}{extra}."
         )
+        lines[-1] += _measured(r["small"])
     if "marginal" in r:
         x = r["marginal"]
         lines.append(
@@ -370,7 +383,18 @@ def _section(r: dict[str, Any]) -> str:
             f"shap.KernelExplainer: max |difference| "
             f"{x['max_abs_difference_to_shap_kernel_explainer']:.1e}."
         )
+        lines[-1] += _measured(r["marginal"])
     return "\n".join(lines) + "\n"
+
+
+def _measured(x: dict[str, Any]) -> str:
+    m = x.get("measured")
+    if not m:
+        return ""
+    return (
+        f" [measured {m['date']}, OMP_NUM_THREADS={m['OMP_NUM_THREADS']}, load "
+        f"{m['load_average_1min']}]"
+    )
 
 
 if __name__ == "__main__":

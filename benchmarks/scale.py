@@ -130,20 +130,87 @@ def _limit(explainer: Any, x: pd.DataFrame, rows: int, batch: int) -> float:
     return done / (time.perf_counter() - start)
 
 
+class CpuSampler:
+    """CPU seconds of this process and its descendants, by role, while an engine runs.
+
+    A thread polls every process of the tree twice a second and keeps each one's last
+    cumulative user + system time, so processes that exit before the end still count (up to
+    their last poll). Roles: ``explaining`` (Spark's Python workers, Ray's explaining actors),
+    ``engine`` (the JVM, Ray's raylet, GCS and read / write workers) and ``driver`` (this
+    process: for ``local`` it does everything).
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        import psutil
+
+        self.me = psutil.Process()
+        self.seen: dict[int, tuple[str, float]] = {}
+        self.base: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.start_self = sum(self.me.cpu_times()[:2])
+        self._poll()  # processes already running (a Spark JVM from before) count from now
+        self.base = {pid: cpu for pid, (_, cpu) in self.seen.items()}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _role(proc: Any) -> str:
+        try:
+            line = " ".join(proc.cmdline())
+        except Exception:  # noqa: BLE001 - a process may vanish while being read
+            return "engine"
+        if "pyspark.daemon" in line or "pyspark/worker" in line or "ExplainActor" in line:
+            return "explaining"
+        return "engine"
+
+    def _poll(self) -> None:
+        for proc in self.me.children(recursive=True):
+            try:
+                cpu = sum(proc.cpu_times()[:2])
+            except Exception:  # noqa: BLE001
+                continue
+            # an idle Ray worker becomes an actor later: a role is re-read until it explains
+            known = self.seen.get(proc.pid, ("engine", 0.0))[0]
+            role = known if known == "explaining" else self._role(proc)
+            self.seen[proc.pid] = (role, cpu)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            self._poll()
+
+    def result(self) -> dict[str, float]:
+        """Stop polling; CPU seconds by role since this sampler started."""
+        self._poll()
+        self.stop.set()
+        self.thread.join()
+        out = {"driver": sum(self.me.cpu_times()[:2]) - self.start_self}
+        for pid, (role, cpu) in self.seen.items():
+            out[role] = out.get(role, 0.0) + cpu - self.base.get(pid, 0.0)
+        return {k: round(v, 1) for k, v in out.items()}
+
+
 def _engine(
     path: Path, rows_dir: Path, folder: Path, engine: str, workers: int, batch: int
-) -> tuple[float, int]:
+) -> tuple[float, int, dict[str, float]]:
     from simshap.serving.files import explain_file
 
     out = folder / f"out-{engine}"
+    if engine == "ray":  # started here (as explain_file would), so the sampler sees its workers
+        import ray
+
+        ray.init(num_cpus=workers + 1, include_dashboard=False, log_to_driver=False)
+    sampler = CpuSampler()
     start = time.perf_counter()
     n = explain_file(
         path, rows_dir, out, engine=engine, workers=workers, chunk_rows=batch, progress=False
     )
     seconds = time.perf_counter() - start
+    cpu = sampler.result()
     # local writes one file, Spark and Ray a folder of parts
     shutil.rmtree(out) if out.is_dir() else out.unlink(missing_ok=True)
-    return n / seconds, n
+    return n / seconds, n, cpu
 
 
 def part_explain(
@@ -158,14 +225,18 @@ def part_explain(
         # the limit measured just before each engine: a shared machine's load changes
         limit = _limit(explainer, x, limit_rows, args.batch)
         limits.append(limit)
-        rate, n = _engine(path, rows_dir, folder, engine, w, args.batch)
+        rate, n, cpu = _engine(path, rows_dir, folder, engine, w, args.batch)
         assert n == args.rows, (engine, n)
+        total_cpu = sum(cpu.values())
         out["engines"][engine] = {
             "rows_per_s": rate,
             "cores": cores,
             "limit_rows_per_s": limit,
             "ratio_per_core": rate / cores / limit,
             "load_average_1min": os.getloadavg()[0],
+            "cpu_s": cpu,
+            # rows per CPU second of every process the engine ran, against the limit's
+            "ratio_per_cpu_second": n / total_cpu / limit,
         }
         print(
             f"[scale] {engine}: {rate:,.0f} rows/s, {rate / cores / limit:.2f}x the limit per core "
@@ -211,6 +282,11 @@ def part_labels(args: argparse.Namespace, explainer: Any, x: pd.DataFrame) -> di
     }
 
 
+def _cpu_cell(r: dict[str, Any]) -> str:
+    cpu = r.get("cpu_s", {})
+    return " / ".join(f"{cpu.get(k, 0.0):.0f}" for k in ("explaining", "engine", "driver"))
+
+
 def _report(res: dict[str, Any], command: str) -> str:
     m = res["machine"]
     lines = [SECTION, "", f"{res['date']}, {m['cpu']} ({m['cpus']} cores), `{command}`.", ""]
@@ -223,8 +299,9 @@ def _report(res: dict[str, Any], command: str) -> str:
             f"(median {e['limit_rows_per_s']:,.0f} rows/s); the load average is the machine's "
             "when the engine finished (2 cores: above 2 means other processes shared them).",
             "",
-            "| engine | cores | rows/s | limit rows/s | per core / limit | goal | load |",
-            "|---|---|---|---|---|---|---|",
+            "| engine | cores | rows/s | limit rows/s | per core / limit | goal | load "
+            "| CPU s: explaining / engine / driver | per CPU second / limit |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for name, goal in (("local", 0.8), ("spark", 0.7), ("ray", 0.7)):
             r = e["engines"][name]
@@ -232,14 +309,18 @@ def _report(res: dict[str, Any], command: str) -> str:
             lines.append(
                 f"| {name} | {r['cores']} | {r['rows_per_s']:,.0f} | "
                 f"{r['limit_rows_per_s']:,.0f} | {r['ratio_per_core']:.2f} | >= {goal} ({met}) | "
-                f"{r['load_average_1min']:.1f} |"
+                f"{r['load_average_1min']:.1f} | {_cpu_cell(r)} | "
+                f"{r.get('ratio_per_cpu_second', float('nan')):.2f} |"
             )
         s, r = e["engines"]["spark"], e["engines"]["ray"]
         lines += [
             "",
             "Spark's JVM (Parquet reading and writing, Arrow conversion) and Ray's read and write "
             "tasks run on the same cores as the explaining workers; local does its file work in "
-            "its one process. The ratios count only the workers' cores.",
+            "its one process. The per-core ratios count only the workers' cores; the CPU "
+            "seconds are every process the engine ran (polled twice a second), and the last "
+            "column is rows per CPU second of all of them against the limit: the share of the "
+            "machine's work that went into explaining.",
             "",
             f"Projection for 100M rows on 64 cores at these per-core rates: Spark "
             f"{s['projection_100M_64_cores_min']:.1f} min, Ray "
