@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import joblib
 import numpy as np
@@ -106,11 +107,21 @@ def test_missing_values_are_explained_not_refused(table):
 
 
 @pytest.mark.timeout(300)
-def test_marginal_game_with_nan_adds_up_to_the_model_itself(table):
+def test_marginal_game_with_nan_adds_up_to_the_model_itself(table, capsys):
     frame, y, model = table
     explainer = simshap.fit(
         model, frame, y, game="marginal", accelerator="cpu", background_size=20, **SMALL
     )
+    # before training it says how many rows the model will see: n_train x n_masks x epochs for
+    # training, val_instances x val_budget x background rows for validation
+    said = re.search(
+        r"feeds the model about ([\d,]+) rows \(([\d,]+) for 4 epochs x (\d+) "
+        r"coalitions per row, ([\d,]+) for validation\)",
+        capsys.readouterr().out,
+    )
+    assert said is not None
+    total, train, masks, val = (int(g.replace(",", "")) for g in said.groups())
+    assert val == 16 * 64 * 20 and train % (4 * masks) == 0 and total == train + val
     rows = frame.iloc[:50]
     sv = explainer(rows)
     np.testing.assert_allclose(sv.prediction.numpy(), model.predict_proba(rows), atol=1e-6)

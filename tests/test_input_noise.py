@@ -75,3 +75,8 @@ def test_bad_input_noise_is_refused():
 
     assert resolve_profile(TABULAR_DEFAULTS, 20_000)["explainer"]["input_noise"] == 0.0
     assert resolve_profile(TABULAR_DEFAULTS, 400)["explainer"]["input_noise"] == 0.3
+    # the marginal game's validation targets cost val_instances x val_budget x K model rows
+    marginal = resolve_profile({**TABULAR_DEFAULTS, "game": "marginal"}, 20_000)["explainer"]
+    assert (marginal["val_instances"], marginal["val_budget"]) == (32, 1024)
+    chosen = {**TABULAR_DEFAULTS, "game": "marginal", "explainer": {"val_budget": 512}}
+    assert resolve_profile(chosen, 400)["explainer"]["val_budget"] == 512

@@ -17,6 +17,7 @@ Run folder::
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from simshap.data.tabular_sources import data_file
 from simshap.errors import UserError
 from simshap.files import sha256_file
 from simshap.fingerprint import fingerprint
+from simshap.games.rows import RowsGame
 from simshap.models.adapter import ModelAdapter
 from simshap.models.original import (
     fit_original_model,
@@ -346,6 +348,32 @@ class TabularRun(TabularEvaluation, Run):
                 "train": prep.raw_array(self.data.raw_train),
                 "val": prep.raw_array(self.data.raw_val[: e["val_instances"]]),
             }
+            self._say_model_cost(module.source)
+
+    def _say_model_cost(self, source: RowsSource) -> None:
+        """Print how many rows training on the model's game will feed the model, and how long.
+
+        Each training coalition costs one model row (one background row), each validation
+        target ``val_budget`` coalitions on every background row. The model is timed on 2,048
+        training coalitions here; early stopping may end training sooner.
+        """
+        e, train = self.config["explainer"], source.tables["train"]
+        k = len(source.background)
+        rows = len(train) * e["n_masks"] * e["max_epochs"]
+        val = min(len(source.tables["val"]), e["val_instances"]) * e["val_budget"] * k
+        n = min(len(train), 2048)
+        masks = torch.rand(n, 1, train.shape[1], generator=torch.Generator().manual_seed(0)) < 0.5
+        start = time.perf_counter()
+        RowsGame(source.model.on_array, train[:n], source.background).draw(masks)
+        rate = n / max(time.perf_counter() - start, 1e-9)
+        print(
+            f"[simshap] the {source.name} game: training feeds the model about {rows + val:,.0f} "
+            f"rows ({rows:,.0f} for {e['max_epochs']} epochs x {e['n_masks']} coalitions per row, "
+            f"{val:,.0f} for validation), about {(rows + val) / rate / 60:.1f} min at the "
+            f"{rate:,.0f} rows/s measured here; explainer.max_epochs, explainer.n_masks, "
+            f"background_size or fewer rows bring it down",
+            flush=True,
+        )
 
     def explainer_loaders(self) -> tuple[DataLoader, DataLoader]:
         """Training rows (epoch-seeded order) and the first validation rows, with row indices."""
