@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 
 import numpy as np
@@ -14,15 +15,18 @@ from simshap.amortized.accuracy import BUDGETS, warn_accuracy
 
 
 @pytest.mark.timeout(300)
-def test_few_players_recommend_the_exact_budget_and_never_a_dead_end():
+def test_few_players_recommend_the_exact_budget_and_never_a_dead_end(tmp_path, monkeypatch):
     """With d = 4, KernelSHAP at 32+ evaluations is exact: a refined budget reaches it."""
     rng = np.random.default_rng(0)
     x = pd.DataFrame(rng.normal(size=(150, 4)), columns=list("abcd"))
     y = (x["a"] + x["b"] * x["c"] > 0).astype(int)
     model = LogisticRegression().fit(x, y)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         e = simshap.fit(model, x, y, accelerator="cpu", explainer={"max_epochs": 1, "hidden": 16})
+    # without out_dir, the checkpoints' temporary folder is gone once the call returns
+    assert list(tmp_path.iterdir()) == []
     report = e.hparams.model_info["accuracy"]
     assert set(report["kernel_shap_l2"]) == set(BUDGETS)
     assert max(report["kernel_shap_l2"].values()) < 1e-6  # exact: 2^4 coalitions

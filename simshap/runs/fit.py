@@ -13,6 +13,7 @@ KernelSHAP at 512), and returns the explainer with the model attached::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -80,7 +81,8 @@ def fit(
             ``"baseline"``.
         method: ``"simshap"`` (default), ``"fastshap"`` or ``"labels"``.
         seed: seed of the split, the initializations and the coalitions.
-        out_dir: folder for the checkpoints (rerunning with it resumes); default a temporary one.
+        out_dir: folder for the checkpoints (rerunning with it resumes); default a temporary one,
+            removed when the call returns.
         progress: show progress bars (default: when stderr is a terminal).
         accelerator: Lightning accelerator (``"cpu"``, ``"gpu"``; default ``"auto"``).
         **config: any section of the run config (:class:`~simshap.runs.config.TabularConfig`) as a
@@ -137,15 +139,22 @@ def fit(
     )
     if not isinstance(X, pd.DataFrame):  # the model takes arrays: give it arrays
         adapter.columns = adapter.dtypes = None
-    folder = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="simshap-"))
-    with lock_folder(folder):
-        run = TabularRun(folder, cfg, data=data, adapter=adapter)
-        if run.start(overwrite=False):
-            print(f"[simshap] resuming {folder}", flush=True)
-        for stage, _, compute in run.stages():
-            if not run.done(stage):
-                compute()
-        explainer = load_explainer(run.path(f"{method}.pt")).attach_model(adapter)
+    with contextlib.ExitStack() as stack:
+        # without out_dir the checkpoints live in a temporary folder, removed once the trained
+        # explainer is in memory (about 14 MB per call otherwise left behind)
+        folder = (
+            Path(out_dir)
+            if out_dir is not None
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="simshap-")))
+        )
+        with lock_folder(folder):
+            run = TabularRun(folder, cfg, data=data, adapter=adapter)
+            if run.start(overwrite=False):
+                print(f"[simshap] resuming {folder}", flush=True)
+            for stage, _, compute in run.stages():
+                if not run.done(stage):
+                    compute()
+            explainer = load_explainer(run.path(f"{method}.pt")).attach_model(adapter)
     report = accuracy_report(explainer, data.raw_val, seed=seed)
     explainer.hparams.model_info = {**dict(explainer.hparams.model_info or {}), "accuracy": report}
     warn_accuracy(report)
