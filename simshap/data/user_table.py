@@ -13,6 +13,7 @@ from simshap.errors import MissingFileError, UserError
 
 __all__ = [
     "AUTO_MAX_CLASSES",
+    "baseline_row",
     "encode_labels",
     "infer_task_from_labels",
     "read_frame",
@@ -127,3 +128,17 @@ def infer_task_from_labels(y: Any) -> str:
     ):
         return "regression"
     return "classification"
+
+
+def baseline_row(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """One baseline row: each numeric column's median, each other column's most frequent value."""
+    row = []
+    for name in names:
+        col = frame[name]
+        if np.issubdtype(np.asarray(col.dropna()).dtype, np.number) and not col.dtype == bool:
+            row.append(float(col.median()) if col.notna().any() else float("nan"))
+        else:
+            mode = col.mode(dropna=True)
+            row.append(mode.iloc[0] if len(mode) else None)
+    dtype = object if any(isinstance(v, str) or v is None for v in row) else np.float64
+    return np.array([row], dtype=dtype)

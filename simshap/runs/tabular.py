@@ -31,6 +31,7 @@ from simshap.amortized.surrogate import Surrogate, dummy_columns, players_spec, 
 from simshap.amortized.training import EpochSampler
 from simshap.data.tabular import TabularData, load_tabular
 from simshap.data.tabular_sources import data_file
+from simshap.data.user_table import baseline_row
 from simshap.errors import UserError
 from simshap.files import sha256_file
 from simshap.fingerprint import fingerprint
@@ -351,11 +352,10 @@ class TabularRun(TabularEvaluation, Run):
             self._say_model_cost(module.source)
 
     def _say_model_cost(self, source: RowsSource) -> None:
-        """Print how many rows training on the model's game will feed the model, and how long.
+        """Print how many rows training on the model's game feeds the model, and how long.
 
-        Each training coalition costs one model row (one background row), each validation
-        target ``val_budget`` coalitions on every background row. The model is timed on 2,048
-        training coalitions here; early stopping may end training sooner.
+        A training coalition costs one model row, a validation target ``val_budget`` coalitions
+        on every background row; timed on 2,048 coalitions (early stopping may end sooner).
         """
         e, train = self.config["explainer"], source.tables["train"]
         k = len(source.background)
@@ -387,17 +387,3 @@ class TabularRun(TabularEvaluation, Run):
         xv = torch.as_tensor(data.x_val[: e["val_instances"]])
         val = DataLoader(TensorDataset(xv, torch.arange(len(xv))), batch_size=256)
         return train, val
-
-
-def baseline_row(frame: Any, names: list[str]) -> np.ndarray:
-    """One baseline row: each numeric column's median, each other column's most frequent value."""
-    row = []
-    for name in names:
-        col = frame[name]
-        if np.issubdtype(np.asarray(col.dropna()).dtype, np.number) and not col.dtype == bool:
-            row.append(float(col.median()) if col.notna().any() else float("nan"))
-        else:
-            mode = col.mode(dropna=True)
-            row.append(mode.iloc[0] if len(mode) else None)
-    dtype = object if any(isinstance(v, str) or v is None for v in row) else np.float64
-    return np.array([row], dtype=dtype)
