@@ -215,6 +215,27 @@ def test_a_regressor_is_explained_on_its_own_scale():
     assert float(np.corrcoef(sv.prediction[:, 0], model.predict(data.raw_test))[0, 1]) > 0.8
 
 
+@pytest.mark.timeout(300)
+def test_a_regression_is_explained_alike_in_any_unit():
+    """Prices in cents or in thousands: the same explanation, in the target's unit.
+
+    The surrogate and the explainer both learn in units of the predictions' standard deviation,
+    so weight decay and learning rates mean the same whatever the unit; without that, the
+    explainer's relative error on diabetes was 0.020 at 1/100 of the unit and 0.080 at 100x.
+    """
+    data = load_tabular("diabetes")
+    values = []
+    for unit in (1.0, 1e4):
+        model = GradientBoostingRegressor(n_estimators=50, random_state=0).fit(
+            data.raw_train, data.y_train * unit
+        )
+        explainer = simshap.fit(model, data.raw_train, accelerator="cpu", **SMALL)
+        values.append(explainer(data.raw_test).values / unit)
+    scale = float(values[0].abs().max())
+    assert scale > 1.0  # diabetes' attributions are in the tens
+    torch.testing.assert_close(values[1], values[0], atol=1e-3 * scale, rtol=0)
+
+
 def test_a_float_target_is_never_a_214_class_classifier(tmp_path, capsys):
     frame = load_tabular("diabetes").raw_train.copy()
     frame["target"] = load_tabular("diabetes").y_train

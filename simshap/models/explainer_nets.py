@@ -27,6 +27,9 @@ class MLPExplainerNet(nn.Module):
         num_classes: C.
         hidden: hidden width (128 or 512 in the paper).
         layers: linear layers (3 in the paper).
+        output_scale: per class, the unit of the outputs (a regression's: the standard deviation
+            of the model's predictions), so the network learns values of order 1 whatever the
+            target's unit and weight decay means the same in every unit; ``None``: 1.
     """
 
     def __init__(
@@ -36,9 +39,10 @@ class MLPExplainerNet(nn.Module):
         num_classes: int,
         hidden: int = 128,
         layers: int = 3,
+        output_scale: list[float] | None = None,
     ) -> None:
         super().__init__()
-        self.spec = {
+        self.spec: dict[str, Any] = {
             "kind": "mlp",
             "in_features": in_features,
             "num_players": num_players,
@@ -46,12 +50,20 @@ class MLPExplainerNet(nn.Module):
             "hidden": hidden,
             "layers": layers,
         }
+        scale = torch.ones(num_classes)
+        if output_scale is not None:
+            scale = torch.as_tensor(output_scale, dtype=torch.float32).reshape(-1)
+            if scale.numel() != num_classes or not bool((scale > 0).all() & scale.isfinite().all()):
+                raise ValueError(f"output_scale must be {num_classes} positive numbers")
+            self.spec["output_scale"] = [float(v) for v in scale]
         self.num_players, self.num_classes = num_players, num_classes
         self.mlp = MLP(in_features, num_players * num_classes, hidden, layers, "relu")
+        # rebuilt from the spec: not part of the weights (older files load unchanged)
+        self.register_buffer("output_scale", scale, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, F) -> (B, d, C)``."""
-        return self.mlp(x).view(-1, self.num_players, self.num_classes)
+        return self.mlp(x).view(-1, self.num_players, self.num_classes) * self.output_scale
 
 
 class UNetExplainerNet(nn.Module):

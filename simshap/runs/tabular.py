@@ -299,7 +299,15 @@ class TabularRun(TabularEvaluation, Run):
             "num_classes": self.adapter().num_outputs,
             "hidden": e["hidden"],
             "layers": e["layers"],
+            **self._output_scale(),
         }
+
+    def _output_scale(self) -> dict[str, Any]:
+        """A regression's explainer outputs in units of the predictions' standard deviation."""
+        if self.data.task != "regression":
+            return {}
+        t = torch.as_tensor(self.targets("train"), dtype=torch.float64)
+        return {"output_scale": t.std(0).clamp_min(1e-12).tolist()}
 
     def background(self) -> np.ndarray:
         """The background rows of the game (raw): K training rows, or the baseline row."""
