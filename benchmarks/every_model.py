@@ -8,6 +8,7 @@ the section "## Every model and task" of benchmarks/RESULTS.md):
 * ``regression``: diabetes (d = 10, exact truth of the surrogate game on the test split) with
   LightGBM and with scikit-learn's GradientBoostingRegressor (goal: SimSHAP's relative l2
   <= 0.25 and <= FastSHAP's).
+* ``regression_seeds``: the LightGBM row over 4 explainer seeds (is SimSHAP's gap noise?).
 * ``missing``: UCI Adult with '?' read as missing, explained for a HistGradientBoosting
   pipeline that handles missing values itself (exact truth, d = 14).
 * ``categories``: `simshap run` on 3,000-row samples of Adult (strings, rare categories),
@@ -125,6 +126,32 @@ def part_regression() -> dict[str, Any]:
             _regression_row("GradientBoostingRegressor", gbr, data),
         ]
     }
+
+
+def part_regression_seeds(seeds: int = 4) -> dict[str, Any]:
+    """SimSHAP against FastSHAP on diabetes (LightGBM) over explainer seeds: is a gap noise?"""
+    import lightgbm
+
+    from simshap.data.tabular import load_tabular
+
+    data = load_tabular("diabetes", seed=0)
+    model = lightgbm.LGBMRegressor(
+        n_estimators=200, learning_rate=0.05, num_leaves=10, verbose=-1
+    ).fit(data.raw_train, data.y_train)
+    out: dict[str, Any] = {"seeds": seeds}
+    for method in ("simshap", "fastshap"):
+        errors = []
+        for seed in range(seeds):
+            explainer = simshap.fit(model, data.raw_train, method=method, seed=seed)
+            sv = explainer(data.raw_test)
+            _, truth = _truth(explainer, data.raw_test)
+            zero = torch.zeros(len(sv.values), dtype=torch.long)
+            errors.append(_errors(sv.values, truth.values, zero)["rel_l2"])
+        out[method] = {"rel_l2": errors, "mean": float(np.mean(errors))}
+    out["simshap_better_on"] = sum(
+        a <= b for a, b in zip(out["simshap"]["rel_l2"], out["fastshap"]["rel_l2"], strict=True)
+    )
+    return out
 
 
 def _adult(data_dir: Path, n: int | None = None, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
@@ -312,6 +339,7 @@ def main() -> None:
         default=[
             "readme",
             "regression",
+            "regression_seeds",
             "missing",
             "categories",
             "small",
@@ -333,6 +361,7 @@ def main() -> None:
     calls = {
         "readme": part_readme,
         "regression": part_regression,
+        "regression_seeds": part_regression_seeds,
         "missing": lambda: part_missing(args.data_dir),
         "categories": lambda: part_categories(args.data_dir, args.work),
         "small": part_small,
@@ -408,6 +437,14 @@ def _section(r: dict[str, Any]) -> str:
             f"{x['warned']}, recommended budget {x['recommended_budget']}{extra}."
         )
         lines[-1] += _measured(r["small"])
+    if "regression_seeds" in r:
+        x = r["regression_seeds"]
+        lines.append(
+            f"- diabetes, LightGBM, {x['seeds']} explainer seeds: mean relative l2 SimSHAP "
+            f"{x['simshap']['mean']:.4f}, FastSHAP {x['fastshap']['mean']:.4f}; SimSHAP better "
+            f"on {x['simshap_better_on']} of {x['seeds']}."
+        )
+        lines[-1] += _measured(r["regression_seeds"])
     if "marginal" in r:
         x = r["marginal"]
         lines.append(
