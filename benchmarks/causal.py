@@ -211,8 +211,15 @@ def main() -> None:  # noqa: D103
         tmp.replace(RESULTS / f"causal_{name}.json")
         command = f"OMP_NUM_THREADS=1 simshap study causal {CONFIGS.get(name, '?')} --out {folder}"
         fm = name == "fashion_mnist"
+        report = (name, s, command, epochs if fm else None, throughput if fm else None)
+        full = RESULTS / f"causal_{name}.md"
+        full.with_suffix(".md.tmp").write_text(markdown(*report) + "\n")
+        full.with_suffix(".md.tmp").replace(full)
         parts += [
-            markdown(name, s, command, epochs if fm else None, throughput if fm else None),
+            markdown(*report, full=False),
+            "",
+            f"- every table (the paper's findings, Spearman, direct effects, Shapley minus method per bucket): "
+            f"`benchmarks/results/causal_{name}.md`",
             "",
         ]
     write_section(ROOT / "benchmarks" / "RESULTS.md", SECTION, "\n".join(parts))

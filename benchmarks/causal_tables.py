@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -121,7 +122,7 @@ def _zoo_lines(
     return lines
 
 
-def _corr_tables(s: Mapping[str, Any]) -> list[str]:
+def _corr_tables(s: Mapping[str, Any], full: bool = True) -> list[str]:
     m = s["methods"]
     head = "| bucket (models, acc.) | " + " | ".join(LABEL.get(x, x) for x in m) + " |"
     sep = "| --- " * (len(m) + 1) + "|"
@@ -140,6 +141,8 @@ def _corr_tables(s: Mapping[str, Any]) -> list[str]:
             + " | ".join(row + [_stat(s["corr"][b["name"]][x]["total_pearson"]) for x in m])
             + " |"
         )
+    if not full:
+        return lines
     lines += ["", "Spearman corr(ITE_Y, ITE_E), total effect:", "", head, sep]
     for b in s["buckets"]:
         lines.append(
@@ -173,7 +176,7 @@ def _corr_tables(s: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _claims(s: Mapping[str, Any]) -> list[str]:
+def _claims(s: Mapping[str, Any], full: bool = True) -> list[str]:
     c = s["paper_claims"]
     f1 = c["abs_corr_le_0.5"]
     lines = [
@@ -229,9 +232,17 @@ def _claims(s: Mapping[str, Any]) -> list[str]:
             f"| Grad-CAM correlates worse than Grad/SG/IG (Sec. 4): mean r difference | "
             f"{_cell(v['diff'], v['ci'])} | {v['verdict']} |"
         )
+    if not full:  # one line: how many of the table's findings got each verdict
+        verdicts = Counter(row.rsplit("|", 2)[1].strip() for row in lines[5:])
+        lines = [
+            "",
+            f"- the paper's {sum(verdicts.values())} findings on our zoo (paper's 8 buckets; "
+            "top = 90-100%, low = 0-80%; 95% intervals): "
+            + ", ".join(f"{k}: {n}" for k, n in verdicts.most_common()),
+        ]
     med = c["mediated_through_y"]
     lines += [
-        "",
+        "" if full else None,
         "- part mediated through Y (total − direct Pearson), mean over the 8 buckets: "
         + "; ".join(
             f"{LABEL[m]} {_cell(v['mean'], v['ci'])} (CI covers 0 in "
@@ -239,10 +250,10 @@ def _claims(s: Mapping[str, Any]) -> list[str]:
             for m, v in med.items()
         ),
     ]
-    return lines
+    return [line for line in lines if line is not None]
 
 
-def _shapley(s: Mapping[str, Any]) -> list[str]:
+def _shapley(s: Mapping[str, Any], full: bool = True) -> list[str]:
     sv = s["shapley_minus_gradient"]
     if not sv:
         return []
@@ -257,7 +268,7 @@ def _shapley(s: Mapping[str, Any]) -> list[str]:
         "| bucket | " + " | ".join(LABEL[g] for g in grads) + " |",
         "| --- " * (len(grads) + 1) + "|",
     ]
-    for name, row in sv["per_bucket"]["total_pearson"].items():
+    for name, row in sv["per_bucket"]["total_pearson"].items() if full else ():
         lines.append(
             "| " + " | ".join([name] + [_cell(row[g]["diff"], row[g]["ci"]) for g in grads]) + " |"
         )
@@ -279,8 +290,10 @@ def markdown(
     command: str,
     epochs: Mapping[str, Any] | None,
     throughput: Mapping[str, Any] | None,
+    full: bool = True,
 ) -> str:
-    """One data set's part of the RESULTS.md section."""
+    """One data set's report; ``full=False``: the RESULTS.md part (no Spearman, direct-effect or
+    per-bucket Shapley tables; those stay in the full report next to the JSON)."""
     lines = [
         f"### {name}",
         "",
@@ -303,5 +316,5 @@ def markdown(
             f"{ec['preprocessed_map_corr_mean']:.3f} with the exact ones"
         )
     lines += _zoo_lines(s, epochs, throughput)
-    lines += _corr_tables(s) + _claims(s) + _shapley(s)
+    lines += _corr_tables(s, full) + _claims(s, full) + _shapley(s, full)
     return "\n".join(lines)

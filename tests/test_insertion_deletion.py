@@ -314,4 +314,5 @@ def test_paired_differences_cancel_the_image_spread_and_skip_nan_images():
             "paired": out,
         }
     )
-    assert f"| x | x | {d.mean():+.3f} ± {e['insertion_se']:.3f} | -0.020 ± 0.000 | 49 |" in table
+    pair = f"- x: vs x {d.mean():+.3f} ± {e['insertion_se']:.3f} / -0.020 ± 0.000 (49 images)"
+    assert pair in table

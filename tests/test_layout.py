@@ -133,3 +133,14 @@ def test_the_public_api_is_flat():
     ):
         assert getattr(simshap, name) is not None, name
     from simshap import exact_shapley, fit, kernel_shap, load  # noqa: F401
+
+
+@pytest.mark.parametrize(("name", "limit"), [("README.md", 160), ("benchmarks/RESULTS.md", 400)])
+def test_readme_and_results_stay_short(name, limit):
+    """The README is read in ten minutes; RESULTS holds current figures (history stays in git).
+
+    A benchmark whose section pushes RESULTS over the limit should write its detail next to its
+    JSON in ``benchmarks/results/`` (as the causal study does) and keep the section short.
+    """
+    lines = (Path(__file__).resolve().parents[1] / name).read_text().splitlines()
+    assert len(lines) <= limit, f"{name} has {len(lines)} lines (at most {limit})"

@@ -154,39 +154,33 @@ def image_results_table(results: dict[str, Any]) -> str:
     trained = [k for k in AMORTIZED if k in methods]
     lines += [
         "",
-        f"### Table 4 row: inference seconds for the {n} evaluated images; training minutes",
-        "",
-        "| data set | "
-        + " | ".join(methods[k]["label"] for k in names)
-        + " | "
-        + " | ".join(f"{methods[k]['label']} train (min)" for k in trained)
-        + " |",
-        "| --- | " + " | ".join("---:" for _ in [*names, *trained]) + " |",
-        f"| {results['dataset']} | "
-        + " | ".join(f"{methods[k]['inference_s']:.3g}" for k in names)
-        + " | "
-        + " | ".join(f"{methods[k].get('train_minutes', float('nan')):.2f}" for k in trained)
-        + " |",
+        f"- Table 4 row, inference seconds for the {n} images: "
+        + ", ".join(f"{methods[k]['label']} {methods[k]['inference_s']:.3g}" for k in names)
+        + "; training minutes: "
+        + ", ".join(
+            f"{methods[k]['label']} {methods[k].get('train_minutes', float('nan')):.2f}"
+            for k in trained
+        ),
     ]
     paired = results.get("paired") or {}
     if paired:
         lines += [
             "",
-            "Paired per-image differences of the probability AUCs (method minus reference, "
-            "mean ± standard error over the same images; insertion: > 0 is better, deletion: "
-            "< 0 is better):",
-            "",
-            "| method | reference | insertion diff | deletion diff | images |",
-            "| --- | --- | ---: | ---: | ---: |",
+            "Paired per-image differences of the probability AUCs, insertion / deletion (method "
+            "minus reference, mean ± standard error over the same images; insertion > 0 and "
+            "deletion < 0 are better):",
         ]
+        label = {k: m["label"] for k, m in methods.items()}
         for name, refs in paired.items():
-            for ref, e in refs.items():
-                lines.append(
-                    f"| {methods[name]['label'] if name in methods else name} | "
-                    f"{methods[ref]['label'] if ref in methods else ref} | "
-                    f"{e['insertion_diff']:+.3f} ± {e['insertion_se']:.3f} | "
-                    f"{e['deletion_diff']:+.3f} ± {e['deletion_se']:.3f} | {e['n']} |"
+            lines.append(
+                f"- {label.get(name, name)}: "
+                + "; ".join(
+                    f"vs {label.get(ref, ref)} {e['insertion_diff']:+.3f} ± "
+                    f"{e['insertion_se']:.3f} / {e['deletion_diff']:+.3f} ± {e['deletion_se']:.3f}"
+                    f" ({e['n']} images)"
+                    for ref, e in refs.items()
                 )
+            )
     return "\n".join(lines) + "\n"
 
 
