@@ -218,8 +218,8 @@ def main() -> None:  # noqa: D103
         parts += [
             markdown(*report, full=False),
             "",
-            f"- every table (the paper's findings, Spearman, direct effects, Shapley minus method per bucket): "
-            f"`benchmarks/results/causal_{name}.md`",
+            "- every table (the paper's findings, Spearman, direct effects, Shapley minus "
+            f"method per bucket): `benchmarks/results/causal_{name}.md`",
             "",
         ]
     write_section(ROOT / "benchmarks" / "RESULTS.md", SECTION, "\n".join(parts))
