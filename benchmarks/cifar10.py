@@ -320,8 +320,8 @@ def pending_section() -> str:
             "",
             "**Not yet measured: these figures need a CUDA GPU** (none was available when the "
             "image pipeline landed; every stage is covered by CPU tests with tiny networks in "
-            "`tests/test_image_pipeline.py`). To measure them on one GPU (H100 class), from the "
-            "repository root:",
+            "`tests/runs/test_image_pipeline.py`). To measure them on one GPU (H100 class), "
+            "from the repository root:",
             "",
             "```",
             f"{COMMAND}            # every pending stage; re-run to resume",

@@ -144,3 +144,16 @@ def test_readme_and_results_stay_short(name, limit):
     """
     lines = (Path(__file__).resolve().parents[1] / name).read_text().splitlines()
     assert len(lines) <= limit, f"{name} has {len(lines)} lines (at most {limit})"
+
+
+def test_tests_mirror_the_packages():
+    """``tests/<package>/`` holds the tests of ``simshap/<package>/``; the top level holds only
+    what spans the project (layout, README, notebooks, benchmark helpers)."""
+    tests = Path(__file__).resolve().parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert folders <= packages, f"test folders without a package: {sorted(folders - packages)}"
+    top = {p.name for p in tests.glob("test_*.py")}
+    spanning = {"test_layout.py", "test_readme.py", "test_notebooks.py"}
+    spanning.add("test_benchmark_helpers.py")
+    assert top <= spanning, f"move these into tests/<package>/: {sorted(top - spanning)}"

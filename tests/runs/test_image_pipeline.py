@@ -399,7 +399,7 @@ def test_resnet_explainer_backbone_starts_from_the_classifier(subset_dir, tmp_pa
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar10-subset", "fashion_mnist"])
 def test_shipped_image_configs_load(name):
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     cfg = load_config(root / "simshap" / "runs" / "configs" / f"{name}.yaml")
     assert cfg["dataset"] == name
     assert cfg["explainer"]["n_masks"] == 8 and cfg["explainer"]["centered"]
@@ -409,7 +409,7 @@ def test_shipped_image_configs_load(name):
 def test_cpu_proof_config_loads_and_builds(tmp_path):
     """configs/cifar10-cpu.yaml: 64 players of 4x4 pixels, a warm-started surrogate and a
     ResNet-18 explainer trunk started from the classifier."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     cfg = load_config(root / "simshap" / "runs" / "configs" / "cifar10-cpu.yaml")
     assert cfg["superpixel_size"] == 4 and cfg["surrogate"]["init"] == "classifier"
     assert cfg["model"]["width"] == cfg["surrogate"]["width"]  # the warm start needs it
