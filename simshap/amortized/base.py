@@ -18,6 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from torch import nn
 
 from simshap.amortized.inference import Inference, efficient_normalization
 from simshap.amortized.sources import GAMES, RowsSource, SurrogateSource
@@ -27,7 +28,7 @@ from simshap.amortized.validation import PRIOR_QUANTILES, FixedTargetValidation
 from simshap.data.preprocessing import Preprocessor
 from simshap.errors import UserError
 from simshap.games.sampling import ShapleyKernelSampler
-from simshap.models.explainer_nets import build_explainer_net
+from simshap.models.explainer_nets import UserExplainerNet, build_explainer_net
 
 __all__ = ["AmortizedExplainer", "efficient_normalization"]
 
@@ -40,7 +41,8 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
     Training batches are ``(x, row index)`` (tabular) or ``(x, label)`` (augmented images).
 
     Args:
-        net_spec: spec of the explainer network (``build_explainer_net``).
+        net_spec: spec of the explainer network (``build_explainer_net``); with ``net``, its
+            shape only (optional with a surrogate, which gives it).
         surrogate: the trained surrogate (frozen; ``game="surrogate"``); ``None`` for the
             marginal and baseline games, or for inference only.
         n_masks: coalitions per input and step (M).
@@ -62,11 +64,14 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
         model_info: what is explained (``ModelAdapter.describe()``) and the surrogate's
             fidelity, kept in saved files, exports and ``/metadata``.
         background: raw background rows (marginal: K rows; baseline: 1 row), kept in the file.
+        net: your own explainer network instead of the spec's, e.g.
+            ``SimSHAP(net=my_module, surrogate=s)``: a module from the network inputs to
+            ``(B, d, C)`` or ``(B, d * C)`` values (:class:`UserExplainerNet`).
     """
 
     def __init__(
         self,
-        net_spec: dict[str, Any],
+        net_spec: dict[str, Any] | None = None,
         surrogate: Surrogate | None = None,
         n_masks: int = 32,
         paired: bool = True,
@@ -83,6 +88,7 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
         game: str = "surrogate",
         model_info: dict[str, Any] | None = None,
         background: list[list[Any]] | None = None,
+        net: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if isinstance(n_masks, bool) or not isinstance(n_masks, int) or n_masks < 1:
@@ -100,9 +106,20 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
                 f"game={game!r} explains a model of raw rows: it needs the fitted "
                 "preprocessing and the background rows (use simshap.fit)"
             )
-        self.save_hyperparameters(ignore=["surrogate"])
-        self.net = build_explainer_net(net_spec)
+        self.save_hyperparameters(ignore=["surrogate", "net"])
         self.preprocessor = Preprocessor.from_dict(preprocessor) if preprocessor else None
+        if net is not None:
+            net_spec = user_net_spec(net_spec, surrogate, self.preprocessor)
+            self.net = UserExplainerNet(net, net_spec)
+        elif net_spec is None:
+            raise UserError("pass the explainer network: net=your_module, or a net_spec dict")
+        else:
+            try:
+                self.net = build_explainer_net(net_spec)
+            except ValueError as err:
+                raise UserError(str(err)) from None
+        self.hparams["net_spec"] = dict(self.net.spec)
+        net_spec = self.net.spec
         self.surrogate = surrogate
         if surrogate is not None:
             surrogate.eval().requires_grad_(False)
@@ -138,7 +155,7 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
     def _probe(self) -> torch.Tensor:
         """One all-zero input of the network's shape (for v(∅), which does not depend on x)."""
         spec = self.net.spec
-        if spec["kind"] == "mlp":
+        if "in_features" in spec:  # a table's network inputs; else images
             return torch.zeros(1, spec["in_features"])
         h, w = self.surrogate.groups.image_size
         return torch.zeros(1, spec["in_channels"], h, w)
@@ -250,3 +267,29 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
     def configure_optimizers(self) -> Any:  # noqa: D102
         hp = self.hparams
         return adamw_cosine(self.net.parameters(), hp.lr, hp.weight_decay, hp.max_epochs_hint)
+
+
+def user_net_spec(
+    spec: dict[str, Any] | None, surrogate: Surrogate | None, preprocessor: Preprocessor | None
+) -> dict[str, Any]:
+    """The shape of a user's explainer network: from ``spec``, else the surrogate (or tables)."""
+    if spec is not None:
+        keys = {"num_players", "num_classes"}
+        if not keys <= set(spec) or not {"in_features", "in_channels"} & set(spec):
+            raise UserError(
+                "net_spec for your own net needs num_players, num_classes and in_features "
+                f"(tables) or in_channels (images); got {sorted(spec)}"
+            )
+        return {k: v for k, v in spec.items() if k not in ("kind", "module")}
+    if surrogate is None:
+        raise UserError(
+            "with your own net and no surrogate, say its shape: net_spec={'num_players': d, "
+            "'num_classes': C, 'in_features': F}"
+        )
+    s_spec = dict(surrogate.hparams["net_spec"])
+    out = {"num_players": surrogate.num_players, "num_classes": s_spec["num_classes"]}
+    if "in_features" in s_spec:
+        out["in_features"] = s_spec["in_features"]
+    else:
+        out["in_channels"] = s_spec.get("in_channels", 3)
+    return out

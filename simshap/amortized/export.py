@@ -49,7 +49,7 @@ class ExportGraph(nn.Module):
     def __init__(self, explainer: AmortizedExplainer) -> None:
         super().__init__()
         prep = explainer.preprocessor
-        if prep is None or explainer.net.spec["kind"] != "mlp":
+        if prep is None or "in_features" not in explainer.net.spec:
             raise UserError(
                 "only tabular explainers that hold their preprocessing can be exported (train "
                 "them with simshap.fit or `simshap run`)"

@@ -31,7 +31,7 @@ class FastSHAP(AmortizedExplainer):
 
     def __init__(
         self,
-        net_spec: dict[str, Any],
+        net_spec: dict[str, Any] | None = None,
         surrogate: Surrogate | None = None,
         normalize: bool = True,
         efficiency_lambda: float = 0.0,

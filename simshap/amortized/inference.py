@@ -73,7 +73,7 @@ class Inference:
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
         x = x.to(device=self.device, dtype=torch.float32)
         spec = self.net.spec
-        if spec["kind"] == "mlp":
+        if "in_features" in spec:  # a table's network inputs; else images
             f = spec["in_features"]
             if x.ndim == 1 and x.shape[0] == f:
                 x = x[None]
@@ -186,7 +186,7 @@ class Inference:
     ) -> ShapleyValues:
         b, d, c = values.shape
         grid = None
-        if self.net.spec["kind"] != "mlp":
+        if "in_features" not in self.net.spec:  # images: players on a square grid
             side = int(round(d**0.5))
             grid = (side, d // side)
         names = self.preprocessor.feature_names if self.preprocessor else self.hparams.feature_names

@@ -214,7 +214,10 @@ def save_explainer(
 
 
 def load_explainer(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", model: Any = None
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    model: Any = None,
+    net: torch.nn.Module | None = None,
 ) -> AmortizedExplainer:
     """Load an explainer written by :func:`save_explainer` (weights only), in eval mode.
 
@@ -225,6 +228,8 @@ def load_explainer(
             add up to the model's output; optional for the surrogate game, where it adds the
             model's own output to the answers). It is wrapped as it was when the explainer was
             trained (task, output, link, class names and column types are in the file).
+        net: your own explainer network, when it was trained with one (the file holds its
+            weights, not its code): a fresh instance of the same architecture.
 
     Returns:
         A :class:`~simshap.amortized.SimSHAP`, :class:`~simshap.amortized.FastSHAP` or
@@ -238,8 +243,18 @@ def load_explainer(
         raise UserError(f"{path}: unknown explainer class {blob['class']!r}")
     surrogate = surrogate_from_state(blob["surrogate"]) if blob["surrogate"] else None
     user_model = model
-    model = cls(blob["net_spec"], surrogate=surrogate, **blob["hparams"])
-    model.net.load_state_dict(blob["state_dict"])
+    spec = blob["net_spec"]
+    if net is not None and spec.get("kind") != "user":
+        raise UserError(f"{path} was trained with simshap's own network: load it without net=")
+    model = cls(spec, surrogate=surrogate, net=net, **blob["hparams"])
+    try:
+        model.net.load_state_dict(blob["state_dict"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise UserError(
+            f"{path}: net does not fit the saved weights of {spec.get('module', 'the network')}"
+            f" ({first}); pass an instance of the same architecture"
+        ) from None
     model.base_value.copy_(blob["base_value"])
     model.prior_var.copy_(blob["prior_var"])
     model.prior_var_quantiles.copy_(blob["prior_var_quantiles"])
@@ -296,7 +311,10 @@ def save(
 
 
 def load(
-    path: str | os.PathLike[str], model: Any = None, map_location: str | torch.device = "cpu"
+    path: str | os.PathLike[str],
+    model: Any = None,
+    map_location: str | torch.device = "cpu",
+    net: torch.nn.Module | None = None,
 ) -> AmortizedExplainer:
     """Load an explainer, optionally with the model it explains: see :func:`load_explainer`."""
-    return load_explainer(path, map_location=map_location, model=model)
+    return load_explainer(path, map_location=map_location, model=model, net=net)

@@ -54,7 +54,7 @@ class LabelRegression(AmortizedExplainer):
 
     def __init__(
         self,
-        net_spec: dict[str, Any],
+        net_spec: dict[str, Any] | None = None,
         surrogate: Surrogate | None = None,
         label_budget: int | None = None,
         **kwargs: Any,

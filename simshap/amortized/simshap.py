@@ -120,7 +120,7 @@ class SimSHAP(AmortizedExplainer):
 
     def __init__(
         self,
-        net_spec: dict[str, Any],
+        net_spec: dict[str, Any] | None = None,
         surrogate: Surrogate | None = None,
         centered: bool = True,
         target: str = "default",

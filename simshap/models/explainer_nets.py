@@ -12,7 +12,13 @@ from simshap.models.mlp import MLP
 from simshap.models.resnet import cifar_resnet18, warm_start_from_classifier
 from simshap.models.unet import UNet
 
-__all__ = ["MLPExplainerNet", "ResNetExplainerNet", "UNetExplainerNet", "build_explainer_net"]
+__all__ = [
+    "MLPExplainerNet",
+    "ResNetExplainerNet",
+    "UNetExplainerNet",
+    "UserExplainerNet",
+    "build_explainer_net",
+]
 
 # superpixel side -> ResNet-18 stages kept: a 32x32 image leaves layer j at 32 / 2^(j-1) pixels
 _RESNET_STAGES = {1: 1, 2: 2, 4: 3, 8: 4}
@@ -168,10 +174,51 @@ class ResNetExplainerNet(nn.Module):
         return self.head(self.trunk(x)).flatten(2).transpose(1, 2)
 
 
+class UserExplainerNet(nn.Module):
+    """Your own explainer network g(x): any module from the network inputs to ``d x C`` values.
+
+    Its output may be ``(B, d, C)`` or ``(B, d * C)`` (read as ``(B, d, C)``). A saved file keeps
+    its weights and ``spec`` but not its code: load it with ``simshap.load(path, net=...)``.
+
+    Args:
+        module: the network.
+        spec: ``num_players``, ``num_classes`` and ``in_features`` (tables: the preprocessed
+            width) or ``in_channels`` (images).
+    """
+
+    def __init__(self, module: nn.Module, spec: dict[str, Any]) -> None:
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(module).__name__}")
+        kind = type(module)
+        self.spec = {**spec, "kind": "user", "module": f"{kind.__module__}.{kind.__qualname__}"}
+        self.num_players, self.num_classes = spec["num_players"], spec["num_classes"]
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, ...) -> (B, d, C)``."""
+        out = self.module(x)
+        d, c = self.num_players, self.num_classes
+        if out.ndim == 2 and out.shape[1] == d * c:
+            return out.view(-1, d, c)
+        if out.ndim != 3 or tuple(out.shape[1:]) != (d, c):
+            raise ValueError(
+                f"net returned shape {tuple(out.shape)}; an explainer network returns "
+                f"(B, {d}, {c}) or (B, {d * c}): one value per player and class"
+            )
+        return out
+
+
 def build_explainer_net(spec: dict[str, Any]) -> nn.Module:
     """Rebuild an explainer network from its ``spec`` dict."""
     spec = dict(spec)
     kind = spec.pop("kind", None)
+    if kind == "user":
+        raise ValueError(
+            f"this explainer was trained with your own network ({spec.get('module')}); a "
+            "file holds its weights, not its code: pass net=YourNetwork(...) (simshap.load(path, "
+            "net=...))"
+        )
     if kind == "mlp":
         return MLPExplainerNet(**spec)
     if kind == "unet":
