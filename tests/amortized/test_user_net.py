@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from test_input_noise import C, D, _spec, _surrogate  # the same tiny surrogate and network
@@ -11,6 +10,7 @@ from torch.utils.data import DataLoader
 
 import simshap
 from simshap.amortized import FastSHAP, SimSHAP
+from simshap.amortized.training import quiet_cpu_trainer
 from simshap.errors import UserError
 
 
@@ -27,15 +27,7 @@ class MyNet(nn.Module):
 
 def _train(module, x):
     loader = DataLoader(module.training_dataset(x), batch_size=64, shuffle=False)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, loader)
+    quiet_cpu_trainer(max_epochs=2).fit(module, loader)
     return module.eval()
 
 
