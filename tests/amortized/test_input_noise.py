@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny import mlp_spec, tiny_surrogate
 
 from simshap.amortized import FastSHAP, SimSHAP
 from simshap.amortized.surrogate import Surrogate
@@ -13,22 +14,11 @@ D, C = 6, 2
 
 
 def _surrogate() -> Surrogate:
-    torch.manual_seed(0)
-    return Surrogate(
-        {"kind": "mlp", "in_features": D, "num_classes": C, "hidden": 16, "layers": 2},
-        {"kind": "identity", "num_features": D},
-    ).eval()
+    return tiny_surrogate(D, C, hidden=16)
 
 
 def _spec() -> dict:
-    return {
-        "kind": "mlp",
-        "in_features": D,
-        "num_players": D,
-        "num_classes": C,
-        "hidden": 16,
-        "layers": 2,
-    }
+    return mlp_spec(D, C, hidden=16)
 
 
 class _Seen(Exception):

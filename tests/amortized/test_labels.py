@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import mlp_spec, tiny_surrogate
 
 from simshap.amortized.io import load_explainer
 from simshap.amortized.labels import LabelRegression
@@ -21,22 +22,11 @@ D, C = 6, 2
 
 
 def _surrogate() -> Surrogate:
-    torch.manual_seed(0)
-    return Surrogate(
-        {"kind": "mlp", "in_features": D, "num_classes": C, "hidden": 32, "layers": 2},
-        {"kind": "identity", "num_features": D},
-    ).eval()
+    return tiny_surrogate(D, C, hidden=32)
 
 
 def _spec(hidden: int = 64) -> dict:
-    return {
-        "kind": "mlp",
-        "in_features": D,
-        "num_players": D,
-        "num_classes": C,
-        "hidden": hidden,
-        "layers": 2,
-    }
+    return mlp_spec(D, C, hidden=hidden)
 
 
 def test_exact_labels_are_the_exact_shapley_values() -> None:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 import torch
+from tiny import mlp_spec, tiny_surrogate
 from torch.utils.data import DataLoader, TensorDataset
 
 from simshap.amortized import FastSHAP, SimSHAP
 from simshap.amortized.io import load_explainer, save_explainer
 from simshap.amortized.surrogate import Surrogate
+from simshap.amortized.training import quiet_cpu_trainer
 from simshap.errors import UserError
 from simshap.estimators.exact import exact_shapley
 from simshap.estimators.kernel import kernel_shap
@@ -32,22 +33,11 @@ D, C = 6, 3
 
 
 def _surrogate() -> Surrogate:
-    torch.manual_seed(0)
-    return Surrogate(
-        {"kind": "mlp", "in_features": D, "num_classes": C, "hidden": 32, "layers": 2},
-        {"kind": "identity", "num_features": D},
-    ).eval()
+    return tiny_surrogate(D, C, hidden=32)
 
 
 def _spec() -> dict:
-    return {
-        "kind": "mlp",
-        "in_features": D,
-        "num_players": D,
-        "num_classes": C,
-        "hidden": 32,
-        "layers": 2,
-    }
+    return mlp_spec(D, C, hidden=32)
 
 
 def _game(n: int = 10) -> tuple[TableGame, torch.Tensor]:
@@ -131,14 +121,7 @@ def test_validation_records_the_prior_variance_and_it_is_saved(tmp_path: Path) -
     explainer = SimSHAP(_spec(), surrogate, n_masks=8, val_budget=64)
     assert torch.isnan(explainer.prior_var).all()
     x = torch.randn(64, D)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_cpu_trainer(max_epochs=2)
     trainer.fit(
         explainer,
         DataLoader(explainer.training_dataset(x[:48]), batch_size=16),
