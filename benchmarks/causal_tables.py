@@ -241,8 +241,8 @@ def _claims(s: Mapping[str, Any], full: bool = True) -> list[str]:
             + ", ".join(f"{k}: {n}" for k, n in verdicts.most_common()),
         ]
     med = c["mediated_through_y"]
+    lines += [""] if full else []  # in the compact form it follows the verdicts' line
     lines += [
-        "" if full else None,
         "- part mediated through Y (total − direct Pearson), mean over the 8 buckets: "
         + "; ".join(
             f"{LABEL[m]} {_cell(v['mean'], v['ci'])} (CI covers 0 in "
@@ -250,7 +250,7 @@ def _claims(s: Mapping[str, Any], full: bool = True) -> list[str]:
             for m, v in med.items()
         ),
     ]
-    return [line for line in lines if line is not None]
+    return lines
 
 
 def _shapley(s: Mapping[str, Any], full: bool = True) -> list[str]:

@@ -109,7 +109,7 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
         self.save_hyperparameters(ignore=["surrogate", "net"])
         self.preprocessor = Preprocessor.from_dict(preprocessor) if preprocessor else None
         if net is not None:
-            net_spec = user_net_spec(net_spec, surrogate, self.preprocessor)
+            net_spec = user_net_spec(net_spec, surrogate)
             self.net = UserExplainerNet(net, net_spec)
         elif net_spec is None:
             raise UserError("pass the explainer network: net=your_module, or a net_spec dict")
@@ -269,10 +269,8 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
         return adamw_cosine(self.net.parameters(), hp.lr, hp.weight_decay, hp.max_epochs_hint)
 
 
-def user_net_spec(
-    spec: dict[str, Any] | None, surrogate: Surrogate | None, preprocessor: Preprocessor | None
-) -> dict[str, Any]:
-    """The shape of a user's explainer network: from ``spec``, else the surrogate (or tables)."""
+def user_net_spec(spec: dict[str, Any] | None, surrogate: Surrogate | None) -> dict[str, Any]:
+    """The shape of a user's explainer network: from ``spec``, else from the surrogate."""
     if spec is not None:
         keys = {"num_players", "num_classes"}
         if not keys <= set(spec) or not {"in_features", "in_channels"} & set(spec):

@@ -68,6 +68,7 @@ class TabularRun(TabularEvaluation, Run):
         super().__init__(out, config, example_config="breast_cancer")
         # rows and a model given in memory (simshap.fit) instead of files
         self._data, self._adapter, self._given = data, adapter, data is not None
+        self._moments: tuple[list[float], list[float]] | None = None
         # sizes left at None come from the profile of the table's size
         self.config = resolve_profile(self.config_file, len(self.data.raw_train))
 
@@ -201,7 +202,7 @@ class TabularRun(TabularEvaluation, Run):
         save_original_model(model, self.path("model.txt"))
         self._record_time("model_train_s", seconds)
         self.commit("model", ["model.txt"])
-        self._adapter = None
+        self._adapter, self._moments = None, None
         return {**self._test_score(), "train_s": seconds}
 
     def _test_score(self) -> dict[str, float]:
@@ -228,11 +229,8 @@ class TabularRun(TabularEvaluation, Run):
         prep = data.preprocessor
         scaling: dict[str, Any] = {}
         if data.task == "regression" and not untrained:
-            t = torch.as_tensor(self.targets("train"))
-            scaling = {
-                "target_mean": t.mean(0).tolist(),
-                "target_std": t.std(0).clamp_min(1e-12).tolist(),
-            }
+            mean, std = self._target_moments()
+            scaling = {"target_mean": mean, "target_std": std}
         outputs = self.adapter().num_outputs if not untrained else max(1, data.n_classes)
         return Surrogate(
             surrogate_spec(prep, outputs, s["hidden"], s["layers"]),
@@ -304,10 +302,14 @@ class TabularRun(TabularEvaluation, Run):
 
     def _output_scale(self) -> dict[str, Any]:
         """A regression's explainer outputs in units of the predictions' standard deviation."""
-        if self.data.task != "regression":
-            return {}
-        t = torch.as_tensor(self.targets("train"), dtype=torch.float64)
-        return {"output_scale": t.std(0).clamp_min(1e-12).tolist()}
+        return {"output_scale": self._target_moments()[1]} if self.data.task == "regression" else {}
+
+    def _target_moments(self) -> tuple[list[float], list[float]]:
+        """Mean and std of the model's training predictions per output (once per model)."""
+        if self._moments is None:
+            t = torch.as_tensor(self.targets("train"), dtype=torch.float64)
+            self._moments = (t.mean(0).tolist(), t.std(0).clamp_min(1e-12).tolist())
+        return self._moments
 
     def background(self) -> np.ndarray:
         """The background rows of the game (raw): K training rows, or the baseline row."""
