@@ -105,6 +105,29 @@ def json_depth(body: bytes) -> int:
     return int(np.cumsum(step).max(initial=0))
 
 
+def lone_surrogate(value: Any) -> bool:
+    """Whether a parsed JSON value holds a string with an unpaired UTF-16 surrogate.
+
+    JSON's escapes of the code units D800 to DFFF parse into such strings, which are not
+    Unicode text: pandas' Arrow strings and any UTF-8 writer refuse them. (A proper pair of
+    escapes parses to one character.)
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _parse_int(digits: str) -> int | float:
     return float(digits) if len(digits) > _LONG_INT else int(digits)
 
@@ -212,6 +235,11 @@ class JSONGuard:
             parsed = json.loads(body, parse_int=_parse_int)
         except (ValueError, UnicodeDecodeError, RecursionError) as err:
             await self._reject(send, 400, f"malformed JSON: {err}")
+            return
+        if re.search(rb"\\u[dD][89a-fA-F]", body) and lone_surrogate(parsed):
+            await self._reject(
+                send, 400, "malformed JSON: a \\uD800-\\uDFFF escape without its pair is not text"
+            )
             return
         if not isinstance(parsed, dict):
             await self._reject(send, 422, 'the body must be a JSON object {"instances": [...]}')

@@ -109,6 +109,24 @@ def test_deep_nesting_gets_a_400_not_a_500(model):
         assert r.status_code == 422, r.text
 
 
+def test_an_unpaired_surrogate_escape_is_a_400_and_a_pair_is_text(model):
+    """The fuzz test found it: "\\ud800" parses to a string no UTF-8 writer accepts, and
+    pandas' Arrow strings raised inside the handler (a 500)."""
+    app, row = model["apps"][False], model["row"]
+    site = row.index("north")
+    for escape in ("\\ud800", "\\uDC00x", "x\\udbff"):
+        cells = [json.dumps(v) for v in row]
+        cells[site] = '"' + escape + '"'
+        body = '{"instances": [[' + ", ".join(cells) + "]]}"
+        r = call(app, "POST", "/explain", JSON, body.encode())
+        assert r.status_code == 400 and "without its pair" in r.json()["detail"], r.text
+    cells = [json.dumps(v) for v in row]
+    cells[site] = '"\\ud83d\\ude00"'  # a proper pair: one character, an unseen category
+    body = '{"instances": [[' + ", ".join(cells) + "]]}"
+    r = call(app, "POST", "/explain", JSON, body.encode())
+    assert r.status_code == 200, r.text
+
+
 def test_parse_errors_are_4xx_with_a_detail(model):
     app, row = model["apps"][False], model["row"]
     cases = {
@@ -118,7 +136,7 @@ def test_parse_errors_are_4xx_with_a_detail(model):
         b"[1, 2]": (422, "JSON object"),
         # 5,000 digits: Python's int() would refuse it with a ValueError; it is a number
         b'{"instances": [[' + b"9" * 5000 + b', 1, "north", 1, 1]]}': (422, "infinite"),
-        b'{"instances": [{"\\ud800": 1}]}': (422, "unknown features"),
+        b'{"instances": [{"\\ud800": 1}]}': (400, "without its pair"),  # not text, even as a key
         json.dumps({"instances": [row], "instances ": 1}).encode(): (422, "unknown keys"),
     }
     for body, (status, words) in cases.items():
