@@ -243,7 +243,7 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
                 return masks, v[:, 2:], v[:, 0], v[:, 1]
             values = source.draw(x, raw, masks, self._generator)
             v0 = source.v_empty(x).expand(b, -1)
-            return masks, values, v0, source.v_full(x, raw)
+            return masks, values, v0, source.v_full(x, raw).to(values.dtype)
 
     # ------------------------------------------------------------------ Lightning
     def on_fit_start(self) -> None:  # noqa: D102

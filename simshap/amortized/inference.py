@@ -57,9 +57,14 @@ class Inference:
         return out
 
     def efficient(self, phi: torch.Tensor, v_full: torch.Tensor) -> torch.Tensor:
-        """Additive efficient normalization: base + Σφ = v(N), dummies kept at 0."""
+        """Additive efficient normalization: base + Σφ = v(N), dummies kept at 0.
+
+        The step runs in float64 and returns float64 values: a regressor's predictions of
+        order 100 are float32 only to about 1e-5, and the values must add up to 1e-5 or better.
+        """
         players = ~self.dummy.to(phi.device) if bool(self.dummy.any()) else None
-        return efficient_normalization(phi, v_full.to(phi) - self.base_value.to(phi), players)
+        total = v_full.double() - self.base_value.to(phi.device).double()
+        return efficient_normalization(phi.double(), total, players)
 
     def _inputs(self, x: Any) -> tuple[torch.Tensor, Any]:
         """Raw rows -> (network inputs, raw rows for a model's game); images pass through."""
@@ -113,7 +118,7 @@ class Inference:
                         for i in range(0, len(x), batch_size)
                     ]
                 )
-                phi = self.efficient(phi, v_full)
+                phi, v_full = self.efficient(phi, v_full), v_full.double()
         finally:
             self.train(was_training)
         return phi, v_full, x, raw
@@ -170,7 +175,7 @@ class Inference:
                 refined = kernel_shap_with_prior(
                     game, values, self.prior_variances(), budget, generator=generator, loss=loss
                 )
-            values, n_evals = refined.values.float(), refined.n_evals
+            values, n_evals = refined.values.double(), refined.n_evals
             v_full = values.sum(1) + self.base_value.to(values)
             method = f"{method}+kernel_shap@{budget}"
         return self._result(values, v_full, n_evals, method, x, raw)

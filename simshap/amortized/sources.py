@@ -130,8 +130,8 @@ class RowsSource:
         return values.to(device=masks.device, dtype=torch.float32)
 
     def v_full(self, x: torch.Tensor | None, raw: Any) -> torch.Tensor:
-        """``(B, C)`` v(N) = f(x)."""
-        out = torch.from_numpy(self._require_model().on_array(self.rows(raw))).float()
+        """``(B, C)`` v(N) = f(x), float64 as the model gave it (the values add up to it)."""
+        out = torch.from_numpy(self._require_model().on_array(self.rows(raw))).double()
         return out if x is None else out.to(x.device)
 
     def v_empty(self, x: torch.Tensor | None = None) -> torch.Tensor:

@@ -87,7 +87,7 @@ class Runtime:
         e = self.explainer
         v_full = None
         if e.game_name != "surrogate":  # v(N) = f(x): the model's own output on the rows
-            v_full = torch.from_numpy(e.model.on_array(raw)).float()
+            v_full = torch.from_numpy(e.model.on_array(raw)).double()
         if self.session is not None:
             feed = {"rows": encoded.astype(np.float32)}
             if v_full is not None:
@@ -102,7 +102,7 @@ class Runtime:
             if v_full is None:
                 v_full = e.source.v_full(inputs)
             values = e.efficient(e.raw_attributions(inputs), v_full.to(inputs.device))
-        return values.cpu(), v_full.cpu()
+        return values.cpu(), v_full.double().cpu()
 
 
 def output_columns(explainer: Any, target: int | None, passthrough: list[str]) -> list[str]:

@@ -57,7 +57,7 @@ def test_budget_2_to_the_d_is_exact_and_2_is_the_efficient_prior(cls: type) -> N
     explainer = cls(_spec(), _surrogate())
     explainer.prior_var.fill_(0.01)
     x = torch.randn(4, D)
-    exact = exact_shapley(explainer.game(x)).values
+    exact = exact_shapley(explainer.game(x)).values.double()  # values are float64
     full = explainer(x, budget=2**D)
     assert full.n_evals == 2**D and "kernel_shap@64" in full.method
     torch.testing.assert_close(full.values, exact, atol=1e-5, rtol=0)

@@ -210,8 +210,9 @@ def test_simshap_outputs_are_efficient(trained_simshap: dict, bc_run: dict) -> N
     assert float(gap.max()) > 1e-4  # not exactly: the raw network output
     # and the values users get add up exactly: base + Σφ = v(N) = prediction
     sv = module(x)
-    torch.testing.assert_close(sv.base_values + sv.values.sum(1), v1, atol=1e-5, rtol=0)
-    torch.testing.assert_close(sv.prediction, v1, atol=1e-6, rtol=0)
+    # values are float64 (the efficiency step runs in float64); v(N) is the surrogate's float32
+    torch.testing.assert_close(sv.base_values + sv.values.sum(1), v1.double(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(sv.prediction, v1.double(), atol=1e-6, rtol=0)
     # the projection onto the efficient values never moves them away from the truth
     truth, classes = trained_simshap["truth"], trained_simshap["classes"]
     raw = attribution_errors(module.explain(x, efficient=False), truth, classes)["l2"]
@@ -231,7 +232,7 @@ def test_fastshap_normalized_outputs_sum_to_total(bc_run: dict, batch: int) -> N
     assert phi.shape == (batch, data.n_features, data.n_classes)
     ones = torch.ones_like(x, dtype=torch.bool)
     total = surrogate.value(x, ones) - surrogate.value(x, ~ones)
-    torch.testing.assert_close(phi.sum(1), total, atol=1e-5, rtol=0)
+    torch.testing.assert_close(phi.sum(1), total.double(), atol=1e-5, rtol=0)
     # the raw network output is not efficient: the normalization does the work
     assert float((module.net(x).sum(1) - total).abs().max()) > 1e-3
 

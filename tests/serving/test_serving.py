@@ -92,7 +92,7 @@ def test_export_round_trip_equals_eager(trained, name, fmt, tmp_path):
     np.testing.assert_allclose(base + got.sum(1), prediction, atol=1e-5, rtol=0)
     assert meta["feature_names"] == list(trained["x"].columns)
     assert meta["categories"] == {"site": ["north", "south"]}
-    assert meta["version"] == 2 and meta["method"] == name and meta["game"] == "surrogate"
+    assert meta["version"] == 3 and meta["method"] == name and meta["game"] == "surrogate"
     with pytest.raises(FileExistsError, match="overwrite"):
         simshap.export_explainer(explainer, path, format=fmt)
 
