@@ -103,6 +103,7 @@ class TabularExplainerSection(_Section):
     # SimSHAP (averaging targets): epochs after the max_epochs sampling epochs that fit g to the
     # mean targets with no surrogate call (0: none)
     memory_epochs: int = Field(default=0, ge=0)
+    # FastSHAP and SimSHAP's default target: the loss sees g(x) made efficient, as served
     normalize: bool = True
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float | None = Field(default=None, ge=0)  # None: the profile's
@@ -215,7 +216,7 @@ class ImageExplainerSection(_Section):
     paired: bool = True
     centered: bool = True
     target: Literal["default", "paper"] = "default"
-    normalize: bool = True
+    normalize: bool = True  # as for tables: the loss sees g(x) made efficient
     efficiency_lambda: float = Field(default=0.1, ge=0)
     lr: float = Field(default=2e-4, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)

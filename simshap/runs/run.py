@@ -290,6 +290,7 @@ class Run(RunFolder):
                 "centered": e["centered"],
                 "target": target,
                 "average_targets": False if target == "paper" else average,
+                "normalize": e["normalize"] and target != "paper",
             }
             if name == "simshap" and self._memory_epochs() > 0:
                 if average is False or (average is None and e.get("input_noise", 0.0)):
