@@ -45,10 +45,11 @@ def accuracy_report(
 
     Returns:
         ``{"rows", "l2", "kernel_shap_l2": {k: l2}, "equivalent_budget", "refined_l2":
-        {k: l2}, "recommended_budget"}`` (``equivalent_budget``: the largest k whose KernelSHAP
-        the explainer matches, 0 below 32; ``recommended_budget``, when the explainer is less
-        accurate than KernelSHAP at 512: the smallest k at which ``explainer(x, budget=k)`` is
-        as accurate, ``None`` if none is).
+        {k: l2}, "recommended_budget", "exact_budget"}``. ``equivalent_budget``: the largest k
+        whose KernelSHAP the explainer matches, 0 below 32. ``recommended_budget``, when the
+        explainer is less accurate than KernelSHAP at 512: the smallest k at which
+        ``explainer(x, budget=k)`` is as accurate, ``None`` if none is. ``exact_budget``: 2^d
+        when it is at most 512, where ``explainer(x, budget=k)`` gives the exact values.
     """
     model_game = explainer.game_name != "surrogate"
     n = min(len(rows), max_rows if not model_game else min(max_rows, 16))
@@ -64,6 +65,8 @@ def accuracy_report(
         "rows": n,
         "reference_budget": ref_budget,
         "l2": _l2(sv.values, reference),
+        # all 2^d coalitions within the largest budget: explainer(x, budget=2^d) is exact
+        "exact_budget": 2**d if 2**d <= max(BUDGETS) else None,
     }
     ks, refined = {}, {}
     usable = [k for k in BUDGETS if k >= d + 2]
@@ -95,12 +98,16 @@ def warn_accuracy(report: dict[str, Any]) -> None:
     top = max(ks)
     if report["l2"] <= ks[top]:
         return
-    k = report.get("recommended_budget")
-    how = (
-        f"explainer(x, budget={k}) makes it as accurate as KernelSHAP at {top}"
-        if k
-        else "explainer(x, budget=k) with k up to 512 did not reach it on these rows"
-    )
+    k, exact = report.get("recommended_budget"), report.get("exact_budget")
+    if exact and (not k or exact <= k):  # every coalition costs no more than the remedy
+        how = (
+            f"explainer(x, budget={exact}) gives the game's exact Shapley values "
+            f"(all {exact} coalitions of its {exact.bit_length() - 1} players)"
+        )
+    elif k:
+        how = f"explainer(x, budget={k}) makes it as accurate as KernelSHAP at {top}"
+    else:
+        how = "explainer(x, budget=k) with k up to 512 did not reach it on these rows"
     matches = report["equivalent_budget"]
     matches = f"at {matches}" if matches else f"at fewer than {min(ks)}"
     warnings.warn(

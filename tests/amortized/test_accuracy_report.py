@@ -16,7 +16,7 @@ from simshap.amortized.accuracy import BUDGETS, warn_accuracy
 
 @pytest.mark.timeout(300)
 def test_few_players_recommend_the_exact_budget_and_never_a_dead_end(tmp_path, monkeypatch):
-    """With d = 4, KernelSHAP at 32+ evaluations is exact: a refined budget reaches it."""
+    """d = 4: KernelSHAP at 32+ evaluations is exact, and budget=16 too; the warning says so."""
     rng = np.random.default_rng(0)
     x = pd.DataFrame(rng.normal(size=(150, 4)), columns=list("abcd"))
     y = (x["a"] + x["b"] * x["c"] > 0).astype(int)
@@ -34,7 +34,9 @@ def test_few_players_recommend_the_exact_budget_and_never_a_dead_end(tmp_path, m
         assert report["recommended_budget"] == min(BUDGETS)
         assert report["refined_l2"][min(BUDGETS)] < 1e-6
         text = " ".join(str(w.message) for w in caught)
-        assert f"budget={min(BUDGETS)}" in text and "did not reach" not in text
+        assert report["exact_budget"] == 16  # all 2^4 coalitions: fewer than 32, and exact
+        assert "budget=16) gives the game's exact Shapley values" in text
+        assert "did not reach" not in text
         assert "fewer than 32" in text or "at 32" in text
 
 
@@ -49,5 +51,8 @@ def test_the_warning_names_a_measured_budget_only():
     with pytest.warns(UserWarning, match=r"at 32 evaluations\).*up to 512 did not reach"):
         warn_accuracy(report)
     report.update(equivalent_budget=0, recommended_budget=64)
-    with pytest.warns(UserWarning, match=r"fewer than 32 evaluations\).*budget=64"):
+    with pytest.warns(UserWarning, match=r"fewer than 32 evaluations\).*budget=64\) makes"):
+        warn_accuracy(report)
+    report.update(exact_budget=64)  # d = 6: the same budget is exact, and the warning says so
+    with pytest.warns(UserWarning, match=r"budget=64\) gives the game's exact.*of its 6 players"):
         warn_accuracy(report)
