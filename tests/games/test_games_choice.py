@@ -77,6 +77,40 @@ def test_one_row_draws_keep_the_sim_semivalue_target_unbiased_by_enumeration():
     torch.testing.assert_close(expected_cv, truth, atol=1e-12, rtol=0)
 
 
+def test_a_complementary_pair_on_one_row_keeps_the_target_unbiased_by_enumeration():
+    """A pair (S, N∖S) evaluated on the same background row k: E over S ~ p(S) and k of the
+    pair's target equals the exact Shapley values; and draw() does share the row."""
+    game, f, x, background = _model_game()
+    d, k = 3, len(background)
+    truth = exact_shapley(game).values
+    v0, v1 = game.empty_and_full()
+    expected = torch.zeros_like(truth)
+    for bits in itertools.product([False, True], repeat=d):
+        if not 0 < sum(bits) < d:
+            continue
+        s = torch.tensor(bits)
+        pair = torch.stack([s, ~s]).expand(2, 2, d)
+        p = float(shapley_kernel_subset_prob(d, torch.tensor(sum(bits))))
+        for row in range(k):
+            v = torch.stack(
+                [torch.from_numpy(f(np.where(m.numpy(), x, background[row]))) for m in pair[0]],
+                dim=1,
+            )
+            expected += p / k * sim_semivalue_target(pair, v, v0, v1, centered=True)
+    torch.testing.assert_close(expected, truth, atol=1e-12, rtol=0)
+    # draw(): each member's value is f on one background row, the same row for both members
+    masks = torch.tensor([[True, False, False], [False, True, True]] * 50).expand(2, 100, d)
+    draws = game.draw(masks, torch.Generator().manual_seed(0))
+    candidates = [
+        torch.from_numpy(f(np.where(masks[0].numpy(), x[0], background[j]))) for j in range(k)
+    ]
+    which = torch.stack([(draws[0] - c).abs().sum(-1) < 1e-12 for c in candidates]).int()
+    assert bool((which.sum(0) == 1).all())  # every value is one row's
+    row_of = which.argmax(0)
+    assert bool((row_of[0::2] == row_of[1::2]).all())  # the pair shares it
+    assert len(set(row_of.tolist())) == k  # and the rows vary between pairs
+
+
 def test_the_draws_pick_each_background_row_uniformly():
     game, f, x, background = _model_game(k=4)
     masks = torch.zeros(2, 4000, 3, dtype=torch.bool)  # v(∅) draws: f of the background row
