@@ -10,7 +10,7 @@ import torch
 from test_input_noise import C, D, _spec, _surrogate  # the same tiny surrogate and network
 from torch.utils.data import DataLoader, TensorDataset
 
-from simshap.amortized import SimSHAP
+from simshap.amortized import SimSHAP, efficient_normalization
 from simshap.amortized.target_memory import TargetMemory
 from simshap.amortized.training import EpochSampler, fit_module
 from simshap.errors import UserError
@@ -224,12 +224,17 @@ def test_memory_epochs_fit_the_means_without_calling_the_surrogate():
     assert seen["memory_steps"] == 4 * 3
     after = explainer.net.state_dict()
     assert any(not torch.equal(after[k], v) for k, v in seen["net"].items())  # it still trains
-    # one memory step is exactly an L2 step to the rows' means
+    # one memory step is exactly an L2 step to the rows' means, from g(x) made efficient as
+    # served (normalize, the default): the means sum to v(N) - v(∅), the total it is made to
     explainer.trainer.fit_loop.epoch_progress.current.completed = 5  # any memory epoch
     explainer.log = lambda *args, **kwargs: None  # outside the fit loop
     rows = torch.arange(8)
     loss = explainer.training_step((x[:8], rows), 0)
     means = memory.mean(rows)
+    served = efficient_normalization(explainer.net(x[:8]), means.sum(1))
+    assert torch.allclose(loss, torch.nn.functional.mse_loss(served, means))
+    explainer.hparams["normalize"] = False  # raw: g(x) itself
+    loss = explainer.training_step((x[:8], rows), 0)
     assert torch.allclose(loss, torch.nn.functional.mse_loss(explainer.net(x[:8]), means))
 
 
