@@ -141,7 +141,7 @@ def test_the_explainer_passes_its_loss_to_the_refinement(monkeypatch: pytest.Mon
             generator=torch.Generator().manual_seed(0),
             loss=loss or "l2",
         )
-        torch.testing.assert_close(got.values, ref.values.float())
+        torch.testing.assert_close(got.values, ref.values.double())  # values are float64
     assert seen == ["l2", "l2", "squared"]
     with pytest.raises(UserError, match="loss must be one of"):
         explainer(x, budget=64, loss="l1")
