@@ -62,8 +62,10 @@ class Inference:
         The step runs in float64 and returns float64 values: a regressor's predictions of
         order 100 are float32 only to about 1e-5, and the values must add up to 1e-5 or better.
         """
+        if phi.device.type == "mps":  # no float64 there: the step runs on the CPU
+            phi, v_full = phi.cpu(), v_full.cpu()
         players = ~self.dummy.to(phi.device) if bool(self.dummy.any()) else None
-        total = v_full.double() - self.base_value.to(phi.device).double()
+        total = v_full.to(phi.device).double() - self.base_value.to(phi.device).double()
         return efficient_normalization(phi.double(), total, players)
 
     def _inputs(self, x: Any) -> tuple[torch.Tensor, Any]:

@@ -62,7 +62,7 @@ class FixedTargetValidation:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         targets = self.validation_targets(x, batch_idx, self._raw_ref(batch, "val"))
         phi = self.efficient(self.raw_attributions(x), self._val_full[batch_idx])
-        return phi.to(targets.dtype) - targets
+        return phi.to(device=targets.device, dtype=targets.dtype) - targets
 
     def validation_l2(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Mean l2 distance of the explainer to the fixed KernelSHAP targets of a batch."""
