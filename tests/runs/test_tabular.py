@@ -477,26 +477,32 @@ def test_simshap_targets_and_their_old_name() -> None:
 
 def test_default_and_paper_targets_differ_only_in_variance() -> None:
     """One training step's loss: the default target is the paper's plus a zero-mean term whose
-    coefficient is the running control-variate coefficient, updated after the step."""
+    coefficient is the running control-variate coefficient, updated after the step; with
+    ``normalize`` (the default) it is compared with g made efficient, and ĝ is that too."""
     torch.manual_seed(0)
     d, c, b, m = 4, 2, 3, 6
     spec = _explainer_spec(d, c)
     paper, default = SimSHAP(spec, target="paper"), SimSHAP(spec, target="default")
+    raw = SimSHAP(spec, target="default", normalize=False)
     default.net.load_state_dict(paper.net.state_dict())
+    raw.net.load_state_dict(paper.net.state_dict())
     assert float(default.cv_coef) == 0.0  # starts as the paper's target
     default.cv_coef.fill_(0.5)
+    raw.cv_coef.fill_(0.5)
     x = torch.randn(b, d)
     masks = torch.rand(b, m, d) < 0.5
     values, v0, v1 = torch.randn(b, m, c), torch.randn(b, c), torch.randn(b, c)
     pred = paper.net(x).float()
-    want_paper = torch.nn.functional.mse_loss(pred, sim_semivalue_target(masks, values, v0, v1))
-    want_default = torch.nn.functional.mse_loss(
-        pred, residual_target(masks, values, v0, v1, 0.5 * pred.detach())
-    )
+    served = efficient_normalization(pred, v1 - v0)
+    mse = torch.nn.functional.mse_loss
+    want_paper = mse(pred, sim_semivalue_target(masks, values, v0, v1))
+    want_default = mse(served, residual_target(masks, values, v0, v1, 0.5 * served.detach()))
+    want_raw = mse(pred, residual_target(masks, values, v0, v1, 0.5 * pred.detach()))
     assert torch.equal(paper.loss(x, masks, values, v0, v1), want_paper)
     assert torch.equal(default.loss(x, masks, values, v0, v1), want_default)
-    assert not torch.equal(want_paper, want_default)
-    c_star = optimal_cv_coef(masks, values, v0, pred.detach())
+    assert torch.equal(raw.loss(x, masks, values, v0, v1), want_raw)
+    assert not torch.equal(want_paper, want_raw) and not torch.equal(want_raw, want_default)
+    c_star = optimal_cv_coef(masks, values, v0, served.detach())
     assert 0.0 <= float(c_star) <= 1.0
     torch.testing.assert_close(default.cv_coef, 0.9 * 0.5 + 0.1 * c_star)
 
