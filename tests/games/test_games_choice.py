@@ -241,7 +241,9 @@ def test_every_output_adds_up_eager_onnx_and_served(trained, method, game, task,
     values, prediction = ort.InferenceSession(str(onnx)).run(None, feed)
     base = explainer.base_value.numpy()
     assert np.abs(base + values.sum(1) - prediction).max() <= 1e-5
-    np.testing.assert_allclose(values, sv.values.numpy(), atol=1e-5)
+    # ONNX Runtime and torch run the float32 network in their own order: at values of order 60
+    # they agree to float32 rounding (relative), not to 1e-5 absolute; additivity is exact above
+    np.testing.assert_allclose(values, sv.values.numpy(), rtol=1e-5, atol=1e-5)
     served = simshap.load(path, model=model)
     handler = ExplainHandler(served)
     batch, target = handler.decode({"instances": rows.to_numpy().tolist()})
