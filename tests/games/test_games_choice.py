@@ -43,19 +43,25 @@ def _model_game(d: int = 3, k: int = 4):
     return RowsGame(f, x, background), f, x, background
 
 
+def _coalitions(d: int):
+    """Every coalition 0 < |S| < d with its Shapley-kernel probability p(S)."""
+    for bits in itertools.product([False, True], repeat=d):
+        if 0 < sum(bits) < d:
+            yield torch.tensor(bits), float(shapley_kernel_subset_prob(d, torch.tensor(sum(bits))))
+
+
+def _with_truth():
+    """The model game, its exact Shapley values and (v(∅), v(N))."""
+    game, f, x, background = _model_game()
+    return game, f, x, background, exact_shapley(game).values, game.empty_and_full()
+
+
 def test_one_row_draws_keep_the_sim_semivalue_target_unbiased_by_enumeration():
     """E over S ~ p(S) and the background row k of the target from one row equals the exact
     Shapley values of the marginal game (the mean over every background row)."""
-    game, f, x, background = _model_game()
-    d, k = 3, len(background)
-    truth = exact_shapley(game).values
-    v0, v1 = game.empty_and_full()
-    expected = torch.zeros_like(truth)
-    for bits in itertools.product([False, True], repeat=d):
-        if not 0 < sum(bits) < d:
-            continue
-        s = torch.tensor(bits)
-        p = float(shapley_kernel_subset_prob(d, torch.tensor(sum(bits))))
+    game, f, x, background, truth, (v0, v1) = _with_truth()
+    d, k, expected = 3, len(background), torch.zeros_like(truth)
+    for s, p in _coalitions(d):
         for row in range(k):  # the one background row each coalition is evaluated on
             hybrid = np.where(s.numpy(), x, background[row])
             v = torch.from_numpy(f(hybrid)).unsqueeze(1)  # (B, 1, C)
@@ -66,11 +72,7 @@ def test_one_row_draws_keep_the_sim_semivalue_target_unbiased_by_enumeration():
     # the control-variate target too (any fixed prior keeps it unbiased)
     prior = torch.randn_like(truth)
     expected_cv = torch.zeros_like(truth)
-    for bits in itertools.product([False, True], repeat=d):
-        if not 0 < sum(bits) < d:
-            continue
-        s = torch.tensor(bits)
-        p = float(shapley_kernel_subset_prob(d, torch.tensor(sum(bits))))
+    for s, p in _coalitions(d):
         for row in range(k):
             v = torch.from_numpy(f(np.where(s.numpy(), x, background[row]))).unsqueeze(1)
             expected_cv += p / k * residual_target(s.expand(2, 1, d), v, v0, v1, prior)
@@ -80,17 +82,10 @@ def test_one_row_draws_keep_the_sim_semivalue_target_unbiased_by_enumeration():
 def test_a_complementary_pair_on_one_row_keeps_the_target_unbiased_by_enumeration():
     """A pair (S, N∖S) evaluated on the same background row k: E over S ~ p(S) and k of the
     pair's target equals the exact Shapley values; and draw() does share the row."""
-    game, f, x, background = _model_game()
-    d, k = 3, len(background)
-    truth = exact_shapley(game).values
-    v0, v1 = game.empty_and_full()
-    expected = torch.zeros_like(truth)
-    for bits in itertools.product([False, True], repeat=d):
-        if not 0 < sum(bits) < d:
-            continue
-        s = torch.tensor(bits)
+    game, f, x, background, truth, (v0, v1) = _with_truth()
+    d, k, expected = 3, len(background), torch.zeros_like(truth)
+    for s, p in _coalitions(d):
         pair = torch.stack([s, ~s]).expand(2, 2, d)
-        p = float(shapley_kernel_subset_prob(d, torch.tensor(sum(bits))))
         for row in range(k):
             v = torch.stack(
                 [torch.from_numpy(f(np.where(m.numpy(), x, background[row]))) for m in pair[0]],
