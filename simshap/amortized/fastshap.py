@@ -50,7 +50,7 @@ class FastSHAP(AmortizedExplainer):
     ) -> torch.Tensor:
         raw = self.raw_attributions(x)
         total = v_full - v_empty
-        players = ~self.dummy.to(raw.device) if bool(self.dummy.any()) else None
+        players = self.sharing_players(raw.device)
         phi = efficient_normalization(raw, total, players) if self.hparams.normalize else raw
         pred = torch.einsum("bmd,bdc->bmc", masks.float(), phi)
         loss = (pred - (values - v_empty.unsqueeze(1))).pow(2).mean()

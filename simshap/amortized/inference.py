@@ -56,6 +56,10 @@ class Inference:
             out = out.masked_fill(self.dummy.to(out.device).view(1, -1, 1), 0.0)
         return out
 
+    def sharing_players(self, device: torch.device) -> torch.Tensor | None:
+        """The players that share the efficiency gap: all but the dummies (``None``: all)."""
+        return ~self.dummy.to(device) if bool(self.dummy.any()) else None
+
     def efficient(self, phi: torch.Tensor, v_full: torch.Tensor) -> torch.Tensor:
         """Additive efficient normalization: base + Σφ = v(N), dummies kept at 0.
 
@@ -64,7 +68,7 @@ class Inference:
         """
         if phi.device.type == "mps":  # no float64 there: the step runs on the CPU
             phi, v_full = phi.cpu(), v_full.cpu()
-        players = ~self.dummy.to(phi.device) if bool(self.dummy.any()) else None
+        players = self.sharing_players(phi.device)
         total = v_full.to(phi.device).double() - self.base_value.to(phi.device).double()
         return efficient_normalization(phi.double(), total, players)
 

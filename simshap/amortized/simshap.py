@@ -227,8 +227,7 @@ class SimSHAP(AmortizedExplainer):
         """
         if not self.hparams.get("normalize", False):  # files before it: raw
             return pred
-        players = ~self.dummy.to(pred.device) if bool(self.dummy.any()) else None
-        return efficient_normalization(pred, total, players)
+        return efficient_normalization(pred, total, self.sharing_players(pred.device))
 
     def _memory_step(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """L2 to the rows' mean targets: no coalitions, no surrogate call, no input noise."""
