@@ -151,7 +151,6 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
         self._val_full: dict[int, torch.Tensor] = {}
         self._val_sq: list[torch.Tensor] = []
         self._val_inst: list[torch.Tensor] = []
-        self._step_terms: torch.Tensor | None = None  # see background_control
 
     def _probe(self) -> torch.Tensor:
         """One all-zero input of the network's shape (for v(∅), which does not depend on x)."""
@@ -222,15 +221,6 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
             return (table, batch[1])
         return None
 
-    def background_control(self) -> torch.Tensor | None:
-        """``(K, d, C)`` an additive control variate on a model's background rows, or ``None``.
-
-        With one, a model's game draws its values with
-        :meth:`~simshap.amortized.sources.RowsSource.draw_controlled` and the step's
-        zero-mean terms wait in ``_step_terms`` for :meth:`loss`; the base class uses none.
-        """
-        return None
-
     def sample_values(
         self, x: torch.Tensor, raw: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -240,7 +230,6 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
             masks ``(B, M, d)``, values ``(B, M, C)``, v(∅) ``(B, C)``, v(N) ``(B, C)``.
         """
         source = self._require_source()
-        self._step_terms = None
         d, b = self.net.spec.get("num_players") or self.surrogate.num_players, x.shape[0]
         sampler = ShapleyKernelSampler(d, paired=self.hparams.paired)
         masks = sampler.sample(
@@ -252,13 +241,7 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
             if isinstance(source, SurrogateSource):
                 v = source.draw(x, raw, torch.cat([ends, masks], dim=1), self._generator)
                 return masks, v[:, 2:], v[:, 0], v[:, 1]
-            control = self.background_control()
-            if control is None:
-                values = source.draw(x, raw, masks, self._generator)
-            else:
-                values, self._step_terms = source.draw_controlled(
-                    x, raw, masks, self._generator, control
-                )
+            values = source.draw(x, raw, masks, self._generator)
             v0 = source.v_empty(x).expand(b, -1)
             return masks, values, v0, source.v_full(x, raw).to(values.dtype)
 

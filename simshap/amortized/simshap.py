@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from simshap.amortized.base import AmortizedExplainer, efficient_normalization
-from simshap.amortized.sources import RowsSource
 from simshap.amortized.surrogate import Surrogate
 from simshap.amortized.target_memory import TargetMemory
 from simshap.errors import UserError
@@ -46,24 +45,19 @@ def optimal_cv_coef(
     values: torch.Tensor,
     v_empty: torch.Tensor,
     baseline: torch.Tensor,
-    terms: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The variance-minimizing control-variate coefficient c* = Cov(t, s) / Var(s), in [0, 1].
 
     ``t`` are the per-coalition terms a_S (v(S) - v(∅)) of the centered Sim-Semivalue target of
-    the game and ``s`` those of the additive game u(S) = 1_Sᵀĝ (+ the background rows' terms
-    T(S, z), ``(B, M, C)``, when the values are one-row draws of a model's game); the target
-    with coefficient c, :func:`residual_target` with baseline c·ĝ on the values v - c·T, has
-    per-coalition terms t - c s. Pooled over the batch, players and classes; 0 when u has no
-    spread.
+    the game and ``s`` those of the additive game u(S) = 1_Sᵀĝ; the target with coefficient c,
+    :func:`residual_target` with baseline c·ĝ, has per-coalition terms t - c s. Pooled over the
+    batch, players and classes; 0 when u has no spread.
     """
     z = masks.to(values.dtype)
     d = masks.shape[-1]
     a = shapley_kernel_gamma(d) * (d * z - z.sum(-1, keepdim=True))  # (B, M, d)
     w = values - v_empty.unsqueeze(1)  # (B, M, C)
     wu = torch.einsum("bmd,bdc->bmc", z, baseline.to(values.dtype))
-    if terms is not None:
-        wu = wu + terms.to(values.dtype)
     t = a.unsqueeze(-1) * w.unsqueeze(2)  # (B, M, d, C)
     su = a.unsqueeze(-1) * wu.unsqueeze(2)
     t, su = t - t.mean(1, keepdim=True), su - su.mean(1, keepdim=True)
@@ -116,17 +110,6 @@ class SimSHAP(AmortizedExplainer):
     sampling epochs, against 0.0053 with the 110 alone; ``benchmarks/RESULTS.md``). Set the
     trainer's ``max_epochs`` (and ``max_epochs_hint``) to E plus the fitting epochs.
 
-    With a model's marginal game each coalition is evaluated on one random background row z
-    (:meth:`~simshap.games.rows.RowsGame.draw`), and what that row changes is most of the
-    target's variance. With ``control_background`` (default) the control variate is the
-    additive game of the explainer's own values on both rows, u(S, z) = Σ_{i∈S} ĝ_i(x) +
-    Σ_{i∉S} (ĝ_i(z) - mean_k ĝ_i(z^k)): for an additive model f(x_S, z_{N∖S}) - v(∅) is exactly
-    that with ĝ the Shapley values, and the z part has mean 0 over the background rows for every
-    S (:meth:`~simshap.games.rows.RowsGame.draw_controlled`), so the target stays unbiased. One
-    coefficient c scales both parts. On census (LightGBM, 100 background rows, 16 rows x 32
-    paired coalitions, ĝ the exact values) the targets' summed squared error falls from 0.079
-    to 0.016; with the coalitions' exact values (no background draw) it is 0.0009.
-
     Args:
         net_spec: explainer network spec (``{"kind": "mlp", ...}`` or ``{"kind": "unet", ...}``).
         surrogate: the trained surrogate.
@@ -143,8 +126,6 @@ class SimSHAP(AmortizedExplainer):
             variate is that efficient ĝ too. The loss then counts only the error that is
             served (the part along the players' sum is removed at inference anyway). The
             paper target is Algorithm 1 and compares the raw g(x).
-        control_background: (default target, a model's marginal game) extend the control
-            variate to the background row each coalition is drawn on (below).
         **kwargs: see :class:`~simshap.amortized.base.AmortizedExplainer`.
     """
 
@@ -157,7 +138,6 @@ class SimSHAP(AmortizedExplainer):
         average_targets: bool | None = None,
         sampling_epochs: int | None = None,
         normalize: bool = True,
-        control_background: bool = True,
         **kwargs: Any,
     ) -> None:
         if target not in SIMSHAP_TARGETS:
@@ -194,7 +174,6 @@ class SimSHAP(AmortizedExplainer):
         # the control-variate coefficient (default target): travels in checkpoints, so a
         # resumed run continues with the same value
         self.register_buffer("cv_coef", torch.zeros(()))
-        self._background_x: torch.Tensor | None = None  # the background rows' network inputs
 
     @property
     def averages_targets(self) -> bool:
@@ -250,24 +229,6 @@ class SimSHAP(AmortizedExplainer):
             return pred
         return efficient_normalization(pred, total, self.sharing_players(pred.device))
 
-    def background_control(self) -> torch.Tensor | None:
-        """``(K, d, C)`` ĝ on the background rows of a model's marginal game, or ``None``.
-
-        Made efficient as served, with totals f(z^k) - v(∅); ``None`` for the other games and
-        targets, and for files from before it.
-        """
-        source = self.source
-        use = self.hparams.get("control_background", False) and (
-            self.hparams.get("target", "paper") == "default"
-        )
-        if not use or not isinstance(source, RowsSource) or len(source.background) < 2:
-            return None
-        if self._background_x is None or self._background_x.device != self.device:
-            self._background_x = self.preprocessor.transform(source.background).to(self.device)
-        raw = self.raw_attributions(self._background_x)
-        total = (source.v_background() - source.v_background().mean(0)).to(raw)
-        return self._fitted(raw, total)
-
     def _memory_step(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """L2 to the rows' mean targets: no coalitions, no surrogate call, no input noise."""
         if self.target_memory is None or self.target_memory.sums is None:
@@ -311,13 +272,11 @@ class SimSHAP(AmortizedExplainer):
         if self.hparams.get("target", "paper") == "default":
             pred = self._fitted(pred, (v_full - v_empty).to(pred))  # ĝ: as served
             g_hat = pred.detach()
-            terms = self._step_terms  # the background rows' part of the control variate
-            drawn = values if terms is None else values - self.cv_coef * terms.to(values)
             target = residual_target(
-                masks, drawn, v_empty, v_full, self.cv_coef * g_hat, self.hparams.centered
+                masks, values, v_empty, v_full, self.cv_coef * g_hat, self.hparams.centered
             )
             with torch.no_grad():  # for the next steps: never the coalitions it is used on
-                c = optimal_cv_coef(masks, values.float(), v_empty.float(), g_hat, terms)
+                c = optimal_cv_coef(masks, values.float(), v_empty.float(), g_hat)
                 self.cv_coef.mul_(_CV_DECAY).add_((1.0 - _CV_DECAY) * c)
             if self._step_rows is not None:
                 target = self._averaged(target)

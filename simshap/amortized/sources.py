@@ -96,7 +96,6 @@ class RowsSource:
         self.batch_size = int(batch_size)
         self.name = name
         self._v_empty: torch.Tensor | None = None
-        self._v_background: torch.Tensor | None = None
 
     def rows(self, raw: Any) -> np.ndarray:
         """Raw rows of a batch: an index tensor into the training table, or the rows."""
@@ -130,30 +129,6 @@ class RowsSource:
         values = self.game(None, raw).draw(masks.cpu(), gen)
         return values.to(device=masks.device, dtype=torch.float32)
 
-    def draw_controlled(
-        self,
-        x: torch.Tensor,
-        raw: Any,
-        masks: torch.Tensor,
-        generator: torch.Generator | None,
-        control: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`draw` and the zero-mean terms of the background rows' additive ``control``.
-
-        See :meth:`~simshap.games.rows.RowsGame.draw_controlled`; both ``(B, M, C)``, float32
-        on the masks' device.
-        """
-        gen = generator if generator is None or generator.device.type == "cpu" else None
-        values, terms = self.game(None, raw).draw_controlled(masks.cpu(), control, gen)
-        return tuple(t.to(device=masks.device, dtype=torch.float32) for t in (values, terms))
-
-    def v_background(self) -> torch.Tensor:
-        """``(K, C)`` f(z^k) of every background row (float64, computed once)."""
-        if self._v_background is None:
-            model = self._require_model()
-            self._v_background = torch.from_numpy(model.on_array(self.background)).double()
-        return self._v_background
-
     def v_full(self, x: torch.Tensor | None, raw: Any) -> torch.Tensor:
         """``(B, C)`` v(N) = f(x), float64 as the model gave it (the values add up to it)."""
         out = torch.from_numpy(self._require_model().on_array(self.rows(raw))).double()
@@ -162,6 +137,7 @@ class RowsSource:
     def v_empty(self, x: torch.Tensor | None = None) -> torch.Tensor:
         """``(C,)`` v(∅) = mean_k f(z^k) over the background rows."""
         if self._v_empty is None:
-            self._v_empty = self.v_background().mean(0)
+            model = self._require_model()
+            self._v_empty = torch.from_numpy(model.on_array(self.background)).mean(0)
         out = self._v_empty.float()
         return out if x is None else out.to(x.device)

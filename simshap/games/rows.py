@@ -117,47 +117,6 @@ class RowsGame(Game):
         Returns:
             ``(B, M, C)`` float64 values (on the CPU).
         """
-        return self._draw(masks, generator)[0]
-
-    def draw_controlled(
-        self,
-        masks: torch.Tensor,
-        control: torch.Tensor,
-        generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`draw`, with the zero-mean terms of an additive control variate on the rows.
-
-        With ``control`` h ``(K, d, C)``, a value per background row and player, the term of a
-        coalition drawn on row z^k is T(S, z^k) = Σ_{i∉S} (h_i(z^k) - mean_l h_i(z^l)). Its
-        mean over the uniform row is exactly 0 for every S, so v(S, z) - c·T(S, z) is an
-        unbiased draw of v_x(S) for any h and c that do not depend on the draw. With h the
-        rows' Shapley values the term removes the additive part of what the row changes
-        (for an additive model, f(x_S, z_{N∖S}) - T(S, z) = v_x(S) exactly).
-
-        Args:
-            masks: bool ``(B, M, d)``.
-            control: ``(K, d, C)`` the additive terms of the K background rows.
-            generator: CPU ``torch.Generator`` for the background rows.
-
-        Returns:
-            ``(B, M, C)`` float64 values and ``(B, M, C)`` terms T (on the CPU).
-        """
-        k = len(self.background)
-        if control.ndim != 3 or control.shape[:2] != (k, self.num_players):
-            raise UserError(
-                f"control must be (K, d, C) = ({k}, {self.num_players}, C), got "
-                f"{tuple(control.shape)}"
-            )
-        values, pick = self._draw(masks, generator)
-        h = control.detach().cpu().double()
-        h = h - h.mean(0, keepdim=True)
-        terms = torch.einsum("bmd,bmdc->bmc", (~masks).cpu().double(), h[pick])
-        return values, terms
-
-    def _draw(
-        self, masks: torch.Tensor, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One-row draws ``(B, M, C)`` and the background row of each coalition ``(B, M)``."""
         b, m, d = masks.shape
         pick = torch.randint(len(self.background), (b, m), generator=generator)
         pairs = m // 2
@@ -166,7 +125,7 @@ class RowsGame(Game):
         inst = np.repeat(np.arange(b), m)
         flat = masks.reshape(b * m, d).cpu().numpy()
         rows = self._hybrid(inst, flat, self.background[pick.reshape(-1).numpy()])
-        return self._predict(rows).view(b, m, -1), pick
+        return self._predict(rows).view(b, m, -1)
 
     def v_empty(self) -> torch.Tensor:
         """``(C,)`` v(∅) = mean_k f(z^k), computed once."""
