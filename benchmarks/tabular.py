@@ -328,7 +328,7 @@ def section(report: dict[str, Any]) -> str:
             "",
             f"Original LightGBM test accuracy {st['model']['test_accuracy']:.4f}; surrogate "
             f"full-mask accuracy {st['surrogate']['surrogate_full_mask_accuracy']:.4f}, "
-            f"validation KL {st['surrogate']['val_kl']:.4f}; SimSHAP {st['simshap']['epochs']} "
+            f"validation loss {st['surrogate']['val_loss']:.4f}; SimSHAP {st['simshap']['epochs']} "
             f"epochs, FastSHAP {st['fastshap']['epochs']} epochs; job wall time "
             f"{res['wall_s']:.0f} s.",
             "",
