@@ -136,6 +136,8 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
         if d is None or dummy is None or dummy.numel() != d:
             dummy = torch.zeros(d or 0, dtype=torch.bool)
         self.register_buffer("dummy", dummy, persistent=False)
+        # fixed at construction: known without reading the buffer (a device sync per step)
+        self.has_dummy = bool(dummy.any())
         self.register_buffer("base_value", torch.zeros(num_classes))
         # the explainer's validation mean squared error per player and class (at its best
         # epoch): the prior variance of ``explainer(x, budget=k)``; NaN until validated

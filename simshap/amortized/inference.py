@@ -45,20 +45,21 @@ def efficient_normalization(
 class Inference:
     """Mixin of the amortized explainers: ``explainer(x)``, ``explain``, the normalization.
 
-    Expects the host to provide ``net``, ``preprocessor``, ``source``, ``model``, ``dummy``,
-    ``base_value``, ``prior_var`` and ``hparams`` (the explainer's constructor sets them up).
+    Expects the host to provide ``net``, ``preprocessor``, ``source``, ``model``, ``dummy``
+    (and ``has_dummy``, whether any player is one), ``base_value``, ``prior_var`` and
+    ``hparams`` (the explainer's constructor sets them up).
     """
 
     def raw_attributions(self, x: torch.Tensor) -> torch.Tensor:
         """The network's output g(x) ``(B, d, C)``, dummy players set to 0."""
         out = self.net(x).float()
-        if bool(self.dummy.any()):
+        if self.has_dummy:
             out = out.masked_fill(self.dummy.to(out.device).view(1, -1, 1), 0.0)
         return out
 
     def sharing_players(self, device: torch.device) -> torch.Tensor | None:
         """The players that share the efficiency gap: all but the dummies (``None``: all)."""
-        return ~self.dummy.to(device) if bool(self.dummy.any()) else None
+        return ~self.dummy.to(device) if self.has_dummy else None
 
     def efficient(self, phi: torch.Tensor, v_full: torch.Tensor) -> torch.Tensor:
         """Additive efficient normalization: base + Σφ = v(N), dummies kept at 0.
