@@ -18,7 +18,10 @@ the section "## Every model and task" of benchmarks/RESULTS.md):
 * ``marginal``: census, LightGBM, 100 background rows, the marginal game (no surrogate): the
   amortized explainer against paired KernelSHAP@512 (goal: l2 <= KernelSHAP@512's).
 * ``marginal_exact``: the same game's exact truth against shap's ExactExplainer and its
-  KernelExplainer with every coalition and ``l1_reg=False`` (goal: equal to 1e-6).
+  KernelExplainer with every coalition and ``l1_reg=False`` (goal: equal to 1e-6), and
+  TreeExplainer's interventional values (raw and probability output).
+* ``marginal_inputs``: the explainer's MLP regressed on the exact marginal values of the
+  log-odds game (no game calls), with and without thermometer inputs: what the network can reach.
 
     OMP_NUM_THREADS=2 python benchmarks/every_model.py --data-dir ../shared/data [--parts readme]
 """
@@ -326,7 +329,81 @@ def part_marginal_exact(data_dir: Path) -> dict[str, Any]:
         masker = shap.maskers.Independent(background, max_samples=len(background))
         exact = shap.explainers.Exact(adapter.on_array, masker)(rows).values
     out["exact_explainer"] = float(np.abs(exact - ours).max())
+    # TreeExplainer's interventional mode on the booster: the log-odds game's exact values, and
+    # its probability output against the probability game's exact values
+    booster, prep = model.booster_, data.preprocessor
+    enc_rows, enc_bg = prep.encode(rows), prep.encode(background)
+    for output, raw_score in (("raw", True), ("probability", False)):
+        tree = shap.TreeExplainer(
+            booster, enc_bg, feature_perturbation="interventional", model_output=output
+        ).shap_values(enc_rows, check_additivity=False)
+        if raw_score:
+            margin = lambda a: booster.predict(prep.encode(a), raw_score=True)[:, None]  # noqa: E731
+            want = exact_shapley(RowsGame(margin, rows, background)).values.numpy()[:, :, 0]
+        else:
+            want = ours[:, :, 1]
+        dist = np.sqrt(((np.asarray(tree) - want) ** 2).sum(1))
+        out[f"tree_explainer {output}"] = {
+            "max_abs": float(np.abs(np.asarray(tree) - want).max()),
+            "l2": float(dist.mean()),
+            "truth_l2_norm": float(np.sqrt((want**2).sum(1)).mean()),
+        }
     out["shap_version"] = shap.__version__
+    return out
+
+
+def part_marginal_inputs(data_dir: Path, epochs: int = 60) -> dict[str, Any]:
+    """Can an MLP fit a tree model's marginal values, given them exactly? With and without cuts.
+
+    The census LightGBM's log-odds game (100 background rows), whose exact values TreeExplainer
+    computes (``marginal_exact`` checks it): :class:`MLPExplainerNet` regressed on them for every
+    training row, on the standardized network inputs alone and with thermometer inputs at
+    ``cut_points(x, 128)``; relative l2 on the test split. No game calls: this bounds what the
+    amortized explainer's network can reach, apart from its targets' noise.
+    """
+    import shap
+
+    from simshap.data.tabular import load_tabular
+    from simshap.models.explainer_nets import MLPExplainerNet, cut_points
+    from simshap.models.original import fit_original_model
+
+    data = load_tabular("census", data_dir=data_dir, seed=0)
+    booster, prep = fit_original_model(data, seed=0).booster_, data.preprocessor
+    enc_train, enc_test = prep.encode(data.raw_train), prep.encode(data.raw_test)
+    rng = np.random.default_rng(0)
+    background = enc_train[np.sort(rng.choice(len(enc_train), 100, replace=False))]
+    tree = shap.TreeExplainer(
+        booster, background, feature_perturbation="interventional", model_output="raw"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        phi = {
+            k: torch.as_tensor(tree.shap_values(e, check_additivity=False), dtype=torch.float32)
+            for k, e in (("train", enc_train), ("test", enc_test))
+        }
+    x = {"train": torch.as_tensor(data.x_train), "test": torch.as_tensor(data.x_test)}
+    scale = float(phi["train"].std())
+    d = len(prep.feature_names)
+    out: dict[str, Any] = {"train_rows": len(enc_train), "test_rows": len(enc_test)}
+    for name, cuts in (("standardized", None), ("cuts_128", cut_points(data.x_train[:, :d], 128))):
+        torch.manual_seed(0)
+        net = MLPExplainerNet(x["train"].shape[1], d, 1, hidden=512, layers=3, cuts=cuts)
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.0)
+        steps = epochs * (len(x["train"]) // 256)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(epochs):
+            perm = torch.randperm(len(x["train"]), generator=gen)
+            for i in range(len(x["train"]) // 256):
+                idx = perm[i * 256 : (i + 1) * 256]
+                loss = (net(x["train"][idx])[:, :, 0] * scale - phi["train"][idx]).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+        with torch.no_grad():
+            err = (net(x["test"])[:, :, 0] * scale - phi["test"]).norm(dim=1)
+        out[name] = {"rel_l2": float((err / phi["test"].norm(dim=1)).mean()), "epochs": epochs}
     return out
 
 
@@ -345,6 +422,7 @@ def main() -> None:
             "small",
             "marginal",
             "marginal_exact",
+            "marginal_inputs",
         ],
     )
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "runs" / "every_model")
@@ -367,6 +445,7 @@ def main() -> None:
         "small": part_small,
         "marginal": lambda: part_marginal(args.data_dir),
         "marginal_exact": lambda: part_marginal_exact(args.data_dir),
+        "marginal_inputs": lambda: part_marginal_inputs(args.data_dir),
     }
     for part in args.parts:
         print(f"[every_model] {part} ...", flush=True)
@@ -462,7 +541,25 @@ def _section(r: dict[str, Any]) -> str:
             f"{x['kernel_explainer l1_reg=False']:.1e} (goal: 1e-6); KernelExplainer's default "
             f"l1_reg keeps 10 of 12 features: {x['kernel_explainer default l1_reg']:.1e}."
         )
+        for output in ("raw", "probability"):
+            t = x.get(f"tree_explainer {output}")
+            if t:
+                lines[-1] += (
+                    f" TreeExplainer (interventional, {output} output) against the exact values "
+                    f"of that output's game: max |difference| {t['max_abs']:.1e}, l2 {t['l2']:.2g} "
+                    f"(the values' own l2 norm {t['truth_l2_norm']:.2g})."
+                )
         lines[-1] += _measured(r["marginal_exact"])
+    if "marginal_inputs" in r:
+        x = r["marginal_inputs"]
+        lines.append(
+            f"- census, can the explainer's MLP fit the marginal values at all? Regressed on the "
+            f"log-odds game's exact values ({x['train_rows']} rows, {x['standardized']['epochs']} "
+            f"epochs, no game calls): test relative l2 {x['standardized']['rel_l2']:.3f} on "
+            f"standardized inputs, {x['cuts_128']['rel_l2']:.3f} with thermometer inputs at 128 "
+            "bins (`explainer.input_bins`)."
+        )
+        lines[-1] += _measured(r["marginal_inputs"])
     return "\n".join(lines) + "\n"
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from simshap.amortized.attach import adapter_for
 from simshap.amortized.inference import Inference, efficient_normalization
 from simshap.amortized.sources import GAMES, RowsSource, SurrogateSource
 from simshap.amortized.surrogate import Surrogate
@@ -169,11 +170,17 @@ class AmortizedExplainer(Inference, FixedTargetValidation, MaskGeneratorState, p
         return self.hparams.get("game", "surrogate")
 
     def attach_model(self, model: Any) -> AmortizedExplainer:
-        """Attach the user's model (a :class:`~simshap.models.adapter.ModelAdapter`); returns self.
+        """Attach the model it explains; returns self.
 
         The marginal and baseline games need it for v(N) = f(x); with the surrogate game it adds
         the model's own output to the answers.
+
+        Args:
+            model: your model, as given when the explainer was trained (it is wrapped as it was
+                then, as ``simshap.load(path, model=...)`` does), or a
+                :class:`~simshap.models.adapter.ModelAdapter`.
         """
+        model = adapter_for(self, model)
         self.model = model
         if isinstance(self.source, RowsSource):
             self.source.model = model

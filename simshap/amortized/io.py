@@ -260,47 +260,8 @@ def load_explainer(
     model.prior_var_quantiles.copy_(blob["prior_var_quantiles"])
     explainer = model.to(map_location).eval()
     if user_model is not None:
-        explainer.attach_model(adapter_for(explainer, user_model))
+        explainer.attach_model(user_model)  # wrapped as it was in training
     return explainer
-
-
-def adapter_for(explainer: AmortizedExplainer, model: Any) -> Any:
-    """The user's model wrapped as it was when ``explainer`` was trained (from its file)."""
-    import numpy as np
-    import pandas as pd
-
-    from simshap.models.adapter import ModelAdapter
-
-    if isinstance(model, ModelAdapter):
-        return model
-    info = dict(explainer.hparams.get("model_info") or {})
-    prep = explainer.preprocessor
-    background = explainer.hparams.get("background")
-    if prep is None or not background:
-        raise UserError(
-            "this explainer holds no rows to check the model on (an image "
-            "explainer, or a file of an earlier release)"
-        )
-    rows: Any = np.array(background, dtype=object)
-    dtypes = info.get("frame_dtypes")
-    if dtypes:
-        frame = pd.DataFrame(rows, columns=prep.feature_names)
-        for name, dtype in dtypes.items():
-            try:
-                frame[name] = frame[name].astype(dtype)
-            except (TypeError, ValueError):
-                frame[name] = frame[name].infer_objects()
-        rows = frame
-    else:
-        rows = rows.astype(np.float64) if not prep.categories else rows
-    return ModelAdapter(
-        model,
-        rows,
-        task=info.get("task", "auto"),
-        output=info.get("output", "auto"),
-        link=info.get("link", "identity"),
-        class_names=explainer.hparams.get("class_names"),
-    )
 
 
 def save(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,6 +19,7 @@ __all__ = [
     "UNetExplainerNet",
     "UserExplainerNet",
     "build_explainer_net",
+    "cut_points",
 ]
 
 # superpixel side -> ResNet-18 stages kept: a 32x32 image leaves layer j at 32 / 2^(j-1) pixels
@@ -36,6 +38,10 @@ class MLPExplainerNet(nn.Module):
         output_scale: per class, the unit of the outputs (a regression's: the standard deviation
             of the model's predictions), so the network learns values of order 1 whatever the
             target's unit and weight decay means the same in every unit; ``None``: 1.
+        cuts: per input column (the first ``len(cuts)``), cut points ``c``; each adds the input
+            ``x_j > c`` (a thermometer code, :func:`cut_points`), so the MLP sees the steps of a
+            model's function (a tree's splits) where standardized numbers alone blur them.
+            ``None``: the inputs as given.
     """
 
     def __init__(
@@ -46,6 +52,7 @@ class MLPExplainerNet(nn.Module):
         hidden: int = 128,
         layers: int = 3,
         output_scale: list[float] | None = None,
+        cuts: list[list[float]] | None = None,
     ) -> None:
         super().__init__()
         self.spec: dict[str, Any] = {
@@ -62,14 +69,73 @@ class MLPExplainerNet(nn.Module):
             if scale.numel() != num_classes or not bool((scale > 0).all() & scale.isfinite().all()):
                 raise ValueError(f"output_scale must be {num_classes} positive numbers")
             self.spec["output_scale"] = [float(v) for v in scale]
-        self.num_players, self.num_classes = num_players, num_classes
-        self.mlp = MLP(in_features, num_players * num_classes, hidden, layers, "relu")
+        columns, values = _flat_cuts(cuts, in_features)
+        if cuts is not None:
+            self.spec["cuts"] = [[float(c) for c in col] for col in cuts]
+        self.num_players, self.num_classes, self.n_cuts = num_players, num_classes, len(values)
+        self.mlp = MLP(in_features + len(values), num_players * num_classes, hidden, layers, "relu")
         # rebuilt from the spec: not part of the weights (older files load unchanged)
         self.register_buffer("output_scale", scale, persistent=False)
+        self.register_buffer("cut_columns", torch.tensor(columns, dtype=torch.long), False)
+        self.register_buffer("cut_values", torch.tensor(values, dtype=torch.float32), False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, F) -> (B, d, C)``."""
+        if self.n_cuts:  # a Python int: export traces no branch
+            x = torch.cat([x, (x[:, self.cut_columns] > self.cut_values).to(x.dtype)], dim=1)
         return self.mlp(x).view(-1, self.num_players, self.num_classes) * self.output_scale
+
+
+def _flat_cuts(cuts: list[list[float]] | None, in_features: int) -> tuple[list[int], list[float]]:
+    """(column, value) of every cut point, checked: finite, increasing, within the inputs."""
+    if cuts is None:
+        return [], []
+    if len(cuts) > in_features:
+        raise ValueError(f"cuts for {len(cuts)} columns, but the network has {in_features} inputs")
+    columns, values = [], []
+    for j, col in enumerate(cuts):
+        v = np.asarray(col, dtype=np.float64)
+        if v.ndim != 1 or not np.isfinite(v).all() or (np.diff(v) <= 0).any():
+            raise ValueError(f"cuts[{j}] must be finite increasing numbers, got {list(col)[:5]}")
+        columns += [j] * len(v)
+        values += v.tolist()
+    return columns, values
+
+
+def cut_points(x: np.ndarray, bins: int) -> list[list[float]]:
+    """Cut points of each column of ``x`` for :class:`MLPExplainerNet`'s thermometer inputs.
+
+    A column with at most ``bins`` distinct values is cut between every two neighbours (a cut
+    per step a model can take on it); a column with more is cut next to its ``bins - 1`` inner
+    quantiles (ties merged). Every cut lies midway between two neighbouring values at least 1e-5
+    (relative) apart, so float rounding of a training value (float32 inputs, ONNX's own
+    standardization) never flips its code. Constant columns get none.
+
+    Args:
+        x: ``(n, k)`` network inputs of the training rows (standardized columns); of a table
+            above 200,000 rows, evenly spaced rows.
+        bins: at most this many intervals per column (>= 2).
+
+    Returns:
+        ``k`` lists of increasing cut points.
+    """
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+    x = np.asarray(x, dtype=np.float64)
+    x = x[:: max(1, len(x) // 200_000)]  # evenly spaced rows of a very large table
+    out = []
+    for col in x.T:
+        values = np.unique(col[np.isfinite(col)])
+        # the gaps between neighbours a cut may take: 1e-5 (relative) or wider, as closer values
+        # are one value to a float32 network, and a cut midway cannot flip under rounding
+        lo, hi = values[:-1], values[1:]
+        wide = np.flatnonzero(hi - lo > 1e-5 * np.maximum(1.0, np.maximum(abs(lo), abs(hi))))
+        if len(values) > bins and len(wide):  # the first wide gap at or above each quantile
+            q = np.quantile(col, np.arange(1, bins) / bins)
+            at = np.clip(np.searchsorted(values, q, "right") - 1, 0, len(values) - 2)
+            wide = np.unique(wide[np.minimum(np.searchsorted(wide, at), len(wide) - 1)])
+        out.append([float(c) for c in (lo[wide] + hi[wide]) / 2])
+    return out
 
 
 class UNetExplainerNet(nn.Module):

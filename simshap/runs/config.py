@@ -121,6 +121,16 @@ class TabularExplainerSection(_Section):
     val_budget: int | None = Field(default=None, ge=2)  # None: the profile's
     efficiency_lambda: float = Field(default=0.0, ge=0)
     input_noise: float | None = Field(default=None, ge=0)  # None: the profile's
+    # thermometer inputs x_j > c at up to input_bins - 1 cut points per feature (0: none);
+    # None: the game's profile (128 for the marginal game), else 0
+    input_bins: int | None = Field(default=None, ge=0)
+
+    @field_validator("input_bins")
+    @classmethod
+    def _bins(cls, v: int | None) -> int | None:
+        if v == 1:
+            raise ValueError("input_bins is 0 (off) or at least 2 intervals per feature")
+        return v
 
 
 class TabularEvaluationSection(_Section):

@@ -37,6 +37,7 @@ from simshap.files import sha256_file
 from simshap.fingerprint import fingerprint
 from simshap.games.rows import RowsGame
 from simshap.models.adapter import ModelAdapter
+from simshap.models.explainer_nets import cut_points
 from simshap.models.original import (
     fit_original_model,
     load_original_model,
@@ -288,21 +289,21 @@ class TabularRun(TabularEvaluation, Run):
         return out
 
     def explainer_net_spec(self) -> dict[str, Any]:
-        """An MLP from the network inputs to ``(d, C)`` attributions."""
+        """An MLP from the network inputs (and their cut points) to ``(d, C)`` attributions."""
         e, data = self.config["explainer"], self.data
-        return {
+        spec = {
             "kind": "mlp",
             "in_features": data.preprocessor.num_inputs,
             "num_players": data.n_features,
             "num_classes": self.adapter().num_outputs,
             "hidden": e["hidden"],
             "layers": e["layers"],
-            **self._output_scale(),
         }
-
-    def _output_scale(self) -> dict[str, Any]:
-        """A regression's explainer outputs in units of the predictions' standard deviation."""
-        return {"output_scale": self._target_moments()[1]} if self.data.task == "regression" else {}
+        if e["input_bins"]:
+            spec["cuts"] = cut_points(data.x_train[:, : data.n_features], e["input_bins"])
+        if data.task == "regression":  # outputs in units of the predictions' standard deviation
+            spec["output_scale"] = self._target_moments()[1]
+        return spec
 
     def _target_moments(self) -> tuple[list[float], list[float]]:
         """Mean and std of the model's training predictions per output (once per model)."""

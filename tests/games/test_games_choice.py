@@ -259,7 +259,20 @@ def test_a_models_game_without_its_model_says_how_to_get_it(trained):
         loaded(frame.iloc[:3])
     raw = loaded(frame.iloc[:3], efficient=False)  # the raw network output needs no model
     assert raw.prediction is None
-    assert simshap.load(path, model=model)(frame.iloc[:3]).prediction is not None
+    with_model = simshap.load(path, model=model)(frame.iloc[:3])
+    assert with_model.prediction is not None
+    attached = simshap.load(path).attach_model(model)(frame.iloc[:3])  # the model as trained with
+    assert torch.equal(attached.values, with_model.values)
+
+
+def test_the_models_own_games_see_thermometer_inputs_and_the_surrogates_do_not(trained):
+    for (method, game, task), (explainer, *_rest) in trained.items():
+        cuts = explainer.net.spec.get("cuts")
+        if game == "marginal":  # one cut list per feature, below 128 bins each
+            assert cuts is not None and len(cuts) == 5, (method, task)
+            assert all(0 < len(c) <= 127 for c in cuts)
+        else:
+            assert cuts is None, (method, game, task)
 
 
 def test_a_poor_surrogate_is_warned_about():
