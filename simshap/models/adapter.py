@@ -197,7 +197,8 @@ class ModelAdapter:
         if raw.ndim == 2 and raw.shape[1] >= 2:
             return "classification"
         raise UserError(
-            f"the model returns one number per row (shape {raw.shape}), which may be a "
+            f"the model returns one number per row ({len(raw)} rows in, {len(raw)} numbers "
+            "out), which may be a "
             "regression or a binary classifier's probability or logit: pass output='logit' or "
             "output='probability' (a classifier), output='raw' or task='regression' (a "
             "regression), or the labels y"

@@ -39,8 +39,9 @@ def _sigmoid(z):
 
 
 def test_one_logit_is_a_binary_classifier_not_a_softmax_over_one_column():
-    with pytest.raises(UserError, match="output='logit'"):
+    with pytest.raises(UserError, match="output='logit'") as err:
         ModelAdapter(OneLogit(), X)  # one number per row: a logit, a probability or a number?
+    assert "shape" not in str(err.value)  # the module returns (n, 1): no squeezed (n,) shown
     a = ModelAdapter(OneLogit(), X, output="logit")
     assert (a.task, a.output, a.num_outputs) == ("classification", "logit", 2)
     assert ModelAdapter(OneLogit(), X, task="classification").output == "logit"  # off [0, 1]
