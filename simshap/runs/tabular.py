@@ -70,6 +70,7 @@ class TabularRun(TabularEvaluation, Run):
         # rows and a model given in memory (simshap.fit) instead of files
         self._data, self._adapter, self._given = data, adapter, data is not None
         self._moments: tuple[list[float], list[float]] | None = None
+        self._cuts: list[list[float]] | None = None
         # sizes left at None come from the profile of the table's size
         self.config = resolve_profile(self.config_file, len(self.data.raw_train))
 
@@ -300,7 +301,9 @@ class TabularRun(TabularEvaluation, Run):
             "layers": e["layers"],
         }
         if e["input_bins"]:
-            spec["cuts"] = cut_points(data.x_train[:, : data.n_features], e["input_bins"])
+            if self._cuts is None:  # once per run: every method's spec asks for them twice
+                self._cuts = cut_points(data.x_train[:, : data.n_features], e["input_bins"])
+            spec["cuts"] = self._cuts
         if data.task == "regression":  # outputs in units of the predictions' standard deviation
             spec["output_scale"] = self._target_moments()[1]
         return spec
@@ -314,8 +317,7 @@ class TabularRun(TabularEvaluation, Run):
 
     def background(self) -> np.ndarray:
         """The background rows of the game (raw): K training rows, or the baseline row."""
-        data = self.data
-        prep = data.preprocessor
+        data, prep = self.data, self.data.preprocessor
         raw = prep.raw_array(data.raw_train)
         if self.game_name == "baseline":
             return baseline_row(data.raw_train, prep.feature_names)
@@ -341,11 +343,10 @@ class TabularRun(TabularEvaluation, Run):
 
     def explainer_extras(self) -> dict[str, Any]:
         """Names, preprocessing, game, model contract and background rows (kept in the file)."""
-        data = self.data
         return {
-            "feature_names": data.feature_names,
+            "feature_names": self.data.feature_names,
             "class_names": self.adapter().class_names,
-            "preprocessor": data.preprocessor.to_dict(),
+            "preprocessor": self.data.preprocessor.to_dict(),
             "game": self.game_name,
             "model_info": self.model_info(),
             "background": self.background().tolist(),
@@ -369,8 +370,7 @@ class TabularRun(TabularEvaluation, Run):
         on every background row; timed on 2,048 coalitions (early stopping may end sooner).
         """
         e, train = self.config["explainer"], source.tables["train"]
-        k = len(source.background)
-        rows = len(train) * e["n_masks"] * e["max_epochs"]
+        rows, k = len(train) * e["n_masks"] * e["max_epochs"], len(source.background)
         val = min(len(source.tables["val"]), e["val_instances"]) * e["val_budget"] * k
         n = min(len(train), 2048)
         masks = torch.rand(n, 1, train.shape[1], generator=torch.Generator().manual_seed(0)) < 0.5
