@@ -72,6 +72,7 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
             "one-thread workers on two otherwise idle cores scale linearly (not timed)",
         }
     sub = cfg.get("explain_subset") or {"per_bucket": None}
+    whole = res.get("n_models_trained_this_call") == res["n_models_trained"]  # one timed call
     return {
         "n_models_trained": res["n_models_trained"],
         "n_models_explained": res["n_models_explained"],
@@ -85,6 +86,7 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
         "train_chunk_seconds": res["train_chunk_seconds"],
         "train_chunk_cpu_seconds": res.get("train_chunk_cpu_seconds"),
         "train_cost": cost,
+        "train_wall_minutes_whole_zoo": res["train_wall_seconds_this_call"] / 60 if whole else None,
         "explain_seconds_per_model": res["explain_seconds_per_model"],
         "explain_subset": sub if sub.get("per_bucket") is not None else None,
         "explained_models": res.get("explained_models", "all"),

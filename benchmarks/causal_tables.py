@@ -37,7 +37,13 @@ def _zoo_lines(
             f"({cost['cpu_seconds_per_model_epoch']:.2f} per model-epoch), training and test "
             "scoring, CPU time of the one-thread chunk processes; **projected** 1,000 models on 2 "
             f"quiet cores: {cost['projected_minutes_1000_models_on_2_cores']:.0f} min (CPU "
-            "seconds / 2 cores; a projection, not a wall-clock timing: the cores were shared)"
+            "seconds / 2 cores; a projection, not a wall-clock timing)"
+        )
+    if s.get("train_wall_minutes_whole_zoo") is not None:
+        lines.append(
+            f"- **timed**: the whole zoo ({s['n_models_trained']} models) trained in one call in "
+            f"{s['train_wall_minutes_whole_zoo']:.1f} min wall time (data loading, training and "
+            "test scoring in the worker processes; see conditions for the machine's load)"
         )
     sub = s.get("explain_subset")
     if sub:

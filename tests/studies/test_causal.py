@@ -373,7 +373,7 @@ def test_cli_runs_and_resumes(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     assert main(["study", "causal", str(config), "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
-    assert res["n_models_trained"] == 8
+    assert res["n_models_trained"] == res["n_models_trained_this_call"] == 8
     for bucket in res["buckets"]:
         assert bucket["corr"]["identity"]["total_pearson"]["value"] == pytest.approx(1.0)
     for fig in (
@@ -386,6 +386,8 @@ def test_cli_runs_and_resumes(tmp_path, capsys) -> None:
     stamp = (out / "zoo" / "chunk_0000.pt").stat().st_mtime_ns
     assert main(["study", "causal", str(config), "--out", str(out)]) == 0  # resume
     assert (out / "zoo" / "chunk_0000.pt").stat().st_mtime_ns == stamp
+    resumed = json.loads((out / "results.json").read_text())
+    assert (resumed["n_models_trained"], resumed["n_models_trained_this_call"]) == (8, 0)
     other = tmp_path / "other"
     other.mkdir()
     capsys.readouterr()

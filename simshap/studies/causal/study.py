@@ -247,7 +247,7 @@ def run_study(
     """
     data = load_config_data(cfg) if int(cfg["workers"]) == 1 else None
     t0 = time.perf_counter()
-    train_zoo(cfg, data, out / "zoo", max_seconds, log)
+    trained_now = train_zoo(cfg, data, out / "zoo", max_seconds, log)
     train_wall = time.perf_counter() - t0
     zoo = load_zoo(out / "zoo", cfg["grid"], cfg["stride"], cfg["n_models"])
     an, sub = cfg["analysis"], cfg["explain_subset"]
@@ -288,6 +288,7 @@ def run_study(
         "train_chunk_seconds": zoo.seconds,
         "train_chunk_cpu_seconds": zoo.cpu_seconds,
         "train_wall_seconds_this_call": train_wall,
+        "n_models_trained_this_call": trained_now,
         "explain_wall_seconds_this_call": explain_wall,
         "explain_seconds_per_model": sum(p["seconds_per_model"] for p in parts) / len(parts),
         "shapley_game_evaluations": max(int(p["n_evals"]) for p in parts),
