@@ -21,7 +21,8 @@ the section "## Every model and task" of benchmarks/RESULTS.md):
   KernelExplainer with every coalition and ``l1_reg=False`` (goal: equal to 1e-6), and
   TreeExplainer's interventional values (raw and probability output).
 * ``marginal_inputs``: the explainer's MLP regressed on the exact marginal values of the
-  log-odds game (no game calls), with and without thermometer inputs: what the network can reach.
+  log-odds game (no game calls), with and without thermometer inputs, longer, wider and on half
+  the rows: what the network can reach and what limits it.
 
     OMP_NUM_THREADS=2 python benchmarks/every_model.py --data-dir ../shared/data [--parts readme]
 """
@@ -352,14 +353,44 @@ def part_marginal_exact(data_dir: Path) -> dict[str, Any]:
     return out
 
 
-def part_marginal_inputs(data_dir: Path, epochs: int = 60) -> dict[str, Any]:
-    """Can an MLP fit a tree model's marginal values, given them exactly? With and without cuts.
+def _regress(net: Any, x: torch.Tensor, phi: torch.Tensor, epochs: int, scale: float) -> None:
+    """Fit ``net`` to exact values: AdamW, one-cycle learning rate, mini-batches of 256."""
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.0)
+    batches = len(x) // 256
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=epochs * batches)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(batches):
+            idx = perm[i * 256 : (i + 1) * 256]
+            loss = (net(x[idx])[:, :, 0] * scale - phi[idx]).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+
+
+# (name, thermometer inputs, hidden width, epochs, share of the training rows)
+CAPACITY = (
+    ("standardized", False, 512, 60, 1.0),
+    ("cuts_128", True, 512, 60, 1.0),
+    ("cuts_128 200 epochs", True, 512, 200, 1.0),
+    ("cuts_128 200 epochs half rows", True, 512, 200, 0.5),
+    ("cuts_128 width 1024", True, 1024, 60, 1.0),
+)
+
+
+def part_marginal_inputs(data_dir: Path) -> dict[str, Any]:
+    """Can an MLP fit a tree model's marginal values, given them exactly? What limits it?
 
     The census LightGBM's log-odds game (100 background rows), whose exact values TreeExplainer
-    computes (``marginal_exact`` checks it): :class:`MLPExplainerNet` regressed on them for every
-    training row, on the standardized network inputs alone and with thermometer inputs at
-    ``cut_points(x, 128)``; relative l2 on the test split. No game calls: this bounds what the
-    amortized explainer's network can reach, apart from its targets' noise.
+    computes (``marginal_exact`` checks it): :class:`MLPExplainerNet` (3 hidden layers) regressed
+    on them, on the standardized network inputs alone and with thermometer inputs at
+    ``cut_points(x, 128)``, for the schedules, widths and shares of the training rows of
+    :data:`CAPACITY`; relative l2 on the training rows it saw and on the test split. No game
+    calls: this bounds what the amortized explainer's network can reach, apart from its targets'
+    noise. A training error far below the test error means more rows would help; close to it, a
+    larger network or a longer schedule.
     """
     import shap
 
@@ -384,26 +415,30 @@ def part_marginal_inputs(data_dir: Path, epochs: int = 60) -> dict[str, Any]:
     x = {"train": torch.as_tensor(data.x_train), "test": torch.as_tensor(data.x_test)}
     scale = float(phi["train"].std())
     d = len(prep.feature_names)
+    cuts = cut_points(data.x_train[:, :d], 128)
     out: dict[str, Any] = {"train_rows": len(enc_train), "test_rows": len(enc_test)}
-    for name, cuts in (("standardized", None), ("cuts_128", cut_points(data.x_train[:, :d], 128))):
-        torch.manual_seed(0)
-        net = MLPExplainerNet(x["train"].shape[1], d, 1, hidden=512, layers=3, cuts=cuts)
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.0)
-        steps = epochs * (len(x["train"]) // 256)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps)
-        gen = torch.Generator().manual_seed(0)
-        for _ in range(epochs):
-            perm = torch.randperm(len(x["train"]), generator=gen)
-            for i in range(len(x["train"]) // 256):
-                idx = perm[i * 256 : (i + 1) * 256]
-                loss = (net(x["train"][idx])[:, :, 0] * scale - phi["train"][idx]).pow(2).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
+
+    def rel_l2(net: Any, xs: torch.Tensor, target: torch.Tensor) -> float:
         with torch.no_grad():
-            err = (net(x["test"])[:, :, 0] * scale - phi["test"]).norm(dim=1)
-        out[name] = {"rel_l2": float((err / phi["test"].norm(dim=1)).mean()), "epochs": epochs}
+            err = (net(xs)[:, :, 0] * scale - target).norm(dim=1)
+        return round(float((err / target.norm(dim=1)).mean()), 5)
+
+    for name, thermometer, hidden, epochs, share in CAPACITY:
+        start = time.perf_counter()
+        rows = int(share * len(x["train"]))
+        torch.manual_seed(0)
+        net = MLPExplainerNet(
+            x["train"].shape[1], d, 1, hidden=hidden, layers=3, cuts=cuts if thermometer else None
+        )
+        _regress(net, x["train"][:rows], phi["train"][:rows], epochs, scale)
+        out[name] = {
+            "rel_l2": rel_l2(net, x["test"], phi["test"]),
+            "train_rel_l2": rel_l2(net, x["train"][:rows], phi["train"][:rows]),
+            "epochs": epochs,
+            "hidden": hidden,
+            "train_rows": rows,
+            "seconds": round(time.perf_counter() - start),
+        }
     return out
 
 
@@ -455,6 +490,7 @@ def main() -> None:
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "load_average_1min": round(os.getloadavg()[0], 1),
+            "cpu": report["machine"]["cpu"],
         }
         print(json.dumps(report[part], indent=1), flush=True)
         OUT.write_text(json.dumps(report, indent=2))
@@ -467,8 +503,8 @@ def _section(r: dict[str, Any]) -> str:
         "## Every model and task",
         "",
         f"{m['cpu']} ({m['cpus']} cores); last command `{r['command']}`; raw figures in "
-        "`benchmarks/results/every_model.json`. Each bullet says when it was measured, on how "
-        "many threads and at what load average (2 cores: above 2 means shared).",
+        "`benchmarks/results/every_model.json`. Each bullet says when it was measured, on which "
+        "CPU (2 cores), on how many threads and at what load average (above 2 means shared).",
         "",
     ]
     if "readme" in r:
@@ -552,12 +588,16 @@ def _section(r: dict[str, Any]) -> str:
         lines[-1] += _measured(r["marginal_exact"])
     if "marginal_inputs" in r:
         x = r["marginal_inputs"]
+        fits = "; ".join(
+            f"{k} ({v['hidden']} wide, {v['epochs']} epochs, {v['train_rows']} rows) "
+            f"{v['rel_l2']:.3f} (train {v.get('train_rel_l2', float('nan')):.3f})"
+            for k, v in x.items()
+            if isinstance(v, dict) and "rel_l2" in v
+        )
         lines.append(
-            f"- census, can the explainer's MLP fit the marginal values at all? Regressed on the "
-            f"log-odds game's exact values ({x['train_rows']} rows, {x['standardized']['epochs']} "
-            f"epochs, no game calls): test relative l2 {x['standardized']['rel_l2']:.3f} on "
-            f"standardized inputs, {x['cuts_128']['rel_l2']:.3f} with thermometer inputs at 128 "
-            "bins (`explainer.input_bins`)."
+            "- census, can the explainer's MLP fit the marginal values at all? Regressed on the "
+            f"log-odds game's exact values (no game calls; `explainer.input_bins` gives the "
+            f"thermometer inputs, cuts_128), test relative l2 (on its training rows): {fits}."
         )
         lines[-1] += _measured(r["marginal_inputs"])
     return "\n".join(lines) + "\n"
@@ -568,8 +608,8 @@ def _measured(x: dict[str, Any]) -> str:
     if not m:
         return ""
     return (
-        f" [measured {m['date']}, OMP_NUM_THREADS={m['OMP_NUM_THREADS']}, load "
-        f"{m['load_average_1min']}]"
+        f" [measured {m['date']}" + (f" on {m['cpu']}" if "cpu" in m else "")
+        + f", OMP_NUM_THREADS={m['OMP_NUM_THREADS']}, load {m['load_average_1min']}]"
     )
 
 
