@@ -590,7 +590,7 @@ def _section(r: dict[str, Any]) -> str:
         x = r["marginal_inputs"]
         fits = "; ".join(
             f"{k} ({v['hidden']} wide, {v['epochs']} epochs, {v['train_rows']} rows) "
-            f"{v['rel_l2']:.3f} (train {v.get('train_rel_l2', float('nan')):.3f})"
+            f"{v['rel_l2']:.3f} (train {v['train_rel_l2']:.3f})"
             for k, v in x.items()
             if isinstance(v, dict) and "rel_l2" in v
         )
@@ -608,7 +608,8 @@ def _measured(x: dict[str, Any]) -> str:
     if not m:
         return ""
     return (
-        f" [measured {m['date']}" + (f" on {m['cpu']}" if "cpu" in m else "")
+        f" [measured {m['date']}"
+        + (f" on {m['cpu']}" if "cpu" in m else "")
         + f", OMP_NUM_THREADS={m['OMP_NUM_THREADS']}, load {m['load_average_1min']}]"
     )
 
