@@ -378,11 +378,11 @@ class TabularRun(TabularEvaluation, Run):
         RowsGame(source.model.on_array, train[:n], source.background).draw(masks)
         rate = n / max(time.perf_counter() - start, 1e-9)
         print(
-            f"[simshap] the {source.name} game: training feeds the model about {rows + val:,.0f} "
+            f"[simshap] the {source.name} game: training feeds the model at most {rows + val:,.0f} "
             f"rows ({rows:,.0f} for {e['max_epochs']} epochs x {e['n_masks']} coalitions per row, "
-            f"{val:,.0f} for validation), about {(rows + val) / rate / 60:.1f} min at the "
-            f"{rate:,.0f} rows/s measured here; explainer.max_epochs, explainer.n_masks, "
-            f"background_size or fewer rows bring it down",
+            f"{val:,.0f} for validation), at most {(rows + val) / rate / 60:.1f} min at the "
+            f"{rate:,.0f} rows/s measured here (early stopping often ends sooner); "
+            f"explainer.max_epochs, explainer.n_masks, background_size or fewer rows bring it down",
             flush=True,
         )
 

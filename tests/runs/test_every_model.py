@@ -112,10 +112,10 @@ def test_marginal_game_with_nan_adds_up_to_the_model_itself(table, capsys):
     explainer = simshap.fit(
         model, frame, y, game="marginal", accelerator="cpu", background_size=20, **SMALL
     )
-    # before training it says how many rows the model will see: n_train x n_masks x epochs for
-    # training, val_instances x val_budget x background rows for validation
+    # before training it says how many rows the model will see at most: n_train x n_masks x
+    # epochs for training, val_instances x val_budget x background rows for validation
     said = re.search(
-        r"feeds the model about ([\d,]+) rows \(([\d,]+) for 4 epochs x (\d+) "
+        r"feeds the model at most ([\d,]+) rows \(([\d,]+) for 4 epochs x (\d+) "
         r"coalitions per row, ([\d,]+) for validation\)",
         capsys.readouterr().out,
     )
