@@ -60,10 +60,24 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's umask (read once: setting it to read it is not thread-safe)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 def atomic_write(
     path: str | os.PathLike[str], content: bytes | str | Callable[[Path], Any]
 ) -> Path:
     """Write ``path`` atomically: a temporary file in the same folder, fsync, rename.
+
+    The file gets the permissions ``open(path, "w")`` would give it (an existing file's mode,
+    else 0o666 less the umask), not the temporary file's private 0o600: a saved explainer or an
+    exported graph can be read by the server's user as a plain file could.
 
     Args:
         path: the file to write (its folder is created).
@@ -88,6 +102,7 @@ def atomic_write(
         with open(tmp, "rb+") as fh:
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
         fault_point("atomic_write.before_rename")
         os.replace(tmp, path)
     except BaseException:

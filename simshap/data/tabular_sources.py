@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -27,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from simshap.errors import MissingFileError, UserError
+from simshap.files import atomic_write
 
 __all__ = [
     "CENSUS_CATEGORICAL",
@@ -139,11 +138,8 @@ def _download(source: _Source, folder: Path, timeout: float) -> Path:
             if not names:
                 raise OSError(f"{source.url} does not contain {source.member}")
             payload = archive.read(names[0])
-    # write atomically so an interrupted download never leaves a truncated file behind
-    with tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:
-        tmp.write(payload)
-    shutil.move(tmp.name, target)
-    return target
+    # atomically, so an interrupted download never leaves a truncated file behind
+    return atomic_write(target, payload)
 
 
 def _find_file(name: str, data_dir: str | os.PathLike[str] | None, download: bool | None) -> Path:
