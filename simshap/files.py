@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import secrets
 import signal
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,16 +60,6 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
-    """The process's umask (read once: setting it to read it is not thread-safe)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()
-
-
 def atomic_write(
     path: str | os.PathLike[str], content: bytes | str | Callable[[Path], Any]
 ) -> Path:
@@ -89,8 +79,10 @@ def atomic_write(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
+    # created as open() would create it (0o666 less the umask, applied by the kernel), unlike
+    # mkstemp's 0o600; the random name and O_EXCL keep it private to this call
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         if callable(content):
             os.close(fd)
@@ -102,7 +94,8 @@ def atomic_write(
         with open(tmp, "rb+") as fh:
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
+        if path.exists():  # a rewritten file keeps its mode
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
         fault_point("atomic_write.before_rename")
         os.replace(tmp, path)
     except BaseException:
